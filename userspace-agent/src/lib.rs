@@ -1,0 +1,10 @@
+//! Sonde: a zero-code distributed tracing agent built on eBPF.
+//!
+//! Data flows top to bottom through these modules: `attach` loads and attaches the
+//! probes, `capture` turns ring-buffer records into ordered per-connection byte
+//! streams, `protocols` parses them (pure functions, no I/O), `spans` pairs requests
+//! with responses and builds spans, `sinks` print or export them.
+
+pub mod protocols;
+pub mod sinks;
+pub mod spans;

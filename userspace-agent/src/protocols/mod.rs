@@ -1,0 +1,1 @@
+//! Pure protocol parsers: bytes in, values out. No eBPF, no I/O.
