@@ -5,6 +5,8 @@
 //! streams, `protocols` parses them (pure functions, no I/O), `spans` pairs requests
 //! with responses and builds spans, `sinks` print or export them.
 
+pub mod abi;
+pub mod attach;
 pub mod protocols;
 pub mod sinks;
 pub mod spans;

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Host program run by userspace-agent/build.rs: prints the layout of every ABI struct as
+ * Rust constants, which abi.rs checks against its mirrors at compile time. */
+#include <linux/types.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "sonde_abi.h"
+
+#define FIELD(t, f) printf("    (\"%s\", %zu),\n", #f, offsetof(struct t, f))
+
+int main(void)
+{
+    printf("pub const DATA_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_data_event));
+    printf("pub const DATA_HDR_SIZE: usize = %zu;\n", SONDE_DATA_HDR_SIZE);
+    printf("pub const SOCK_STATE_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_sock_state_event));
+    printf("pub const PROC_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_proc_event));
+    printf("pub const MAX_CAPTURE: usize = %d;\n", SONDE_MAX_CAPTURE);
+    printf("pub const TAIL_BYTES: usize = %d;\n", SONDE_TAIL_BYTES);
+    printf("pub const DATA_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
+    FIELD(sonde_data_event, kind);
+    FIELD(sonde_data_event, direction);
+    FIELD(sonde_data_event, syscall);
+    FIELD(sonde_data_event, family);
+    FIELD(sonde_data_event, ctx_role);
+    FIELD(sonde_data_event, parent_source);
+    FIELD(sonde_data_event, tail_len);
+    FIELD(sonde_data_event, tgid);
+    FIELD(sonde_data_event, tid);
+    FIELD(sonde_data_event, ts_ns);
+    FIELD(sonde_data_event, sock_id);
+    FIELD(sonde_data_event, total_len);
+    FIELD(sonde_data_event, captured_len);
+    FIELD(sonde_data_event, local_port);
+    FIELD(sonde_data_event, remote_port);
+    FIELD(sonde_data_event, local_addr);
+    FIELD(sonde_data_event, remote_addr);
+    FIELD(sonde_data_event, ctx);
+    FIELD(sonde_data_event, tail);
+    FIELD(sonde_data_event, data);
+    printf("];\n");
+    printf("pub const SOCK_STATE_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
+    FIELD(sonde_sock_state_event, kind);
+    FIELD(sonde_sock_state_event, old_state);
+    FIELD(sonde_sock_state_event, new_state);
+    FIELD(sonde_sock_state_event, ts_ns);
+    FIELD(sonde_sock_state_event, sock_id);
+    printf("];\n");
+    printf("pub const PROC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
+    FIELD(sonde_proc_event, kind);
+    FIELD(sonde_proc_event, tgid);
+    FIELD(sonde_proc_event, ts_ns);
+    printf("];\n");
+    printf("pub const ENUMS: &[(&str, u32)] = &[\n");
+#define ENUM(e) printf("    (\"%s\", %d),\n", #e, e)
+    ENUM(SONDE_EV_DATA);
+    ENUM(SONDE_EV_SOCK_STATE);
+    ENUM(SONDE_EV_EXEC);
+    ENUM(SONDE_EV_EXIT);
+    ENUM(SONDE_DIR_INGRESS);
+    ENUM(SONDE_DIR_EGRESS);
+    ENUM(SONDE_CTX_NONE);
+    ENUM(SONDE_CTX_SERVER_REQUEST);
+    ENUM(SONDE_CTX_CLIENT_REQUEST);
+    ENUM(SONDE_PARENT_NONE);
+    ENUM(SONDE_PARENT_THREAD);
+    ENUM(SONDE_PARENT_FORK);
+    ENUM(SONDE_DROP_RINGBUF_FULL);
+    ENUM(SONDE_DROP_READ_FAULT);
+    ENUM(SONDE_DROP_MAX);
+    printf("];\n");
+    return 0;
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one contract between the probes and the Rust agent (userspace-agent/src/abi.rs).
+ * Rules: every struct is hand-padded and naturally aligned (never packed), the event
+ * kind byte comes first, and a Rust test compares sizes and offsets against the BTF of
+ * the compiled object (abi_types.bpf.c), so drift fails the build's tests.
+ */
+#pragma once
+
+/* Bytes of payload a data event can carry (power of two: masks prove bounds). */
+#define SONDE_MAX_CAPTURE 4096
+/* Last bytes of a syscall's data reported separately (chunked terminator detection). */
+#define SONDE_TAIL_BYTES 8
+/* iovec entries walked per readv/writev/recvmsg/sendmsg (bounded loop). */
+#define SONDE_MAX_IOV 8
+
+enum sonde_event_kind {
+    SONDE_EV_DATA = 1,       /* bytes moved on a TCP socket of a traced process */
+    SONDE_EV_SOCK_STATE = 2, /* TCP state change of a socket seen by a data event */
+    SONDE_EV_EXEC = 3,       /* a traced process (or any, when watching exe globs) exec'd */
+    SONDE_EV_EXIT = 4,       /* a traced process exited */
+};
+
+enum sonde_direction {
+    SONDE_DIR_INGRESS = 0, /* the process read these bytes */
+    SONDE_DIR_EGRESS = 1,  /* the process wrote these bytes */
+};
+
+/* Which syscall produced a data event (diagnostics and tests). */
+enum sonde_syscall {
+    SONDE_SYS_READ = 1,
+    SONDE_SYS_WRITE = 2,
+    SONDE_SYS_READV = 3,
+    SONDE_SYS_WRITEV = 4,
+    SONDE_SYS_RECVFROM = 5,
+    SONDE_SYS_SENDTO = 6,
+    SONDE_SYS_RECVMSG = 7,
+    SONDE_SYS_SENDMSG = 8,
+    SONDE_SYS_SENDFILE = 9,
+};
+
+/* What the kernel decided about trace context for a data event. */
+enum sonde_ctx_role {
+    SONDE_CTX_NONE = 0,           /* not the first bytes of an HTTP request */
+    SONDE_CTX_SERVER_REQUEST = 1, /* a request arrived: new server span */
+    SONDE_CTX_CLIENT_REQUEST = 2, /* a request left: new client span */
+};
+
+/* How a span's parent was found (mirrors spans::ParentSource). */
+enum sonde_parent_source {
+    SONDE_PARENT_NONE = 0,   /* root span: new trace */
+    SONDE_PARENT_THREAD = 1, /* same thread was serving a request */
+    SONDE_PARENT_FORK = 2,   /* inherited from the thread or process that forked this one */
+};
+
+/* Reasons the probes count instead of reporting (index into the `drops` array). */
+enum sonde_drop_reason {
+    SONDE_DROP_RINGBUF_FULL = 0, /* ring buffer reserve/output failed */
+    SONDE_DROP_READ_FAULT = 1,   /* user memory could not be read */
+    SONDE_DROP_MAX = 8,
+};
+
+struct sonde_trace_ctx {
+    __u8 trace_id[16];
+    __u8 span_id[8];
+    __u8 parent_span_id[8]; /* all zero: no parent */
+};
+
+struct sonde_data_event {
+    __u8 kind;          /* SONDE_EV_DATA */
+    __u8 direction;     /* enum sonde_direction */
+    __u8 syscall;       /* enum sonde_syscall */
+    __u8 family;        /* AF_INET or AF_INET6 */
+    __u8 ctx_role;      /* enum sonde_ctx_role */
+    __u8 parent_source; /* enum sonde_parent_source */
+    __u16 tail_len;     /* valid bytes in tail[] */
+    __u32 tgid;
+    __u32 tid;
+    __u64 ts_ns;      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+    __u64 sock_id;    /* kernel address of struct sock: the connection identity */
+    __u64 total_len;  /* bytes the syscall moved */
+    __u32 captured_len; /* valid bytes in data[] */
+    __u16 local_port;   /* host byte order */
+    __u16 remote_port;  /* host byte order */
+    __u8 local_addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
+    __u8 remote_addr[16];
+    struct sonde_trace_ctx ctx; /* valid when ctx_role != SONDE_CTX_NONE */
+    __u8 tail[SONDE_TAIL_BYTES];
+    __u8 data[SONDE_MAX_CAPTURE];
+};
+
+/* Header part of a data event; the ring record is this plus captured_len bytes. */
+#define SONDE_DATA_HDR_SIZE (sizeof(struct sonde_data_event) - SONDE_MAX_CAPTURE)
+
+struct sonde_sock_state_event {
+    __u8 kind; /* SONDE_EV_SOCK_STATE */
+    __u8 old_state;
+    __u8 new_state;
+    __u8 _pad[5];
+    __u64 ts_ns;
+    __u64 sock_id;
+};
+
+struct sonde_proc_event {
+    __u8 kind; /* SONDE_EV_EXEC or SONDE_EV_EXIT */
+    __u8 _pad[3];
+    __u32 tgid;
+    __u64 ts_ns;
+};

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Every map the probes share, with what it tracks and why its type was chosen. */
+#pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "sonde_abi.h"
+
+/* TGIDs to trace. Userspace fills it on attach; the fork hook adds children in the
+ * kernel so a child's first syscall is already traced (no userspace race). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u32);
+    __type(value, __u32);
+} traced_pids SEC(".maps");
+
+/* All events to userspace. Size is set at load time. */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* A data event is larger than the 512-byte stack; build it here. The spare half after
+ * data[] lets a bounded offset plus a bounded length pass the verifier. */
+struct scratch {
+    struct sonde_data_event ev;
+    __u8 spare[SONDE_MAX_CAPTURE];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+/* Counted instead of reported, by enum sonde_drop_reason. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, SONDE_DROP_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} drops SEC(".maps");
+
+/* The server span a thread is working on: set when a request arrives on a socket the
+ * thread reads, inherited by forked threads and processes, cleared when the thread
+ * starts the response. LRU: a thread that dies without exit cleanup cannot leak. */
+struct thread_ctx {
+    struct sonde_trace_ctx ctx;
+    __u64 sock_id;
+    __u8 source; /* enum sonde_parent_source the entry gives its children */
+    __u8 _pad[7];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct thread_ctx);
+} thread_ctxs SEC(".maps");
+
+/* Sockets data events have reported; state changes are forwarded only for these. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, __u8);
+} known_socks SEC(".maps");
+
+static __always_inline void count_drop(__u32 reason)
+{
+    __u64 *n = bpf_map_lookup_elem(&drops, &reason);
+    if (n)
+        (*n)++;
+}

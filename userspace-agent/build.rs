@@ -1,0 +1,97 @@
+//! Builds the eBPF probes (clang, BPF target, CO-RE) and the ABI layout table.
+//!
+//! clang is required: set `SONDE_CLANG` to pick a binary; otherwise `clang-19` and then
+//! `clang` are tried. `cargo xtask setup` (or .ci/run) installs it.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let probes = manifest.join("../ebpf-probes");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    rerun_if_changed(&probes);
+    println!("cargo:rerun-if-env-changed=SONDE_CLANG");
+
+    build_probes(&probes, &out);
+    build_abi_layout(&probes, &out);
+}
+
+fn rerun_if_changed(dir: &Path) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rerun_if_changed(&path);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}
+
+fn clang() -> String {
+    if let Some(c) = env::var_os("SONDE_CLANG") {
+        return c.to_string_lossy().into_owned();
+    }
+    for candidate in ["clang-19", "clang"] {
+        if Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return candidate.to_owned();
+        }
+    }
+    panic!(
+        "no clang found: the eBPF probes need clang with the BPF target \
+         (apt-get install clang-19 llvm-19 libbpf-dev, or run `cargo xtask setup`); \
+         set SONDE_CLANG to choose one"
+    );
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed with {status}");
+}
+
+fn build_probes(probes: &Path, out: &Path) {
+    let obj = out.join("sonde.bpf.o");
+    run(Command::new(clang())
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-Wall",
+            "-Werror",
+        ])
+        .arg(format!("-I{}", probes.join("include").display()))
+        .arg(format!("-I{}", probes.display()))
+        .arg("-c")
+        .arg(probes.join("sonde.bpf.c"))
+        .arg("-o")
+        .arg(&obj));
+}
+
+fn build_abi_layout(probes: &Path, out: &Path) {
+    let exe = out.join("abi_layout");
+    run(
+        Command::new(env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
+            .arg(format!("-I{}", probes.join("include").display()))
+            .arg(probes.join("abi_layout.c"))
+            .arg("-o")
+            .arg(&exe),
+    );
+    let output = Command::new(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
+    assert!(output.status.success(), "{} failed", exe.display());
+    std::fs::write(out.join("abi_layout.rs"), output.stdout).expect("writing abi_layout.rs");
+}

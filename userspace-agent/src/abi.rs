@@ -1,0 +1,436 @@
+//! Rust mirrors of `ebpf-probes/include/sonde_abi.h`, the kernel <-> agent contract.
+//!
+//! Records arrive from the ring buffer as bytes; [`Event::decode`] checks sizes and kinds
+//! and copies the fixed header out with `read_unaligned`, so a short or corrupt record
+//! is an error, never undefined behaviour. Layout drift against the C header fails to
+//! compile: build.rs prints the C offsets and the `const` block below compares them.
+
+use thiserror::Error;
+
+/// Layout of the C structs, printed by `ebpf-probes/abi_layout.c` at build time.
+mod c_layout {
+    include!(concat!(env!("OUT_DIR"), "/abi_layout.rs"));
+}
+
+pub const MAX_CAPTURE: usize = 4096;
+pub const TAIL_BYTES: usize = 8;
+
+pub const EV_DATA: u8 = 1;
+pub const EV_SOCK_STATE: u8 = 2;
+pub const EV_EXEC: u8 = 3;
+pub const EV_EXIT: u8 = 4;
+
+pub const DROP_RINGBUF_FULL: u32 = 0;
+pub const DROP_READ_FAULT: u32 = 1;
+pub const DROP_MAX: u32 = 8;
+
+/// `struct sonde_trace_ctx`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawTraceCtx {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: [u8; 8],
+}
+
+/// The fixed part of `struct sonde_data_event` (everything before `data[]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawDataHeader {
+    pub kind: u8,
+    pub direction: u8,
+    pub syscall: u8,
+    pub family: u8,
+    pub ctx_role: u8,
+    pub parent_source: u8,
+    pub tail_len: u16,
+    pub tgid: u32,
+    pub tid: u32,
+    pub ts_ns: u64,
+    pub sock_id: u64,
+    pub total_len: u64,
+    pub captured_len: u32,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub ctx: RawTraceCtx,
+    pub tail: [u8; TAIL_BYTES],
+}
+
+/// `struct sonde_sock_state_event`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawSockStateEvent {
+    pub kind: u8,
+    pub old_state: u8,
+    pub new_state: u8,
+    pub _pad: [u8; 5],
+    pub ts_ns: u64,
+    pub sock_id: u64,
+}
+
+/// `struct sonde_proc_event`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawProcEvent {
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    pub tgid: u32,
+    pub ts_ns: u64,
+}
+
+// ===== compile-time layout checks against the C header =====
+
+const fn offset_of_named(table: &[(&str, usize)], name: &str) -> usize {
+    let mut i = 0;
+    while i < table.len() {
+        if const_str_eq(table[i].0, name) {
+            return table[i].1;
+        }
+        i += 1;
+    }
+    panic!("field missing from the C layout table");
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn enum_value(name: &str) -> u32 {
+    let mut i = 0;
+    while i < c_layout::ENUMS.len() {
+        if const_str_eq(c_layout::ENUMS[i].0, name) {
+            return c_layout::ENUMS[i].1;
+        }
+        i += 1;
+    }
+    panic!("enum missing from the C layout table");
+}
+
+macro_rules! assert_layout {
+    ($table:expr, $ty:ty, $($field:ident),+) => {
+        $(assert!(
+            core::mem::offset_of!($ty, $field) == offset_of_named($table, stringify!($field)),
+            concat!("ABI drift: ", stringify!($ty), ".", stringify!($field))
+        );)+
+    };
+}
+
+const _: () = {
+    use c_layout::*;
+    assert!(
+        size_of::<RawDataHeader>() == DATA_HDR_SIZE,
+        "ABI drift: data event header size"
+    );
+    assert!(DATA_HDR_SIZE + MAX_CAPTURE == DATA_EVENT_SIZE);
+    assert!(c_layout::MAX_CAPTURE == self::MAX_CAPTURE);
+    assert!(c_layout::TAIL_BYTES == self::TAIL_BYTES);
+    assert!(offset_of_named(DATA_EVENT_OFFSETS, "data") == DATA_HDR_SIZE);
+    assert!(size_of::<RawSockStateEvent>() == SOCK_STATE_EVENT_SIZE);
+    assert!(size_of::<RawProcEvent>() == PROC_EVENT_SIZE);
+    assert_layout!(
+        DATA_EVENT_OFFSETS,
+        RawDataHeader,
+        kind,
+        direction,
+        syscall,
+        family,
+        ctx_role,
+        parent_source,
+        tail_len,
+        tgid,
+        tid,
+        ts_ns,
+        sock_id,
+        total_len,
+        captured_len,
+        local_port,
+        remote_port,
+        local_addr,
+        remote_addr,
+        ctx,
+        tail
+    );
+    assert_layout!(
+        SOCK_STATE_EVENT_OFFSETS,
+        RawSockStateEvent,
+        kind,
+        old_state,
+        new_state,
+        ts_ns,
+        sock_id
+    );
+    assert_layout!(PROC_EVENT_OFFSETS, RawProcEvent, kind, tgid, ts_ns);
+    assert!(enum_value("SONDE_EV_DATA") == EV_DATA as u32);
+    assert!(enum_value("SONDE_EV_SOCK_STATE") == EV_SOCK_STATE as u32);
+    assert!(enum_value("SONDE_EV_EXEC") == EV_EXEC as u32);
+    assert!(enum_value("SONDE_EV_EXIT") == EV_EXIT as u32);
+    assert!(enum_value("SONDE_DIR_INGRESS") == Direction::Ingress as u32);
+    assert!(enum_value("SONDE_DIR_EGRESS") == Direction::Egress as u32);
+    assert!(enum_value("SONDE_CTX_NONE") == CtxRole::None as u32);
+    assert!(enum_value("SONDE_CTX_SERVER_REQUEST") == CtxRole::ServerRequest as u32);
+    assert!(enum_value("SONDE_CTX_CLIENT_REQUEST") == CtxRole::ClientRequest as u32);
+    assert!(enum_value("SONDE_PARENT_NONE") == KernelParentSource::None as u32);
+    assert!(enum_value("SONDE_PARENT_THREAD") == KernelParentSource::Thread as u32);
+    assert!(enum_value("SONDE_PARENT_FORK") == KernelParentSource::Fork as u32);
+    assert!(enum_value("SONDE_DROP_RINGBUF_FULL") == DROP_RINGBUF_FULL);
+    assert!(enum_value("SONDE_DROP_READ_FAULT") == DROP_READ_FAULT);
+    assert!(enum_value("SONDE_DROP_MAX") == DROP_MAX);
+};
+
+// ===== decoded events =====
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Direction {
+    /// The process read these bytes.
+    Ingress = 0,
+    /// The process wrote these bytes.
+    Egress = 1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CtxRole {
+    None = 0,
+    ServerRequest = 1,
+    ClientRequest = 2,
+}
+
+/// How the kernel linked a span to its parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum KernelParentSource {
+    None = 0,
+    Thread = 1,
+    Fork = 2,
+}
+
+/// A decoded data event borrowing its payload from the ring buffer record.
+#[derive(Debug)]
+pub struct DataEvent<'a> {
+    pub header: RawDataHeader,
+    pub direction: Direction,
+    pub ctx_role: CtxRole,
+    pub parent_source: KernelParentSource,
+    pub data: &'a [u8],
+    pub tail: &'a [u8],
+}
+
+/// One ring-buffer record, decoded.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Data(DataEvent<'a>),
+    SockState(RawSockStateEvent),
+    Exec { tgid: u32, ts_ns: u64 },
+    Exit { tgid: u32, ts_ns: u64 },
+}
+
+/// Why a ring-buffer record could not be decoded (counted, never fatal).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty record")]
+    Empty,
+    #[error("record of kind {kind} is {len} bytes, shorter than its header")]
+    Short { kind: u8, len: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("field {field} has invalid value {value}")]
+    BadField { field: &'static str, value: u64 },
+}
+
+fn read_header<T: Copy>(record: &[u8]) -> Result<T, DecodeError> {
+    if record.len() < size_of::<T>() {
+        return Err(DecodeError::Short {
+            kind: record.first().copied().unwrap_or(0),
+            len: record.len(),
+        });
+    }
+    // SAFETY: the record holds at least size_of::<T>() bytes; T is a repr(C) struct of
+    // integers and byte arrays, valid for every bit pattern; read_unaligned makes no
+    // alignment assumption about the ring-buffer memory.
+    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<T>()) })
+}
+
+impl<'a> Event<'a> {
+    pub fn decode(record: &'a [u8]) -> Result<Self, DecodeError> {
+        let kind = *record.first().ok_or(DecodeError::Empty)?;
+        match kind {
+            EV_DATA => DataEvent::decode(record).map(Event::Data),
+            EV_SOCK_STATE => read_header::<RawSockStateEvent>(record).map(Event::SockState),
+            EV_EXEC | EV_EXIT => {
+                let raw = read_header::<RawProcEvent>(record)?;
+                Ok(if kind == EV_EXEC {
+                    Event::Exec {
+                        tgid: raw.tgid,
+                        ts_ns: raw.ts_ns,
+                    }
+                } else {
+                    Event::Exit {
+                        tgid: raw.tgid,
+                        ts_ns: raw.ts_ns,
+                    }
+                })
+            }
+            other => Err(DecodeError::UnknownKind(other)),
+        }
+    }
+}
+
+impl<'a> DataEvent<'a> {
+    fn decode(record: &'a [u8]) -> Result<Self, DecodeError> {
+        let header: RawDataHeader = read_header(record)?;
+        let direction = match header.direction {
+            0 => Direction::Ingress,
+            1 => Direction::Egress,
+            v => {
+                return Err(DecodeError::BadField {
+                    field: "direction",
+                    value: v.into(),
+                });
+            }
+        };
+        let ctx_role = match header.ctx_role {
+            0 => CtxRole::None,
+            1 => CtxRole::ServerRequest,
+            2 => CtxRole::ClientRequest,
+            v => {
+                return Err(DecodeError::BadField {
+                    field: "ctx_role",
+                    value: v.into(),
+                });
+            }
+        };
+        let parent_source = match header.parent_source {
+            0 => KernelParentSource::None,
+            1 => KernelParentSource::Thread,
+            2 => KernelParentSource::Fork,
+            v => {
+                return Err(DecodeError::BadField {
+                    field: "parent_source",
+                    value: v.into(),
+                });
+            }
+        };
+        let captured = header.captured_len as usize;
+        if captured > MAX_CAPTURE || captured as u64 > header.total_len {
+            return Err(DecodeError::BadField {
+                field: "captured_len",
+                value: captured as u64,
+            });
+        }
+        let tail_len = usize::from(header.tail_len);
+        if tail_len > TAIL_BYTES {
+            return Err(DecodeError::BadField {
+                field: "tail_len",
+                value: tail_len as u64,
+            });
+        }
+        let data = record
+            .get(size_of::<RawDataHeader>()..size_of::<RawDataHeader>() + captured)
+            .ok_or(DecodeError::Short {
+                kind: EV_DATA,
+                len: record.len(),
+            })?;
+        Ok(DataEvent {
+            header,
+            direction,
+            ctx_role,
+            parent_source,
+            data,
+            tail: &record[offset_of_tail()..offset_of_tail() + tail_len],
+        })
+    }
+}
+
+const fn offset_of_tail() -> usize {
+    core::mem::offset_of!(RawDataHeader, tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_record(captured: &[u8], total: u64) -> Vec<u8> {
+        let mut header = RawDataHeader {
+            kind: EV_DATA,
+            direction: 1,
+            syscall: 2,
+            family: 2,
+            ctx_role: 0,
+            parent_source: 0,
+            tail_len: 0,
+            tgid: 7,
+            tid: 8,
+            ts_ns: 9,
+            sock_id: 10,
+            total_len: total,
+            captured_len: captured.len() as u32,
+            local_port: 80,
+            remote_port: 5555,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
+            ctx: RawTraceCtx::default(),
+            tail: [0; TAIL_BYTES],
+        };
+        header.tail[..3].copy_from_slice(b"xyz");
+        header.tail_len = 3;
+        // SAFETY: plain-old-data struct viewed as bytes for the test record.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&raw const header).cast::<u8>(), size_of::<RawDataHeader>())
+        };
+        let mut rec = bytes.to_vec();
+        rec.extend_from_slice(captured);
+        rec
+    }
+
+    #[test]
+    fn decodes_a_data_record() {
+        let rec = data_record(b"GET / HTTP/1.1\r\n", 100);
+        let Ok(Event::Data(ev)) = Event::decode(&rec) else {
+            panic!("not a data event")
+        };
+        assert_eq!(ev.data, b"GET / HTTP/1.1\r\n");
+        assert_eq!(ev.tail, b"xyz");
+        assert_eq!(ev.direction, Direction::Egress);
+        assert_eq!(ev.header.tgid, 7);
+    }
+
+    #[test]
+    fn rejects_short_and_corrupt_records() {
+        let rec = data_record(b"GET / HTTP/1.1\r\n", 100);
+        assert!(matches!(
+            Event::decode(&rec[..20]),
+            Err(DecodeError::Short { .. })
+        ));
+        assert!(matches!(
+            Event::decode(&rec[..rec.len() - 1]),
+            Err(DecodeError::Short { .. })
+        ));
+        assert_eq!(Event::decode(&[]).unwrap_err(), DecodeError::Empty);
+        assert_eq!(
+            Event::decode(&[99, 0, 0]).unwrap_err(),
+            DecodeError::UnknownKind(99)
+        );
+        let rec = data_record(b"0123456789", 4);
+        assert!(matches!(
+            Event::decode(&rec),
+            Err(DecodeError::BadField {
+                field: "captured_len",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,3 @@
+//! Attaching to the kernel and to target processes.
+
+pub mod probes;

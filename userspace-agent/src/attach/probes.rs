@@ -1,0 +1,200 @@
+//! Loading the probe object and attaching its programs.
+//!
+//! The object is built by build.rs from `ebpf-probes/sonde.bpf.c` and embedded in the
+//! binary. Which kernel hook runs each program is chosen here ([`Hook`]); on kernels
+//! with kprobes or fentry, cheaper twins can be added to [`HOOKS`] and chosen by probing.
+//!
+//! Detaching: every attachment is owned by a file descriptor of this process, so the
+//! kernel removes the programs when the agent exits for any reason, SIGKILL included.
+//! The traced processes are never modified.
+
+use anyhow::{Context, Result, bail};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+
+use crate::abi;
+
+static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sonde.bpf.o"));
+
+/// A kernel attachment point for one program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A static tracepoint: `category/name` under tracefs `events/`.
+    Tracepoint {
+        category: &'static str,
+        name: &'static str,
+    },
+}
+
+/// One program of the object and where it attaches.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgramHook {
+    pub program: &'static str,
+    pub hook: Hook,
+}
+
+const fn tp(program: &'static str, category: &'static str, name: &'static str) -> ProgramHook {
+    ProgramHook {
+        program,
+        hook: Hook::Tracepoint { category, name },
+    }
+}
+
+/// Every program the agent attaches, in attach order (lifecycle hooks first, so a fork
+/// during attach is not missed by the data hooks).
+pub const HOOKS: &[ProgramHook] = &[
+    tp("sonde_tp_sched_fork", "sched", "sched_process_fork"),
+    tp("sonde_tp_sched_exec", "sched", "sched_process_exec"),
+    tp("sonde_tp_sched_exit", "sched", "sched_process_exit"),
+    tp("sonde_tp_sock_state", "sock", "inet_sock_set_state"),
+    tp("sonde_tp_exit_read", "syscalls", "sys_exit_read"),
+    tp("sonde_tp_exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
+    tp("sonde_tp_exit_readv", "syscalls", "sys_exit_readv"),
+    tp("sonde_tp_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
+    tp("sonde_tp_exit_write", "syscalls", "sys_exit_write"),
+    tp("sonde_tp_exit_sendto", "syscalls", "sys_exit_sendto"),
+    tp("sonde_tp_exit_writev", "syscalls", "sys_exit_writev"),
+    tp("sonde_tp_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
+    tp(
+        "sonde_tp_exit_sendfile64",
+        "syscalls",
+        "sys_exit_sendfile64",
+    ),
+];
+
+/// Settings baked into the programs at load time.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Payload prefix copied per syscall (clamped to [`abi::MAX_CAPTURE`]).
+    pub capture_bytes: u32,
+    /// Report every exec on the host (for `--exe` globs).
+    pub watch_exec: bool,
+    /// Benchmark floor: attach everything, but every program returns at once.
+    pub empty_probes: bool,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            capture_bytes: 2048,
+            watch_exec: false,
+            empty_probes: false,
+            ring_buffer_bytes: 8 << 20,
+        }
+    }
+}
+
+/// The loaded, attached probes and handles on their maps.
+pub struct Probes {
+    ebpf: Ebpf,
+    traced: HashMap<MapData, u32, u32>,
+    drops: PerCpuArray<MapData, u64>,
+    attached: Vec<ProgramHook>,
+}
+
+impl Probes {
+    /// Loads the object (the kernel verifier runs here) and attaches every hook.
+    pub fn load_and_attach(opts: &ProbeOptions) -> Result<Self> {
+        if !opts.ring_buffer_bytes.is_power_of_two() || opts.ring_buffer_bytes < 4096 {
+            bail!(
+                "ring buffer size must be a power of two of at least 4096 bytes, got {}",
+                opts.ring_buffer_bytes
+            );
+        }
+        let capture = opts.capture_bytes.min(abi::MAX_CAPTURE as u32);
+        let watch_exec = u8::from(opts.watch_exec);
+        let empty = u8::from(opts.empty_probes);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("capture_bytes", &capture, true)
+            .override_global("watch_exec", &watch_exec, true)
+            .override_global("empty_probes", &empty, true)
+            .map_max_entries("events", opts.ring_buffer_bytes)
+            .load(PROBE_OBJECT)
+            .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")?;
+
+        let mut attached = Vec::with_capacity(HOOKS.len());
+        for hook in HOOKS {
+            attach_one(&mut ebpf, hook)
+                .with_context(|| format!("attaching {} to {:?}", hook.program, hook.hook))?;
+            attached.push(*hook);
+        }
+
+        let traced = HashMap::try_from(
+            ebpf.take_map("traced_pids")
+                .context("map traced_pids missing")?,
+        )?;
+        let drops = PerCpuArray::try_from(ebpf.take_map("drops").context("map drops missing")?)?;
+        Ok(Self {
+            ebpf,
+            traced,
+            drops,
+            attached,
+        })
+    }
+
+    /// The ring buffer events arrive on. Can be taken once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("events")
+            .context("ring buffer already taken")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Starts tracing a process (its threads and, through the fork hook, its future children).
+    pub fn trace_pid(&mut self, tgid: u32) -> Result<()> {
+        self.traced
+            .insert(tgid, 1, 0)
+            .with_context(|| format!("adding pid {tgid} to the traced set"))
+    }
+
+    pub fn untrace_pid(&mut self, tgid: u32) {
+        // Already gone (the exit hook removed it) is fine.
+        let _ = self.traced.remove(&tgid);
+    }
+
+    /// Events the probes had to drop, by `abi::DROP_*` reason, summed over CPUs.
+    pub fn drop_counts(&self) -> [u64; abi::DROP_MAX as usize] {
+        let mut out = [0u64; abi::DROP_MAX as usize];
+        for (reason, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.drops.get(&(reason as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+
+    pub fn attached(&self) -> &[ProgramHook] {
+        &self.attached
+    }
+}
+
+fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook) -> Result<()> {
+    let program = ebpf
+        .program_mut(hook.program)
+        .with_context(|| format!("program {} missing from the object", hook.program))?;
+    match hook.hook {
+        Hook::Tracepoint { category, name } => {
+            let tp: &mut TracePoint = program.try_into()?;
+            tp.load().map_err(verifier_context)?;
+            tp.attach(category, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// aya puts the verifier log inside the error; keep all of it in the message.
+fn verifier_context(err: aya::programs::ProgramError) -> anyhow::Error {
+    match err {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            anyhow::anyhow!("the kernel verifier rejected the program: {io_error}\n{verifier_log}")
+        }
+        other => other.into(),
+    }
+}
