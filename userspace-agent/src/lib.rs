@@ -6,7 +6,12 @@
 //! with responses and builds spans, `sinks` print or export them.
 
 pub mod abi;
+pub mod agent;
 pub mod attach;
+pub mod capture;
+pub mod cli;
+pub mod doctor;
+pub mod metrics;
 pub mod protocols;
 pub mod sinks;
 pub mod spans;

@@ -1,5 +1,10 @@
 //! Spans: pairing requests with responses, parent links, naming and attributes.
 
+pub mod http_span;
+pub mod identity;
 pub mod model;
+pub mod trace_join;
+pub mod tracker;
 
+pub use identity::{ParentLink, ParentSource, SpanIdentity};
 pub use model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId, Value};

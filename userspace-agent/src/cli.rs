@@ -1,0 +1,99 @@
+//! Command line: `sonde attach`, `sonde run`, `sonde doctor`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sonde",
+    version,
+    about = "Zero-code distributed tracing for running processes, built on eBPF",
+    long_about = "Sonde attaches to processes that are already running (any language, no restart, \
+                  no code change) and turns their HTTP traffic into distributed traces.\n\n\
+                  Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN (run `sonde doctor`)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace processes that are already running.
+    ///
+    /// Targets combine: every process any of them names is traced, with its children.
+    #[command(arg_required_else_help = true)]
+    Attach {
+        /// Process ID to trace (with its descendants); repeatable.
+        #[arg(long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
+        /// Executable path glob, e.g. '/usr/sbin/nginx*'; processes started later that
+        /// match are picked up too. Repeatable.
+        #[arg(long = "exe", value_name = "GLOB")]
+        exes: Vec<String>,
+        /// Trace whatever listens on this TCP port; repeatable.
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<u16>,
+        #[command(flatten)]
+        opts: TraceOptions,
+    },
+    /// Start a program and trace it and its children; exits with its exit code.
+    #[command(arg_required_else_help = true)]
+    Run {
+        #[command(flatten)]
+        opts: TraceOptions,
+        /// The program and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Check what this host allows (BTF, lockdown, kprobes, tracefs, capabilities...).
+    Doctor {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A readable tree per trace.
+    #[default]
+    Tree,
+    /// One span per line, OTLP JSON field names.
+    Json,
+    /// No span output (counters only).
+    None,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct TraceOptions {
+    /// Span output on stdout.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Tree)]
+    pub output: OutputFormat,
+    /// service.name for every traced process (default: OTEL_SERVICE_NAME of the
+    /// process, else its executable or script name).
+    #[arg(long, value_name = "NAME")]
+    pub service_name: Option<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Payload bytes captured per syscall (headers must fit; bodies are never kept).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=4096))]
+    pub capture_bytes: u32,
+    /// Seconds a request may wait for its response before it is dropped and counted.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub request_timeout: f64,
+    /// Ring buffer size in MiB (power of two).
+    #[arg(long, default_value_t = 8, value_name = "MIB")]
+    pub ring_buffer_mib: u32,
+    /// Tree output: print a trace once it has been quiet this long (ms).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub quiet_ms: u64,
+    /// Write a line to this file once the probes are attached (for scripts and tests).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Benchmark floor: attach every hook, but every probe returns at once.
+    #[arg(long, hide = true)]
+    pub empty_probes: bool,
+}

@@ -1,0 +1,218 @@
+//! Raw bpf(2) calls used as feature probes. All BPF `unsafe` is confined here.
+//!
+//! We call the syscall directly instead of going through aya because aya's probes
+//! fold "permission denied" into a generic error, and telling "the kernel lacks it"
+//! from "the kernel refuses it to us" is the whole point of the doctor.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_map_type, bpf_prog_type};
+
+/// Kernel-internal "operation not supported" that leaks to userspace from BPF.
+pub const ENOTSUPP: i32 = 524;
+
+/// A failed bpf(2) call: which command, the errno, and the verifier log if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BpfError {
+    pub op: &'static str,
+    pub errno: i32,
+    /// First lines of the verifier log (empty when the load never reached it).
+    pub log: String,
+}
+
+impl BpfError {
+    fn last(op: &'static str, log: String) -> Self {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        Self { op, errno, log }
+    }
+
+    /// Permission problems (capabilities, lockdown, LSM) rather than absence.
+    pub fn is_denied(&self) -> bool {
+        matches!(self.errno, libc::EPERM | libc::EACCES)
+    }
+
+    /// The kernel does not know or support what we asked for.
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self.errno,
+            libc::EINVAL | libc::E2BIG | libc::ENOSYS | libc::EOPNOTSUPP | ENOTSUPP
+        )
+    }
+}
+
+impl fmt::Display for BpfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.errno {
+            ENOTSUPP => "ENOTSUPP (not supported)".to_owned(),
+            e => io::Error::from_raw_os_error(e).to_string(),
+        };
+        write!(f, "{} failed: {name}", self.op)?;
+        if !self.log.is_empty() {
+            write!(f, "; verifier: {}", self.log)?;
+        }
+        Ok(())
+    }
+}
+
+fn zeroed_attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a C union of integer fields; all-zero is valid and is what
+    // the kernel requires for every field we do not set.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Issues one bpf(2) command that returns a new file descriptor.
+fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr, op: &'static str) -> Result<OwnedFd, BpfError> {
+    let size = std::mem::size_of::<bpf_attr>();
+    // SAFETY: `attr` is a valid, initialised bpf_attr of `size` bytes, and every
+    // pointer stored in it by our callers points to memory that outlives this call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut bpf_attr,
+            size,
+        )
+    };
+    if ret < 0 {
+        return Err(BpfError::last(op, String::new()));
+    }
+    let fd = RawFd::try_from(ret).map_err(|_| BpfError {
+        op,
+        errno: libc::EOVERFLOW,
+        log: String::new(),
+    })?;
+    // SAFETY: on success these commands return a fresh fd that nobody else owns;
+    // OwnedFd closes it when dropped.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates and immediately closes a map, to see whether the kernel allows it.
+pub fn try_create_map(
+    map_type: bpf_map_type,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+) -> Result<(), BpfError> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the map-create member of the union.
+    let create = unsafe { &mut attr.__bindgen_anon_1 };
+    create.map_type = map_type as u32;
+    create.key_size = key_size;
+    create.value_size = value_size;
+    create.max_entries = max_entries;
+    bpf_fd(bpf_cmd::BPF_MAP_CREATE, &mut attr, "BPF_MAP_CREATE").map(drop)
+}
+
+/// One eBPF instruction, laid out as `struct bpf_insn`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+/// `r0 = 0; exit` — the smallest program any verifier accepts.
+const RETURN_ZERO: [Insn; 2] = [
+    // BPF_ALU64 | BPF_MOV | BPF_K
+    Insn {
+        code: 0xb7,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    },
+    // BPF_JMP | BPF_EXIT
+    Insn {
+        code: 0x95,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    },
+];
+
+/// Loads an empty fentry program on the kernel function with BTF id `btf_id`, then
+/// attaches it for an instant (the trampoline can be refused at attach time even
+/// when the load passes). Everything is closed before returning.
+pub fn try_fentry(btf_id: u32) -> Result<(), BpfError> {
+    let mut log = vec![0u8; 4096];
+    let license = c"GPL";
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the prog-load member of the union.
+    let load = unsafe { &mut attr.__bindgen_anon_3 };
+    load.prog_type = bpf_prog_type::BPF_PROG_TYPE_TRACING as u32;
+    load.expected_attach_type = bpf_attach_type::BPF_TRACE_FENTRY as u32;
+    load.attach_btf_id = btf_id;
+    load.insns = RETURN_ZERO.as_ptr() as u64;
+    load.insn_cnt = RETURN_ZERO.len() as u32;
+    load.license = license.as_ptr() as u64;
+    load.log_buf = log.as_mut_ptr() as u64;
+    load.log_size = log.len() as u32;
+    load.log_level = 1;
+    let prog = bpf_fd(bpf_cmd::BPF_PROG_LOAD, &mut attr, "BPF_PROG_LOAD").map_err(|mut e| {
+        e.log = summarize_log(&log);
+        e
+    })?;
+
+    let mut attr = zeroed_attr();
+    attr.raw_tracepoint.name = 0; // NULL name: attach to the BTF target given at load
+    attr.raw_tracepoint.prog_fd = fd_u32(&prog);
+    bpf_fd(
+        bpf_cmd::BPF_RAW_TRACEPOINT_OPEN,
+        &mut attr,
+        "BPF_RAW_TRACEPOINT_OPEN",
+    )
+    .map(drop)
+}
+
+fn fd_u32(fd: &OwnedFd) -> u32 {
+    use std::os::fd::AsRawFd;
+    // Valid fds are non-negative, so this cannot lose information.
+    fd.as_raw_fd().unsigned_abs()
+}
+
+/// The verifier log up to the NUL, squeezed onto one short line.
+fn summarize_log(log: &[u8]) -> String {
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..end]);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("processed "))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    const MAX: usize = 200;
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_summary_drops_stats_and_joins_lines() {
+        let log =
+            b"Tracing programs must provide btf_id\nprocessed 0 insns (limit 1000000)\n\0junk";
+        assert_eq!(summarize_log(log), "Tracing programs must provide btf_id");
+        assert_eq!(summarize_log(b"\0"), "");
+    }
+
+    #[test]
+    fn errno_classes() {
+        let e = |errno| BpfError {
+            op: "x",
+            errno,
+            log: String::new(),
+        };
+        assert!(e(libc::EPERM).is_denied());
+        assert!(e(libc::EACCES).is_denied());
+        assert!(e(libc::EINVAL).is_missing());
+        assert!(e(ENOTSUPP).is_missing());
+        assert!(!e(libc::ENOMEM).is_missing() && !e(libc::ENOMEM).is_denied());
+    }
+}

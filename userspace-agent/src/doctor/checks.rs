@@ -1,0 +1,564 @@
+//! Each host check: observe, then classify into a [`Check`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aya::Btf;
+use aya_obj::btf::BtfKind;
+use aya_obj::generated::bpf_map_type;
+
+use super::bpf_probe::{self, BpfError};
+use super::parse::{self, CgroupLayout, ConfigValue};
+use super::tracefs::{self, MountOrigin};
+use super::{Check, HostReport, State, sys};
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+const UPROBE_PMU: &str = "/sys/bus/event_source/devices/uprobe";
+
+/// Linux capability numbers (include/uapi/linux/capability.h).
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SYS_RESOURCE: u32 = 24;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Probes what this host allows. Needs no arguments and never fails: anything it
+/// cannot determine is reported as [`State::Unknown`].
+///
+/// Side effects: mounts tracefs and securityfs if they are not mounted (the agent
+/// needs the former anyway), and briefly attaches an empty fentry program.
+pub fn probe_host() -> HostReport {
+    let uname = sys::uname();
+    let release = uname.as_ref().ok().map(|(r, _)| r.clone());
+    let mounts = std::fs::read_to_string("/proc/mounts").map(|t| parse::parse_mounts(&t));
+    let cap_eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse::parse_cap_eff(&s));
+    let tracefs = tracefs::ensure_tracefs_with_origin();
+
+    let mut checks = vec![
+        kernel_check(&uname),
+        arch_check(&uname),
+        btf_check(),
+        bpf_syscall_check(),
+        ringbuf_check(),
+        lockdown_check(),
+        kprobes_check(release.as_deref()),
+        fentry_check(),
+        tracefs_check(&tracefs),
+        syscall_tracepoints_check(&tracefs),
+        cgroup2_check(&mounts),
+    ];
+    checks.extend(CAPS.iter().map(|cap| capability_check(cap, cap_eff)));
+    checks.push(uprobes_check(cap_eff));
+    checks.push(unprivileged_bpf_check());
+    checks.push(memlock_check(release.as_deref()));
+    HostReport::new(checks)
+}
+
+fn kernel_check(uname: &io::Result<(String, String)>) -> Check {
+    match uname {
+        Ok((release, _)) => Check::ok("kernel", release.clone()),
+        Err(e) => Check::bad(
+            "kernel",
+            State::Unknown,
+            format!("uname failed: {e}"),
+            "none by itself (informational)",
+        ),
+    }
+}
+
+fn arch_check(uname: &io::Result<(String, String)>) -> Check {
+    match uname {
+        Ok((_, machine)) if machine == "x86_64" => Check::ok("arch", machine.clone()),
+        Ok((_, machine)) => Check::bad(
+            "arch",
+            State::Unknown,
+            machine.clone(),
+            "Sonde's probes are built and tested for x86_64 only; other architectures are untested",
+        ),
+        Err(e) => Check::bad(
+            "arch",
+            State::Unknown,
+            format!("uname failed: {e}"),
+            "none by itself (informational)",
+        ),
+    }
+}
+
+fn btf_check() -> Check {
+    const IMPACT: &str = "Sonde cannot run: its probes are CO-RE and need kernel BTF \
+                          (a kernel built with CONFIG_DEBUG_INFO_BTF=y)";
+    let mut magic = [0u8; 2];
+    let read = std::fs::File::open(BTF_PATH).and_then(|mut f| {
+        io::Read::read_exact(&mut f, &mut magic)?;
+        f.metadata()
+    });
+    match read {
+        // BTF magic 0xeB9F, little-endian on the hosts we support.
+        Ok(meta) if magic == [0x9f, 0xeb] => {
+            Check::ok("btf", format!("{BTF_PATH} ({} KiB)", meta.len() / 1024))
+        }
+        Ok(_) => Check::bad(
+            "btf",
+            State::Unknown,
+            format!("{BTF_PATH} exists but has no BTF magic ({magic:02x?})"),
+            IMPACT,
+        ),
+        Err(e) => Check::bad("btf", io_state(&e), format!("{BTF_PATH}: {e}"), IMPACT),
+    }
+}
+
+/// Classifies a file-access error: absent vs refused vs other.
+fn io_state(e: &io::Error) -> State {
+    match e.kind() {
+        io::ErrorKind::NotFound => State::Missing,
+        io::ErrorKind::PermissionDenied => State::Denied,
+        _ => State::Unknown,
+    }
+}
+
+fn bpf_state(e: &BpfError) -> State {
+    if e.is_denied() {
+        State::Denied
+    } else if e.is_missing() {
+        State::Missing
+    } else {
+        State::Unknown
+    }
+}
+
+fn bpf_syscall_check() -> Check {
+    match bpf_probe::try_create_map(bpf_map_type::BPF_MAP_TYPE_ARRAY, 4, 4, 1) {
+        Ok(()) => Check::ok("bpf_syscall", "created and closed a BPF array map"),
+        Err(e) => {
+            let state = bpf_state(&e);
+            let impact = match state {
+                State::Denied => {
+                    "Sonde cannot load anything: run it as root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)"
+                }
+                State::Missing => "Sonde cannot run: the kernel has no usable bpf() syscall",
+                _ => "Sonde probably cannot load its probes",
+            };
+            Check::bad("bpf_syscall", state, e.to_string(), impact)
+        }
+    }
+}
+
+fn ringbuf_check() -> Check {
+    let size = u32::try_from(sys::page_size()).unwrap_or(4096);
+    match bpf_probe::try_create_map(bpf_map_type::BPF_MAP_TYPE_RINGBUF, 0, 0, size) {
+        Ok(()) => Check::ok(
+            "ringbuf",
+            format!("created and closed a {size}-byte BPF ring buffer"),
+        ),
+        Err(e) => {
+            let state = bpf_state(&e);
+            let impact = match state {
+                State::Denied => "Sonde cannot create its event channel: run it as root",
+                State::Missing => {
+                    "Sonde cannot run: BPF ring buffers (Linux 5.8+) carry all its events"
+                }
+                _ => "Sonde probably cannot create its event channel",
+            };
+            Check::bad("ringbuf", state, e.to_string(), impact)
+        }
+    }
+}
+
+fn lockdown_check() -> Check {
+    let dir = match tracefs::ensure_securityfs() {
+        Ok((dir, _)) => dir,
+        Err(e) => {
+            return Check::bad(
+                "lockdown",
+                State::Unknown,
+                format!("{e:#}"),
+                "cannot tell whether bpf_probe_write_user is allowed; injection assumes sk_msg",
+            );
+        }
+    };
+    let file = dir.join("lockdown");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => match parse::parse_lockdown(&text) {
+            Some("none") => Check::ok("lockdown", "none"),
+            Some(mode) => Check::bad(
+                "lockdown",
+                State::Denied,
+                format!("{mode} ({})", text.trim()),
+                lockdown_impact(mode),
+            ),
+            None => Check::bad(
+                "lockdown",
+                State::Unknown,
+                format!("unexpected content {:?}", text.trim()),
+                "cannot tell whether bpf_probe_write_user is allowed; injection assumes sk_msg",
+            ),
+        },
+        // No lockdown LSM in this kernel: nothing is locked down.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Check::ok("lockdown", "lockdown LSM not built in (same as none)")
+        }
+        Err(e) => Check::bad(
+            "lockdown",
+            io_state(&e),
+            format!("{}: {e}", file.display()),
+            "cannot tell whether bpf_probe_write_user is allowed; injection assumes sk_msg",
+        ),
+    }
+}
+
+fn lockdown_impact(mode: &str) -> String {
+    let base = "bpf_probe_write_user is refused, so traceparent injection relies on sk_msg \
+                (needs cgroup v2 and CAP_NET_ADMIN)";
+    if mode == "confidentiality" {
+        format!(
+            "{base}; reading kernel memory from probes is refused too, so sockets may not be identified"
+        )
+    } else {
+        base.to_owned()
+    }
+}
+
+/// Kernel config text and where it came from, if any source is readable.
+fn kernel_config(release: Option<&str>) -> Option<(String, String)> {
+    // /proc/config.gz needs gunzip; shelling out avoids a compression crate for one read.
+    let gz = Command::new("gzip")
+        .args(["-dc", "/proc/config.gz"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok());
+    if let Some(text) = gz {
+        return Some(("/proc/config.gz".to_owned(), text));
+    }
+    let path = format!("/boot/config-{}", release?);
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some((path, text))
+}
+
+fn kprobes_check(release: Option<&str>) -> Check {
+    let pmu = Path::new(KPROBE_PMU).exists();
+    let config = kernel_config(release).map(|(src, text)| {
+        let value = match parse::kernel_config(&text, "CONFIG_KPROBES") {
+            ConfigValue::Set(v) => format!("CONFIG_KPROBES={v}"),
+            ConfigValue::NotSet => "CONFIG_KPROBES is not set".to_owned(),
+            ConfigValue::Absent => "CONFIG_KPROBES absent".to_owned(),
+        };
+        format!("{value} ({src})")
+    });
+    let config = config.unwrap_or_else(|| "kernel config not readable".to_owned());
+    if pmu {
+        Check::ok("kprobes", format!("{KPROBE_PMU} present; {config}"))
+    } else {
+        Check::bad(
+            "kprobes",
+            State::Missing,
+            format!("{KPROBE_PMU} absent; {config}"),
+            "socket-layer hooks fall back to syscall tracepoints (slightly higher overhead)",
+        )
+    }
+}
+
+fn fentry_check() -> Check {
+    const IMPACT: &str = "no BPF trampolines: socket-layer hooks fall back to syscall \
+                          tracepoints (slightly higher overhead)";
+    // tcp_sendmsg is what Sonde would hook; bpf_fentry_test1 exists only for tests
+    // like this one, in case tcp_sendmsg is missing from BTF.
+    let target = Btf::from_sys_fs()
+        .map_err(|e| e.to_string())
+        .and_then(|btf| {
+            ["tcp_sendmsg", "bpf_fentry_test1"]
+                .into_iter()
+                .find_map(|name| {
+                    btf.id_by_type_name_kind(name, BtfKind::Func)
+                        .ok()
+                        .map(|id| (name, id))
+                })
+                .ok_or_else(|| "neither tcp_sendmsg nor bpf_fentry_test1 is in BTF".to_owned())
+        });
+    let (name, id) = match target {
+        Ok(t) => t,
+        Err(e) => {
+            return Check::bad(
+                "fentry",
+                State::Unknown,
+                format!("no attach target: {e}"),
+                IMPACT,
+            );
+        }
+    };
+    match bpf_probe::try_fentry(id) {
+        Ok(()) => Check::ok(
+            "fentry",
+            format!("loaded and attached an empty fentry program on {name} (BTF id {id})"),
+        ),
+        Err(e) => Check::bad(
+            "fentry",
+            bpf_state(&e),
+            format!("fentry on {name} (BTF id {id}): {e}"),
+            IMPACT,
+        ),
+    }
+}
+
+fn tracefs_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
+    match tracefs {
+        Ok((path, MountOrigin::WasMounted)) => {
+            Check::ok("tracefs", format!("{} (was mounted)", path.display()))
+        }
+        Ok((path, MountOrigin::MountedNow)) => Check::ok(
+            "tracefs",
+            format!(
+                "{} (mounted now; left mounted for the agent)",
+                path.display()
+            ),
+        ),
+        Err(e) => {
+            let state = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<io::Error>())
+                .map_or(State::Missing, |io| match io.raw_os_error() {
+                    Some(libc::EPERM | libc::EACCES) => State::Denied,
+                    Some(libc::ENODEV) => State::Missing,
+                    _ => io_state(io),
+                });
+            Check::bad(
+                "tracefs",
+                state,
+                format!("{e:#}"),
+                "tracepoints cannot be attached: Sonde cannot see socket reads and writes and traces nothing",
+            )
+        }
+    }
+}
+
+fn syscall_tracepoints_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
+    const IMPACT: &str = "Sonde cannot see socket reads and writes and traces nothing";
+    let Ok((root, _)) = tracefs else {
+        return Check::bad(
+            "syscall_tracepoints",
+            State::Unknown,
+            "tracefs unavailable, cannot look",
+            IMPACT,
+        );
+    };
+    let event = root.join("events/syscalls/sys_exit_read");
+    match std::fs::metadata(&event) {
+        Ok(_) => Check::ok(
+            "syscall_tracepoints",
+            format!("{} present", event.display()),
+        ),
+        Err(e) => {
+            let state = io_state(&e);
+            let why = match state {
+                State::Missing => " (kernel built without CONFIG_FTRACE_SYSCALLS)",
+                State::Denied => " (run as root)",
+                _ => "",
+            };
+            Check::bad(
+                "syscall_tracepoints",
+                state,
+                format!("{}: {e}", event.display()),
+                format!("{IMPACT}{why}"),
+            )
+        }
+    }
+}
+
+fn cgroup2_check(mounts: &io::Result<Vec<parse::MountEntry>>) -> Check {
+    const IMPACT: &str = "sock_ops/sk_msg cannot attach, so no traceparent injection: \
+                          spans are recorded but not linked across services";
+    let mounts = match mounts {
+        Ok(m) => m,
+        Err(e) => {
+            return Check::bad(
+                "cgroup2",
+                State::Unknown,
+                format!("/proc/mounts: {e}"),
+                IMPACT,
+            );
+        }
+    };
+    match parse::cgroup2_layout(mounts) {
+        Some((point, CgroupLayout::Unified)) => {
+            Check::ok("cgroup2", format!("{} (unified)", point.display()))
+        }
+        Some((point, CgroupLayout::Hybrid)) => Check::ok(
+            "cgroup2",
+            format!(
+                "{} (hybrid: cgroup v1 controllers beside it)",
+                point.display()
+            ),
+        ),
+        None => Check::bad(
+            "cgroup2",
+            State::Missing,
+            "no cgroup2 mount in /proc/mounts",
+            IMPACT,
+        ),
+    }
+}
+
+struct CapInfo {
+    name: &'static str,
+    bit: u32,
+    /// What Sonde uses it for.
+    used_for: &'static str,
+    /// What happens without it.
+    without: &'static str,
+}
+
+const CAPS: &[CapInfo] = &[
+    CapInfo {
+        name: "CAP_BPF",
+        bit: CAP_BPF,
+        used_for: "load eBPF programs and create maps",
+        without: "Sonde cannot load its probes unless it holds CAP_SYS_ADMIN",
+    },
+    CapInfo {
+        name: "CAP_PERFMON",
+        bit: CAP_PERFMON,
+        used_for: "attach tracepoints and uprobes, read kernel memory from probes",
+        without: "tracepoint and uprobe attachment needs CAP_SYS_ADMIN instead",
+    },
+    CapInfo {
+        name: "CAP_SYS_ADMIN",
+        bit: CAP_SYS_ADMIN,
+        used_for: "mount tracefs/securityfs; stands in for CAP_BPF/CAP_PERFMON before Linux 5.8",
+        without: "Sonde cannot mount tracefs itself, and on kernels before 5.8 cannot load probes",
+    },
+    CapInfo {
+        name: "CAP_NET_ADMIN",
+        bit: CAP_NET_ADMIN,
+        used_for: "attach sock_ops/sk_msg programs that inject traceparent headers",
+        without: "no header injection: spans are not linked across services",
+    },
+    CapInfo {
+        name: "CAP_SYS_PTRACE",
+        bit: CAP_SYS_PTRACE,
+        used_for: "read /proc/<pid>/maps and exe of other users' processes to place TLS uprobes",
+        without: "HTTPS traffic of processes owned by other users stays invisible",
+    },
+    CapInfo {
+        name: "CAP_SYS_RESOURCE",
+        bit: CAP_SYS_RESOURCE,
+        used_for: "raise RLIMIT_MEMLOCK for BPF maps (only matters before Linux 5.11)",
+        without: "little on Linux 5.11+ (BPF memory is charged to the cgroup); on older \
+                  kernels maps may fail to allocate under a low RLIMIT_MEMLOCK",
+    },
+    CapInfo {
+        name: "CAP_DAC_READ_SEARCH",
+        bit: CAP_DAC_READ_SEARCH,
+        used_for: "open binaries and libraries regardless of file permissions",
+        without: "uprobes cannot be placed on libraries the agent's user cannot read",
+    },
+];
+
+fn capability_check(cap: &CapInfo, cap_eff: Option<u64>) -> Check {
+    match cap_eff {
+        Some(mask) if parse::has_cap(mask, cap.bit) => {
+            Check::ok(cap.name, format!("held: {}", cap.used_for))
+        }
+        Some(mask) => Check::bad(
+            cap.name,
+            State::Denied,
+            format!("not in CapEff {mask:016x}; needed to {}", cap.used_for),
+            cap.without,
+        ),
+        None => Check::bad(
+            cap.name,
+            State::Unknown,
+            format!("CapEff unreadable; needed to {}", cap.used_for),
+            cap.without,
+        ),
+    }
+}
+
+fn uprobes_check(cap_eff: Option<u64>) -> Check {
+    const IMPACT_MISSING: &str = "no TLS visibility: HTTPS requests made through OpenSSL \
+                                  produce no spans (uprobes see the plaintext)";
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|e| format!("unreadable ({e})"));
+    let euid = sys::euid();
+    let present = Path::new(UPROBE_PMU).exists();
+    let detail = format!(
+        "{UPROBE_PMU} {}; perf_event_paranoid={paranoid}; euid={euid}",
+        if present { "present" } else { "absent" }
+    );
+    if !present {
+        return Check::bad("uprobes", State::Missing, detail, IMPACT_MISSING);
+    }
+    let held = |bit| cap_eff.is_some_and(|m| parse::has_cap(m, bit));
+    // perf_event_paranoid does not apply to CAP_PERFMON/CAP_SYS_ADMIN holders, and the
+    // uprobe PMU needs one of them.
+    if held(CAP_PERFMON) || held(CAP_SYS_ADMIN) {
+        Check::ok("uprobes", detail)
+    } else {
+        Check::bad(
+            "uprobes",
+            if cap_eff.is_some() {
+                State::Denied
+            } else {
+                State::Unknown
+            },
+            format!("{detail}; neither CAP_PERFMON nor CAP_SYS_ADMIN held"),
+            "uprobes cannot be attached (run as root): HTTPS requests produce no spans",
+        )
+    }
+}
+
+fn unprivileged_bpf_check() -> Check {
+    let path = "/proc/sys/kernel/unprivileged_bpf_disabled";
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let value = text.trim();
+            let meaning = match value {
+                "0" => "unprivileged users may load some BPF",
+                "1" => "unprivileged BPF disabled until reboot",
+                "2" => "unprivileged BPF disabled (admin may re-enable)",
+                _ => "unrecognised value",
+            };
+            Check::ok(
+                "unprivileged_bpf",
+                format!(
+                    "kernel.unprivileged_bpf_disabled={value}: {meaning}; irrelevant to Sonde, which runs privileged"
+                ),
+            )
+        }
+        Err(e) => Check::bad(
+            "unprivileged_bpf",
+            State::Unknown,
+            format!("{path}: {e}"),
+            "none: informational only (Sonde runs privileged)",
+        ),
+    }
+}
+
+fn memlock_check(release: Option<&str>) -> Check {
+    let limit = match sys::memlock_limit() {
+        Ok(Some(bytes)) => format!("{} KiB", bytes / 1024),
+        Ok(None) => "unlimited".to_owned(),
+        Err(e) => format!("unreadable ({e})"),
+    };
+    // Informational only: since 5.11 BPF memory is charged to the memory cgroup, and
+    // aya raises the limit itself when it matters. A version check is acceptable here
+    // because nothing is decided on it.
+    let memcg = release
+        .and_then(parse::kernel_major_minor)
+        .is_some_and(|v| v >= (5, 11));
+    let note = if memcg {
+        "kernel charges BPF memory to the memory cgroup (5.11+), so the limit is irrelevant"
+    } else {
+        "older kernels count BPF maps against this limit; Sonde raises it when it holds CAP_SYS_RESOURCE"
+    };
+    Check::ok(
+        "memlock",
+        format!("RLIMIT_MEMLOCK soft limit {limit}; {note}"),
+    )
+}

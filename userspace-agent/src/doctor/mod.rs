@@ -1,0 +1,123 @@
+//! `sonde doctor`: what this host lets Sonde do, probed rather than guessed.
+//!
+//! Every check tries the feature itself (creates the map, loads the program, reads the
+//! file) instead of trusting version strings, because hardened and custom kernels
+//! (lockdown, no kprobes) lie about nothing but lack a lot. Probing has two deliberate
+//! side effects, both of which the agent itself would cause anyway: tracefs and
+//! securityfs get mounted if they were not.
+//!
+//! Layout: `parse` holds pure text parsers (unit-tested on literals), `sys` and
+//! `bpf_probe` hold every `unsafe` syscall, `tracefs` finds or mounts tracefs, `checks`
+//! turns observations into [`Check`]s, `report` prints them.
+
+mod bpf_probe;
+mod checks;
+mod parse;
+mod report;
+mod sys;
+mod tracefs;
+
+use serde::Serialize;
+
+pub use checks::probe_host;
+pub use report::{Verdict, print_report};
+pub use tracefs::ensure_tracefs;
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Present and usable by this process.
+    Ok,
+    /// The kernel (or its configuration) does not have it.
+    Missing,
+    /// The kernel has it but refuses it to us (permissions, lockdown, capabilities).
+    Denied,
+    /// Could not tell (unreadable file, unexpected errno).
+    Unknown,
+}
+
+/// One probed fact about the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Stable identifier, e.g. `"btf"`, `"fentry"`, `"CAP_BPF"`.
+    pub name: &'static str,
+    pub state: State,
+    /// What was seen, verbatim enough to debug from.
+    pub detail: String,
+    /// What the gap costs the operator, in plain words; empty when `state` is `Ok`.
+    pub impact: String,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            state: State::Ok,
+            detail: detail.into(),
+            impact: String::new(),
+        }
+    }
+
+    fn bad(
+        name: &'static str,
+        state: State,
+        detail: impl Into<String>,
+        impact: impl Into<String>,
+    ) -> Self {
+        Self {
+            name,
+            state,
+            detail: detail.into(),
+            impact: impact.into(),
+        }
+    }
+}
+
+/// All checks in a fixed order, plus the conclusion drawn from them.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub checks: Vec<Check>,
+    pub verdict: Verdict,
+}
+
+impl HostReport {
+    /// Builds a report and derives its verdict from the checks.
+    pub fn new(checks: Vec<Check>) -> Self {
+        let verdict = Verdict::from_checks(&checks);
+        Self { checks, verdict }
+    }
+
+    /// The check called `name`, if it was run.
+    pub fn get(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// Names of every check `probe_host` runs, in report order.
+pub const CHECK_NAMES: &[&str] = &[
+    "kernel",
+    "arch",
+    "btf",
+    "bpf_syscall",
+    "ringbuf",
+    "lockdown",
+    "kprobes",
+    "fentry",
+    "tracefs",
+    "syscall_tracepoints",
+    "cgroup2",
+    "CAP_BPF",
+    "CAP_PERFMON",
+    "CAP_SYS_ADMIN",
+    "CAP_NET_ADMIN",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RESOURCE",
+    "CAP_DAC_READ_SEARCH",
+    "uprobes",
+    "unprivileged_bpf",
+    "memlock",
+];
+
+#[cfg(test)]
+mod tests;

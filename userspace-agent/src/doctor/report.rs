@@ -1,0 +1,129 @@
+//! Turning checks into a verdict and printing them.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::{Check, HostReport, State};
+
+/// Checks without which Sonde traces nothing.
+const REQUIRED: &[&str] = &[
+    "btf",
+    "bpf_syscall",
+    "ringbuf",
+    "tracefs",
+    "syscall_tracepoints",
+];
+
+/// What the checks add up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Sonde can capture HTTP spans on this host at all.
+    pub can_trace: bool,
+    /// One sentence: how it will trace, or what blocks it.
+    pub summary: String,
+    /// Reduced features that still leave tracing possible.
+    pub limitations: Vec<String>,
+}
+
+impl Verdict {
+    /// Derives the verdict from a set of checks (absent checks count as not Ok).
+    pub fn from_checks(checks: &[Check]) -> Self {
+        let ok = |name: &str| {
+            checks
+                .iter()
+                .any(|c| c.name == name && c.state == State::Ok)
+        };
+        let blockers: Vec<String> = REQUIRED
+            .iter()
+            .filter(|name| !ok(name))
+            .map(|name| {
+                let state = checks
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .map_or("not checked", |c| mark(c.state));
+                format!("{name} ({state})")
+            })
+            .collect();
+        if !blockers.is_empty() {
+            return Self {
+                can_trace: false,
+                summary: format!(
+                    "Sonde cannot trace on this host: blocked by {}",
+                    blockers.join(", ")
+                ),
+                limitations: Vec::new(),
+            };
+        }
+
+        let hooks = if ok("fentry") {
+            "fentry socket hooks"
+        } else if ok("kprobes") {
+            "kprobe socket hooks"
+        } else {
+            "syscall tracepoints"
+        };
+        let mut limitations = Vec::new();
+        if !ok("cgroup2") || !ok("CAP_NET_ADMIN") {
+            limitations.push(
+                "no traceparent injection (needs cgroup v2 and CAP_NET_ADMIN): \
+                 spans are not linked across services"
+                    .to_owned(),
+            );
+        } else if !ok("lockdown") {
+            limitations.push(
+                "traceparent injection uses sk_msg (bpf_probe_write_user refused)".to_owned(),
+            );
+        }
+        if !ok("uprobes") {
+            limitations.push("no TLS visibility: HTTPS traffic produces no spans".to_owned());
+        }
+        Self {
+            can_trace: true,
+            summary: format!("Sonde can trace HTTP on this host using {hooks}"),
+            limitations,
+        }
+    }
+}
+
+fn mark(state: State) -> &'static str {
+    match state {
+        State::Ok => "ok",
+        State::Missing => "MISSING",
+        State::Denied => "DENIED",
+        State::Unknown => "UNKNOWN",
+    }
+}
+
+/// Writes `report` as an aligned text table (or as JSON when `json` is set).
+pub fn print_report(report: &HostReport, json: bool, out: &mut impl Write) -> io::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report).map_err(io::Error::other)?;
+        return writeln!(out);
+    }
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    writeln!(out, "Sonde host check")?;
+    for check in &report.checks {
+        writeln!(
+            out,
+            "  {:<8} {:<width$}  {}",
+            mark(check.state),
+            check.name,
+            check.detail
+        )?;
+        if !check.impact.is_empty() {
+            writeln!(out, "  {:<8} {:<width$}  -> {}", "", "", check.impact)?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "Verdict: {}", report.verdict.summary)?;
+    for limitation in &report.verdict.limitations {
+        writeln!(out, "  - {limitation}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! An HTTP/1 exchange becomes a span: name, status and semantic-convention attributes
+//! (OpenTelemetry HTTP semconv, stable since v1.23).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::identity::SpanIdentity;
+use super::model::{KeyValue, Resource, Span, SpanKind, Status};
+use crate::protocols::http1::{RequestHead, ResponseHead};
+
+/// A request and what has been seen of its response.
+#[derive(Debug)]
+pub struct Exchange {
+    pub ident: SpanIdentity,
+    pub resource: Arc<Resource>,
+    pub request: RequestHead,
+    /// Monotonic ns: first request byte (server: read; client: written).
+    pub start_ns: u64,
+    pub request_body_bytes: Option<u64>,
+    pub response: Option<ResponseHead>,
+    pub response_body_bytes: Option<u64>,
+}
+
+/// How an exchange ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The full response was seen; end is its last byte.
+    Complete { end_ns: u64 },
+    /// The connection closed or reset before a full response.
+    Cut { end_ns: u64, response_started: bool },
+}
+
+/// Endpoints of the connection, as the traced process sees them.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Query values can carry secrets (tokens, emails): keep keys, redact every value.
+pub fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=REDACTED"),
+            None => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Splits `host[:port]` (with `[v6]` brackets) from a Host header.
+fn split_host(host: &str) -> (String, Option<u16>) {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((h, after)) = rest.split_once(']') {
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (h.to_owned(), port);
+        }
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h.to_owned(), Some(port)),
+            Err(_) => (host.to_owned(), None),
+        },
+        _ => (host.to_owned(), None),
+    }
+}
+
+fn ip_string(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.ip().to_string(),
+        },
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+    }
+}
+
+/// Builds the span of a finished exchange.
+pub fn build_span(
+    ex: Exchange,
+    kind: SpanKind,
+    ends: Endpoints,
+    outcome: Outcome,
+    to_unix: impl Fn(u64) -> u64,
+) -> Span {
+    let Exchange {
+        ident,
+        resource,
+        request,
+        start_ns,
+        request_body_bytes,
+        response,
+        response_body_bytes,
+    } = ex;
+
+    let (path, query) = match request.target.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (request.target.clone(), None),
+    };
+    let name = format!("{} {}", request.method, path);
+
+    let mut attrs = Vec::with_capacity(20);
+    attrs.push(KeyValue::new("http.request.method", request.method.clone()));
+    attrs.push(KeyValue::new("url.path", path.clone()));
+    if let Some(q) = &query {
+        attrs.push(KeyValue::new("url.query", redact_query(q)));
+    }
+    attrs.push(KeyValue::new("url.scheme", "http"));
+    attrs.push(KeyValue::new("network.protocol.name", "http"));
+    attrs.push(KeyValue::new("network.protocol.version", request.version.as_str()));
+    attrs.push(KeyValue::new("network.transport", "tcp"));
+    attrs.push(KeyValue::new("network.peer.address", ip_string(&ends.remote)));
+    attrs.push(KeyValue::new("network.peer.port", i64::from(ends.remote.port())));
+    let host = request.headers.get("host").map(split_host);
+    match kind {
+        SpanKind::Server => {
+            let (addr, port) = match &host {
+                Some((h, p)) => (h.clone(), p.unwrap_or(ends.local.port())),
+                None => (ip_string(&ends.local), ends.local.port()),
+            };
+            attrs.push(KeyValue::new("server.address", addr));
+            attrs.push(KeyValue::new("server.port", i64::from(port)));
+            attrs.push(KeyValue::new("client.address", ip_string(&ends.remote)));
+            attrs.push(KeyValue::new("client.port", i64::from(ends.remote.port())));
+        }
+        SpanKind::Client => {
+            let addr = match &host {
+                Some((h, _)) => h.clone(),
+                None => ip_string(&ends.remote),
+            };
+            let port = ends.remote.port();
+            let authority = match &host {
+                Some((h, Some(p))) => format!("{h}:{p}"),
+                Some((h, None)) => h.clone(),
+                None => format!("{addr}:{port}"),
+            };
+            let q = query.as_deref().map(|q| format!("?{}", redact_query(q))).unwrap_or_default();
+            attrs.push(KeyValue::new("url.full", format!("http://{authority}{path}{q}")));
+            attrs.push(KeyValue::new("server.address", addr));
+            attrs.push(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+    if let Some(ua) = request.headers.get("user-agent") {
+        attrs.push(KeyValue::new("user_agent.original", ua));
+    }
+    if let Some(n) = request_body_bytes {
+        attrs.push(KeyValue::new("http.request.body.size", n as i64));
+    }
+    if let Some(resp) = &response {
+        attrs.push(KeyValue::new("http.response.status_code", i64::from(resp.status)));
+    }
+    if let (Some(n), Outcome::Complete { .. }) = (response_body_bytes, outcome) {
+        attrs.push(KeyValue::new("http.response.body.size", n as i64));
+    }
+    if let Some(parent) = ident.parent {
+        attrs.push(KeyValue::new("sonde.parent.source", parent.source.as_str()));
+    }
+
+    let (end_ns, status) = match outcome {
+        Outcome::Complete { end_ns } => {
+            let code = response.as_ref().map_or(0, |r| r.status);
+            let failed = match kind {
+                SpanKind::Server => code >= 500,
+                SpanKind::Client => code >= 400,
+            };
+            let status = if failed {
+                attrs.push(KeyValue::new("error.type", code.to_string()));
+                Status::Error {
+                    message: format!("HTTP {code}"),
+                }
+            } else {
+                Status::Unset
+            };
+            (end_ns, status)
+        }
+        Outcome::Cut {
+            end_ns,
+            response_started,
+        } => {
+            let message = if response_started {
+                "connection closed before the full response"
+            } else {
+                "connection closed before a response"
+            };
+            attrs.push(KeyValue::new("error.type", "connection_closed"));
+            (
+                end_ns,
+                Status::Error {
+                    message: message.to_owned(),
+                },
+            )
+        }
+    };
+
+    Span {
+        trace_id: ident.trace_id,
+        span_id: ident.span_id,
+        parent_span_id: ident.parent.map(|p| p.span_id),
+        name,
+        kind,
+        start_unix_nano: to_unix(start_ns),
+        end_unix_nano: to_unix(end_ns.max(start_ns)),
+        status,
+        attributes: attrs,
+        resource,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_redacted_keys_kept() {
+        assert_eq!(redact_query("a=1&token=s3cr3t&flag"), "a=REDACTED&token=REDACTED&flag");
+        assert_eq!(redact_query(""), "");
+    }
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(split_host("example.com:8080"), ("example.com".into(), Some(8080)));
+        assert_eq!(split_host("example.com"), ("example.com".into(), None));
+        assert_eq!(split_host("[::1]:80"), ("::1".into(), Some(80)));
+        assert_eq!(split_host("[::1]"), ("::1".into(), None));
+        assert_eq!(split_host("host:notaport"), ("host:notaport".into(), None));
+    }
+
+    #[test]
+    fn mapped_ipv4_prints_as_ipv4() {
+        let a: SocketAddr = "[::ffff:127.0.0.1]:80".parse().expect("addr");
+        assert_eq!(ip_string(&a), "127.0.0.1");
+    }
+}

@@ -1,0 +1,70 @@
+//! Trace identity of one request: its IDs and how its parent was found.
+
+use super::model::{SpanId, TraceId};
+use crate::abi::{KernelParentSource, RawTraceCtx};
+
+/// How a span's parent link was obtained, so users know how far to trust it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParentSource {
+    /// The same thread was serving a request when it sent this one.
+    Thread,
+    /// Inherited from the thread or process that forked this one.
+    Fork,
+    /// Both ends of the connection are traced on this host: joined by 4-tuple.
+    LocalPeer,
+}
+
+impl ParentSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParentSource::Thread => "thread",
+            ParentSource::Fork => "fork",
+            ParentSource::LocalPeer => "local_peer",
+        }
+    }
+}
+
+/// A parent that always carries its provenance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParentLink {
+    pub span_id: SpanId,
+    pub source: ParentSource,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanIdentity {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent: Option<ParentLink>,
+}
+
+impl SpanIdentity {
+    /// A new root span in a new trace (decided in userspace).
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            parent: None,
+        }
+    }
+
+    /// The identity the kernel decided; `None` if its IDs are invalid (all zero).
+    pub fn from_kernel(ctx: &RawTraceCtx, source: KernelParentSource) -> Option<Self> {
+        let trace_id = TraceId::from_bytes(ctx.trace_id)?;
+        let span_id = SpanId::from_bytes(ctx.span_id)?;
+        let source = match source {
+            KernelParentSource::None => None,
+            KernelParentSource::Thread => Some(ParentSource::Thread),
+            KernelParentSource::Fork => Some(ParentSource::Fork),
+        };
+        let parent = match (SpanId::from_bytes(ctx.parent_span_id), source) {
+            (Some(span_id), Some(source)) => Some(ParentLink { span_id, source }),
+            _ => None,
+        };
+        Some(Self {
+            trace_id,
+            span_id,
+            parent,
+        })
+    }
+}

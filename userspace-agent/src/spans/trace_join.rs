@@ -1,0 +1,151 @@
+//! Joining traces across processes on one host without any header: when both ends of a
+//! connection are traced, the server span becomes the child of the client span that
+//! sent the request (matched by 4-tuple), and the trace the kernel started for the
+//! server is renamed to the client's trace everywhere it appears.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::identity::{ParentLink, ParentSource, SpanIdentity};
+use super::model::{SpanId, TraceId};
+
+/// Bounded map with two generations: when the young one is full it becomes the old
+/// one and the previous old one is dropped. Recent entries always survive.
+#[derive(Debug)]
+struct TwoGen<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            cap,
+        }
+    }
+
+    fn insert(&mut self, k: K, v: V) {
+        if self.young.len() >= self.cap {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(k, v);
+    }
+
+    fn get(&self, k: &K) -> Option<V> {
+        self.young.get(k).or_else(|| self.old.get(k)).copied()
+    }
+
+    fn remove(&mut self, k: &K) {
+        self.young.remove(k);
+        self.old.remove(k);
+    }
+}
+
+/// (local, remote) as the client sees its connection.
+type Tuple = (SocketAddr, SocketAddr);
+
+#[derive(Debug)]
+pub struct TraceJoin {
+    /// In-flight client requests by the client's (local, remote).
+    clients: TwoGen<Tuple, (TraceId, SpanId)>,
+    /// Kernel-chosen trace IDs renamed to the trace they joined.
+    renamed: TwoGen<TraceId, TraceId>,
+}
+
+impl Default for TraceJoin {
+    fn default() -> Self {
+        Self::new(32_768)
+    }
+}
+
+impl TraceJoin {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            clients: TwoGen::new(cap),
+            renamed: TwoGen::new(cap),
+        }
+    }
+
+    /// The trace ID a span must carry, after renames (chains are short; bounded anyway).
+    pub fn resolve(&self, mut trace_id: TraceId) -> TraceId {
+        for _ in 0..8 {
+            match self.renamed.get(&trace_id) {
+                Some(next) if next != trace_id => trace_id = next,
+                _ => break,
+            }
+        }
+        trace_id
+    }
+
+    /// A client request left on (local, remote).
+    pub fn client_request(&mut self, local: SocketAddr, remote: SocketAddr, ident: &SpanIdentity) {
+        self.clients.insert((local, remote), (ident.trace_id, ident.span_id));
+    }
+
+    pub fn client_done(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.clients.remove(&(local, remote));
+    }
+
+    /// A server request arrived on (local, remote): adopt the traced client's span as
+    /// parent when there is one.
+    pub fn server_request(&mut self, local: SocketAddr, remote: SocketAddr, ident: &mut SpanIdentity) {
+        let Some((trace_id, span_id)) = self.clients.get(&(remote, local)) else {
+            return;
+        };
+        if ident.parent.is_none() && ident.trace_id != trace_id {
+            self.renamed.insert(ident.trace_id, trace_id);
+            ident.trace_id = trace_id;
+            ident.parent = Some(ParentLink {
+                span_id,
+                source: ParentSource::LocalPeer,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn server_adopts_client_and_its_trace_is_renamed() {
+        let mut join = TraceJoin::default();
+        let client = SpanIdentity::new_root();
+        join.client_request(addr("127.0.0.1:5000"), addr("127.0.0.1:80"), &client);
+        let mut server = SpanIdentity::new_root();
+        let kernel_trace = server.trace_id;
+        join.server_request(addr("127.0.0.1:80"), addr("127.0.0.1:5000"), &mut server);
+        assert_eq!(server.trace_id, client.trace_id);
+        assert_eq!(server.parent.map(|p| p.span_id), Some(client.span_id));
+        assert_eq!(join.resolve(kernel_trace), client.trace_id);
+    }
+
+    #[test]
+    fn unrelated_server_keeps_its_trace() {
+        let mut join = TraceJoin::default();
+        let client = SpanIdentity::new_root();
+        join.client_request(addr("127.0.0.1:5000"), addr("127.0.0.1:80"), &client);
+        let mut server = SpanIdentity::new_root();
+        let before = server;
+        join.server_request(addr("127.0.0.1:80"), addr("127.0.0.1:5001"), &mut server);
+        assert_eq!(server, before);
+    }
+
+    #[test]
+    fn two_generations_bound_memory() {
+        let mut g = TwoGen::new(2);
+        for i in 0..10 {
+            g.insert(i, i);
+        }
+        assert!(g.young.len() + g.old.len() <= 4);
+        assert_eq!(g.get(&9), Some(9));
+        assert_eq!(g.get(&0), None);
+    }
+}
