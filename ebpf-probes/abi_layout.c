@@ -13,6 +13,10 @@ int main(void)
     printf("pub const DATA_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_data_event));
     printf("pub const DATA_HDR_SIZE: usize = %zu;\n", SONDE_DATA_HDR_SIZE);
     printf("pub const SOCK_STATE_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_sock_state_event));
+    printf("pub const EXEC_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_exec_event));
+    printf("pub const EXEC_FILENAME_MAX: usize = %d;\n", SONDE_EXEC_FILENAME_MAX);
+    printf("pub const EXEC_ARGS_MAX: usize = %d;\n", SONDE_EXEC_ARGS_MAX);
+    printf("pub const EXEC_ENV_MAX: usize = %d;\n", SONDE_EXEC_ENV_MAX);
     printf("pub const PROC_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_proc_event));
     printf("pub const MAX_CAPTURE: usize = %d;\n", SONDE_MAX_CAPTURE);
     printf("pub const TAIL_BYTES: usize = %d;\n", SONDE_TAIL_BYTES);
@@ -44,6 +48,16 @@ int main(void)
     FIELD(sonde_sock_state_event, new_state);
     FIELD(sonde_sock_state_event, ts_ns);
     FIELD(sonde_sock_state_event, sock_id);
+    printf("];\n");
+    printf("pub const EXEC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
+    FIELD(sonde_exec_event, kind);
+    FIELD(sonde_exec_event, traced);
+    FIELD(sonde_exec_event, tgid);
+    FIELD(sonde_exec_event, ts_ns);
+    FIELD(sonde_exec_event, filename_len);
+    FIELD(sonde_exec_event, args_len);
+    FIELD(sonde_exec_event, env_len);
+    FIELD(sonde_exec_event, data);
     printf("];\n");
     printf("pub const PROC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
     FIELD(sonde_proc_event, kind);

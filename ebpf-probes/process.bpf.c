@@ -4,6 +4,7 @@
  * hand the forking thread's trace context to the child, report exec and exit.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
 #include "common/config.h"
@@ -46,14 +47,53 @@ int sonde_tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
     return 0;
 }
 
+/* Copies [start, end) of the new image's memory (argv or envp) into dst, at most max. */
+static __always_inline __u16 copy_user_range(__u8 *dst, __u64 start, __u64 end, __u32 max)
+{
+    if (end <= start)
+        return 0;
+    __u64 n = end - start;
+    if (n > max)
+        n = max;
+    if (n > SONDE_EXEC_DATA_MAX)
+        n = SONDE_EXEC_DATA_MAX;
+    if (bpf_probe_read_user(dst, n, (const void *)start))
+        return 0;
+    return n;
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
     if (empty_probes)
         return 0;
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (watch_exec || bpf_map_lookup_elem(&traced_pids, &tgid))
-        emit_proc_event(SONDE_EV_EXEC, tgid);
+    bool traced = bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
+    if (!watch_exec && !traced)
+        return 0;
+
+    __u32 zero = 0;
+    struct sonde_exec_event *ev = bpf_map_lookup_elem(&exec_scratch, &zero);
+    if (!ev)
+        return 0;
+    ev->kind = SONDE_EV_EXEC;
+    ev->traced = traced;
+    ev->tgid = tgid;
+    ev->ts_ns = bpf_ktime_get_ns();
+
+    /* __data_loc: the low 16 bits are the string's offset from the record start. */
+    __u32 loc = ctx->__data_loc_filename;
+    long n = bpf_probe_read_kernel_str(ev->data, SONDE_EXEC_FILENAME_MAX, (void *)ctx + (loc & 0xffff));
+    ev->filename_len = n > 0 ? n - 1 : 0;
+
+    struct mm_struct *mm = BPF_CORE_READ(bpf_get_current_task_btf(), mm);
+    ev->args_len = copy_user_range(&ev->data[SONDE_EXEC_FILENAME_MAX], BPF_CORE_READ(mm, arg_start),
+                                   BPF_CORE_READ(mm, arg_end), SONDE_EXEC_ARGS_MAX);
+    ev->env_len = copy_user_range(&ev->data[SONDE_EXEC_FILENAME_MAX + SONDE_EXEC_ARGS_MAX],
+                                  BPF_CORE_READ(mm, env_start), BPF_CORE_READ(mm, env_end),
+                                  SONDE_EXEC_ENV_MAX);
+    if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+        count_drop(SONDE_DROP_RINGBUF_FULL);
     return 0;
 }
 

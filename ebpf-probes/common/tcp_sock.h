@@ -59,11 +59,12 @@ static __always_inline void read_tuple(struct sock *sk, struct sonde_data_event 
     ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
     ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
     ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    /* Sizes spelled out: BPF_CORE_READ_INTO would copy sizeof(*dst), one byte of the array. */
     if (ev->family == AF_INET) {
-        BPF_CORE_READ_INTO(ev->local_addr, sk, __sk_common.skc_rcv_saddr);
-        BPF_CORE_READ_INTO(ev->remote_addr, sk, __sk_common.skc_daddr);
+        bpf_core_read(ev->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+        bpf_core_read(ev->remote_addr, 4, &sk->__sk_common.skc_daddr);
     } else {
-        BPF_CORE_READ_INTO(ev->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
-        BPF_CORE_READ_INTO(ev->remote_addr, sk, __sk_common.skc_v6_daddr);
+        bpf_core_read(ev->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+        bpf_core_read(ev->remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
     }
 }

@@ -17,7 +17,8 @@
 enum sonde_event_kind {
     SONDE_EV_DATA = 1,       /* bytes moved on a TCP socket of a traced process */
     SONDE_EV_SOCK_STATE = 2, /* TCP state change of a socket seen by a data event */
-    SONDE_EV_EXEC = 3,       /* a traced process (or any, when watching exe globs) exec'd */
+    SONDE_EV_EXEC = 3,       /* a traced process (or any, when watching exe globs) exec'd:
+                              * struct sonde_exec_event, a snapshot for short-lived processes */
     SONDE_EV_EXIT = 4,       /* a traced process exited */
 };
 
@@ -101,8 +102,29 @@ struct sonde_sock_state_event {
     __u64 sock_id;
 };
 
+/* Parts of an exec snapshot, at fixed offsets in sonde_exec_event.data. */
+#define SONDE_EXEC_FILENAME_MAX 256
+#define SONDE_EXEC_ARGS_MAX 1024
+#define SONDE_EXEC_ENV_MAX 2816
+#define SONDE_EXEC_DATA_MAX (SONDE_EXEC_FILENAME_MAX + SONDE_EXEC_ARGS_MAX + SONDE_EXEC_ENV_MAX)
+
+/* What the process looked like right after exec, read in the kernel: a process that
+ * exits before userspace reads /proc still gets its real name and command line. */
+struct sonde_exec_event {
+    __u8 kind;   /* SONDE_EV_EXEC */
+    __u8 traced; /* the process was traced when it exec'd (it may be gone when this is read) */
+    __u8 _pad[2];
+    __u32 tgid;
+    __u64 ts_ns;
+    __u16 filename_len; /* bytes at data[0], no NUL */
+    __u16 args_len;     /* NUL-separated argv at data[SONDE_EXEC_FILENAME_MAX] */
+    __u16 env_len;      /* NUL-separated envp prefix at data[FILENAME_MAX + ARGS_MAX] */
+    __u16 _pad2;
+    __u8 data[SONDE_EXEC_DATA_MAX];
+};
+
 struct sonde_proc_event {
-    __u8 kind; /* SONDE_EV_EXEC or SONDE_EV_EXIT */
+    __u8 kind; /* SONDE_EV_EXIT */
     __u8 _pad[3];
     __u32 tgid;
     __u64 ts_ns;

@@ -35,6 +35,14 @@ struct {
     __type(value, struct scratch);
 } scratch_map SEC(".maps");
 
+/* Exec snapshots are built here (too large for the stack). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct sonde_exec_event);
+} exec_scratch SEC(".maps");
+
 /* Counted instead of reported, by enum sonde_drop_reason. */
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -70,6 +70,37 @@ pub struct RawSockStateEvent {
     pub sock_id: u64,
 }
 
+pub const EXEC_FILENAME_MAX: usize = 256;
+pub const EXEC_ARGS_MAX: usize = 1024;
+pub const EXEC_ENV_MAX: usize = 2816;
+
+/// The fixed part of `struct sonde_exec_event` (everything before `data[]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawExecHeader {
+    pub kind: u8,
+    pub traced: u8,
+    pub _pad: [u8; 2],
+    pub tgid: u32,
+    pub ts_ns: u64,
+    pub filename_len: u16,
+    pub args_len: u16,
+    pub env_len: u16,
+    pub _pad2: u16,
+}
+
+/// What a process looked like right after exec, as the kernel read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecSnapshot<'a> {
+    /// The process was traced when it exec'd.
+    pub traced: bool,
+    pub filename: &'a [u8],
+    /// NUL-separated argv.
+    pub args: &'a [u8],
+    /// NUL-separated prefix of the environment.
+    pub env: &'a [u8],
+}
+
 /// `struct sonde_proc_event`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -140,6 +171,25 @@ const _: () = {
     assert!(offset_of_named(DATA_EVENT_OFFSETS, "data") == DATA_HDR_SIZE);
     assert!(size_of::<RawSockStateEvent>() == SOCK_STATE_EVENT_SIZE);
     assert!(size_of::<RawProcEvent>() == PROC_EVENT_SIZE);
+    assert!(
+        size_of::<RawExecHeader>() + EXEC_FILENAME_MAX + EXEC_ARGS_MAX + EXEC_ENV_MAX
+            == EXEC_EVENT_SIZE
+    );
+    assert!(c_layout::EXEC_FILENAME_MAX == self::EXEC_FILENAME_MAX);
+    assert!(c_layout::EXEC_ARGS_MAX == self::EXEC_ARGS_MAX);
+    assert!(c_layout::EXEC_ENV_MAX == self::EXEC_ENV_MAX);
+    assert!(offset_of_named(EXEC_EVENT_OFFSETS, "data") == size_of::<RawExecHeader>());
+    assert_layout!(
+        EXEC_EVENT_OFFSETS,
+        RawExecHeader,
+        kind,
+        traced,
+        tgid,
+        ts_ns,
+        filename_len,
+        args_len,
+        env_len
+    );
     assert_layout!(
         DATA_EVENT_OFFSETS,
         RawDataHeader,
@@ -234,8 +284,15 @@ pub struct DataEvent<'a> {
 pub enum Event<'a> {
     Data(DataEvent<'a>),
     SockState(RawSockStateEvent),
-    Exec { tgid: u32, ts_ns: u64 },
-    Exit { tgid: u32, ts_ns: u64 },
+    Exec {
+        tgid: u32,
+        ts_ns: u64,
+        snapshot: ExecSnapshot<'a>,
+    },
+    Exit {
+        tgid: u32,
+        ts_ns: u64,
+    },
 }
 
 /// Why a ring-buffer record could not be decoded (counted, never fatal).
@@ -270,18 +327,12 @@ impl<'a> Event<'a> {
         match kind {
             EV_DATA => DataEvent::decode(record).map(Event::Data),
             EV_SOCK_STATE => read_header::<RawSockStateEvent>(record).map(Event::SockState),
-            EV_EXEC | EV_EXIT => {
+            EV_EXEC => decode_exec(record),
+            EV_EXIT => {
                 let raw = read_header::<RawProcEvent>(record)?;
-                Ok(if kind == EV_EXEC {
-                    Event::Exec {
-                        tgid: raw.tgid,
-                        ts_ns: raw.ts_ns,
-                    }
-                } else {
-                    Event::Exit {
-                        tgid: raw.tgid,
-                        ts_ns: raw.ts_ns,
-                    }
+                Ok(Event::Exit {
+                    tgid: raw.tgid,
+                    ts_ns: raw.ts_ns,
                 })
             }
             other => Err(DecodeError::UnknownKind(other)),
@@ -353,6 +404,39 @@ impl<'a> DataEvent<'a> {
             tail: &record[offset_of_tail()..offset_of_tail() + tail_len],
         })
     }
+}
+
+fn decode_exec(record: &[u8]) -> Result<Event<'_>, DecodeError> {
+    let raw: RawExecHeader = read_header(record)?;
+    let data = &record[size_of::<RawExecHeader>()..];
+    let part = |start: usize, len: u16, max: usize, field: &'static str| {
+        let len = usize::from(len);
+        if len > max {
+            return Err(DecodeError::BadField {
+                field,
+                value: len as u64,
+            });
+        }
+        data.get(start..start + len).ok_or(DecodeError::Short {
+            kind: EV_EXEC,
+            len: record.len(),
+        })
+    };
+    Ok(Event::Exec {
+        tgid: raw.tgid,
+        ts_ns: raw.ts_ns,
+        snapshot: ExecSnapshot {
+            traced: raw.traced != 0,
+            filename: part(0, raw.filename_len, EXEC_FILENAME_MAX, "filename_len")?,
+            args: part(EXEC_FILENAME_MAX, raw.args_len, EXEC_ARGS_MAX, "args_len")?,
+            env: part(
+                EXEC_FILENAME_MAX + EXEC_ARGS_MAX,
+                raw.env_len,
+                EXEC_ENV_MAX,
+                "env_len",
+            )?,
+        },
+    })
 }
 
 const fn offset_of_tail() -> usize {

@@ -2,12 +2,11 @@
 //! detach cleanly on Ctrl-C, SIGTERM, `--duration`, or the end of `sonde run`'s child.
 
 use std::io::IsTerminal;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
@@ -18,7 +17,7 @@ use crate::attach::targets::{self, Target};
 use crate::capture::clock::WallClock;
 use crate::cli::{OutputFormat, TraceOptions};
 use crate::metrics::Counters;
-use crate::process::{ResourceCache, ResourceOverrides};
+use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
 use crate::sinks::{JsonLinesSink, SpanSink, TreeSink};
 use crate::spans::Span;
 use crate::spans::tracker::{Limits, Tracker};
@@ -67,32 +66,29 @@ pub async fn run(mode: Mode, opts: TraceOptions) -> Result<Ended> {
     })?;
     let ring = probes.take_events()?;
 
-    let mut child = None;
-    match &mode {
-        Mode::Attach(t) => {
-            let pids = targets::resolve(t)?;
-            for pid in pids {
-                trace(&mut probes, pid, &counters);
-            }
-        }
-        Mode::Run(cmd) => child = Some(spawn_traced(cmd, &mut probes, &counters)?),
-    }
-
     let overrides = ResourceOverrides {
         service_name: opts.service_name.clone(),
         extra: Vec::new(),
     };
-    let resources = Arc::new(Mutex::new(ResourceCache::new(overrides)));
+    let resources = Arc::new(ResourceCache::with_overrides(overrides));
+
+    let mut child = None;
+    match &mode {
+        Mode::Attach(t) => {
+            let resolved = targets::resolve(t)?;
+            for pid in resolved.pids {
+                trace(&mut probes, pid, &counters, &resources);
+            }
+        }
+        Mode::Run(cmd) => child = Some(spawn_traced(cmd, &mut probes, &counters)?),
+    }
     let tracker_resources = Arc::clone(&resources);
-    let mut tracker = Tracker::new(
+    let tracker = Tracker::new(
         Limits {
             request_timeout_ns: (opts.request_timeout.max(0.001) * 1e9) as u64,
             ..Limits::default()
         },
-        Box::new(move |pid| match tracker_resources.lock() {
-            Ok(mut cache) => cache.get_or_load(pid),
-            Err(poisoned) => poisoned.into_inner().get_or_load(pid),
-        }),
+        Box::new(move |pid| tracker_resources.get_or_load(pid)),
         Arc::clone(&counters),
     );
     let mut sink = make_sink(&opts);
@@ -100,7 +96,11 @@ pub async fn run(mode: Mode, opts: TraceOptions) -> Result<Ended> {
     eprintln!(
         "sonde: ready: {} hooks attached, {} process(es) traced",
         probes.attached().len(),
-        counters.snapshot().iter().find(|(n, ..)| *n == "processes_traced").map_or(0, |c| c.1)
+        counters
+            .snapshot()
+            .iter()
+            .find(|(n, ..)| *n == "processes_traced")
+            .map_or(0, |c| c.1)
     );
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, "ready\n").with_context(|| format!("writing {}", path.display()))?;
@@ -115,7 +115,9 @@ pub async fn run(mode: Mode, opts: TraceOptions) -> Result<Ended> {
         exe_globs,
         spans: Vec::new(),
     };
-    let ended = loop_state.run(ring, child.as_mut(), opts.duration, &mut *sink).await;
+    let ended = loop_state
+        .run(ring, child.as_mut(), opts.duration, &mut *sink)
+        .await;
 
     // Detach first so nothing more arrives, then flush what is buffered.
     loop_state.tracker.shutdown();
@@ -123,7 +125,10 @@ pub async fn run(mode: Mode, opts: TraceOptions) -> Result<Ended> {
         eprintln!("sonde: flushing spans: {e:#}");
     }
     let drops = loop_state.probes.drop_counts();
-    Counters::set(&counters.ringbuf_drops, drops[abi::DROP_RINGBUF_FULL as usize]);
+    Counters::set(
+        &counters.ringbuf_drops,
+        drops[abi::DROP_RINGBUF_FULL as usize],
+    );
     Counters::set(&counters.read_faults, drops[abi::DROP_READ_FAULT as usize]);
     drop(loop_state);
     eprint!("{}", counters.report());
@@ -136,7 +141,11 @@ fn make_sink(opts: &TraceOptions) -> Box<dyn SpanSink> {
         OutputFormat::Json => Box::new(JsonLinesSink::new(stdout)),
         OutputFormat::Tree => {
             let color = stdout.is_terminal();
-            Box::new(TreeSink::new(stdout, Duration::from_millis(opts.quiet_ms), color))
+            Box::new(TreeSink::new(
+                stdout,
+                Duration::from_millis(opts.quiet_ms),
+                color,
+            ))
         }
         OutputFormat::None => Box::new(NullSink),
     }
@@ -156,9 +165,14 @@ impl SpanSink for NullSink {
     }
 }
 
-fn trace(probes: &mut Probes, pid: u32, counters: &Counters) {
+/// Adds a process to the traced set and reads its resource now, while it surely exists
+/// (a short-lived client may be gone by the time its first span is built).
+fn trace(probes: &mut Probes, pid: u32, counters: &Counters, resources: &ResourceCache) {
     match probes.trace_pid(pid) {
-        Ok(()) => Counters::inc(&counters.processes_traced),
+        Ok(()) => {
+            Counters::inc(&counters.processes_traced);
+            resources.get_or_load(pid);
+        }
         Err(e) => {
             Counters::inc(&counters.attach_failures);
             eprintln!("sonde: cannot trace pid {pid}: {e:#}");
@@ -166,41 +180,63 @@ fn trace(probes: &mut Probes, pid: u32, counters: &Counters) {
     }
 }
 
-/// Starts the command held at a barrier, traces its pid, then lets it run: nothing it
-/// does escapes the probes, not even its first syscall.
+/// Starts the command traced from its first instruction: between fork and exec the
+/// child adds its own pid to the traced set (std's `spawn` only returns after exec,
+/// so the parent could not do it in time).
 fn spawn_traced(cmd: &[String], probes: &mut Probes, counters: &Counters) -> Result<Child> {
     let (program, args) = cmd.split_first().context("no command given")?;
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid 2-element array for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("creating the start barrier pipe");
-    }
-    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let (rfd, wfd) = (read_end.as_raw_fd(), write_end.as_raw_fd());
-
+    let map_fd = probes.traced_map_fd();
     let mut command = Command::new(program);
     command.args(args);
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-    // functions (close, read) on fds it owns in the child.
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (getpid, bpf) with pointers to its own stack.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-            libc::close(wfd);
-            let mut b = 0u8;
-            // Returns 1 when released, 0 if the agent died: either way, run.
-            libc::read(rfd, (&raw mut b).cast(), 1);
-            Ok(())
-        });
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || enroll_self(map_fd));
     }
-    let child = command.spawn().with_context(|| format!("starting {program}"))?;
-    drop(read_end);
-    trace(probes, child.id(), counters);
-    // SAFETY: write_end is open; writing one byte from a valid local.
-    let released = unsafe { libc::write(write_end.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
-    if released != 1 {
-        bail!("could not release {program} from the start barrier");
-    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {program} traced"))?;
+    Counters::inc(&counters.processes_traced);
     Ok(child)
+}
+
+/// `bpf(BPF_MAP_UPDATE_ELEM)` of (own pid -> 1) into the traced-pid map.
+fn enroll_self(map_fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    /// The map-element member of `union bpf_attr` (include/uapi/linux/bpf.h).
+    #[repr(C)]
+    struct MapElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let value: u32 = 1;
+    let attr = MapElemAttr {
+        map_fd: map_fd as u32,
+        _pad: 0,
+        key: (&raw const pid) as u64,
+        value: (&raw const value) as u64,
+        flags: 0,
+    };
+    // SAFETY: attr and the key/value it points to live on this stack frame for the
+    // duration of the call; the size passed matches the struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_ELEM,
+            &raw const attr,
+            size_of::<MapElemAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 struct Loop {
@@ -208,7 +244,7 @@ struct Loop {
     tracker: Tracker,
     clock: WallClock,
     counters: Arc<Counters>,
-    resources: Arc<Mutex<ResourceCache>>,
+    resources: Arc<ResourceCache>,
     exe_globs: Vec<glob::Pattern>,
     spans: Vec<Span>,
 }
@@ -221,12 +257,18 @@ impl Loop {
         duration: Option<f64>,
         sink: &mut dyn SpanSink,
     ) -> Result<Ended> {
-        let mut ring = AsyncFd::new(ring).context("polling the ring buffer")?;
+        // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as
+        // long as the RingBuf lives, and the RingBuf lives inside this AsyncFd.
+        let mut ring =
+            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)
+                .context("polling the ring buffer")?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigusr1 = signal(SignalKind::user_defined1())?;
         let mut tick = tokio::time::interval(TICK);
-        let deadline = duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let deadline =
+            duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
         let sleep_until = async move {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -246,13 +288,13 @@ impl Loop {
                     // Probes skip wakeups for small amounts of data: drain on a timer too.
                     self.drain(ring.get_mut(), sink);
                     self.housekeeping(sink);
-                    if let Some(c) = child.as_deref_mut() {
-                        if let Some(status) = c.try_wait().context("waiting for the child")? {
-                            // Let its last events arrive before leaving.
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            self.drain(ring.get_mut(), sink);
-                            break Ended::Child(status.code().unwrap_or(128));
-                        }
+                    if let Some(c) = child.as_deref_mut()
+                        && let Some(status) = c.try_wait().context("waiting for the child")?
+                    {
+                        // Let its last events arrive before leaving.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        self.drain(ring.get_mut(), sink);
+                        break Ended::Child(status.code().unwrap_or(128));
                     }
                 }
                 _ = sigint.recv() => break Ended::Signal,
@@ -282,11 +324,22 @@ impl Loop {
                     &to_unix,
                     &mut self.spans,
                 ),
-                Ok(Event::Exec { tgid, .. }) => self.on_exec(tgid),
+                Ok(Event::Exec {
+                    tgid,
+                    ts_ns,
+                    snapshot,
+                }) => {
+                    let facts = ProcessFacts::from_exec_snapshot(
+                        tgid,
+                        ts_ns,
+                        snapshot.filename,
+                        snapshot.args,
+                        snapshot.env,
+                    );
+                    self.on_exec(&facts, snapshot.traced);
+                }
                 Ok(Event::Exit { tgid, .. }) => {
-                    if let Ok(mut cache) = self.resources.lock() {
-                        cache.remove(tgid);
-                    }
+                    self.resources.remove(tgid);
                 }
                 Err(e) => {
                     Counters::inc(&self.counters.decode_errors);
@@ -298,18 +351,23 @@ impl Loop {
             let spans = std::mem::take(&mut self.spans);
             let n = spans.len() as u64;
             if let Err(e) = sink.export(spans, now_unix()) {
-                self.counters.spans_dropped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                self.counters
+                    .spans_dropped
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 log::warn!("sink failed: {e:#}");
             }
         }
     }
 
-    fn on_exec(&mut self, tgid: u32) {
-        if let Ok(mut cache) = self.resources.lock() {
-            cache.invalidate(tgid);
-        }
-        if !self.exe_globs.is_empty() && targets::exe_matches(tgid, &self.exe_globs) {
-            trace(&mut self.probes, tgid, &self.counters);
+    /// A process exec'd: either a traced one (describe its new image) or, with `--exe`
+    /// globs, any process (trace it if it matches).
+    fn on_exec(&mut self, facts: &ProcessFacts, traced: bool) {
+        let tgid = facts.pid;
+        if traced {
+            self.resources.refresh_after_exec(facts);
+        } else if !self.exe_globs.is_empty() && targets::exe_matches(tgid, &self.exe_globs) {
+            trace(&mut self.probes, tgid, &self.counters, &self.resources);
+            self.resources.refresh_after_exec(facts);
         }
     }
 
@@ -319,8 +377,14 @@ impl Loop {
             log::warn!("sink tick failed: {e:#}");
         }
         let drops = self.probes.drop_counts();
-        Counters::set(&self.counters.ringbuf_drops, drops[abi::DROP_RINGBUF_FULL as usize]);
-        Counters::set(&self.counters.read_faults, drops[abi::DROP_READ_FAULT as usize]);
+        Counters::set(
+            &self.counters.ringbuf_drops,
+            drops[abi::DROP_RINGBUF_FULL as usize],
+        );
+        Counters::set(
+            &self.counters.read_faults,
+            drops[abi::DROP_READ_FAULT as usize],
+        );
     }
 }
 

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod cli;
 pub mod doctor;
 pub mod metrics;
+pub mod process;
 pub mod protocols;
 pub mod sinks;
 pub mod spans;

@@ -1,3 +1,4 @@
-//! Attaching to the kernel and to target processes.
+//! Attaching: loading the probes into the kernel, and choosing the processes to trace.
 
 pub mod probes;
+pub mod targets;

@@ -7,7 +7,10 @@ pub struct WallClock {
 }
 
 fn now_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid, writable timespec; clock_gettime only writes into it.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {

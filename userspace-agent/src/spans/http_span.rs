@@ -52,11 +52,11 @@ pub fn redact_query(query: &str) -> String {
 /// Splits `host[:port]` (with `[v6]` brackets) from a Host header.
 fn split_host(host: &str) -> (String, Option<u16>) {
     let host = host.trim();
-    if let Some(rest) = host.strip_prefix('[') {
-        if let Some((h, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (h.to_owned(), port);
-        }
+    if let Some(rest) = host.strip_prefix('[')
+        && let Some((h, after)) = rest.split_once(']')
+    {
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (h.to_owned(), port);
     }
     match host.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => match p.parse() {
@@ -109,10 +109,19 @@ pub fn build_span(
     }
     attrs.push(KeyValue::new("url.scheme", "http"));
     attrs.push(KeyValue::new("network.protocol.name", "http"));
-    attrs.push(KeyValue::new("network.protocol.version", request.version.as_str()));
+    attrs.push(KeyValue::new(
+        "network.protocol.version",
+        request.version.as_str(),
+    ));
     attrs.push(KeyValue::new("network.transport", "tcp"));
-    attrs.push(KeyValue::new("network.peer.address", ip_string(&ends.remote)));
-    attrs.push(KeyValue::new("network.peer.port", i64::from(ends.remote.port())));
+    attrs.push(KeyValue::new(
+        "network.peer.address",
+        ip_string(&ends.remote),
+    ));
+    attrs.push(KeyValue::new(
+        "network.peer.port",
+        i64::from(ends.remote.port()),
+    ));
     let host = request.headers.get("host").map(split_host);
     match kind {
         SpanKind::Server => {
@@ -136,8 +145,14 @@ pub fn build_span(
                 Some((h, None)) => h.clone(),
                 None => format!("{addr}:{port}"),
             };
-            let q = query.as_deref().map(|q| format!("?{}", redact_query(q))).unwrap_or_default();
-            attrs.push(KeyValue::new("url.full", format!("http://{authority}{path}{q}")));
+            let q = query
+                .as_deref()
+                .map(|q| format!("?{}", redact_query(q)))
+                .unwrap_or_default();
+            attrs.push(KeyValue::new(
+                "url.full",
+                format!("http://{authority}{path}{q}"),
+            ));
             attrs.push(KeyValue::new("server.address", addr));
             attrs.push(KeyValue::new("server.port", i64::from(port)));
         }
@@ -145,11 +160,16 @@ pub fn build_span(
     if let Some(ua) = request.headers.get("user-agent") {
         attrs.push(KeyValue::new("user_agent.original", ua));
     }
-    if let Some(n) = request_body_bytes {
+    // A GET without a body has no body size to report; an explicit Content-Length: 0 does.
+    let body_declared = request.headers.get("content-length").is_some();
+    if let Some(n) = request_body_bytes.filter(|n| *n > 0 || body_declared) {
         attrs.push(KeyValue::new("http.request.body.size", n as i64));
     }
     if let Some(resp) = &response {
-        attrs.push(KeyValue::new("http.response.status_code", i64::from(resp.status)));
+        attrs.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(resp.status),
+        ));
     }
     if let (Some(n), Outcome::Complete { .. }) = (response_body_bytes, outcome) {
         attrs.push(KeyValue::new("http.response.body.size", n as i64));
@@ -214,13 +234,19 @@ mod tests {
 
     #[test]
     fn query_values_are_redacted_keys_kept() {
-        assert_eq!(redact_query("a=1&token=s3cr3t&flag"), "a=REDACTED&token=REDACTED&flag");
+        assert_eq!(
+            redact_query("a=1&token=s3cr3t&flag"),
+            "a=REDACTED&token=REDACTED&flag"
+        );
         assert_eq!(redact_query(""), "");
     }
 
     #[test]
     fn host_header_forms() {
-        assert_eq!(split_host("example.com:8080"), ("example.com".into(), Some(8080)));
+        assert_eq!(
+            split_host("example.com:8080"),
+            ("example.com".into(), Some(8080))
+        );
         assert_eq!(split_host("example.com"), ("example.com".into(), None));
         assert_eq!(split_host("[::1]:80"), ("::1".into(), Some(80)));
         assert_eq!(split_host("[::1]"), ("::1".into(), None));

@@ -82,7 +82,8 @@ impl TraceJoin {
 
     /// A client request left on (local, remote).
     pub fn client_request(&mut self, local: SocketAddr, remote: SocketAddr, ident: &SpanIdentity) {
-        self.clients.insert((local, remote), (ident.trace_id, ident.span_id));
+        self.clients
+            .insert((local, remote), (ident.trace_id, ident.span_id));
     }
 
     pub fn client_done(&mut self, local: SocketAddr, remote: SocketAddr) {
@@ -91,7 +92,12 @@ impl TraceJoin {
 
     /// A server request arrived on (local, remote): adopt the traced client's span as
     /// parent when there is one.
-    pub fn server_request(&mut self, local: SocketAddr, remote: SocketAddr, ident: &mut SpanIdentity) {
+    pub fn server_request(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ident: &mut SpanIdentity,
+    ) {
         let Some((trace_id, span_id)) = self.clients.get(&(remote, local)) else {
             return;
         };

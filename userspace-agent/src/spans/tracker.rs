@@ -83,9 +83,24 @@ struct HttpConn {
     last_seen_ns: u64,
 }
 
+/// The first bytes of a connection, kept while they are too short to tell whether
+/// they start an HTTP/1 message ("GET" arriving alone).
+struct Undecided {
+    dir: Direction,
+    first_ts_ns: u64,
+    bytes: Vec<u8>,
+}
+
+/// Longest prefix kept undecided: every request or status line is told apart by then.
+const MAX_UNDECIDED: usize = 16;
+
 /// A connection is HTTP/1 or not (yet) recognised.
 enum Conn {
-    Unknown { counted: bool, last_seen_ns: u64 },
+    Unknown {
+        counted: bool,
+        last_seen_ns: u64,
+        undecided: Option<Undecided>,
+    },
     Http(Box<HttpConn>),
 }
 
@@ -98,13 +113,50 @@ impl Conn {
     }
 }
 
-/// Decides the role from the first bytes seen, or `None` if they are not HTTP/1.
-fn detect_role(dir: Direction, head: &[u8]) -> Option<Role> {
-    match (dir, http1::looks_like_request(head), http1::looks_like_response(head)) {
-        (Direction::Ingress, true, _) | (Direction::Egress, _, true) => Some(Role::Server),
-        (Direction::Egress, true, _) | (Direction::Ingress, _, true) => Some(Role::Client),
-        _ => None,
+/// What the first bytes of a connection say.
+#[derive(Debug, PartialEq, Eq)]
+enum Detection {
+    Http(Role),
+    NotHttp,
+    /// Too short to tell, but could still become a request or status line.
+    NeedMore,
+}
+
+/// Decides the role from the first bytes seen.
+fn detect(dir: Direction, head: &[u8]) -> Detection {
+    match (
+        dir,
+        http1::looks_like_request(head),
+        http1::looks_like_response(head),
+    ) {
+        (Direction::Ingress, true, _) | (Direction::Egress, _, true) => {
+            Detection::Http(Role::Server)
+        }
+        (Direction::Egress, true, _) | (Direction::Ingress, _, true) => {
+            Detection::Http(Role::Client)
+        }
+        _ if could_become_start_line(head) => Detection::NeedMore,
+        _ => Detection::NotHttp,
     }
+}
+
+fn could_become_start_line(bytes: &[u8]) -> bool {
+    const STARTS: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+        b"HTTP/1.",
+    ];
+    bytes.len() < MAX_UNDECIDED
+        && STARTS
+            .iter()
+            .any(|s| s.starts_with(bytes) || (bytes.starts_with(s) && bytes.len() < s.len() + 5))
 }
 
 fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> SocketAddr {
@@ -148,7 +200,12 @@ impl Tracker {
 
     /// Feeds one data event; finished spans are pushed to `out` (trace IDs mapped to wall
     /// clock by `to_unix`).
-    pub fn on_data(&mut self, ev: &DataEvent<'_>, to_unix: &dyn Fn(u64) -> u64, out: &mut Vec<Span>) {
+    pub fn on_data(
+        &mut self,
+        ev: &DataEvent<'_>,
+        to_unix: &dyn Fn(u64) -> u64,
+        out: &mut Vec<Span>,
+    ) {
         let h = &ev.header;
         let sock = h.sock_id;
         if !self.conns.contains_key(&sock) {
@@ -159,6 +216,7 @@ impl Tracker {
                 Conn::Unknown {
                     counted: false,
                     last_seen_ns: h.ts_ns,
+                    undecided: None,
                 },
             );
         }
@@ -166,19 +224,50 @@ impl Tracker {
             return;
         };
 
+        // Bytes held back while undecided are replayed as one segment that starts at the
+        // first of them, so the span starts at the request's first byte.
+        let mut replay: Option<Undecided> = None;
         if let Conn::Unknown {
             counted,
             last_seen_ns,
+            undecided,
         } = conn
         {
             *last_seen_ns = h.ts_ns;
-            let Some(role) = detect_role(ev.direction, ev.data) else {
-                if !*counted {
-                    *counted = true;
-                    Counters::inc(&self.counters.unknown_protocol_connections);
-                }
-                return;
+            let fully_captured = ev.data.len() as u64 == h.total_len;
+            let mut pending = match undecided.take() {
+                Some(u) if u.dir == ev.direction && fully_captured => u,
+                _ => Undecided {
+                    dir: ev.direction,
+                    first_ts_ns: h.ts_ns,
+                    bytes: Vec::new(),
+                },
             };
+            let joined = !pending.bytes.is_empty();
+            pending
+                .bytes
+                .extend_from_slice(&ev.data[..ev.data.len().min(MAX_UNDECIDED)]);
+            let role = match detect(ev.direction, &pending.bytes) {
+                Detection::Http(role) => role,
+                Detection::NeedMore if fully_captured => {
+                    *undecided = Some(pending);
+                    return;
+                }
+                Detection::NeedMore | Detection::NotHttp => {
+                    if !*counted {
+                        *counted = true;
+                        Counters::inc(&self.counters.unknown_protocol_connections);
+                    }
+                    return;
+                }
+            };
+            if joined {
+                // Replay the held bytes plus this event's from the full data below.
+                pending
+                    .bytes
+                    .truncate(pending.bytes.len() - ev.data.len().min(MAX_UNDECIDED));
+                replay = Some(pending);
+            }
             let ends = Endpoints {
                 local: socket_addr(h.family, &h.local_addr, h.local_port),
                 remote: socket_addr(h.family, &h.remote_addr, h.remote_port),
@@ -214,6 +303,19 @@ impl Tracker {
 
         let mut events = std::mem::take(&mut self.scratch);
         events.clear();
+        let joined_bytes;
+        let seg = match &replay {
+            Some(held) => {
+                joined_bytes = [held.bytes.as_slice(), ev.data].concat();
+                Segment {
+                    ts_ns: held.first_ts_ns,
+                    len: held.bytes.len() as u64 + h.total_len,
+                    head: &joined_bytes,
+                    tail: ev.tail,
+                }
+            }
+            None => seg,
+        };
         if request_side {
             c.requests.push(&seg, &mut events);
         } else {
@@ -256,7 +358,10 @@ impl Tracker {
                 let mut ident = kernel_ident.take().unwrap_or_else(SpanIdentity::new_root);
                 ident.trace_id = ctx.join.resolve(ident.trace_id);
                 match c.role {
-                    Role::Server => ctx.join.server_request(c.ends.local, c.ends.remote, &mut ident),
+                    Role::Server => {
+                        ctx.join
+                            .server_request(c.ends.local, c.ends.remote, &mut ident)
+                    }
                     Role::Client => ctx.join.client_request(c.ends.local, c.ends.remote, &ident),
                 }
                 c.responses.expect_response(&head.method);
@@ -285,17 +390,20 @@ impl Tracker {
                     None => Counters::inc(&ctx.counters.unpaired_responses),
                 }
             }
-            Http1Event::MessageEnd { ts_ns, body_bytes } if request_side => {
+            Http1Event::MessageEnd {
+                ts_ns: _,
+                body_bytes,
+            } if request_side => {
                 if let Some(ex) = c.pending.back_mut() {
                     ex.request_body_bytes = Some(body_bytes);
                 }
             }
             Http1Event::MessageEnd { ts_ns, body_bytes } => {
-                if c.pending.front().is_some_and(|ex| ex.response.is_some()) {
-                    if let Some(mut ex) = c.pending.pop_front() {
-                        ex.response_body_bytes = Some(body_bytes);
-                        Self::finish(c, ex, Outcome::Complete { end_ns: ts_ns }, &mut ctx);
-                    }
+                if c.pending.front().is_some_and(|ex| ex.response.is_some())
+                    && let Some(mut ex) = c.pending.pop_front()
+                {
+                    ex.response_body_bytes = Some(body_bytes);
+                    Self::finish(c, ex, Outcome::Complete { end_ns: ts_ns }, &mut ctx);
                 }
             }
             Http1Event::NotHttp { .. } => Counters::inc(&ctx.counters.http_desyncs),
@@ -331,29 +439,22 @@ impl Tracker {
             }
             // Our side stopped writing: a server's response delimited by close ends here.
             tcp_state::FIN_WAIT1 => {
-                if let Some(Conn::Http(c)) = self.conns.get_mut(&sock) {
-                    if c.role == Role::Server {
-                        let mut events = Vec::new();
-                        if let Some(cut) = c.responses.finish(&mut events) {
-                            let _ = cut;
-                        }
-                        let mut none = None;
-                        for e in events {
-                            Self::apply(
-                                c,
-                                false,
-                                e,
-                                &mut none,
-                                Ctx {
-                                    join: &mut self.join,
-                                    resources: &mut self.resources,
-                                    counters: &self.counters,
-                                    limits: &self.limits,
-                                    to_unix,
-                                    out,
-                                },
-                            );
-                        }
+                if let Some(Conn::Http(c)) = self.conns.get_mut(&sock)
+                    && c.role == Role::Server
+                {
+                    // A cut-off response stays pending and fails when the socket closes.
+                    let mut events = Vec::new();
+                    let _cut = c.responses.finish(&mut events);
+                    let mut ctx = Ctx {
+                        join: &mut self.join,
+                        resources: &mut self.resources,
+                        counters: &self.counters,
+                        limits: &self.limits,
+                        to_unix,
+                        out,
+                    };
+                    for e in events {
+                        Self::apply(c, false, e, &mut None, ctx.reborrow());
                     }
                 }
             }
@@ -384,7 +485,9 @@ impl Tracker {
         let cut_end = cut.map(|i| i.ts_ns);
         while let Some(ex) = c.pending.pop_front() {
             let response_started = ex.response.is_some();
-            let end_ns = cut_end.filter(|_| response_started).unwrap_or(ts_ns.max(c.last_seen_ns));
+            let end_ns = cut_end
+                .filter(|_| response_started)
+                .unwrap_or(ts_ns.max(c.last_seen_ns));
             Self::finish(
                 &c,
                 ex,
@@ -403,11 +506,9 @@ impl Tracker {
         let counters = &self.counters;
         self.conns.retain(|_, conn| {
             if let Conn::Http(c) = conn {
-                while c
-                    .pending
-                    .front()
-                    .is_some_and(|ex| now_ns.saturating_sub(ex.start_ns) > limits.request_timeout_ns)
-                {
+                while c.pending.front().is_some_and(|ex| {
+                    now_ns.saturating_sub(ex.start_ns) > limits.request_timeout_ns
+                }) {
                     c.pending.pop_front();
                     Counters::inc(&counters.requests_timed_out);
                 }
@@ -468,5 +569,347 @@ impl Ctx<'_> {
             to_unix: self.to_unix,
             out: self.out,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{KernelParentSource, RawDataHeader, RawTraceCtx, TAIL_BYTES};
+    use crate::spans::{KeyValue, Status, Value};
+
+    const SERVER_SOCK: u64 = 0xaaaa;
+    const CLIENT_SOCK: u64 = 0xbbbb;
+
+    fn resource(pid: u32) -> Arc<Resource> {
+        Arc::new(Resource {
+            service_name: format!("svc{pid}"),
+            attributes: vec![KeyValue::new("process.pid", i64::from(pid))],
+        })
+    }
+
+    fn tracker() -> (Tracker, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let t = Tracker::new(Limits::default(), Box::new(resource), Arc::clone(&counters));
+        (t, counters)
+    }
+
+    struct Ev {
+        sock: u64,
+        dir: Direction,
+        ts: u64,
+        bytes: Vec<u8>,
+        total: u64,
+        role: CtxRole,
+        ctx: RawTraceCtx,
+        source: KernelParentSource,
+        local_port: u16,
+        remote_port: u16,
+    }
+
+    fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
+        Ev {
+            sock,
+            dir,
+            ts,
+            bytes: bytes.to_vec(),
+            total: bytes.len() as u64,
+            role: CtxRole::None,
+            ctx: RawTraceCtx::default(),
+            source: KernelParentSource::None,
+            local_port: if sock == SERVER_SOCK { 8080 } else { 40000 },
+            remote_port: if sock == SERVER_SOCK { 40000 } else { 8080 },
+        }
+    }
+
+    fn feed(t: &mut Tracker, e: &Ev, out: &mut Vec<Span>) {
+        let mut local_addr = [0u8; 16];
+        local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let header = RawDataHeader {
+            kind: crate::abi::EV_DATA,
+            direction: e.dir as u8,
+            syscall: 1,
+            family: 2,
+            ctx_role: e.role as u8,
+            parent_source: e.source as u8,
+            tail_len: 0,
+            tgid: 42,
+            tid: 42,
+            ts_ns: e.ts,
+            sock_id: e.sock,
+            total_len: e.total,
+            captured_len: e.bytes.len() as u32,
+            local_port: e.local_port,
+            remote_port: e.remote_port,
+            local_addr,
+            remote_addr: local_addr,
+            ctx: e.ctx,
+            tail: [0; TAIL_BYTES],
+        };
+        let data = DataEvent {
+            header,
+            direction: e.dir,
+            ctx_role: e.role,
+            parent_source: e.source,
+            data: &e.bytes,
+            tail: &[],
+        };
+        t.on_data(&data, &|ns| ns, out);
+    }
+
+    fn attr<'a>(s: &'a Span, k: &str) -> &'a Value {
+        s.attr(k).unwrap_or_else(|| panic!("missing {k} in {s:?}"))
+    }
+
+    #[test]
+    fn keep_alive_server_requests_pair_in_order() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        for (i, path) in ["/a", "/b", "/c"].iter().enumerate() {
+            let base = 1000 * (i as u64 + 1);
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: example:8080\r\nUser-Agent: curl/8\r\n\r\n");
+            feed(
+                &mut t,
+                &ev(SERVER_SOCK, Direction::Ingress, base, req.as_bytes()),
+                &mut out,
+            );
+            feed(
+                &mut t,
+                &ev(
+                    SERVER_SOCK,
+                    Direction::Egress,
+                    base + 10,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                ),
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 3);
+        let names: Vec<_> = out.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["GET /a", "GET /b", "GET /c"]);
+        let s = &out[1];
+        assert_eq!(s.kind, SpanKind::Server);
+        assert_eq!((s.start_unix_nano, s.end_unix_nano), (2000, 2010));
+        assert_eq!(attr(s, "http.response.status_code"), &Value::Int(200));
+        assert_eq!(attr(s, "http.response.body.size"), &Value::Int(5));
+        assert_eq!(attr(s, "server.address"), &Value::Str("example".into()));
+        assert_eq!(attr(s, "client.port"), &Value::Int(40000));
+        assert_eq!(attr(s, "user_agent.original"), &Value::Str("curl/8".into()));
+        assert_eq!(s.status, Status::Unset);
+    }
+
+    #[test]
+    fn pipelined_requests_each_get_their_response() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let reqs = b"GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\n\r\n";
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Ingress, 10, reqs),
+            &mut out,
+        );
+        let resps = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Egress, 20, resps),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].name, "GET /one");
+        assert_eq!(attr(&out[0], "http.response.status_code"), &Value::Int(200));
+        assert_eq!(out[1].name, "GET /two");
+        assert_eq!(attr(&out[1], "http.response.status_code"), &Value::Int(404));
+        // A 404 is not a server error.
+        assert_eq!(out[1].status, Status::Unset);
+        assert_ne!(out[0].span_id, out[1].span_id);
+    }
+
+    #[test]
+    fn kernel_ids_and_parent_are_used() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let ctx = RawTraceCtx {
+            trace_id: [7; 16],
+            span_id: [8; 8],
+            parent_span_id: [9; 8],
+        };
+        let mut e = ev(
+            CLIENT_SOCK,
+            Direction::Egress,
+            5,
+            b"GET /x?token=abc HTTP/1.1\r\nHost: api:8080\r\n\r\n",
+        );
+        e.role = CtxRole::ClientRequest;
+        e.ctx = ctx;
+        e.source = KernelParentSource::Thread;
+        feed(&mut t, &e, &mut out);
+        feed(
+            &mut t,
+            &ev(
+                CLIENT_SOCK,
+                Direction::Ingress,
+                9,
+                b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        let s = &out[0];
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.trace_id.0, [7; 16]);
+        assert_eq!(s.span_id.0, [8; 8]);
+        assert_eq!(s.parent_span_id.map(|p| p.0), Some([9; 8]));
+        assert_eq!(attr(s, "sonde.parent.source"), &Value::Str("thread".into()));
+        assert_eq!(
+            attr(s, "url.full"),
+            &Value::Str("http://api:8080/x?token=REDACTED".into())
+        );
+        assert_eq!(attr(s, "url.query"), &Value::Str("token=REDACTED".into()));
+        assert!(matches!(s.status, Status::Error { .. }));
+    }
+
+    #[test]
+    fn close_mid_response_is_an_error_span() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Ingress,
+                10,
+                b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n",
+            ),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Egress,
+                20,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial",
+            ),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        t.on_sock_state(SERVER_SOCK, 1, tcp_state::CLOSE, 30, &|ns| ns, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(
+            matches!(out[0].status, Status::Error { .. }),
+            "{:?}",
+            out[0].status
+        );
+        assert_eq!(
+            attr(&out[0], "error.type"),
+            &Value::Str("connection_closed".into())
+        );
+        assert_eq!(t.connections(), 0);
+    }
+
+    #[test]
+    fn unknown_protocol_is_counted_once_and_never_spans() {
+        let (mut t, counters) = tracker();
+        let mut out = Vec::new();
+        for i in 0..3 {
+            feed(
+                &mut t,
+                &ev(
+                    SERVER_SOCK,
+                    Direction::Ingress,
+                    i,
+                    b"\x16\x03\x01garbage bytes",
+                ),
+                &mut out,
+            );
+        }
+        assert!(out.is_empty());
+        assert_eq!(
+            counters
+                .unknown_protocol_connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn request_arriving_a_few_bytes_at_a_time_is_detected() {
+        let (mut t, counters) = tracker();
+        let mut out = Vec::new();
+        let req = b"GET /split/path HTTP/1.1\r\nHost: h\r\n\r\n";
+        for (i, chunk) in req.chunks(3).enumerate() {
+            feed(
+                &mut t,
+                &ev(SERVER_SOCK, Direction::Ingress, 100 + i as u64, chunk),
+                &mut out,
+            );
+        }
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Egress,
+                500,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].name, "GET /split/path");
+        assert_eq!(out[0].start_unix_nano, 100);
+        assert_eq!(
+            counters
+                .unknown_protocol_connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[test]
+    fn detection_is_three_way() {
+        assert_eq!(detect(Direction::Ingress, b"GE"), Detection::NeedMore);
+        assert_eq!(detect(Direction::Ingress, b"GET "), Detection::NeedMore);
+        assert_eq!(
+            detect(Direction::Ingress, b"GET /"),
+            Detection::Http(Role::Server)
+        );
+        assert_eq!(
+            detect(Direction::Egress, b"HTTP/1.1 2"),
+            Detection::NeedMore
+        );
+        assert_eq!(
+            detect(Direction::Egress, b"HTTP/1.1 200 OK"),
+            Detection::Http(Role::Server)
+        );
+        assert_eq!(
+            detect(Direction::Ingress, b"\x16\x03\x01"),
+            Detection::NotHttp
+        );
+        assert_eq!(detect(Direction::Ingress, b"GETX"), Detection::NotHttp);
+    }
+
+    #[test]
+    fn timed_out_requests_are_counted() {
+        let (mut t, counters) = tracker();
+        let mut out = Vec::new();
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Ingress,
+                0,
+                b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n",
+            ),
+            &mut out,
+        );
+        t.tick(Limits::default().request_timeout_ns + 1);
+        assert_eq!(
+            counters
+                .requests_timed_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert!(out.is_empty());
     }
 }

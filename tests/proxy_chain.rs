@@ -1,0 +1,185 @@
+//! Parent-child links: a CLIENT span made while a SERVER request is handled (same
+//! thread, or a forked child), and a SERVER span under the traced CLIENT span of the
+//! other end of a loopback connection (nginx reverse proxy in front of Python).
+
+mod util;
+
+use std::time::Duration;
+
+use util::*;
+
+/// Scenario 11a: the handler calls another service with urllib on its own thread.
+#[test]
+fn handler_urllib_call_is_child_via_thread() {
+    require_tracing!();
+    let upstream = Server::python(); // not traced
+    let front = Server::python();
+    let mut agent = Agent::attach(&[front.pid()]);
+    let c = curl(&[&format!(
+        "{}?url={}",
+        front.url("/call"),
+        upstream.url("/size/64")
+    )]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(c.body.len(), 64);
+
+    let tree = agent.collect(2);
+    tree.assert_names(&[(SERVER, "GET /call"), (CLIENT, "GET /size/64")]);
+    let server = tree.find(SERVER, "GET /call");
+    let client = tree.find(CLIENT, "GET /size/64");
+    tree.assert_root(server);
+    tree.assert_child(server, client, "thread");
+    tree.assert_attr(server, "url.query", "url=REDACTED");
+    tree.assert_attr(client, "url.full", &upstream.url("/size/64"));
+    tree.assert_attr(client, "server.port", &upstream.port.to_string());
+    tree.assert_attr(client, "http.response.body.size", "64");
+    tree.assert_attr(server, "http.response.body.size", "64");
+    eqnice!(
+        tree,
+        server.res_attr("process.pid"),
+        client.res_attr("process.pid"),
+        "same process"
+    );
+}
+
+/// Scenario 11b: the handler runs `curl` as a subprocess: its CLIENT span is the
+/// child of the handler's SERVER span through the fork.
+#[test]
+fn handler_curl_subprocess_is_child_via_fork() {
+    require_tracing!();
+    let upstream = Server::python(); // not traced
+    let front = Server::python();
+    let mut agent = Agent::attach(&[front.pid()]);
+    let c = curl(&[&format!(
+        "{}?url={}",
+        front.url("/spawn"),
+        upstream.url("/leaf")
+    )]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(String::from_utf8_lossy(&c.body), "hello /leaf\n");
+
+    let tree = agent.collect(2);
+    tree.assert_names(&[(SERVER, "GET /spawn"), (CLIENT, "GET /leaf")]);
+    let server = tree.find(SERVER, "GET /spawn");
+    let client = tree.find(CLIENT, "GET /leaf");
+    tree.assert_root(server);
+    tree.assert_child(server, client, "fork");
+    eqnice!(
+        tree,
+        client.res_attr("service.name").as_deref(),
+        Some("curl"),
+        "the child span belongs to curl"
+    );
+    check!(
+        tree,
+        client.res_attr("process.pid") != server.res_attr("process.pid"),
+        "a different process"
+    );
+    tree.assert_attr(client, "url.full", &upstream.url("/leaf"));
+}
+
+fn proxy() -> (Server, Server) {
+    let upstream = Server::python();
+    let nginx = Server::nginx(
+        "nginx_proxy.conf",
+        &[("UPSTREAM", upstream.port.to_string())],
+        |_| {},
+    );
+    (upstream, nginx)
+}
+
+/// Scenario 11c: nginx reverse proxy and its Python upstream, both traced: nginx SERVER
+/// -> nginx CLIENT (thread) -> python SERVER (local_peer), one trace.
+#[test]
+fn nginx_reverse_proxy_chain_is_one_trace() {
+    require_tracing!();
+    let (upstream, nginx) = proxy();
+    let mut agent = Agent::attach(&[nginx.pid(), upstream.pid()]);
+    let c = curl(&[&nginx.url("/api/hello?user=bob")]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(String::from_utf8_lossy(&c.body), "hello /api/hello\n");
+    let curl_port = c.writeouts[0].local_port;
+
+    let tree = agent.collect(3);
+    tree.assert_names(&[
+        (SERVER, "GET /api/hello"),
+        (CLIENT, "GET /api/hello"),
+        (SERVER, "GET /api/hello"),
+    ]);
+    let nginx_server = tree
+        .all(SERVER, "GET /api/hello")
+        .into_iter()
+        .find(|s| s.res_attr("service.name").as_deref() == Some("nginx"))
+        .unwrap_or_else(|| panic!("no nginx SERVER span\n{}", tree.dump()));
+    let py_server = tree
+        .all(SERVER, "GET /api/hello")
+        .into_iter()
+        .find(|s| s.res_attr("service.name").as_deref() == Some("py_server"))
+        .unwrap_or_else(|| panic!("no py_server SERVER span\n{}", tree.dump()));
+    let nginx_client = tree.find(CLIENT, "GET /api/hello");
+    eqnice!(
+        tree,
+        nginx_client.res_attr("service.name").as_deref(),
+        Some("nginx"),
+        "nginx makes the CLIENT span"
+    );
+    tree.assert_root(nginx_server);
+    tree.assert_child(nginx_server, nginx_client, "thread");
+    tree.assert_child(nginx_client, py_server, "local_peer");
+    tree.assert_attr(nginx_server, "client.port", &curl_port.to_string());
+    tree.assert_attr(nginx_client, "server.port", &upstream.port.to_string());
+    tree.assert_attr(py_server, "server.port", &upstream.port.to_string());
+    for s in [nginx_server, nginx_client, py_server] {
+        tree.assert_attr(s, "http.response.status_code", "200");
+        tree.assert_attr(s, "http.response.body.size", "17");
+        eqnice!(tree, s.status_code(), 0, "status unset for {}", s.summary());
+    }
+    tree.assert_attr(nginx_client, "url.query", "user=REDACTED");
+}
+
+/// The proxied chain with large bodies: nginx reads its upstream with FIONREAD, which a
+/// sockhash-enrolled socket breaks (measured on these hosts: a 100 KB response hung); responses must not stall and
+/// the bytes must be intact.
+#[test]
+fn nginx_reverse_proxy_large_responses_do_not_stall() {
+    require_tracing!();
+    let (upstream, nginx) = proxy();
+    let mut agent = Agent::attach(&[nginx.pid(), upstream.pid()]);
+    let sizes = [100_000usize, 1_000_000, 10];
+    for n in sizes {
+        let t0 = std::time::Instant::now();
+        let c = curl(&[
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            &nginx.url(&format!("/size/{n}")),
+        ]);
+        let took = t0.elapsed();
+        assert!(
+            c.status.success(),
+            "curl /size/{n} through the traced proxy failed after {took:?}: {}",
+            c.stderr
+        );
+        assert_eq!(c.writeouts[0].size_download, n as u64, "/size/{n} complete");
+        assert!(
+            took < Duration::from_secs(3),
+            "/size/{n} through the traced proxy took {took:?}"
+        );
+    }
+    let tree = agent.collect(3 * sizes.len());
+    for n in sizes {
+        let name = format!("GET /size/{n}");
+        eqnice!(
+            tree,
+            tree.all(SERVER, &name).len(),
+            2,
+            "two SERVER spans for {name}"
+        );
+        let client = tree.find(CLIENT, &name);
+        tree.assert_attr(client, "http.response.body.size", &n.to_string());
+        for s in tree.all(SERVER, &name) {
+            tree.assert_attr(s, "http.response.body.size", &n.to_string());
+        }
+    }
+}
