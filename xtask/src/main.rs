@@ -1,1 +1,52 @@
-fn main() {}
+//! `cargo xtask <command>`: developer tooling for Sonde.
+//!
+//! One module per subcommand, each with its own `Options`; shared helpers in [`util`].
+//! Every command that touches the kernel or apt needs root.
+
+mod bench;
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Sonde developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prepare this machine (root): clang-19, libbpf, bpftool, nginx, wrk, ... and tracefs.
+    Setup(setup::Options),
+    /// Start a three-service demo app on loopback, trace it with sonde, print the traces.
+    Demo(demo::Options),
+    /// What CI runs: fmt and clippy, build sonde, `cargo test --workspace --all-targets`.
+    Test(test::Options),
+    /// Measure the agent's overhead on nginx with wrk (no agent / empty probes / full).
+    Bench(bench::Options),
+}
+
+fn main() -> ExitCode {
+    let result: Result<()> = match Cli::parse().command {
+        Command::Setup(opts) => setup::run(opts),
+        Command::Demo(opts) => demo::run(opts),
+        Command::Test(opts) => test::run(opts),
+        Command::Bench(opts) => bench::run(opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line, without the backtrace anyhow
+            // captures when RUST_BACKTRACE is set.
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

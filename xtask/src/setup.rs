@@ -1,0 +1,180 @@
+//! `cargo xtask setup`: prepare a machine (Debian 12, root) to build and run Sonde.
+//!
+//! Idempotent: apt runs only when something is missing (`apt-get update` once, then one
+//! `apt-get install -y`), tracefs is mounted only when it is not. Prints what it did.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use crate::util::{self, exec, on_path};
+
+#[derive(Debug, Args)]
+pub struct Options {}
+
+/// A requirement: the Debian package to install, and how to tell it is already there.
+struct Need {
+    package: &'static str,
+    /// Also satisfied by any of these installed packages.
+    alternatives: &'static [&'static str],
+    /// Also satisfied if this program is on PATH (e.g. node or python3 from elsewhere).
+    program: Option<&'static str>,
+}
+
+const NEEDS: &[Need] = &[
+    Need {
+        package: "clang-19",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "llvm-19",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "libbpf-dev",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "bpftool",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "nginx-light",
+        alternatives: &["nginx", "nginx-core", "nginx-full"],
+        program: Some("nginx"),
+    },
+    Need {
+        package: "curl",
+        alternatives: &[],
+        program: Some("curl"),
+    },
+    Need {
+        package: "wrk",
+        alternatives: &[],
+        program: Some("wrk"),
+    },
+    Need {
+        package: "python3",
+        alternatives: &[],
+        program: Some("python3"),
+    },
+    Need {
+        package: "nodejs",
+        alternatives: &[],
+        program: Some("node"),
+    },
+    Need {
+        package: "iproute2",
+        alternatives: &[],
+        program: Some("ip"),
+    },
+];
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+pub fn run(opts: Options) -> Result<()> {
+    let Options {} = opts;
+    util::require_root("cargo xtask setup")?;
+    install_packages()?;
+    mount_tracefs()?;
+    Ok(())
+}
+
+fn installed(package: &str) -> bool {
+    // `dpkg -s` also succeeds for removed-but-configured packages; check the status line.
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b"install ok installed"))
+}
+
+/// What satisfies a need (the package, an alternative, or a program on PATH), if anything.
+fn present(need: &Need) -> Option<String> {
+    if installed(need.package) {
+        return Some(need.package.to_owned());
+    }
+    if let Some(alt) = need.alternatives.iter().find(|alt| installed(alt)) {
+        return Some((*alt).to_owned());
+    }
+    need.program
+        .filter(|program| on_path(program))
+        .map(|program| format!("{program} on PATH"))
+}
+
+fn install_packages() -> Result<()> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for need in NEEDS {
+        match present(need) {
+            Some(what) => found.push(what),
+            None => missing.push(need.package),
+        }
+    }
+    println!("setup: present: {}", found.join(", "));
+    if missing.is_empty() {
+        println!("setup: nothing to install; apt skipped");
+        return Ok(());
+    }
+    println!("setup: installing {}", missing.join(" "));
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    // One update per run, and only when apt has never fetched lists or the install fails
+    // on stale ones.
+    let lists_empty = std::fs::read_dir("/var/lib/apt/lists").map_or(true, |d| {
+        !d.flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+    });
+    let mut updated = false;
+    if lists_empty {
+        exec(&mut apt(&["update"]))?;
+        updated = true;
+    }
+    let mut install = apt(&["install", "-y", "--no-install-recommends"]);
+    install.args(&missing);
+    if let Err(e) = exec(&mut install) {
+        if updated {
+            return Err(e);
+        }
+        println!("setup: install failed ({e:#}); refreshing package lists once and retrying");
+        exec(&mut apt(&["update"]))?;
+        exec(&mut install)?;
+    }
+    println!("setup: installed {}", missing.join(" "));
+    Ok(())
+}
+
+fn tracefs_mounted() -> Result<bool> {
+    let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    Ok(mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, target, fstype) = (fields.next(), fields.next(), fields.next());
+        target == Some(TRACEFS) && fstype == Some("tracefs")
+    }))
+}
+
+fn mount_tracefs() -> Result<()> {
+    if tracefs_mounted()? {
+        println!("setup: tracefs already mounted at {TRACEFS}");
+        return Ok(());
+    }
+    if !Path::new(TRACEFS).is_dir() {
+        std::fs::create_dir_all(TRACEFS).with_context(|| format!("creating {TRACEFS}"))?;
+    }
+    exec(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))?;
+    println!("setup: mounted tracefs at {TRACEFS}");
+    if !Path::new(TRACEFS).join("events/syscalls").exists() {
+        println!(
+            "setup: warning: {TRACEFS}/events/syscalls is missing (kernel without syscall tracepoints?)"
+        );
+    }
+    Ok(())
+}
