@@ -48,9 +48,9 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
         return 0;
 
     struct pt_regs *regs = syscall_regs();
-    __u32 fd = BPF_CORE_READ(regs, di);
-    struct sock *sk = tcp_sock_of_fd(fd);
-    if (!sk)
+    struct sock_info fresh;
+    const struct sock_info *si = tcp_sock_of_fd(BPF_CORE_READ(regs, di), &fresh);
+    if (!si)
         return 0;
 
     __u32 zero = 0;
@@ -68,9 +68,13 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
     ev->tgid = tgid;
     ev->tid = (__u32)pid_tgid;
     ev->ts_ns = bpf_ktime_get_ns();
-    ev->sock_id = (__u64)sk;
+    ev->sock_id = si->sk;
     ev->total_len = ret;
-    read_tuple(sk, ev);
+    ev->family = si->family;
+    ev->local_port = si->local_port;
+    ev->remote_port = si->remote_port;
+    __builtin_memcpy(ev->local_addr, si->local_addr, sizeof(ev->local_addr));
+    __builtin_memcpy(ev->remote_addr, si->remote_addr, sizeof(ev->remote_addr));
 
     switch (shape) {
     case SHAPE_BUF:
@@ -92,12 +96,6 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
     }
 
     decide_trace_ctx(ev, (__u32)pid_tgid);
-
-    __u64 sock_id = ev->sock_id;
-    if (!bpf_map_lookup_elem(&known_socks, &sock_id)) {
-        __u8 one = 1;
-        bpf_map_update_elem(&known_socks, &sock_id, &one, BPF_ANY);
-    }
     submit_data(s);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "sonde_abi.h"
+#include "maps/maps.h"
 
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
@@ -23,48 +24,82 @@ static __always_inline struct pt_regs *syscall_regs(void)
     return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-/* NULL unless fd is an IPv4/IPv6 TCP socket: files, pipes and unix sockets never match. */
-static __always_inline struct sock *tcp_sock_of_fd(__u32 fd)
+/*
+ * Pointers reached from bpf_get_current_task_btf() are BTF pointers: plain field loads
+ * (CO-RE relocated through vmlinux.h's preserve_access_index) compile to single guarded
+ * loads, far cheaper than a bpf_probe_read_kernel() helper call per field. Only the
+ * variable-index fd[] slot needs the helper.
+ */
+
+/* The socket inode behind fd, or NULL for anything that is not a socket (files, pipes). */
+static __always_inline struct inode *socket_inode_of_fd(__u32 fd, struct file **filep)
 {
     struct task_struct *task = bpf_get_current_task_btf();
-    struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-    if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+    struct fdtable *fdt = task->files->fdt;
+    if (!fdt || fd >= fdt->max_fds)
         return NULL;
 
-    struct file **fds = BPF_CORE_READ(fdt, fd);
     struct file *file = NULL;
-    if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+    if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]) || !file)
         return NULL;
 
-    umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
-    if ((mode & S_IFMT) != S_IFSOCK)
+    struct inode *inode = BPF_CORE_READ(file, f_inode);
+    if (!inode || (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK)
         return NULL;
+    *filep = file;
+    return inode;
+}
 
+/* Fills info from the socket behind file; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
+static __always_inline void describe_socket(struct file *file, struct sock_info *info)
+{
     struct socket *sock = BPF_CORE_READ(file, private_data);
     struct sock *sk = BPF_CORE_READ(sock, sk);
     if (!sk)
-        return NULL;
-
+        return;
     __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
     if (family != AF_INET && family != AF_INET6)
-        return NULL;
+        return;
     if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-        return NULL;
-    return sk;
+        return;
+
+    info->sk = (__u64)sk;
+    info->family = family;
+    info->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    info->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    /* Sizes spelled out: BPF_CORE_READ_INTO would copy sizeof(*dst), one byte of the array. */
+    if (family == AF_INET) {
+        bpf_core_read(info->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+        bpf_core_read(info->remote_addr, 4, &sk->__sk_common.skc_daddr);
+    } else {
+        bpf_core_read(info->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+        bpf_core_read(info->remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
+    }
 }
 
-/* Local and remote address and port, as the data event carries them. */
-static __always_inline void read_tuple(struct sock *sk, struct sonde_data_event *ev)
+/*
+ * The TCP socket behind fd, from the cache when this socket was seen before, or NULL.
+ * A socket seen for the first time is also registered in known_socks, so its state
+ * changes (close, reset) reach userspace.
+ */
+static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct sock_info *scratch)
 {
-    ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-    ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-    ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-    /* Sizes spelled out: BPF_CORE_READ_INTO would copy sizeof(*dst), one byte of the array. */
-    if (ev->family == AF_INET) {
-        bpf_core_read(ev->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
-        bpf_core_read(ev->remote_addr, 4, &sk->__sk_common.skc_daddr);
-    } else {
-        bpf_core_read(ev->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-        bpf_core_read(ev->remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
-    }
+    struct file *file = NULL;
+    struct inode *inode = socket_inode_of_fd(fd, &file);
+    if (!inode)
+        return NULL;
+
+    __u64 ino = BPF_CORE_READ(inode, i_ino);
+    const struct sock_info *cached = bpf_map_lookup_elem(&sock_cache, &ino);
+    if (cached)
+        return cached->sk ? cached : NULL;
+
+    __builtin_memset(scratch, 0, sizeof(*scratch));
+    describe_socket(file, scratch);
+    bpf_map_update_elem(&sock_cache, &ino, scratch, BPF_ANY);
+    if (!scratch->sk)
+        return NULL;
+    __u8 one = 1;
+    bpf_map_update_elem(&known_socks, &scratch->sk, &one, BPF_ANY);
+    return scratch;
 }

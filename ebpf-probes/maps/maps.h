@@ -68,6 +68,27 @@ struct {
     __type(value, struct thread_ctx);
 } thread_ctxs SEC(".maps");
 
+/* What a socket is, by its sockfs inode number (unique per socket, so an entry can never
+ * describe a newer socket that reuses the same kernel memory). Saves walking file ->
+ * socket -> sock and reading the 4-tuple on every event. sk == 0: not a TCP socket. */
+struct sock_info {
+    __u64 sk;
+    __u8 family;
+    __u8 _pad;
+    __u16 local_port;
+    __u16 remote_port;
+    __u8 _pad2[2];
+    __u8 local_addr[16];
+    __u8 remote_addr[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct sock_info);
+} sock_cache SEC(".maps");
+
 /* Sockets data events have reported; state changes are forwarded only for these. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
