@@ -16,9 +16,14 @@ use crate::attach::probes::{ProbeOptions, Probes};
 use crate::attach::targets::{self, Target};
 use crate::capture::clock::WallClock;
 use crate::cli::{OutputFormat, TraceOptions};
+use crate::config::{Config, Signal};
 use crate::metrics::Counters;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
-use crate::sinks::{JsonLinesSink, SpanSink, TreeSink};
+use crate::sinks::otlp::ExportOptions;
+use crate::sinks::{FanoutSink, JsonLinesSink, OtlpSink, SpanSink, TreeSink};
+use crate::span_metrics::export::{MetricsExporter, export_interval};
+use crate::span_metrics::serve::PrometheusServer;
+use crate::span_metrics::{SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource};
 use crate::spans::Span;
 use crate::spans::tracker::{Limits, Tracker};
 
@@ -38,8 +43,11 @@ pub enum Ended {
 
 const TICK: Duration = Duration::from_millis(50);
 
-pub async fn run(mode: Mode, opts: TraceOptions) -> Result<Ended> {
+pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended> {
     let counters = Arc::new(Counters::default());
+    // Before attaching anything, so a bad OTLP or metrics setting fails fast.
+    let span_metrics = SpanMetricsSetup::start(&opts, &config, &counters).await?;
+    let mut sink = make_sink(&opts, &config, &counters, span_metrics.registry.as_ref())?;
     let tracefs = crate::doctor::ensure_tracefs().context("tracepoints need tracefs")?;
     log::debug!("tracefs at {}", tracefs.display());
 
@@ -91,7 +99,6 @@ pub async fn run(mode: Mode, opts: TraceOptions) -> Result<Ended> {
         Box::new(move |pid| tracker_resources.get_or_load(pid)),
         Arc::clone(&counters),
     );
-    let mut sink = make_sink(&opts);
 
     eprintln!(
         "sonde: ready: {} hooks attached, {} process(es) traced",
@@ -135,7 +142,101 @@ pub async fn run(mode: Mode, opts: TraceOptions) -> Result<Ended> {
     ended
 }
 
-fn make_sink(opts: &TraceOptions) -> Box<dyn SpanSink> {
+/// The stdout sink for `--output`, plus the OTLP exporter when OTLP is enabled.
+fn make_sink(
+    opts: &TraceOptions,
+    config: &Config,
+    counters: &Arc<Counters>,
+    span_metrics: Option<&Arc<SpanMetrics>>,
+) -> Result<Box<dyn SpanSink>> {
+    let mut sinks: Vec<Box<dyn SpanSink>> = Vec::new();
+    if let Some(m) = span_metrics {
+        sinks.push(Box::new(SpanMetricsSink::new(Arc::clone(m))));
+    }
+    if config.otlp.enabled.value {
+        let otlp = OtlpSink::new(&config.otlp, ExportOptions::default(), Arc::clone(counters))
+            .context("setting up OTLP export")?;
+        eprintln!(
+            "sonde: exporting spans over OTLP ({}) to {}",
+            config.otlp.protocol.value,
+            crate::config::display::mask_url(&config.otlp.endpoint.value)
+        );
+        sinks.push(Box::new(otlp));
+    }
+    if opts.output != OutputFormat::None || sinks.is_empty() {
+        sinks.push(make_stdout_sink(opts));
+    }
+    Ok(match sinks.len() {
+        1 => sinks.remove(0),
+        _ => Box::new(FanoutSink::new(sinks)),
+    })
+}
+
+/// Span metrics exist when someone reads them: a Prometheus scrape endpoint and/or
+/// periodic OTLP metrics export (whenever OTLP export is on).
+struct SpanMetricsSetup {
+    registry: Option<Arc<SpanMetrics>>,
+    /// Exports one last time when dropped (agent shutdown).
+    _exporter: Option<MetricsExporter>,
+}
+
+impl SpanMetricsSetup {
+    async fn start(opts: &TraceOptions, config: &Config, counters: &Arc<Counters>) -> Result<Self> {
+        if opts.prometheus_listen.is_none() && !config.otlp.enabled.value {
+            return Ok(Self {
+                registry: None,
+                _exporter: None,
+            });
+        }
+        let host = hostname::get().map_or_else(
+            |_| "unknown".to_owned(),
+            |h| h.to_string_lossy().into_owned(),
+        );
+        let registry = Arc::new(
+            SpanMetrics::new(
+                SpanMetricsConfig::default(),
+                agent_resource(&host),
+                now_unix(),
+            )
+            .with_counters(Arc::clone(counters)),
+        );
+        if let Some(addr) = opts.prometheus_listen {
+            let server = PrometheusServer::bind(addr)
+                .await
+                .with_context(|| format!("serving Prometheus metrics on {addr}"))?;
+            eprintln!(
+                "sonde: Prometheus metrics at http://{}/metrics",
+                server.local_addr()?
+            );
+            let registry = Arc::clone(&registry);
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(registry).await {
+                    eprintln!("sonde: Prometheus endpoint stopped: {e:#}");
+                }
+            });
+        }
+        let exporter = if config.otlp.enabled.value {
+            let metrics_config = config
+                .otlp_for(Signal::Metrics)
+                .context("OTLP metrics settings")?;
+            let interval = export_interval(|k| std::env::var(k).ok());
+            Some(MetricsExporter::start(
+                &metrics_config,
+                Arc::clone(&registry),
+                interval,
+                Arc::clone(counters),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            registry: Some(registry),
+            _exporter: exporter,
+        })
+    }
+}
+
+fn make_stdout_sink(opts: &TraceOptions) -> Box<dyn SpanSink> {
     let stdout = std::io::stdout();
     match opts.output {
         OutputFormat::Json => Box::new(JsonLinesSink::new(stdout)),

@@ -1,8 +1,10 @@
-//! Command line: `sonde attach`, `sonde run`, `sonde doctor`.
+//! Command line: `sonde attach`, `sonde run`, `sonde doctor`, `sonde config`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::OtlpArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,6 +16,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
                   Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN (run `sonde doctor`)."
 )]
 pub struct Cli {
+    /// TOML config file (section [otlp]); flags and OTEL_* variables override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +58,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the effective configuration and where each value comes from
+    /// (flag, env, file, default); secrets are masked.
+    Config {
+        #[command(flatten)]
+        otlp: OtlpArgs,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -90,10 +101,16 @@ pub struct TraceOptions {
     /// Tree output: print a trace once it has been quiet this long (ms).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub quiet_ms: u64,
+    /// Serve span metrics (RED, service graph) and the agent's counters for Prometheus
+    /// at http://ADDR/metrics, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub prometheus_listen: Option<std::net::SocketAddr>,
     /// Write a line to this file once the probes are attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
     /// Benchmark floor: attach every hook, but every probe returns at once.
     #[arg(long, hide = true)]
     pub empty_probes: bool,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 use sonde::agent::{self, Ended, Mode};
 use sonde::attach::targets::Target;
 use sonde::cli::{Cli, Command};
+use sonde::config::{self, Config};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -20,7 +21,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let env = |name: &str| std::env::var(name).ok();
     let (mode, opts) = match cli.command {
+        Command::Config { otlp } => {
+            let config = Config::load(cli.config.as_deref(), &otlp, env)?;
+            print!("{}", config::display::render(&config));
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Doctor { json } => {
             let report = sonde::doctor::probe_host();
             sonde::doctor::print_report(&report, json, &mut std::io::stdout())?;
@@ -45,10 +52,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { opts, command } => (Mode::Run(command), opts),
     };
+    let config = Config::load(cli.config.as_deref(), &opts.otlp, env)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(match runtime.block_on(agent::run(mode, opts))? {
+    Ok(match runtime.block_on(agent::run(mode, opts, config))? {
         Ended::Signal | Ended::Duration => ExitCode::SUCCESS,
         Ended::Child(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
     })

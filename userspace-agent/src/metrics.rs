@@ -38,6 +38,15 @@ counters! {
     spans_dropped: "spans dropped by a full or failing sink",
     processes_traced: "processes added to the traced set",
     attach_failures: "processes that could not be traced (gone, or not permitted)",
+    spans_exported: "spans an OTLP collector accepted",
+    spans_rejected: "spans an OTLP collector rejected (partial success)",
+    export_failures: "OTLP export requests given up (permanent error, or retries exhausted)",
+    export_failed_spans: "spans lost in OTLP export requests given up",
+    export_retries: "OTLP export requests retried after a transient error",
+    export_queue_dropped: "spans dropped because the OTLP export queue was full",
+    export_queue_depth: "spans waiting in the OTLP export queue (gauge)",
+    metric_exports: "OTLP metrics exports that succeeded",
+    metric_export_failures: "OTLP metrics exports that failed (the next one carries the totals)",
 }
 
 impl Counters {
