@@ -167,10 +167,14 @@ pub fn run(opts: Options) -> Result<()> {
     }
     drop(nginx);
 
+    let micro_rounds = rounds.clamp(3, 10);
+    println!("bench: syscall-loop microbenchmark, {micro_rounds} rounds x 3 configs");
+    let micro = crate::microbench::run(&sonde, micro_rounds)?;
+
     let summary = Summary::new(&samples);
     let mut machine = machine(&sonde)?;
     machine["loadavg_1min_before"] = json!(load_before);
-    let table = summary.markdown(rounds, seconds);
+    let table = format!("{}\n{}", summary.markdown(rounds, seconds), micro.markdown(micro_rounds));
     println!("\n{table}");
     if let Some(path) = json {
         let doc = json!({
@@ -190,6 +194,12 @@ pub fn run(opts: Options) -> Result<()> {
                 "counters": s.counters,
             })).collect::<Vec<_>>(),
             "summary": summary.json(),
+            "microbenchmark_ns_per_request": {
+                "none": micro.none_ns,
+                "floor": micro.floor_ns,
+                "full": micro.full_ns,
+                "events_per_request": crate::microbench::EVENTS_PER_REQUEST,
+            },
         });
         std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
@@ -403,7 +413,7 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 // ===== summary =====
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     match n {
@@ -646,7 +656,10 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
          anything, and ratios between configurations of the same run are what to compare, never \
          absolute figures across machines. wrk, nginx and the agent share the two CPUs, so the \
          agent's own CPU time shows up as lost throughput. A few hundred nanoseconds per hook are \
-         better seen with a syscall-loop microbenchmark than here.\n",
+         better seen with the syscall-loop microbenchmark (`xtask/bench/syscall_loop.c`, second \
+         table): one process pinned to one CPU doing HTTP-shaped write/read pairs on a loopback \
+         connection, 4 traced syscalls per request, the agent pinned to the other CPU. Its figures \
+         repeat within a few percent from run to run.\n",
         date = date.trim(),
         nproc = machine["nproc"],
         cpu = machine["cpu"].as_str().unwrap_or("?"),

@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod microbench;
 mod setup;
 mod test;
 mod util;
