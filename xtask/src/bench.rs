@@ -174,7 +174,11 @@ pub fn run(opts: Options) -> Result<()> {
     let summary = Summary::new(&samples);
     let mut machine = machine(&sonde)?;
     machine["loadavg_1min_before"] = json!(load_before);
-    let table = format!("{}\n{}", summary.markdown(rounds, seconds), micro.markdown(micro_rounds));
+    let table = format!(
+        "{}\n{}",
+        summary.markdown(rounds, seconds),
+        micro.markdown(micro_rounds)
+    );
     println!("\n{table}");
     if let Some(path) = json {
         let doc = json!({

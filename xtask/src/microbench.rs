@@ -59,12 +59,7 @@ pub fn run(sonde: &Path, rounds: u32) -> Result<MicroResult> {
     let dir = TempDir::new("sonde-micro")?;
     let exe = dir.path().join("syscall_loop");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/syscall_loop.c");
-    util::exec(
-        Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&exe)
-            .arg(&src),
-    )?;
+    util::exec(Command::new("cc").args(["-O2", "-o"]).arg(&exe).arg(&src))?;
     let mut samples: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for round in 0..rounds {
         for k in 0..3 {
@@ -111,7 +106,14 @@ fn one_run(sonde: &Path, exe: &Path, dir: &Path, config: usize) -> Result<f64> {
         let mut cmd = Command::new("taskset");
         cmd.args(["-c", "0"])
             .arg(sonde)
-            .args(["attach", "--pid", &pid.to_string(), "-o", "none", "--ready-file"])
+            .args([
+                "attach",
+                "--pid",
+                &pid.to_string(),
+                "-o",
+                "none",
+                "--ready-file",
+            ])
             .arg(&ready)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -119,7 +121,8 @@ fn one_run(sonde: &Path, exe: &Path, dir: &Path, config: usize) -> Result<f64> {
         if config == 1 {
             cmd.arg("--empty-probes");
         }
-        let mut agent = ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
+        let mut agent =
+            ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
         util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))?;
         Some(agent)
     };

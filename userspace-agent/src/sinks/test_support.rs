@@ -72,7 +72,7 @@ impl SpanExt for Span {
     }
 
     fn attr(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.attributes.push(KeyValue::new(key, value));
+        self.attributes.push(KeyValue::new(key.to_owned(), value));
         self
     }
 

@@ -151,7 +151,7 @@ fn write_target_info(out: &mut String, snapshot: &Snapshot, used: &[bool], label
                 .iter()
                 .filter(|kv| {
                     !matches!(
-                        kv.key.as_str(),
+                        kv.key.as_ref(),
                         "service.name" | "service.namespace" | "service.instance.id"
                     )
                 })

@@ -95,7 +95,7 @@ impl Resources {
         let mut key: Vec<_> = resource
             .attributes
             .iter()
-            .map(|kv| (kv.key.clone(), AttrValue::from(&kv.value)))
+            .map(|kv| (kv.key.to_string(), AttrValue::from(&kv.value)))
             .collect();
         key.sort();
         key

@@ -30,11 +30,25 @@ pub enum Outcome {
     Cut { end_ns: u64, response_started: bool },
 }
 
-/// Endpoints of the connection, as the traced process sees them.
-#[derive(Clone, Copy, Debug)]
+/// Endpoints of the connection, as the traced process sees them, with the addresses
+/// already rendered (once per connection rather than per span).
+#[derive(Clone, Debug)]
 pub struct Endpoints {
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    local_ip: String,
+    remote_ip: String,
+}
+
+impl Endpoints {
+    pub fn new(local: SocketAddr, remote: SocketAddr) -> Self {
+        Self {
+            local,
+            remote,
+            local_ip: ip_string(&local),
+            remote_ip: ip_string(&remote),
+        }
+    }
 }
 
 /// Query values can carry secrets (tokens, emails): keep keys, redact every value.
@@ -81,7 +95,7 @@ fn ip_string(addr: &SocketAddr) -> String {
 pub fn build_span(
     ex: Exchange,
     kind: SpanKind,
-    ends: Endpoints,
+    ends: &Endpoints,
     outcome: Outcome,
     to_unix: impl Fn(u64) -> u64,
 ) -> Span {
@@ -116,7 +130,7 @@ pub fn build_span(
     attrs.push(KeyValue::new("network.transport", "tcp"));
     attrs.push(KeyValue::new(
         "network.peer.address",
-        ip_string(&ends.remote),
+        ends.remote_ip.clone(),
     ));
     attrs.push(KeyValue::new(
         "network.peer.port",
@@ -127,17 +141,17 @@ pub fn build_span(
         SpanKind::Server => {
             let (addr, port) = match &host {
                 Some((h, p)) => (h.clone(), p.unwrap_or(ends.local.port())),
-                None => (ip_string(&ends.local), ends.local.port()),
+                None => (ends.local_ip.clone(), ends.local.port()),
             };
             attrs.push(KeyValue::new("server.address", addr));
             attrs.push(KeyValue::new("server.port", i64::from(port)));
-            attrs.push(KeyValue::new("client.address", ip_string(&ends.remote)));
+            attrs.push(KeyValue::new("client.address", ends.remote_ip.clone()));
             attrs.push(KeyValue::new("client.port", i64::from(ends.remote.port())));
         }
         SpanKind::Client => {
             let addr = match &host {
                 Some((h, _)) => h.clone(),
-                None => ip_string(&ends.remote),
+                None => ends.remote_ip.clone(),
             };
             let port = ends.remote.port();
             let authority = match &host {

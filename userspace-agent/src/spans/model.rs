@@ -1,6 +1,7 @@
 //! The span model every stage after `spans/` works with: what a finished span is,
 //! independent of how it was captured or where it is exported.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -151,15 +152,16 @@ impl fmt::Display for Value {
     }
 }
 
-/// One attribute. Keys are OpenTelemetry semantic-convention names.
+/// One attribute. Keys are OpenTelemetry semantic-convention names: almost always
+/// static strings, so they are not allocated per span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyValue {
-    pub key: String,
+    pub key: Cow<'static, str>,
     pub value: Value,
 }
 
 impl KeyValue {
-    pub fn new(key: impl Into<String>, value: impl Into<Value>) -> Self {
+    pub fn new(key: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
         Self {
             key: key.into(),
             value: value.into(),

@@ -268,10 +268,10 @@ impl Tracker {
                     .truncate(pending.bytes.len() - ev.data.len().min(MAX_UNDECIDED));
                 replay = Some(pending);
             }
-            let ends = Endpoints {
-                local: socket_addr(h.family, &h.local_addr, h.local_port),
-                remote: socket_addr(h.family, &h.remote_addr, h.remote_port),
-            };
+            let ends = Endpoints::new(
+                socket_addr(h.family, &h.local_addr, h.local_port),
+                socket_addr(h.family, &h.remote_addr, h.remote_port),
+            );
             *conn = Conn::Http(Box::new(HttpConn {
                 role,
                 ends,
@@ -414,7 +414,7 @@ impl Tracker {
         if c.role == Role::Client {
             ctx.join.client_done(c.ends.local, c.ends.remote);
         }
-        let mut span = build_span(ex, c.role.kind(), c.ends, outcome, ctx.to_unix);
+        let mut span = build_span(ex, c.role.kind(), &c.ends, outcome, ctx.to_unix);
         span.trace_id = ctx.join.resolve(span.trace_id);
         Counters::inc(&ctx.counters.spans_built);
         ctx.out.push(span);

@@ -94,7 +94,7 @@ pub fn encode_attributes(attributes: &[KeyValue]) -> Vec<ProtoKeyValue> {
     attributes
         .iter()
         .map(|kv| ProtoKeyValue {
-            key: kv.key.clone(),
+            key: kv.key.to_string(),
             value: Some(encode_value(&kv.value)),
             ..ProtoKeyValue::default()
         })
