@@ -212,6 +212,22 @@ fn nonexistent_pid_is_a_clear_error() {
     assert!(s.spans.is_empty());
 }
 
+/// `sonde attach` with options but no target fails at once with a clear message instead
+/// of tracing nothing forever.
+#[test]
+fn attach_without_target_is_a_clear_error() {
+    require_tracing!();
+    let mut agent = AgentCmd::attach(&[]).spawn_unready();
+    let s = agent.wait_exit(Duration::from_secs(30));
+    assert_no_panic(&s.stderr);
+    assert!(!s.status.success(), "no target must fail, got {}", s.status);
+    assert!(
+        s.stderr.contains("nothing to trace") && s.stderr.contains("--pid"),
+        "the error says what to give:\n{}",
+        s.stderr
+    );
+}
+
 /// SIGUSR1 prints the counters and keeps tracing.
 #[test]
 fn sigusr1_prints_counters_and_keeps_running() {

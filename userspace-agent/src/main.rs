@@ -48,6 +48,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 targets.push(Target::exe_glob(glob)?);
             }
             targets.extend(ports.into_iter().map(Target::Port));
+            if targets.is_empty() {
+                anyhow::bail!(
+                    "nothing to trace: give --pid, --exe or --port (see `sonde attach --help`)"
+                );
+            }
             (Mode::Attach(targets), opts)
         }
         Command::Run { opts, command } => (Mode::Run(command), opts),
