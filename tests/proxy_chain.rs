@@ -42,6 +42,42 @@ fn handler_urllib_call_is_child_via_thread() {
     );
 }
 
+/// A request that arrives with a W3C `traceparent` continues that trace: the SERVER span's
+/// parent is the header's parent-id (source "header"), and the call the handler makes
+/// stays in the same trace, under the SERVER span.
+#[test]
+fn incoming_traceparent_is_continued() {
+    require_tracing!();
+    let upstream = Server::python(); // not traced
+    let front = Server::python();
+    let mut agent = Agent::attach(&[front.pid()]);
+    let c = curl(&[
+        "-H",
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        &format!("{}?url={}", front.url("/call"), upstream.url("/size/8")),
+    ]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+
+    let tree = agent.collect(2);
+    tree.assert_names(&[(SERVER, "GET /call"), (CLIENT, "GET /size/8")]);
+    let server = tree.find(SERVER, "GET /call");
+    let client = tree.find(CLIENT, "GET /size/8");
+    eqnice!(
+        tree,
+        server["traceId"].as_str(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "the trace of the header"
+    );
+    eqnice!(
+        tree,
+        server["parentSpanId"].as_str(),
+        Some("00f067aa0ba902b7"),
+        "the parent of the header"
+    );
+    tree.assert_attr(server, "sonde.parent.source", "header");
+    tree.assert_child(server, client, "thread");
+}
+
 /// Scenario 11b: the handler runs `curl` as a subprocess: its CLIENT span is the
 /// child of the handler's SERVER span through the fork.
 #[test]

@@ -1349,7 +1349,7 @@ impl SpanTree {
                     let src = s.attr_str("sonde.parent.source").unwrap_or_default();
                     check!(
                         self,
-                        ["thread", "fork", "local_peer"].contains(&src.as_str()),
+                        ["thread", "fork", "local_peer", "header"].contains(&src.as_str()),
                         "sonde.parent.source of {sum}"
                     );
                     if let Some(p) = self.by_id(pid) {

@@ -12,6 +12,8 @@ pub enum ParentSource {
     Fork,
     /// Both ends of the connection are traced on this host: joined by 4-tuple.
     LocalPeer,
+    /// The request carried a W3C `traceparent` header.
+    Header,
 }
 
 impl ParentSource {
@@ -20,6 +22,7 @@ impl ParentSource {
             ParentSource::Thread => "thread",
             ParentSource::Fork => "fork",
             ParentSource::LocalPeer => "local_peer",
+            ParentSource::Header => "header",
         }
     }
 }

@@ -98,17 +98,31 @@ impl TraceJoin {
         remote: SocketAddr,
         ident: &mut SpanIdentity,
     ) {
-        let Some((trace_id, span_id)) = self.clients.get(&(remote, local)) else {
+        if let Some((trace_id, span_id)) = self.clients.get(&(remote, local)) {
+            self.adopt(ident, trace_id, span_id, ParentSource::LocalPeer);
+        }
+    }
+
+    /// Makes `ident` a child of (trace_id, parent) unless it already has a parent; the
+    /// trace the kernel had started for it is renamed, so its subtree follows.
+    pub fn adopt(
+        &mut self,
+        ident: &mut SpanIdentity,
+        trace_id: TraceId,
+        parent: SpanId,
+        source: ParentSource,
+    ) {
+        if ident.parent.is_some() {
             return;
-        };
-        if ident.parent.is_none() && ident.trace_id != trace_id {
+        }
+        if ident.trace_id != trace_id {
             self.renamed.insert(ident.trace_id, trace_id);
             ident.trace_id = trace_id;
-            ident.parent = Some(ParentLink {
-                span_id,
-                source: ParentSource::LocalPeer,
-            });
         }
+        ident.parent = Some(ParentLink {
+            span_id: parent,
+            source,
+        });
     }
 }
 

@@ -11,11 +11,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::http_span::{Endpoints, Exchange, Outcome, build_span};
-use super::identity::SpanIdentity;
+use super::identity::{ParentSource, SpanIdentity};
 use super::model::{Resource, Span, SpanKind};
 use super::trace_join::TraceJoin;
 use crate::abi::{CtxRole, DataEvent, Direction};
 use crate::metrics::Counters;
+use crate::propagation::w3c::parse_traceparent;
 use crate::protocols::http1::{self, Http1Event, RequestStream, ResponseStream, Segment};
 
 /// Limits that keep the tracker's memory bounded.
@@ -359,8 +360,19 @@ impl Tracker {
                 ident.trace_id = ctx.join.resolve(ident.trace_id);
                 match c.role {
                     Role::Server => {
+                        // The application's own context wins over a same-host guess.
+                        if let Some(tp) =
+                            head.headers.get("traceparent").and_then(parse_traceparent)
+                        {
+                            ctx.join.adopt(
+                                &mut ident,
+                                tp.trace_id,
+                                tp.parent_id,
+                                ParentSource::Header,
+                            );
+                        }
                         ctx.join
-                            .server_request(c.ends.local, c.ends.remote, &mut ident)
+                            .server_request(c.ends.local, c.ends.remote, &mut ident);
                     }
                     Role::Client => ctx.join.client_request(c.ends.local, c.ends.remote, &ident),
                 }
@@ -887,6 +899,105 @@ mod tests {
             Detection::NotHttp
         );
         assert_eq!(detect(Direction::Ingress, b"GETX"), Detection::NotHttp);
+    }
+
+    #[test]
+    fn incoming_traceparent_continues_the_trace_and_its_subtree() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let kernel_trace = [5u8; 16];
+        let mut e = ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /in HTTP/1.1\r\nHost: h\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n",
+        );
+        e.role = CtxRole::ServerRequest;
+        e.ctx = RawTraceCtx {
+            trace_id: kernel_trace,
+            span_id: [6; 8],
+            parent_span_id: [0; 8],
+        };
+        feed(&mut t, &e, &mut out);
+        // A call the handler makes carries the kernel's trace id; it must be renamed.
+        let mut call = ev(
+            CLIENT_SOCK,
+            Direction::Egress,
+            20,
+            b"GET /out HTTP/1.1\r\nHost: d\r\n\r\n",
+        );
+        call.role = CtxRole::ClientRequest;
+        call.ctx = RawTraceCtx {
+            trace_id: kernel_trace,
+            span_id: [7; 8],
+            parent_span_id: [6; 8],
+        };
+        call.source = KernelParentSource::Thread;
+        feed(&mut t, &call, &mut out);
+        feed(
+            &mut t,
+            &ev(
+                CLIENT_SOCK,
+                Direction::Ingress,
+                30,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Egress,
+                40,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        let (client, server) = (&out[0], &out[1]);
+        assert_eq!(
+            server.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            server.parent_span_id.map(|p| p.to_string()).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert_eq!(
+            attr(server, "sonde.parent.source"),
+            &Value::Str("header".into())
+        );
+        assert_eq!(
+            client.trace_id, server.trace_id,
+            "the subtree follows the adopted trace"
+        );
+        assert_eq!(client.parent_span_id, Some(server.span_id));
+    }
+
+    #[test]
+    fn invalid_traceparent_starts_a_new_trace() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let req = b"GET /in HTTP/1.1\r\ntraceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n\r\n";
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Ingress, 10, req),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Egress,
+                20,
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].parent_span_id, None);
+        assert!(out[0].attr("sonde.parent.source").is_none());
     }
 
     #[test]
