@@ -27,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod otlp;
+
 // ===== gating =====
 
 /// Whether this host can run the agent: root and kernel BTF. When it cannot, prints
@@ -98,7 +100,9 @@ pub(crate) use eqnice;
 /// `check!(tree, condition, "what")`: `assert!` that prints every span on failure.
 macro_rules! check {
     ($tree:expr, $cond:expr, $($msg:tt)+) => {{
-        if !$cond {
+        // Bound first: `!(a >= b)` on floats trips clippy's neg_cmp_op_on_partial_ord.
+        let holds: bool = $cond;
+        if !holds {
             panic!(
                 "\n{}\n  failed: {}\n{}",
                 format!($($msg)+),
@@ -281,12 +285,14 @@ pub struct Stopped {
     pub stderr: String,
 }
 
-/// Builder for the agent's command line. Always `-o json --ready-file <tmp>`.
+/// Builder for the agent's command line. Always `-o <output> --ready-file <tmp>`, the
+/// output being `json` unless [`AgentCmd::output`] says otherwise.
 pub struct AgentCmd {
     sub: &'static str,
     args: Vec<OsString>,
     command: Vec<OsString>,
     env: Vec<(String, String)>,
+    output: &'static str,
 }
 
 impl AgentCmd {
@@ -302,6 +308,7 @@ impl AgentCmd {
             args,
             command: Vec::new(),
             env: Vec::new(),
+            output: "json",
         }
     }
 
@@ -312,12 +319,20 @@ impl AgentCmd {
             args: Vec::new(),
             command: command.iter().map(|s| s.as_ref().to_owned()).collect(),
             env: Vec::new(),
+            output: "json",
         }
     }
 
     /// Extra agent flags (`--port 8080`, `--duration 3`, ...).
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
         self.args.push(a.into());
+        self
+    }
+
+    /// `-o none|json|tree` instead of `-o json` (with `none`, [`Agent::spans_now`] and
+    /// [`Agent::stop`] see no spans: the test reads them elsewhere, e.g. from OTLP).
+    pub fn output(mut self, format: &'static str) -> Self {
+        self.output = format;
         self
     }
 
@@ -332,7 +347,7 @@ impl AgentCmd {
         let dir = TempDir::new("agent");
         let mut args: Vec<OsString> = vec![self.sub.into()];
         args.extend(self.args);
-        args.extend(["-o".into(), "json".into(), "--ready-file".into()]);
+        args.extend(["-o".into(), self.output.into(), "--ready-file".into()]);
         args.push(dir.join("ready").into_os_string());
         if !self.command.is_empty() {
             args.push("--".into());
@@ -424,6 +439,52 @@ impl Agent {
 
     pub fn stderr(&self) -> String {
         read_lossy(&self.dir.join("stderr"))
+    }
+
+    /// Whether the agent process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The agent's resident set size (`VmRSS` of /proc/PID/status), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading the agent's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in the agent's status:\n{status}"))
+    }
+
+    /// The counters as of now: SIGUSR1 makes the agent print its report; waits (5 s at
+    /// most) for a report newer than the last one and parses it.
+    pub fn counters_now(&self) -> BTreeMap<String, u64> {
+        let reports = |s: &str| s.matches("sonde: counters").count();
+        let before = reports(&self.stderr());
+        signal(self.pid(), libc::SIGUSR1);
+        let printed = wait_until(Duration::from_secs(5), || reports(&self.stderr()) > before);
+        // The report is one write; a little slack in case it is split.
+        std::thread::sleep(Duration::from_millis(50));
+        let stderr = self.stderr();
+        assert!(printed, "SIGUSR1 printed no counters:\n{stderr}");
+        let last = stderr.rsplit("sonde: counters").next().unwrap_or_default();
+        parse_counters(last)
+    }
+
+    /// Polls [`Agent::counters_now`] until `name` reaches `min` (or `timeout` passes);
+    /// returns the last value seen.
+    pub fn wait_counter(&self, name: &str, min: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.counters_now().get(name).copied().unwrap_or(0);
+            if v >= min || Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The spans printed so far (complete lines only).
@@ -614,6 +675,8 @@ pub fn parse_counters(stderr: &str) -> BTreeMap<String, u64> {
 /// A real server in its own process group, killed (group-wide) on drop.
 pub struct Server {
     child: Option<Child>,
+    /// The address it listens on: `127.0.0.1`, or `::1` for [`Server::python_at`].
+    pub host: String,
     pub port: u16,
     pub name: String,
     /// Holds the server's files (docroot, config, logs) as long as it runs.
@@ -622,7 +685,13 @@ pub struct Server {
 
 impl Server {
     /// Spawns `cmd` (its output goes to files in `dir`) and waits until `port` accepts.
-    pub fn spawn(name: &str, mut cmd: Command, port: u16, dir: TempDir) -> Server {
+    pub fn spawn(name: &str, cmd: Command, port: u16, dir: TempDir) -> Server {
+        Self::spawn_at(name, cmd, "127.0.0.1", port, dir)
+    }
+
+    /// [`Server::spawn`] for a server listening on `host` (`127.0.0.1`, `::1`).
+    pub fn spawn_at(name: &str, mut cmd: Command, host: &str, port: u16, dir: TempDir) -> Server {
+        let ip: std::net::IpAddr = host.parse().expect("an IP address");
         let out = std::fs::File::create(dir.join("server.out")).expect("server log");
         let err = std::fs::File::create(dir.join("server.err")).expect("server log");
         cmd.stdin(Stdio::null())
@@ -634,6 +703,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("spawning {name} ({cmd:?}): {e}"));
         let mut server = Server {
             child: Some(child),
+            host: host.to_owned(),
             port,
             name: name.to_owned(),
             dir,
@@ -646,11 +716,11 @@ impl Server {
             {
                 panic!("{name} exited ({st}) before listening:\n{}", server.logs());
             }
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            TcpStream::connect((ip, port)).is_ok()
         });
         assert!(
             up,
-            "{name} not listening on 127.0.0.1:{port} after 15 s:\n{}",
+            "{name} not listening on {host} port {port} after 15 s:\n{}",
             server.logs()
         );
         server
@@ -672,6 +742,21 @@ impl Server {
             cmd.env(k, v);
         }
         Self::spawn("py_server.py", cmd, port, TempDir::new("py"))
+    }
+
+    /// `tests/fixtures/py_server.py` bound to `host` (`::1` for IPv6).
+    pub fn python_at(host: &str) -> Server {
+        let ip: std::net::IpAddr = host.parse().expect("an IP address");
+        let port = TcpListener::bind((ip, 0))
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("binding {host} port 0: {e}"))
+            .port();
+        let mut cmd = Command::new(python());
+        cmd.arg(fixture("py_server.py"))
+            .arg(port.to_string())
+            .arg(host)
+            .env_remove("OTEL_SERVICE_NAME");
+        Self::spawn_at("py_server.py", cmd, host, port, TempDir::new("py"))
     }
 
     /// `python3 -m http.server` serving `docroot` (HTTP/1.0, one thread per request).
@@ -741,7 +826,11 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        if self.host.contains(':') {
+            format!("http://[{}]:{}{path}", self.host, self.port)
+        } else {
+            format!("http://{}:{}{path}", self.host, self.port)
+        }
     }
 
     pub fn logs(&self) -> String {

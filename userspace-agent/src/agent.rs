@@ -138,6 +138,8 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     );
     Counters::set(&counters.read_faults, drops[abi::DROP_READ_FAULT as usize]);
     drop(loop_state);
+    // The metrics exporter sends its last export when dropped: count it before reporting.
+    drop(span_metrics);
     eprint!("{}", counters.report());
     ended
 }

@@ -81,6 +81,15 @@ fn split_host(host: &str) -> (String, Option<u16>) {
     }
 }
 
+/// An IPv6 literal in a URL authority needs brackets (RFC 3986 §3.2.2).
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
 fn ip_string(addr: &SocketAddr) -> String {
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
@@ -155,9 +164,9 @@ pub fn build_span(
             };
             let port = ends.remote.port();
             let authority = match &host {
-                Some((h, Some(p))) => format!("{h}:{p}"),
-                Some((h, None)) => h.clone(),
-                None => format!("{addr}:{port}"),
+                Some((h, Some(p))) => format!("{}:{p}", bracket_v6(h)),
+                Some((h, None)) => bracket_v6(h),
+                None => format!("{}:{port}", bracket_v6(&addr)),
             };
             let q = query
                 .as_deref()
@@ -265,6 +274,12 @@ mod tests {
         assert_eq!(split_host("[::1]:80"), ("::1".into(), Some(80)));
         assert_eq!(split_host("[::1]"), ("::1".into(), None));
         assert_eq!(split_host("host:notaport"), ("host:notaport".into(), None));
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_urls() {
+        assert_eq!(bracket_v6("::1"), "[::1]");
+        assert_eq!(bracket_v6("example.com"), "example.com");
     }
 
     #[test]

@@ -1,0 +1,204 @@
+//! Ways of choosing what to trace and where: `attach --port`, `attach --exe` with a
+//! process started after the agent, IPv6 on both ends, and `sonde doctor`.
+
+mod util;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use util::*;
+
+/// Scenario 6: `sonde attach --port <port>` (no --pid) traces whatever listens there.
+#[test]
+fn attach_by_listening_port() {
+    require_tracing!();
+    let server = Server::python();
+    let other = Server::python(); // not on the port: must not be traced
+    let mut agent = AgentCmd::attach(&[])
+        .arg("--port")
+        .arg(server.port.to_string())
+        .start();
+    assert!(curl(&[&server.url("/by-port")]).status.success());
+    assert!(curl(&[&other.url("/not-traced")]).status.success());
+    let tree = agent.collect(1);
+    tree.assert_names(&[(SERVER, "GET /by-port")]);
+    let s = tree.find(SERVER, "GET /by-port");
+    eqnice!(
+        tree,
+        s.res_attr("process.pid"),
+        Some(server.pid().to_string()),
+        "process.pid is the server listening on the port"
+    );
+    tree.assert_attr(s, "server.port", &server.port.to_string());
+    eqnice!(
+        tree,
+        agent.counter("processes_traced"),
+        1,
+        "processes_traced"
+    );
+}
+
+/// Scenario 7: `sonde attach --exe '<dir>/node-sonde-*'` picks up a process started
+/// after the agent. The Node binary is copied under a unique name so nothing else on
+/// the host matches the glob.
+#[test]
+fn attach_by_exe_glob_picks_up_later_process() {
+    require_tracing!();
+    let bin_dir = TempDir::new("exe");
+    let exe = bin_dir.join("node-sonde-e2e");
+    std::fs::copy(node(), &exe).expect("copying node");
+    let glob = format!("{}/node-sonde-*", bin_dir.path().display());
+    let mut agent = AgentCmd::attach(&[]).arg("--exe").arg(&glob).start();
+
+    // Started after the agent is ready.
+    let port = free_port();
+    let mut cmd = Command::new(&exe);
+    cmd.arg(fixture("node_server.js"))
+        .arg(port.to_string())
+        .env_remove("OTEL_SERVICE_NAME");
+    let server = Server::spawn("node-sonde-e2e", cmd, port, TempDir::new("node"));
+    // The exec is noticed asynchronously: retry until a request is traced.
+    let traced = wait_until(Duration::from_secs(10), || {
+        assert!(curl(&[&server.url("/late")]).status.success());
+        std::thread::sleep(Duration::from_millis(200));
+        !agent.spans_now().is_empty()
+    });
+    let tree = agent.collect(1);
+    check!(
+        tree,
+        traced,
+        "no span from the process started after the agent ({glob})"
+    );
+    let spans = tree.all(SERVER, "GET /late");
+    check!(tree, !spans.is_empty(), "a SERVER span GET /late");
+    eqnice!(
+        tree,
+        spans.len(),
+        tree.len(),
+        "only the late process's spans"
+    );
+    for s in spans {
+        eqnice!(
+            tree,
+            s.res_attr("process.pid"),
+            Some(server.pid().to_string()),
+            "process.pid of the late process"
+        );
+        eqnice!(
+            tree,
+            s.res_attr("process.executable.path").as_deref(),
+            exe.to_str(),
+            "process.executable.path is the copied binary"
+        );
+        tree.assert_attr(s, "http.response.status_code", "200");
+    }
+}
+
+/// Scenario 8a: a server bound to `::1`, a client on `[::1]`: the peer is `::1`.
+#[test]
+fn ipv6_server_side() {
+    require_tracing!();
+    let server = Server::python_at("::1");
+    let mut agent = Agent::attach(&[server.pid()]);
+    let url = server.url("/v6");
+    assert!(url.starts_with("http://[::1]:"), "{url}");
+    let c = curl(&["-g", &url]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(String::from_utf8_lossy(&c.body), "hello /v6\n");
+    let local_port = c.writeouts[0].local_port;
+
+    let tree = agent.collect(1);
+    tree.assert_names(&[(SERVER, "GET /v6")]);
+    let s = tree.find(SERVER, "GET /v6");
+    tree.assert_attr(s, "client.address", "::1");
+    tree.assert_attr(s, "network.peer.address", "::1");
+    tree.assert_attr(s, "client.port", &local_port.to_string());
+    tree.assert_attr(s, "network.peer.port", &local_port.to_string());
+    tree.assert_attr(s, "server.port", &server.port.to_string());
+    tree.assert_attr(s, "http.response.status_code", "200");
+}
+
+/// Scenario 8b: a traced client (`sonde run -- curl`) to `[::1]`.
+#[test]
+fn ipv6_client_side() {
+    require_tracing!();
+    let server = Server::python_at("::1"); // not traced
+    let url = server.url("/v6c?x=1");
+    let (stopped, tree) = sonde_run(&["curl", "-g", "-sS", "--max-time", "20", &url]);
+    check!(tree, stopped.status.success(), "sonde run exit status");
+    tree.assert_names(&[(CLIENT, "GET /v6c")]);
+    let s = tree.find(CLIENT, "GET /v6c");
+    tree.assert_attr(s, "server.address", "::1");
+    tree.assert_attr(s, "server.port", &server.port.to_string());
+    tree.assert_attr(s, "network.peer.address", "::1");
+    tree.assert_attr(s, "network.peer.port", &server.port.to_string());
+    tree.assert_attr(
+        s,
+        "url.full",
+        &format!("http://[::1]:{}/v6c?x=REDACTED", server.port),
+    );
+    tree.assert_attr(s, "http.response.status_code", "200");
+}
+
+/// Scenario 9: `sonde doctor` exits 0 here and names its checks; `--json` parses.
+#[test]
+fn doctor_text_and_json() {
+    require_tracing!();
+    let out = Command::new(sonde_bin())
+        .arg("doctor")
+        .output()
+        .expect("running sonde doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sonde doctor failed ({}):\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = ["btf", "lockdown", "kprobes", "fentry", "tracefs"];
+    for name in names {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(name)),
+            "no `{name}` check line in:\n{text}"
+        );
+    }
+    assert!(text.contains("Verdict:"), "a verdict:\n{text}");
+
+    let out = Command::new(sonde_bin())
+        .args(["doctor", "--json"])
+        .output()
+        .expect("running sonde doctor --json");
+    assert!(out.status.success(), "sonde doctor --json: {}", out.status);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sonde doctor --json is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let checks = v["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks list: {v:#}"));
+    for c in checks {
+        assert!(
+            c["name"].as_str().is_some_and(|n| !n.is_empty())
+                && ["ok", "missing", "denied", "unknown"]
+                    .iter()
+                    .any(|s| c["state"] == *s)
+                && c["detail"].is_string(),
+            "a check has name, state, detail: {c:#}"
+        );
+    }
+    for name in names {
+        assert!(
+            checks.iter().any(|c| c["name"] == name),
+            "no {name} in the JSON checks: {v:#}"
+        );
+    }
+    let btf = checks
+        .iter()
+        .find(|c| c["name"] == "btf")
+        .expect("btf check");
+    assert_eq!(btf["state"], "ok", "BTF is present on this host: {btf:#}");
+}
