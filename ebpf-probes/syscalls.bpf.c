@@ -49,7 +49,7 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
 
     struct pt_regs *regs = syscall_regs();
     struct sock_info fresh;
-    const struct sock_info *si = tcp_sock_of_fd(BPF_CORE_READ(regs, di), &fresh);
+    const struct sock_info *si = tcp_sock_of_fd(regs->di, &fresh);
     if (!si)
         return 0;
 
@@ -78,14 +78,14 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
 
     switch (shape) {
     case SHAPE_BUF:
-        capture_buf(s, (const __u8 *)BPF_CORE_READ(regs, si), ret);
+        capture_buf(s, (const __u8 *)regs->si, ret);
         break;
     case SHAPE_IOV:
-        capture_iov(s, (const struct iovec *)BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx), ret);
+        capture_iov(s, (const struct iovec *)regs->si, regs->dx, ret);
         break;
     case SHAPE_MSG: {
         struct user_msghdr msg;
-        if (bpf_probe_read_user(&msg, sizeof(msg), (void *)BPF_CORE_READ(regs, si)) == 0)
+        if (bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si) == 0)
             capture_iov(s, msg.msg_iov, msg.msg_iovlen, ret);
         else
             count_drop(SONDE_DROP_READ_FAULT);

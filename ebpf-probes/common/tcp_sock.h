@@ -31,23 +31,40 @@ static __always_inline struct pt_regs *syscall_regs(void)
  * variable-index fd[] slot needs the helper.
  */
 
-/* The socket inode behind fd, or NULL for anything that is not a socket (files, pipes). */
-static __always_inline struct inode *socket_inode_of_fd(__u32 fd, struct file **filep)
+/* i_mode and i_ino both sit in the first 72 bytes of struct inode: one read for both. */
+#define INODE_HEAD_BYTES 72
+
+/* The inode number of the socket behind fd, or 0 for anything that is not a socket
+ * (files, pipes). */
+static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep)
 {
     struct task_struct *task = bpf_get_current_task_btf();
     struct fdtable *fdt = task->files->fdt;
     if (!fdt || fd >= fdt->max_fds)
-        return NULL;
+        return 0;
 
     struct file *file = NULL;
     if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]) || !file)
-        return NULL;
+        return 0;
 
     struct inode *inode = BPF_CORE_READ(file, f_inode);
-    if (!inode || (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK)
-        return NULL;
+    if (!inode)
+        return 0;
+    __u32 mode_off = bpf_core_field_offset(struct inode, i_mode);
+    __u32 ino_off = bpf_core_field_offset(struct inode, i_ino);
+    /* The offsets are CO-RE relocated constants: the verifier sees fixed indexes. */
+    __u8 head[INODE_HEAD_BYTES] = {};
+    if (mode_off + sizeof(umode_t) > INODE_HEAD_BYTES || ino_off + sizeof(__u64) > INODE_HEAD_BYTES ||
+        bpf_probe_read_kernel(head, sizeof(head), inode))
+        return 0;
+    umode_t mode;
+    __u64 ino;
+    __builtin_memcpy(&mode, &head[mode_off], sizeof(mode));
+    __builtin_memcpy(&ino, &head[ino_off], sizeof(ino));
+    if ((mode & S_IFMT) != S_IFSOCK)
+        return 0;
     *filep = file;
-    return inode;
+    return ino;
 }
 
 /* Fills info from the socket behind file; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
@@ -85,11 +102,10 @@ static __always_inline void describe_socket(struct file *file, struct sock_info 
 static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct sock_info *scratch)
 {
     struct file *file = NULL;
-    struct inode *inode = socket_inode_of_fd(fd, &file);
-    if (!inode)
+    __u64 ino = socket_ino_of_fd(fd, &file);
+    if (!ino)
         return NULL;
 
-    __u64 ino = BPF_CORE_READ(inode, i_ino);
     const struct sock_info *cached = bpf_map_lookup_elem(&sock_cache, &ino);
     if (cached)
         return cached->sk ? cached : NULL;
