@@ -104,10 +104,8 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         "sonde: ready: {} hooks attached, {} process(es) traced",
         probes.attached().len(),
         counters
-            .snapshot()
-            .iter()
-            .find(|(n, ..)| *n == "processes_traced")
-            .map_or(0, |c| c.1)
+            .processes_traced
+            .load(std::sync::atomic::Ordering::Relaxed)
     );
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, "ready\n").with_context(|| format!("writing {}", path.display()))?;
@@ -271,6 +269,11 @@ impl SpanSink for NullSink {
 /// Adds a process to the traced set and reads its resource now, while it surely exists
 /// (a short-lived client may be gone by the time its first span is built).
 fn trace(probes: &mut Probes, pid: u32, counters: &Counters, resources: &ResourceCache) {
+    // Tracing itself would turn the agent's own export traffic into more spans.
+    if pid == std::process::id() {
+        eprintln!("sonde: not tracing pid {pid}: that is this agent");
+        return;
+    }
     match probes.trace_pid(pid) {
         Ok(()) => {
             Counters::inc(&counters.processes_traced);
