@@ -196,46 +196,25 @@ impl OtlpClient {
         request: ExportTraceServiceRequest,
         timeout: Duration,
     ) -> Result<ExportOutcome, ExportError> {
-        self.check_signal(Signal::Traces)?;
-        let timeout = timeout.min(self.timeout);
-        let fut = async {
-            match &self.inner {
-                Inner::Grpc {
-                    channel,
-                    metadata,
-                    gzip,
-                } => {
-                    let mut client = TraceServiceClient::new(channel.clone());
-                    if *gzip {
-                        client = client
-                            .send_compressed(CompressionEncoding::Gzip)
-                            .accept_compressed(CompressionEncoding::Gzip);
-                    }
-                    let response = client
-                        .export(grpc_request(request, metadata, timeout))
-                        .await
-                        .map_err(classify_grpc)?
-                        .into_inner();
-                    Ok(response
-                        .partial_success
-                        .map_or_else(ExportOutcome::default, |p| ExportOutcome {
-                            rejected: p.rejected_spans,
-                            message: p.error_message,
-                        }))
-                }
-                Inner::Http { .. } => {
-                    let body = self.http_post(request.encode_to_vec()).await?;
-                    let response = ExportTraceServiceResponse::decode(body).unwrap_or_default();
-                    Ok(response
-                        .partial_success
-                        .map_or_else(ExportOutcome::default, |p| ExportOutcome {
-                            rejected: p.rejected_spans,
-                            message: p.error_message,
-                        }))
-                }
+        let grpc = async |channel: Channel, request, gzip: bool| {
+            let mut client = TraceServiceClient::new(channel);
+            if gzip {
+                client = client
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Gzip);
             }
+            client.export(request).await
         };
-        with_timeout(timeout, fut).await
+        let outcome = |response: ExportTraceServiceResponse| {
+            response
+                .partial_success
+                .map_or_else(ExportOutcome::default, |p| ExportOutcome {
+                    rejected: p.rejected_spans,
+                    message: p.error_message,
+                })
+        };
+        self.export(Signal::Traces, request, timeout, grpc, outcome)
+            .await
     }
 
     /// Sends one metrics request (same rules as [`Self::export_traces`]).
@@ -244,44 +223,63 @@ impl OtlpClient {
         request: ExportMetricsServiceRequest,
         timeout: Duration,
     ) -> Result<ExportOutcome, ExportError> {
-        self.check_signal(Signal::Metrics)?;
+        let grpc = async |channel: Channel, request, gzip: bool| {
+            let mut client = MetricsServiceClient::new(channel);
+            if gzip {
+                client = client
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Gzip);
+            }
+            client.export(request).await
+        };
+        let outcome = |response: ExportMetricsServiceResponse| {
+            response
+                .partial_success
+                .map_or_else(ExportOutcome::default, |p| ExportOutcome {
+                    rejected: p.rejected_data_points,
+                    message: p.error_message,
+                })
+        };
+        self.export(Signal::Metrics, request, timeout, grpc, outcome)
+            .await
+    }
+
+    /// One export of any signal: the typed gRPC call and the partial-success reading
+    /// are the only parts that differ between signals.
+    async fn export<Req: Message, Resp: Message + Default>(
+        &self,
+        signal: Signal,
+        request: Req,
+        timeout: Duration,
+        grpc: impl AsyncFnOnce(
+            Channel,
+            tonic::Request<Req>,
+            bool,
+        ) -> Result<tonic::Response<Resp>, tonic::Status>,
+        outcome: impl FnOnce(Resp) -> ExportOutcome,
+    ) -> Result<ExportOutcome, ExportError> {
+        self.check_signal(signal)?;
         let timeout = timeout.min(self.timeout);
         let fut = async {
-            match &self.inner {
+            let response = match &self.inner {
                 Inner::Grpc {
                     channel,
                     metadata,
                     gzip,
-                } => {
-                    let mut client = MetricsServiceClient::new(channel.clone());
-                    if *gzip {
-                        client = client
-                            .send_compressed(CompressionEncoding::Gzip)
-                            .accept_compressed(CompressionEncoding::Gzip);
-                    }
-                    let response = client
-                        .export(grpc_request(request, metadata, timeout))
-                        .await
-                        .map_err(classify_grpc)?
-                        .into_inner();
-                    Ok(response
-                        .partial_success
-                        .map_or_else(ExportOutcome::default, |p| ExportOutcome {
-                            rejected: p.rejected_data_points,
-                            message: p.error_message,
-                        }))
-                }
+                } => grpc(
+                    channel.clone(),
+                    grpc_request(request, metadata, timeout),
+                    *gzip,
+                )
+                .await
+                .map_err(classify_grpc)?
+                .into_inner(),
                 Inner::Http { .. } => {
                     let body = self.http_post(request.encode_to_vec()).await?;
-                    let response = ExportMetricsServiceResponse::decode(body).unwrap_or_default();
-                    Ok(response
-                        .partial_success
-                        .map_or_else(ExportOutcome::default, |p| ExportOutcome {
-                            rejected: p.rejected_data_points,
-                            message: p.error_message,
-                        }))
+                    Resp::decode(body).unwrap_or_default()
                 }
-            }
+            };
+            Ok(outcome(response))
         };
         with_timeout(timeout, fut).await
     }
