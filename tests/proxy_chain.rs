@@ -78,6 +78,31 @@ fn incoming_traceparent_is_continued() {
     tree.assert_child(server, client, "thread");
 }
 
+/// The handler starts a thread that makes the call: the CLIENT span made on that new
+/// thread is still the child of the handler's SERVER span (the context is handed down
+/// when the thread is created).
+#[test]
+fn handler_thread_call_is_child() {
+    require_tracing!();
+    let upstream = Server::python(); // not traced
+    let front = Server::python();
+    let mut agent = Agent::attach(&[front.pid()]);
+    let c = curl(&[&format!(
+        "{}?url={}",
+        front.url("/thread"),
+        upstream.url("/size/32")
+    )]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(c.body.len(), 32);
+
+    let tree = agent.collect(2);
+    tree.assert_names(&[(SERVER, "GET /thread"), (CLIENT, "GET /size/32")]);
+    let server = tree.find(SERVER, "GET /thread");
+    let client = tree.find(CLIENT, "GET /size/32");
+    tree.assert_root(server);
+    tree.assert_child(server, client, "fork");
+}
+
 /// Scenario 11b: the handler runs `curl` as a subprocess: its CLIENT span is the
 /// child of the handler's SERVER span through the fork.
 #[test]
