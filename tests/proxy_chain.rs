@@ -103,6 +103,39 @@ fn handler_thread_call_is_child() {
     tree.assert_child(server, client, "fork");
 }
 
+/// A worker thread started while serving one request keeps no claim on later work: when
+/// it makes a call for a later request, that call is not parented to the finished one.
+#[test]
+fn thread_started_by_an_old_request_does_not_parent_later_calls() {
+    require_tracing!();
+    let upstream = Server::python(); // not traced
+    let front = Server::python();
+    let mut agent = Agent::attach(&[front.pid()]);
+    let init = curl(&[&front.url("/pool_init")]);
+    assert!(init.status.success(), "curl failed: {}", init.stderr);
+    let call = curl(&[&format!(
+        "{}?url={}",
+        front.url("/pool_call"),
+        upstream.url("/size/16")
+    )]);
+    assert!(call.status.success(), "curl failed: {}", call.stderr);
+    assert_eq!(call.body.len(), 16);
+
+    let tree = agent.collect(3);
+    tree.assert_names(&[
+        (SERVER, "GET /pool_init"),
+        (SERVER, "GET /pool_call"),
+        (CLIENT, "GET /size/16"),
+    ]);
+    let init_span = tree.find(SERVER, "GET /pool_init");
+    let client = tree.find(CLIENT, "GET /size/16");
+    check!(
+        tree,
+        client["parentSpanId"] != init_span["spanId"],
+        "the worker's call is not a child of the request that started the worker"
+    );
+}
+
 /// Scenario 11b: the handler runs `curl` as a subprocess: its CLIENT span is the
 /// child of the handler's SERVER span through the fork.
 #[test]

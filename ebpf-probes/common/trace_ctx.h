@@ -39,8 +39,19 @@ static __always_inline void on_server_request(struct sonde_data_event *ev, __u32
     struct thread_ctx tc = {};
     tc.ctx = ev->ctx;
     tc.sock_id = ev->sock_id;
+    tc.owner_tid = tid;
     tc.source = SONDE_PARENT_THREAD;
     bpf_map_update_elem(&thread_ctxs, &tid, &tc, BPF_ANY);
+}
+
+/* An inherited context still describes live work: its owner is on the same span. */
+static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc)
+{
+    if (tc->source != SONDE_PARENT_FORK)
+        return true;
+    __u32 owner = tc->owner_tid;
+    struct thread_ctx *origin = bpf_map_lookup_elem(&thread_ctxs, &owner);
+    return origin && __builtin_memcmp(origin->ctx.span_id, tc->ctx.span_id, sizeof(tc->ctx.span_id)) == 0;
 }
 
 /* A request left on sock_id: a client span, child of the thread's server span if any. */
@@ -50,6 +61,10 @@ static __always_inline void on_client_request(struct sonde_data_event *ev, __u32
     new_span_id(ev->ctx.span_id);
 
     struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    if (tc && !inherited_ctx_live(tc)) {
+        bpf_map_delete_elem(&thread_ctxs, &tid);
+        tc = NULL;
+    }
     if (tc && tc->sock_id != ev->sock_id) {
         __builtin_memcpy(ev->ctx.trace_id, tc->ctx.trace_id, sizeof(ev->ctx.trace_id));
         __builtin_memcpy(ev->ctx.parent_span_id, tc->ctx.span_id, sizeof(ev->ctx.parent_span_id));

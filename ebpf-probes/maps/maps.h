@@ -57,8 +57,12 @@ struct {
 struct thread_ctx {
     struct sonde_trace_ctx ctx;
     __u64 sock_id;
+    /* The thread serving the request this context belongs to. An inherited (fork) entry
+     * is valid only while that thread is still on the same span: a pool thread started
+     * during one request must not parent calls made for later ones. */
+    __u32 owner_tid;
     __u8 source; /* enum sonde_parent_source the entry gives its children */
-    __u8 _pad[7];
+    __u8 _pad[3];
 };
 
 struct {
