@@ -8,11 +8,11 @@
 
 #define FIELD(t, f) printf("    (\"%s\", %zu),\n", #f, offsetof(struct t, f))
 
-int main(void)
-{
+int main(void) {
     printf("pub const DATA_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_data_event));
     printf("pub const DATA_HDR_SIZE: usize = %zu;\n", SONDE_DATA_HDR_SIZE);
-    printf("pub const SOCK_STATE_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_sock_state_event));
+    printf("pub const SOCK_STATE_EVENT_SIZE: usize = %zu;\n",
+           sizeof(struct sonde_sock_state_event));
     printf("pub const EXEC_EVENT_SIZE: usize = %zu;\n", sizeof(struct sonde_exec_event));
     printf("pub const EXEC_FILENAME_MAX: usize = %d;\n", SONDE_EXEC_FILENAME_MAX);
     printf("pub const EXEC_ARGS_MAX: usize = %d;\n", SONDE_EXEC_ARGS_MAX);

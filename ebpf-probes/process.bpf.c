@@ -10,8 +10,7 @@
 #include "common/config.h"
 #include "maps/maps.h"
 
-static __always_inline void emit_proc_event(__u8 kind, __u32 tgid)
-{
+static __always_inline void emit_proc_event(__u8 kind, __u32 tgid) {
     struct sonde_proc_event ev = {};
     ev.kind = kind;
     ev.tgid = tgid;
@@ -21,8 +20,7 @@ static __always_inline void emit_proc_event(__u8 kind, __u32 tgid)
 }
 
 SEC("tracepoint/sched/sched_process_fork")
-int sonde_tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
-{
+int sonde_tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx) {
     if (empty_probes)
         return 0;
     __u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -48,8 +46,7 @@ int sonde_tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
 }
 
 /* Copies [start, end) of the new image's memory (argv or envp) into dst, at most max. */
-static __always_inline __u16 copy_user_range(__u8 *dst, __u64 start, __u64 end, __u32 max)
-{
+static __always_inline __u16 copy_user_range(__u8 *dst, __u64 start, __u64 end, __u32 max) {
     if (end <= start)
         return 0;
     __u64 n = end - start;
@@ -63,8 +60,7 @@ static __always_inline __u16 copy_user_range(__u8 *dst, __u64 start, __u64 end, 
 }
 
 SEC("tracepoint/sched/sched_process_exec")
-int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
-{
+int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx) {
     if (empty_probes)
         return 0;
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -83,7 +79,8 @@ int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 
     /* __data_loc: the low 16 bits are the string's offset from the record start. */
     __u32 loc = ctx->__data_loc_filename;
-    long n = bpf_probe_read_kernel_str(ev->data, SONDE_EXEC_FILENAME_MAX, (void *)ctx + (loc & 0xffff));
+    long n =
+        bpf_probe_read_kernel_str(ev->data, SONDE_EXEC_FILENAME_MAX, (void *)ctx + (loc & 0xffff));
     ev->filename_len = n > 0 ? n - 1 : 0;
 
     struct mm_struct *mm = BPF_CORE_READ(bpf_get_current_task_btf(), mm);
@@ -98,8 +95,7 @@ int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 }
 
 SEC("tracepoint/sched/sched_process_exit")
-int sonde_tp_sched_exit(void *ctx)
-{
+int sonde_tp_sched_exit(void *ctx) {
     if (empty_probes)
         return 0;
     __u64 pid_tgid = bpf_get_current_pid_tgid();

@@ -13,8 +13,7 @@
 #define TCP_CLOSE 7
 
 SEC("tracepoint/sock/inet_sock_set_state")
-int sonde_tp_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
-{
+int sonde_tp_sock_state(struct trace_event_raw_inet_sock_set_state *ctx) {
     if (empty_probes)
         return 0;
     if (ctx->protocol != IPPROTO_TCP)

@@ -24,24 +24,22 @@ enum payload_shape {
     SHAPE_NONE, /* (out_fd, in_fd, ...): sendfile, no bytes to capture */
 };
 
-static __always_inline bool is_traced(__u32 tgid)
-{
+static __always_inline bool is_traced(__u32 tgid) {
     return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
 }
 
-static __always_inline void submit_data(struct scratch *s)
-{
+static __always_inline void submit_data(struct scratch *s) {
     __u64 size = SONDE_DATA_HDR_SIZE + s->ev.captured_len;
     if (size > sizeof(s->ev))
         size = sizeof(s->ev);
-    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-                                                                               : BPF_RB_NO_WAKEUP;
+    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+                      ? BPF_RB_FORCE_WAKEUP
+                      : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&events, &s->ev, size, flags))
         count_drop(SONDE_DROP_RINGBUF_FULL);
 }
 
-static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum payload_shape shape)
-{
+static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum payload_shape shape) {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tgid = pid_tgid >> 32;
     if (!is_traced(tgid) || ret <= 0)
@@ -103,8 +101,7 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
 /* Thin entry points: one per syscall, named sonde_tp_exit_<syscall>. */
 #define DATA_EXIT_HOOK(name, sys, dir, shape)                                                      \
     SEC("tracepoint/syscalls/sys_exit_" #name)                                                     \
-    int sonde_tp_exit_##name(struct trace_event_raw_sys_exit *ctx)                                 \
-    {                                                                                              \
+    int sonde_tp_exit_##name(struct trace_event_raw_sys_exit *ctx) {                               \
         if (empty_probes)                                                                          \
             return 0;                                                                              \
         return on_data_exit(ctx->ret, sys, dir, shape);                                            \

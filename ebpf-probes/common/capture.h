@@ -10,15 +10,13 @@
 #include "common/config.h"
 #include "maps/maps.h"
 
-static __always_inline __u32 capture_limit(void)
-{
+static __always_inline __u32 capture_limit(void) {
     __u32 cap = capture_bytes;
     return cap > SONDE_MAX_CAPTURE ? SONDE_MAX_CAPTURE : cap;
 }
 
 /* One contiguous user buffer of len bytes (read/write/recvfrom/sendto). */
-static __always_inline void capture_buf(struct scratch *s, const __u8 *buf, __u64 len)
-{
+static __always_inline void capture_buf(struct scratch *s, const __u8 *buf, __u64 len) {
     struct sonde_data_event *ev = &s->ev;
     __u64 n = len < capture_limit() ? len : capture_limit();
     if (n > SONDE_MAX_CAPTURE)
@@ -43,8 +41,7 @@ static __always_inline void capture_buf(struct scratch *s, const __u8 *buf, __u6
  * Walks at most SONDE_MAX_IOV entries; the tail is taken from the last entry that
  * holds data, when the walk reached the end of the data. */
 static __always_inline void capture_iov(struct scratch *s, const struct iovec *iov, __u64 iovcnt,
-                                        __u64 len)
-{
+                                        __u64 len) {
     struct sonde_data_event *ev = &s->ev;
     __u32 cap = capture_limit();
     __u64 consumed = 0;

@@ -4,8 +4,7 @@
 
 #include "vmlinux.h"
 
-static __always_inline bool has_prefix(const __u8 *d, __u32 len, const char *p, __u32 plen)
-{
+static __always_inline bool has_prefix(const __u8 *d, __u32 len, const char *p, __u32 plen) {
     if (len < plen)
         return false;
 #pragma unroll
@@ -19,8 +18,7 @@ static __always_inline bool has_prefix(const __u8 *d, __u32 len, const char *p, 
 }
 
 /* Does the buffer start with an HTTP/1 request line ("GET /...")? */
-static __always_inline bool looks_like_http_request(const __u8 *d, __u32 len)
-{
+static __always_inline bool looks_like_http_request(const __u8 *d, __u32 len) {
     if (len < 8)
         return false;
     switch (d[0]) {
@@ -44,7 +42,6 @@ static __always_inline bool looks_like_http_request(const __u8 *d, __u32 len)
 }
 
 /* Does the buffer start with an HTTP/1 status line ("HTTP/1.1 200")? */
-static __always_inline bool looks_like_http_response(const __u8 *d, __u32 len)
-{
+static __always_inline bool looks_like_http_response(const __u8 *d, __u32 len) {
     return len >= 12 && has_prefix(d, len, "HTTP/1.", 7);
 }

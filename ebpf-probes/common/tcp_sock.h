@@ -19,8 +19,7 @@
 
 /* Syscall arguments as saved at syscall entry: still valid at sys_exit, which lets one
  * exit tracepoint per syscall do the work of an enter/exit pair. */
-static __always_inline struct pt_regs *syscall_regs(void)
-{
+static __always_inline struct pt_regs *syscall_regs(void) {
     return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
@@ -36,8 +35,7 @@ static __always_inline struct pt_regs *syscall_regs(void)
 
 /* The inode number of the socket behind fd, or 0 for anything that is not a socket
  * (files, pipes). */
-static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep)
-{
+static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep) {
     struct task_struct *task = bpf_get_current_task_btf();
     struct fdtable *fdt = task->files->fdt;
     if (!fdt || fd >= fdt->max_fds)
@@ -54,7 +52,8 @@ static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep)
     __u32 ino_off = bpf_core_field_offset(struct inode, i_ino);
     /* The offsets are CO-RE relocated constants: the verifier sees fixed indexes. */
     __u8 head[INODE_HEAD_BYTES] = {};
-    if (mode_off + sizeof(umode_t) > INODE_HEAD_BYTES || ino_off + sizeof(__u64) > INODE_HEAD_BYTES ||
+    if (mode_off + sizeof(umode_t) > INODE_HEAD_BYTES ||
+        ino_off + sizeof(__u64) > INODE_HEAD_BYTES ||
         bpf_probe_read_kernel(head, sizeof(head), inode))
         return 0;
     umode_t mode;
@@ -68,8 +67,7 @@ static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep)
 }
 
 /* Fills info from the socket behind file; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
-static __always_inline void describe_socket(struct file *file, struct sock_info *info)
-{
+static __always_inline void describe_socket(struct file *file, struct sock_info *info) {
     struct socket *sock = BPF_CORE_READ(file, private_data);
     struct sock *sk = BPF_CORE_READ(sock, sk);
     if (!sk)
@@ -99,8 +97,7 @@ static __always_inline void describe_socket(struct file *file, struct sock_info 
  * A socket seen for the first time is also registered in known_socks, so its state
  * changes (close, reset) reach userspace.
  */
-static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct sock_info *scratch)
-{
+static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct sock_info *scratch) {
     struct file *file = NULL;
     __u64 ino = socket_ino_of_fd(fd, &file);
     if (!ino)

@@ -8,8 +8,7 @@
 #include "common/http_detect.h"
 #include "maps/maps.h"
 
-static __always_inline void random_bytes(__u8 *dst, int words)
-{
+static __always_inline void random_bytes(__u8 *dst, int words) {
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         if (i >= words)
@@ -19,16 +18,15 @@ static __always_inline void random_bytes(__u8 *dst, int words)
     }
 }
 
-static __always_inline void new_span_id(__u8 *span_id)
-{
-    /* An all-zero span ID is invalid; a zero word pair is one chance in 2^64, but cheap to rule out. */
+static __always_inline void new_span_id(__u8 *span_id) {
+    /* An all-zero span ID is invalid; a zero word pair is one chance in 2^64, but cheap to rule
+     * out. */
     random_bytes(span_id, 2);
     span_id[0] |= 1;
 }
 
 /* A request arrived on sock_id: start a server span, make it this thread's context. */
-static __always_inline void on_server_request(struct sonde_data_event *ev, __u32 tid)
-{
+static __always_inline void on_server_request(struct sonde_data_event *ev, __u32 tid) {
     ev->ctx_role = SONDE_CTX_SERVER_REQUEST;
     ev->parent_source = SONDE_PARENT_NONE;
     random_bytes(ev->ctx.trace_id, 4);
@@ -45,18 +43,17 @@ static __always_inline void on_server_request(struct sonde_data_event *ev, __u32
 }
 
 /* An inherited context still describes live work: its owner is on the same span. */
-static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc)
-{
+static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc) {
     if (tc->source != SONDE_PARENT_FORK)
         return true;
     __u32 owner = tc->owner_tid;
     struct thread_ctx *origin = bpf_map_lookup_elem(&thread_ctxs, &owner);
-    return origin && __builtin_memcmp(origin->ctx.span_id, tc->ctx.span_id, sizeof(tc->ctx.span_id)) == 0;
+    return origin &&
+           __builtin_memcmp(origin->ctx.span_id, tc->ctx.span_id, sizeof(tc->ctx.span_id)) == 0;
 }
 
 /* A request left on sock_id: a client span, child of the thread's server span if any. */
-static __always_inline void on_client_request(struct sonde_data_event *ev, __u32 tid)
-{
+static __always_inline void on_client_request(struct sonde_data_event *ev, __u32 tid) {
     ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;
     new_span_id(ev->ctx.span_id);
 
@@ -79,15 +76,13 @@ static __always_inline void on_client_request(struct sonde_data_event *ev, __u32
 
 /* The thread started answering on the socket its request came from: it is done with
  * that request, so later calls it makes must not become that request's children. */
-static __always_inline void on_server_response(struct sonde_data_event *ev, __u32 tid)
-{
+static __always_inline void on_server_response(struct sonde_data_event *ev, __u32 tid) {
     struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
     if (tc && tc->sock_id == ev->sock_id)
         bpf_map_delete_elem(&thread_ctxs, &tid);
 }
 
-static __always_inline void decide_trace_ctx(struct sonde_data_event *ev, __u32 tid)
-{
+static __always_inline void decide_trace_ctx(struct sonde_data_event *ev, __u32 tid) {
     __u32 n = ev->captured_len;
     if (ev->direction == SONDE_DIR_INGRESS) {
         if (looks_like_http_request(ev->data, n))

@@ -77,12 +77,12 @@ struct sonde_data_event {
     __u16 tail_len;     /* valid bytes in tail[] */
     __u32 tgid;
     __u32 tid;
-    __u64 ts_ns;      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
-    __u64 sock_id;    /* kernel address of struct sock: the connection identity */
-    __u64 total_len;  /* bytes the syscall moved */
-    __u32 captured_len; /* valid bytes in data[] */
-    __u16 local_port;   /* host byte order */
-    __u16 remote_port;  /* host byte order */
+    __u64 ts_ns;         /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+    __u64 sock_id;       /* kernel address of struct sock: the connection identity */
+    __u64 total_len;     /* bytes the syscall moved */
+    __u32 captured_len;  /* valid bytes in data[] */
+    __u16 local_port;    /* host byte order */
+    __u16 remote_port;   /* host byte order */
     __u8 local_addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
     __u8 remote_addr[16];
     struct sonde_trace_ctx ctx; /* valid when ctx_role != SONDE_CTX_NONE */

@@ -101,8 +101,7 @@ struct {
     __type(value, __u8);
 } known_socks SEC(".maps");
 
-static __always_inline void count_drop(__u32 reason)
-{
+static __always_inline void count_drop(__u32 reason) {
     __u64 *n = bpf_map_lookup_elem(&drops, &reason);
     if (n)
         (*n)++;

@@ -35,6 +35,11 @@ const NEEDS: &[Need] = &[
         program: None,
     },
     Need {
+        package: "clang-format-19",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
         package: "libbpf-dev",
         alternatives: &[],
         program: None,

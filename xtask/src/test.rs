@@ -1,6 +1,7 @@
 //! `cargo xtask test`: what CI runs.
 //!
-//! 1. `cargo fmt --all -- --check` and `cargo clippy --workspace --all-targets -- -D warnings`
+//! 1. `cargo fmt --all -- --check`, `clang-format-19 --dry-run --Werror` on the probes' C
+//!    sources and `cargo clippy --workspace --all-targets -- -D warnings`
 //!    (skipped with `--no-lint`); a failure is reported but does not stop the tests;
 //! 2. `cargo build -p sonde` (debug); a failure stops here;
 //! 3. `cargo test --workspace --all-targets [ARGS...]` with `SONDE_BIN` set to that binary,
@@ -62,6 +63,18 @@ pub fn run(opts: Options) -> Result<()> {
     if !no_lint {
         step("fmt", &mut steps, || {
             exec(&mut cargo(&["fmt", "--all", "--", "--check"]))
+        });
+        step("clang-format", &mut steps, || {
+            // The probes' own C sources (vmlinux.h is generated, not ours).
+            let files = util::output(std::process::Command::new("git").current_dir(&root).args([
+                "ls-files",
+                "ebpf-probes/*.c",
+                "ebpf-probes/*.h",
+            ]))?;
+            let mut cmd = std::process::Command::new("clang-format-19");
+            cmd.current_dir(&root).args(["--dry-run", "--Werror"]);
+            cmd.args(files.lines().filter(|f| !f.ends_with("vmlinux.h")));
+            exec(&mut cmd)
         });
         step("clippy", &mut steps, || {
             exec(&mut cargo(&[
