@@ -101,16 +101,21 @@ int sonde_tp_sched_exit(void *ctx) {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tgid = pid_tgid >> 32;
     __u32 tid = (__u32)pid_tgid;
+    /* The fork hook cannot tell threads from processes, so a thread of a traced process
+     * has its own entry: drop it whatever happened to the process's entry, or its id,
+     * once reused by an unrelated process, would make that process traced. */
+    if (tid != tgid)
+        bpf_map_delete_elem(&traced_pids, &tid);
     if (!bpf_map_lookup_elem(&traced_pids, &tgid))
         return 0;
 
     bpf_map_delete_elem(&thread_ctxs, &tid);
-    if (tid != tgid) {
-        bpf_map_delete_elem(&traced_pids, &tid);
+    /* Only the last thread ends the process: the leader may exit first (pthread_exit
+     * from main, exec from another thread). signal->live was decremented before this
+     * tracepoint fired. */
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (task->signal->live.counter > 0)
         return 0;
-    }
-    /* The leader exiting ends the process as far as tracing goes; remaining threads
-     * finish without new spans. */
     bpf_map_delete_elem(&traced_pids, &tgid);
     emit_proc_event(SONDE_EV_EXIT, tgid);
     return 0;

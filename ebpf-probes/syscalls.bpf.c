@@ -16,6 +16,8 @@
 #include "common/trace_ctx.h"
 #include "maps/maps.h"
 
+#define MSG_PEEK 2
+
 /* How a syscall lays out its payload arguments. */
 enum payload_shape {
     SHAPE_BUF,  /* (fd, buf, len): read, write, recvfrom, sendto */
@@ -46,6 +48,10 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
         return 0;
 
     struct pt_regs *regs = syscall_regs();
+    /* MSG_PEEK leaves the bytes in the socket: the read that consumes them reports them. */
+    if ((sys == SONDE_SYS_RECVFROM && (regs->r10 & MSG_PEEK)) ||
+        (sys == SONDE_SYS_RECVMSG && (regs->dx & MSG_PEEK)))
+        return 0;
     struct sock_info fresh;
     const struct sock_info *si = tcp_sock_of_fd(regs->di, &fresh);
     if (!si)

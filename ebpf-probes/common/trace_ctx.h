@@ -75,8 +75,12 @@ static __always_inline void on_client_request(struct sonde_data_event *ev, __u32
 }
 
 /* The thread started answering on the socket its request came from: it is done with
- * that request, so later calls it makes must not become that request's children. */
+ * that request, so later calls it makes must not become that request's children.
+ * Interim 1xx responses (100 Continue, 103 Early Hints) come before the handler's work. */
 static __always_inline void on_server_response(struct sonde_data_event *ev, __u32 tid) {
+    /* "HTTP/1.x NNN": looks_like_http_response() guaranteed at least 12 bytes. */
+    if (ev->data[9] == '1')
+        return;
     struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
     if (tc && tc->sock_id == ev->sock_id)
         bpf_map_delete_elem(&thread_ctxs, &tid);

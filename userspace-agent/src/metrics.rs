@@ -29,6 +29,7 @@ counters! {
     read_faults: "payloads the probes could not read from process memory",
     connections_tracked: "TCP connections seen carrying data",
     connections_evicted: "connections forgotten because the connection table was full",
+    stale_connections: "connections replaced because their socket was reused unseen (missed close)",
     unknown_protocol_connections: "connections whose bytes are not a protocol Sonde parses",
     http_desyncs: "HTTP/1 streams that lost message boundaries and resynchronised",
     unpaired_responses: "responses whose request was never seen (attached mid-exchange)",

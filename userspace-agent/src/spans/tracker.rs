@@ -82,6 +82,9 @@ struct HttpConn {
     /// In order: the front is the oldest request still waiting for (the end of) its response.
     pending: VecDeque<Exchange>,
     last_seen_ns: u64,
+    /// The kernel's trace decision for the request whose first bytes it saw, kept until
+    /// that request's head is complete (it may take several reads).
+    kernel_ident: Option<SpanIdentity>,
 }
 
 /// The first bytes of a connection, kept while they are too short to tell whether
@@ -167,7 +170,9 @@ fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> SocketAddr {
     } else {
         IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
     };
-    SocketAddr::new(ip, port)
+    // A dual-stack server ([::]:port) sees IPv4 peers as ::ffff:a.b.c.d; the same-host
+    // join compares with the client's plain IPv4 tuple.
+    SocketAddr::new(ip.to_canonical(), port)
 }
 
 /// Supplies the resource of a traced process (the process cache in production).
@@ -209,6 +214,17 @@ impl Tracker {
     ) {
         let h = &ev.header;
         let sock = h.sock_id;
+        let local = socket_addr(h.family, &h.local_addr, h.local_port);
+        let remote = socket_addr(h.family, &h.remote_addr, h.remote_port);
+        // The kernel reuses a closed socket's memory; if its close was missed (ring full),
+        // a different 4-tuple at the same address is a new connection.
+        if let Some(Conn::Http(c)) = self.conns.get(&sock)
+            && (c.ends.local != local || c.ends.remote != remote)
+            && let Some(stale) = self.conns.remove(&sock)
+        {
+            Counters::inc(&self.counters.stale_connections);
+            self.close(stale, h.ts_ns, to_unix, out);
+        }
         if !self.conns.contains_key(&sock) {
             self.make_room(h.ts_ns);
             Counters::inc(&self.counters.connections_tracked);
@@ -269,10 +285,7 @@ impl Tracker {
                     .truncate(pending.bytes.len() - ev.data.len().min(MAX_UNDECIDED));
                 replay = Some(pending);
             }
-            let ends = Endpoints::new(
-                socket_addr(h.family, &h.local_addr, h.local_port),
-                socket_addr(h.family, &h.remote_addr, h.remote_port),
-            );
+            let ends = Endpoints::new(local, remote);
             *conn = Conn::Http(Box::new(HttpConn {
                 role,
                 ends,
@@ -281,6 +294,7 @@ impl Tracker {
                 responses: ResponseStream::new(),
                 pending: VecDeque::new(),
                 last_seen_ns: h.ts_ns,
+                kernel_ident: None,
             }));
         }
         let Conn::Http(c) = conn else { return };
@@ -298,9 +312,9 @@ impl Tracker {
             Role::Server => CtxRole::ServerRequest,
             Role::Client => CtxRole::ClientRequest,
         };
-        let mut kernel_ident = (ev.ctx_role == expected_role)
-            .then(|| SpanIdentity::from_kernel(&h.ctx, ev.parent_source))
-            .flatten();
+        if ev.ctx_role == expected_role {
+            c.kernel_ident = SpanIdentity::from_kernel(&h.ctx, ev.parent_source);
+        }
 
         let mut events = std::mem::take(&mut self.scratch);
         events.clear();
@@ -327,7 +341,6 @@ impl Tracker {
                 c,
                 request_side,
                 event,
-                &mut kernel_ident,
                 Ctx {
                     join: &mut self.join,
                     resources: &mut self.resources,
@@ -341,22 +354,16 @@ impl Tracker {
         self.scratch = events;
     }
 
-    fn apply(
-        c: &mut HttpConn,
-        request_side: bool,
-        event: Http1Event,
-        kernel_ident: &mut Option<SpanIdentity>,
-        mut ctx: Ctx<'_>,
-    ) {
+    fn apply(c: &mut HttpConn, request_side: bool, event: Http1Event, mut ctx: Ctx<'_>) {
         match event {
             Http1Event::RequestStart { ts_ns, head } => {
                 // A response of unknown length ends when the next request starts.
                 let mut ended = Vec::new();
                 c.responses.end_at_peer_turn(&mut ended);
                 for e in ended {
-                    Self::apply(c, false, e, &mut None, ctx.reborrow());
+                    Self::apply(c, false, e, ctx.reborrow());
                 }
-                let mut ident = kernel_ident.take().unwrap_or_else(SpanIdentity::new_root);
+                let mut ident = c.kernel_ident.take().unwrap_or_else(SpanIdentity::new_root);
                 ident.trace_id = ctx.join.resolve(ident.trace_id);
                 match c.role {
                     Role::Server => {
@@ -395,7 +402,7 @@ impl Tracker {
                 let mut ended = Vec::new();
                 c.requests.end_at_peer_turn(&mut ended);
                 for e in ended {
-                    Self::apply(c, true, e, &mut None, ctx.reborrow());
+                    Self::apply(c, true, e, ctx.reborrow());
                 }
                 match c.pending.iter_mut().find(|ex| ex.response.is_none()) {
                     Some(ex) => ex.response = Some(head),
@@ -418,7 +425,10 @@ impl Tracker {
                     Self::finish(c, ex, Outcome::Complete { end_ns: ts_ns }, &mut ctx);
                 }
             }
-            Http1Event::NotHttp { .. } => Counters::inc(&ctx.counters.http_desyncs),
+            Http1Event::NotHttp { .. } => {
+                c.kernel_ident = None;
+                Counters::inc(&ctx.counters.http_desyncs);
+            }
         }
     }
 
@@ -466,7 +476,7 @@ impl Tracker {
                         out,
                     };
                     for e in events {
-                        Self::apply(c, false, e, &mut None, ctx.reborrow());
+                        Self::apply(c, false, e, ctx.reborrow());
                     }
                 }
             }
@@ -488,11 +498,11 @@ impl Tracker {
         let mut events = Vec::new();
         let _ = c.requests.finish(&mut events);
         for e in events.drain(..) {
-            Self::apply(&mut c, true, e, &mut None, ctx.reborrow());
+            Self::apply(&mut c, true, e, ctx.reborrow());
         }
         let cut = c.responses.finish(&mut events);
         for e in events.drain(..) {
-            Self::apply(&mut c, false, e, &mut None, ctx.reborrow());
+            Self::apply(&mut c, false, e, ctx.reborrow());
         }
         let cut_end = cut.map(|i| i.ts_ns);
         while let Some(ex) = c.pending.pop_front() {
@@ -532,18 +542,21 @@ impl Tracker {
         });
     }
 
-    /// Drops the least recently used connection when the table is full.
+    /// When the table is full, drops the least recently used 1/64 of it in one pass, so
+    /// a flood of new connections costs O(1) per connection, not a scan each.
     fn make_room(&mut self, _now_ns: u64) {
         if self.conns.len() < self.limits.max_connections {
             return;
         }
-        let oldest = self
+        let mut ages: Vec<(u64, u64)> = self
             .conns
             .iter()
-            .min_by_key(|(_, c)| c.last_seen())
-            .map(|(k, _)| *k);
-        if let Some(k) = oldest {
-            self.conns.remove(&k);
+            .map(|(k, c)| (c.last_seen(), *k))
+            .collect();
+        let evict = (ages.len() / 64).max(1);
+        ages.select_nth_unstable(evict - 1);
+        for (_, k) in &ages[..evict] {
+            self.conns.remove(k);
             Counters::inc(&self.counters.connections_evicted);
         }
     }
@@ -998,6 +1011,102 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].parent_span_id, None);
         assert!(out[0].attr("sonde.parent.source").is_none());
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_become_ipv4() {
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[127, 0, 0, 1]);
+        let a = socket_addr(10, &mapped, 80);
+        assert_eq!(a, "127.0.0.1:80".parse::<SocketAddr>().expect("addr"));
+    }
+
+    #[test]
+    fn a_reused_socket_with_another_tuple_is_a_new_connection() {
+        let (mut t, counters) = tracker();
+        let mut out = Vec::new();
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Ingress,
+                10,
+                b"GET /old HTTP/1.1\r\nHost: h\r\n\r\n",
+            ),
+            &mut out,
+        );
+        // The close of that connection was missed; the kernel reused the socket memory.
+        let mut fresh = ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            20,
+            b"GET /new HTTP/1.1\r\nHost: h\r\n\r\n",
+        );
+        fresh.remote_port = 40001;
+        feed(&mut t, &fresh, &mut out);
+        let mut resp = ev(
+            SERVER_SOCK,
+            Direction::Egress,
+            30,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        );
+        resp.remote_port = 40001;
+        feed(&mut t, &resp, &mut out);
+        let names: Vec<_> = out
+            .iter()
+            .map(|s| (s.name.as_str(), s.status.otlp_code()))
+            .collect();
+        assert_eq!(names, [("GET /old", 2), ("GET /new", 0)], "{out:?}");
+        assert_eq!(
+            counters
+                .stale_connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn kernel_ids_survive_a_request_head_split_over_reads() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let mut first = ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /big HTTP/1.1\r\nCookie: aaaa",
+        );
+        first.role = CtxRole::ServerRequest;
+        first.ctx = RawTraceCtx {
+            trace_id: [3; 16],
+            span_id: [4; 8],
+            parent_span_id: [0; 8],
+        };
+        feed(&mut t, &first, &mut out);
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Ingress,
+                11,
+                b"aaaa\r\nHost: h\r\n\r\n",
+            ),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Egress,
+                20,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].span_id.0, [4; 8]);
+        assert_eq!(out[0].trace_id.0, [3; 16]);
     }
 
     #[test]
