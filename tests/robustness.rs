@@ -228,6 +228,35 @@ fn attach_without_target_is_a_clear_error() {
     );
 }
 
+/// `sonde run`: SIGTERM to the agent is passed on to the command, which is never left
+/// running untraced; the exit status follows the shell's 128 + signal convention.
+#[test]
+fn run_passes_sigterm_to_its_command() {
+    require_tracing!();
+    let mut agent = AgentCmd::run(&["sleep", "30"]).start();
+    let child = wait_for_child(agent.pid());
+    // SAFETY: signalling the agent process this test started.
+    unsafe { libc::kill(agent.pid() as libc::pid_t, libc::SIGTERM) };
+    let s = agent.wait_exit(Duration::from_secs(20));
+    assert_no_panic(&s.stderr);
+    assert_eq!(s.status.code(), Some(128 + libc::SIGTERM), "{}", s.stderr);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{child}")).exists(),
+        "the command (pid {child}) must not outlive the agent"
+    );
+}
+
+fn wait_for_child(parent: u32) -> u32 {
+    let mut found = None;
+    wait_until(Duration::from_secs(10), || {
+        found = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()));
+        found.is_some()
+    });
+    found.expect("sonde run started its command")
+}
+
 /// SIGUSR1 prints the counters and keeps tracing.
 #[test]
 fn sigusr1_prints_counters_and_keeps_running() {

@@ -42,6 +42,43 @@ pub enum Ended {
 }
 
 const TICK: Duration = Duration::from_millis(50);
+/// How long `sonde run` waits for its command to exit after passing on a stop signal.
+const CHILD_GRACE: Duration = Duration::from_secs(10);
+
+/// A stop request: with a child (`sonde run`), pass `sig` on and keep going until it
+/// exits (returns `None`); without one, stop now (returns `why`).
+fn stop(
+    child: &mut Option<&mut Child>,
+    deadline: &mut Option<tokio::time::Instant>,
+    sig: libc::c_int,
+    why: Ended,
+) -> Option<Ended> {
+    match child {
+        Some(c) => {
+            forward_signal(c, sig);
+            deadline.get_or_insert(tokio::time::Instant::now() + CHILD_GRACE);
+            None
+        }
+        None => Some(why),
+    }
+}
+
+fn forward_signal(child: &Child, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
+        // not yet reaped, so it cannot have been reused.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// The shell's convention: the exit code, or 128 + the signal that killed the child.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
 
 pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended> {
     let counters = Arc::new(Counters::default());
@@ -382,6 +419,9 @@ impl Loop {
             }
         };
         tokio::pin!(sleep_until);
+        // `sonde run`: a stop request is passed on to the child, and the agent keeps
+        // tracing until the child is gone (at most CHILD_GRACE), so nothing is orphaned.
+        let mut child_stop_deadline: Option<tokio::time::Instant> = None;
 
         let ended = loop {
             tokio::select! {
@@ -400,13 +440,19 @@ impl Loop {
                         // Let its last events arrive before leaving.
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         self.drain(ring.get_mut(), sink);
-                        break Ended::Child(status.code().unwrap_or(128));
+                        break Ended::Child(exit_code(status));
+                    }
+                    if child_stop_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        eprintln!("sonde: the command did not exit within {CHILD_GRACE:?}; detaching");
+                        break Ended::Signal;
                     }
                 }
-                _ = sigint.recv() => break Ended::Signal,
-                _ = sigterm.recv() => break Ended::Signal,
+                _ = sigint.recv() => if let Some(e) = stop(&mut child, &mut child_stop_deadline, libc::SIGINT, Ended::Signal) { break e },
+                _ = sigterm.recv() => if let Some(e) = stop(&mut child, &mut child_stop_deadline, libc::SIGTERM, Ended::Signal) { break e },
                 _ = sigusr1.recv() => eprint!("{}", self.counters.report()),
-                () = &mut sleep_until => break Ended::Duration,
+                () = &mut sleep_until, if child_stop_deadline.is_none() => {
+                    if let Some(e) = stop(&mut child, &mut child_stop_deadline, libc::SIGTERM, Ended::Duration) { break e }
+                }
             }
         };
         self.drain(ring.get_mut(), sink);
