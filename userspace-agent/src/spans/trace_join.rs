@@ -3,7 +3,7 @@
 //! sent the request (matched by 4-tuple), and the trace the kernel started for the
 //! server is renamed to the client's trace everywhere it appears.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use super::identity::{ParentLink, ParentSource, SpanIdentity};
@@ -18,7 +18,7 @@ struct TwoGen<K, V> {
     cap: usize,
 }
 
-impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
+impl<K: std::hash::Hash + Eq, V> TwoGen<K, V> {
     fn new(cap: usize) -> Self {
         Self {
             young: HashMap::new(),
@@ -34,23 +34,51 @@ impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
         self.young.insert(k, v);
     }
 
-    fn get(&self, k: &K) -> Option<V> {
-        self.young.get(k).or_else(|| self.old.get(k)).copied()
-    }
-
     fn remove(&mut self, k: &K) {
         self.young.remove(k);
         self.old.remove(k);
     }
 }
 
+impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
+    fn get(&self, k: &K) -> Option<V> {
+        self.young.get(k).or_else(|| self.old.get(k)).copied()
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Default> TwoGen<K, V> {
+    /// The value for `k`, created if absent; an entry found in the old generation moves
+    /// to the young one.
+    fn entry(&mut self, k: K) -> &mut V {
+        if !self.young.contains_key(&k) {
+            let v = self.old.remove(&k).unwrap_or_default();
+            if self.young.len() >= self.cap {
+                self.old = std::mem::take(&mut self.young);
+            }
+            self.young.insert(k, v);
+        }
+        self.young.entry(k).or_default()
+    }
+
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        match self.young.get_mut(k) {
+            Some(v) => Some(v),
+            None => self.old.get_mut(k),
+        }
+    }
+}
+
+/// Requests a pipelining client may have in flight on one connection.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
+
 /// (local, remote) as the client sees its connection.
 type Tuple = (SocketAddr, SocketAddr);
 
 #[derive(Debug)]
 pub struct TraceJoin {
-    /// In-flight client requests by the client's (local, remote).
-    clients: TwoGen<Tuple, (TraceId, SpanId)>,
+    /// In-flight client requests by the client's (local, remote), oldest first: with
+    /// pipelining the server reads them in this order.
+    clients: TwoGen<Tuple, VecDeque<(TraceId, SpanId)>>,
     /// Kernel-chosen trace IDs renamed to the trace they joined.
     renamed: TwoGen<TraceId, TraceId>,
 }
@@ -82,12 +110,22 @@ impl TraceJoin {
 
     /// A client request left on (local, remote).
     pub fn client_request(&mut self, local: SocketAddr, remote: SocketAddr, ident: &SpanIdentity) {
-        self.clients
-            .insert((local, remote), (ident.trace_id, ident.span_id));
+        let queue = self.clients.entry((local, remote));
+        if queue.len() >= MAX_IN_FLIGHT_PER_CONNECTION {
+            queue.pop_front();
+        }
+        queue.push_back((ident.trace_id, ident.span_id));
     }
 
-    pub fn client_done(&mut self, local: SocketAddr, remote: SocketAddr) {
-        self.clients.remove(&(local, remote));
+    /// The client span finished; forget it unless the server already took it.
+    pub fn client_done(&mut self, local: SocketAddr, remote: SocketAddr, span_id: SpanId) {
+        let key = (local, remote);
+        if let Some(queue) = self.clients.get_mut(&key) {
+            queue.retain(|(_, s)| *s != span_id);
+            if queue.is_empty() {
+                self.clients.remove(&key);
+            }
+        }
     }
 
     /// A server request arrived on (local, remote): adopt the traced client's span as
@@ -98,7 +136,10 @@ impl TraceJoin {
         remote: SocketAddr,
         ident: &mut SpanIdentity,
     ) {
-        if let Some((trace_id, span_id)) = self.clients.get(&(remote, local)) {
+        let Some(queue) = self.clients.get_mut(&(remote, local)) else {
+            return;
+        };
+        if let Some((trace_id, span_id)) = queue.pop_front() {
             self.adopt(ident, trace_id, span_id, ParentSource::LocalPeer);
         }
     }
@@ -145,6 +186,33 @@ mod tests {
         assert_eq!(server.trace_id, client.trace_id);
         assert_eq!(server.parent.map(|p| p.span_id), Some(client.span_id));
         assert_eq!(join.resolve(kernel_trace), client.trace_id);
+    }
+
+    #[test]
+    fn pipelined_requests_pair_with_their_own_client_spans() {
+        let mut join = TraceJoin::default();
+        let (c1, c2) = (SpanIdentity::new_root(), SpanIdentity::new_root());
+        let (client, server) = (addr("127.0.0.1:5000"), addr("127.0.0.1:80"));
+        join.client_request(client, server, &c1);
+        join.client_request(client, server, &c2);
+        let (mut s1, mut s2) = (SpanIdentity::new_root(), SpanIdentity::new_root());
+        join.server_request(server, client, &mut s1);
+        join.server_request(server, client, &mut s2);
+        assert_eq!(s1.parent.map(|p| p.span_id), Some(c1.span_id));
+        assert_eq!(s2.parent.map(|p| p.span_id), Some(c2.span_id));
+        assert_eq!((s1.trace_id, s2.trace_id), (c1.trace_id, c2.trace_id));
+    }
+
+    #[test]
+    fn a_finished_client_span_is_forgotten() {
+        let mut join = TraceJoin::default();
+        let c = SpanIdentity::new_root();
+        let (client, server) = (addr("127.0.0.1:5000"), addr("127.0.0.1:80"));
+        join.client_request(client, server, &c);
+        join.client_done(client, server, c.span_id);
+        let mut s = SpanIdentity::new_root();
+        join.server_request(server, client, &mut s);
+        assert_eq!(s.parent, None);
     }
 
     #[test]

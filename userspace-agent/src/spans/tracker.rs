@@ -434,7 +434,8 @@ impl Tracker {
 
     fn finish(c: &HttpConn, ex: Exchange, outcome: Outcome, ctx: &mut Ctx<'_>) {
         if c.role == Role::Client {
-            ctx.join.client_done(c.ends.local, c.ends.remote);
+            ctx.join
+                .client_done(c.ends.local, c.ends.remote, ex.ident.span_id);
         }
         let mut span = build_span(ex, c.role.kind(), &c.ends, outcome, ctx.to_unix);
         span.trace_id = ctx.join.resolve(span.trace_id);
