@@ -19,6 +19,9 @@ pub struct Exchange {
     pub request_body_bytes: Option<u64>,
     pub response: Option<ResponseHead>,
     pub response_body_bytes: Option<u64>,
+    /// Counted as timed out: still waits for its response, which must not pair with
+    /// the next request, but it makes no span.
+    pub timed_out: bool,
 }
 
 /// How an exchange ended.
@@ -116,6 +119,7 @@ pub fn build_span(
         request_body_bytes,
         response,
         response_body_bytes,
+        timed_out: _,
     } = ex;
 
     let (path, query) = match request.target.split_once('?') {

@@ -383,11 +383,17 @@ impl Tracker {
                     }
                     Role::Client => ctx.join.client_request(c.ends.local, c.ends.remote, &ident),
                 }
-                c.responses.expect_response(&head.method);
                 if c.pending.len() >= ctx.limits.max_pending {
-                    c.pending.pop_front();
-                    Counters::inc(&ctx.counters.pending_dropped);
+                    // The response parser expects one response per request: dropping one
+                    // exchange would pair every later response with the wrong request.
+                    // Start this connection's pairing over instead.
+                    ctx.counters
+                        .pending_dropped
+                        .fetch_add(c.pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    c.pending.clear();
+                    c.responses = ResponseStream::new();
                 }
+                c.responses.expect_response(&head.method);
                 c.pending.push_back(Exchange {
                     ident,
                     resource: (ctx.resources)(c.tgid),
@@ -396,6 +402,7 @@ impl Tracker {
                     request_body_bytes: None,
                     response: None,
                     response_body_bytes: None,
+                    timed_out: false,
                 });
             }
             Http1Event::ResponseStart { ts_ns: _, head } => {
@@ -436,6 +443,10 @@ impl Tracker {
         if c.role == Role::Client {
             ctx.join
                 .client_done(c.ends.local, c.ends.remote, ex.ident.span_id);
+        }
+        // Already counted as timed out: its response only had to be consumed.
+        if ex.timed_out {
+            return;
         }
         let mut span = build_span(ex, c.role.kind(), &c.ends, outcome, ctx.to_unix);
         span.trace_id = ctx.join.resolve(span.trace_id);
@@ -529,13 +540,18 @@ impl Tracker {
         let counters = &self.counters;
         self.conns.retain(|_, conn| {
             if let Conn::Http(c) = conn {
-                while c.pending.front().is_some_and(|ex| {
-                    now_ns.saturating_sub(ex.start_ns) > limits.request_timeout_ns
-                }) {
-                    c.pending.pop_front();
-                    Counters::inc(&counters.requests_timed_out);
+                // Timed-out exchanges stay in line (marked) so a late response still
+                // pairs with its own request, never with the next one.
+                let mut waiting = false;
+                for ex in c.pending.iter_mut().filter(|ex| !ex.timed_out) {
+                    if now_ns.saturating_sub(ex.start_ns) > limits.request_timeout_ns {
+                        ex.timed_out = true;
+                        Counters::inc(&counters.requests_timed_out);
+                    } else {
+                        waiting = true;
+                    }
                 }
-                if !c.pending.is_empty() {
+                if waiting {
                     return true;
                 }
             }
@@ -566,7 +582,7 @@ impl Tracker {
     pub fn shutdown(&mut self) {
         for conn in self.conns.values() {
             if let Conn::Http(c) = conn {
-                for _ in &c.pending {
+                for _ in c.pending.iter().filter(|ex| !ex.timed_out) {
                     Counters::inc(&self.counters.requests_timed_out);
                 }
             }
@@ -1108,6 +1124,55 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].span_id.0, [4; 8]);
         assert_eq!(out[0].trace_id.0, [3; 16]);
+    }
+
+    #[test]
+    fn a_late_response_pairs_with_its_timed_out_request_not_the_next() {
+        let (mut t, counters) = tracker();
+        let mut out = Vec::new();
+        let reqs = b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /fast HTTP/1.1\r\nHost: h\r\n\r\n";
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Ingress, 0, reqs),
+            &mut out,
+        );
+        t.tick(Limits::default().request_timeout_ns + 1);
+        assert_eq!(
+            counters
+                .requests_timed_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        let resps = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslowHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast";
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Egress, 10, resps),
+            &mut out,
+        );
+        assert!(out.is_empty(), "timed-out requests make no spans: {out:?}");
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Ingress,
+                20,
+                b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+            ),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Egress,
+                30,
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name, "GET /next");
+        assert_eq!(attr(&out[0], "http.response.status_code"), &Value::Int(404));
     }
 
     #[test]
