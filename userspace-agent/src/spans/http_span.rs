@@ -54,6 +54,48 @@ impl Endpoints {
     }
 }
 
+/// A request-target (RFC 9112 §3.2): origin-form `/p?q`, or absolute-form
+/// `http://host:port/p?q` as clients send it to an HTTP proxy.
+struct RequestTarget<'a> {
+    scheme: Option<&'a str>,
+    authority: Option<&'a str>,
+    path_and_query: &'a str,
+}
+
+impl<'a> RequestTarget<'a> {
+    fn parse(target: &'a str) -> Self {
+        for scheme in ["http", "https"] {
+            let Some(rest) = target
+                .strip_prefix(scheme)
+                .and_then(|r| r.strip_prefix("://"))
+            else {
+                continue;
+            };
+            let (authority, path_and_query) = match rest.find(['/', '?']) {
+                Some(i) if rest.as_bytes()[i] == b'/' => rest.split_at(i),
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            // Userinfo never leaves the host.
+            let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+            return Self {
+                scheme: Some(scheme),
+                authority: Some(authority),
+                path_and_query: if path_and_query.is_empty() || path_and_query.starts_with('?') {
+                    "/"
+                } else {
+                    path_and_query
+                },
+            };
+        }
+        Self {
+            scheme: None,
+            authority: None,
+            path_and_query: target,
+        }
+    }
+}
+
 /// Query values can carry secrets (tokens, emails): keep keys, redact every value.
 pub fn redact_query(query: &str) -> String {
     query
@@ -122,9 +164,10 @@ pub fn build_span(
         timed_out: _,
     } = ex;
 
-    let (path, query) = match request.target.split_once('?') {
+    let target = RequestTarget::parse(&request.target);
+    let (path, query) = match target.path_and_query.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (request.target.clone(), None),
+        None => (target.path_and_query.to_owned(), None),
     };
     let name = format!("{} {}", request.method, path);
 
@@ -162,15 +205,23 @@ pub fn build_span(
             attrs.push(KeyValue::new("client.port", i64::from(ends.remote.port())));
         }
         SpanKind::Client => {
-            let addr = match &host {
-                Some((h, _)) => h.clone(),
-                None => ends.remote_ip.clone(),
-            };
-            let port = ends.remote.port();
-            let authority = match &host {
-                Some((h, Some(p))) => format!("{}:{p}", bracket_v6(h)),
-                Some((h, None)) => bracket_v6(h),
-                None => format!("{}:{port}", bracket_v6(&addr)),
+            // The server is who the URL names: the absolute-form target (requests through
+            // an HTTP proxy), else the Host header, else the peer we are connected to.
+            let named = target.authority.map(split_host).or(host);
+            let scheme = target.scheme.unwrap_or("http");
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            let (addr, port, authority) = match &named {
+                Some((h, Some(p))) => (h.clone(), *p, format!("{}:{p}", bracket_v6(h))),
+                Some((h, None)) if target.authority.is_some() => {
+                    (h.clone(), default_port, bracket_v6(h))
+                }
+                Some((h, None)) => (h.clone(), ends.remote.port(), bracket_v6(h)),
+                None => {
+                    let port = ends.remote.port();
+                    let addr = ends.remote_ip.clone();
+                    let authority = format!("{}:{port}", bracket_v6(&addr));
+                    (addr, port, authority)
+                }
             };
             let q = query
                 .as_deref()
@@ -178,7 +229,7 @@ pub fn build_span(
                 .unwrap_or_default();
             attrs.push(KeyValue::new(
                 "url.full",
-                format!("http://{authority}{path}{q}"),
+                format!("{scheme}://{authority}{path}{q}"),
             ));
             attrs.push(KeyValue::new("server.address", addr));
             attrs.push(KeyValue::new("server.port", i64::from(port)));
@@ -266,6 +317,27 @@ mod tests {
             "a=REDACTED&token=REDACTED&flag"
         );
         assert_eq!(redact_query(""), "");
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        let t = RequestTarget::parse("http://user:pw@example.com:8080/a/b?x=1");
+        assert_eq!(
+            (t.scheme, t.authority, t.path_and_query),
+            (Some("http"), Some("example.com:8080"), "/a/b?x=1")
+        );
+        let t = RequestTarget::parse("https://example.com");
+        assert_eq!(
+            (t.scheme, t.authority, t.path_and_query),
+            (Some("https"), Some("example.com"), "/")
+        );
+        let t = RequestTarget::parse("/plain?q");
+        assert_eq!(
+            (t.scheme, t.authority, t.path_and_query),
+            (None, None, "/plain?q")
+        );
+        let t = RequestTarget::parse("*");
+        assert_eq!(t.path_and_query, "*");
     }
 
     #[test]

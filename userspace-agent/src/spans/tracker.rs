@@ -1176,6 +1176,43 @@ mod tests {
     }
 
     #[test]
+    fn requests_through_an_http_proxy_name_the_real_server() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let req = b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        feed(
+            &mut t,
+            &ev(CLIENT_SOCK, Direction::Egress, 5, req),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(
+                CLIENT_SOCK,
+                Direction::Ingress,
+                9,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        let s = &out[0];
+        assert_eq!(s.name, "GET /x");
+        assert_eq!(attr(s, "url.path"), &Value::Str("/x".into()));
+        assert_eq!(
+            attr(s, "url.full"),
+            &Value::Str("http://example.com/x?y=REDACTED".into())
+        );
+        assert_eq!(attr(s, "server.address"), &Value::Str("example.com".into()));
+        assert_eq!(attr(s, "server.port"), &Value::Int(80));
+        assert_eq!(
+            attr(s, "network.peer.port"),
+            &Value::Int(8080),
+            "the proxy we talk to"
+        );
+    }
+
+    #[test]
     fn timed_out_requests_are_counted() {
         let (mut t, counters) = tracker();
         let mut out = Vec::new();
