@@ -470,7 +470,6 @@ impl Loop {
                 Ok(Event::Data(ev)) => self.tracker.on_data(&ev, &to_unix, &mut self.spans),
                 Ok(Event::SockState(s)) => self.tracker.on_sock_state(
                     s.sock_id,
-                    s.old_state,
                     s.new_state,
                     s.ts_ns,
                     &to_unix,

@@ -151,20 +151,11 @@ impl Probes {
             .with_context(|| format!("adding pid {tgid} to the traced set"))
     }
 
-    pub fn is_traced(&self, tgid: u32) -> bool {
-        self.traced.get(&tgid, 0).is_ok()
-    }
-
     /// The traced-pid map's fd, for a child to enroll itself between fork and exec.
     pub fn traced_map_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::{AsFd, AsRawFd};
         let map: &MapData = aya::maps::IterableMap::map(&self.traced);
         map.fd().as_fd().as_raw_fd()
-    }
-
-    pub fn untrace_pid(&mut self, tgid: u32) {
-        // Already gone (the exit hook removed it) is fine.
-        let _ = self.traced.remove(&tgid);
     }
 
     /// Events the probes had to drop, by `abi::DROP_*` reason, summed over CPUs.

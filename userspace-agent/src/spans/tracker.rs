@@ -226,7 +226,7 @@ impl Tracker {
             self.close(stale, h.ts_ns, to_unix, out);
         }
         if !self.conns.contains_key(&sock) {
-            self.make_room(h.ts_ns);
+            self.make_room();
             Counters::inc(&self.counters.connections_tracked);
             self.conns.insert(
                 sock,
@@ -458,13 +458,11 @@ impl Tracker {
     pub fn on_sock_state(
         &mut self,
         sock: u64,
-        old: u8,
         new: u8,
         ts_ns: u64,
         to_unix: &dyn Fn(u64) -> u64,
         out: &mut Vec<Span>,
     ) {
-        let _ = old;
         match new {
             tcp_state::CLOSE | tcp_state::LAST_ACK => {
                 if let Some(conn) = self.conns.remove(&sock) {
@@ -561,7 +559,7 @@ impl Tracker {
 
     /// When the table is full, drops the least recently used 1/64 of it in one pass, so
     /// a flood of new connections costs O(1) per connection, not a scan each.
-    fn make_room(&mut self, _now_ns: u64) {
+    fn make_room(&mut self) {
         if self.conns.len() < self.limits.max_connections {
             return;
         }
@@ -836,7 +834,7 @@ mod tests {
             &mut out,
         );
         assert!(out.is_empty());
-        t.on_sock_state(SERVER_SOCK, 1, tcp_state::CLOSE, 30, &|ns| ns, &mut out);
+        t.on_sock_state(SERVER_SOCK, tcp_state::CLOSE, 30, &|ns| ns, &mut out);
         assert_eq!(out.len(), 1);
         assert!(
             matches!(out[0].status, Status::Error { .. }),
