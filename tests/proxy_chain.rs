@@ -1,5 +1,6 @@
 //! Parent-child links: a CLIENT span made while a SERVER request is handled (same
-//! thread, or a forked child), and a SERVER span under the traced CLIENT span of the
+//! thread, a thread or process the handler starts, never a stale pool thread), an
+//! incoming W3C `traceparent`, and a SERVER span under the traced CLIENT span of the
 //! other end of a loopback connection (nginx reverse proxy in front of Python).
 
 mod util;
@@ -8,30 +9,57 @@ use std::time::Duration;
 
 use util::*;
 
+/// A traced Python server whose handlers call an untraced Python upstream.
+struct HandlerSetup {
+    upstream: Server,
+    front: Server,
+    agent: Agent,
+}
+
+impl HandlerSetup {
+    fn start() -> Self {
+        let upstream = Server::python(); // not traced
+        let front = Server::python();
+        let agent = Agent::attach(&[front.pid()]);
+        Self {
+            upstream,
+            front,
+            agent,
+        }
+    }
+
+    /// curl of `route?url=<upstream upstream_path>`, after `curl_args`; must succeed.
+    fn call(&self, route: &str, upstream_path: &str, curl_args: &[&str]) -> Curl {
+        let url = format!(
+            "{}?url={}",
+            self.front.url(route),
+            self.upstream.url(upstream_path)
+        );
+        let mut args = curl_args.to_vec();
+        args.push(&url);
+        let c = curl(&args);
+        assert!(c.status.success(), "curl failed: {}", c.stderr);
+        c
+    }
+}
+
 /// Scenario 11a: the handler calls another service with urllib on its own thread.
 #[test]
 fn handler_urllib_call_is_child_via_thread() {
     require_tracing!();
-    let upstream = Server::python(); // not traced
-    let front = Server::python();
-    let mut agent = Agent::attach(&[front.pid()]);
-    let c = curl(&[&format!(
-        "{}?url={}",
-        front.url("/call"),
-        upstream.url("/size/64")
-    )]);
-    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    let mut h = HandlerSetup::start();
+    let c = h.call("/call", "/size/64", &[]);
     assert_eq!(c.body.len(), 64);
 
-    let tree = agent.collect(2);
+    let tree = h.agent.collect(2);
     tree.assert_names(&[(SERVER, "GET /call"), (CLIENT, "GET /size/64")]);
     let server = tree.find(SERVER, "GET /call");
     let client = tree.find(CLIENT, "GET /size/64");
     tree.assert_root(server);
     tree.assert_child(server, client, "thread");
     tree.assert_attr(server, "url.query", "url=REDACTED");
-    tree.assert_attr(client, "url.full", &upstream.url("/size/64"));
-    tree.assert_attr(client, "server.port", &upstream.port.to_string());
+    tree.assert_attr(client, "url.full", &h.upstream.url("/size/64"));
+    tree.assert_attr(client, "server.port", &h.upstream.port.to_string());
     tree.assert_attr(client, "http.response.body.size", "64");
     tree.assert_attr(server, "http.response.body.size", "64");
     eqnice!(
@@ -48,17 +76,11 @@ fn handler_urllib_call_is_child_via_thread() {
 #[test]
 fn incoming_traceparent_is_continued() {
     require_tracing!();
-    let upstream = Server::python(); // not traced
-    let front = Server::python();
-    let mut agent = Agent::attach(&[front.pid()]);
-    let c = curl(&[
-        "-H",
-        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        &format!("{}?url={}", front.url("/call"), upstream.url("/size/8")),
-    ]);
-    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    let mut h = HandlerSetup::start();
+    let traceparent = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    h.call("/call", "/size/8", &["-H", traceparent]);
 
-    let tree = agent.collect(2);
+    let tree = h.agent.collect(2);
     tree.assert_names(&[(SERVER, "GET /call"), (CLIENT, "GET /size/8")]);
     let server = tree.find(SERVER, "GET /call");
     let client = tree.find(CLIENT, "GET /size/8");
@@ -84,18 +106,11 @@ fn incoming_traceparent_is_continued() {
 #[test]
 fn handler_thread_call_is_child() {
     require_tracing!();
-    let upstream = Server::python(); // not traced
-    let front = Server::python();
-    let mut agent = Agent::attach(&[front.pid()]);
-    let c = curl(&[&format!(
-        "{}?url={}",
-        front.url("/thread"),
-        upstream.url("/size/32")
-    )]);
-    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    let mut h = HandlerSetup::start();
+    let c = h.call("/thread", "/size/32", &[]);
     assert_eq!(c.body.len(), 32);
 
-    let tree = agent.collect(2);
+    let tree = h.agent.collect(2);
     tree.assert_names(&[(SERVER, "GET /thread"), (CLIENT, "GET /size/32")]);
     let server = tree.find(SERVER, "GET /thread");
     let client = tree.find(CLIENT, "GET /size/32");
@@ -108,20 +123,13 @@ fn handler_thread_call_is_child() {
 #[test]
 fn thread_started_by_an_old_request_does_not_parent_later_calls() {
     require_tracing!();
-    let upstream = Server::python(); // not traced
-    let front = Server::python();
-    let mut agent = Agent::attach(&[front.pid()]);
-    let init = curl(&[&front.url("/pool_init")]);
+    let mut h = HandlerSetup::start();
+    let init = curl(&[&h.front.url("/pool_init")]);
     assert!(init.status.success(), "curl failed: {}", init.stderr);
-    let call = curl(&[&format!(
-        "{}?url={}",
-        front.url("/pool_call"),
-        upstream.url("/size/16")
-    )]);
-    assert!(call.status.success(), "curl failed: {}", call.stderr);
+    let call = h.call("/pool_call", "/size/16", &[]);
     assert_eq!(call.body.len(), 16);
 
-    let tree = agent.collect(3);
+    let tree = h.agent.collect(3);
     tree.assert_names(&[
         (SERVER, "GET /pool_init"),
         (SERVER, "GET /pool_call"),
@@ -141,18 +149,11 @@ fn thread_started_by_an_old_request_does_not_parent_later_calls() {
 #[test]
 fn handler_curl_subprocess_is_child_via_fork() {
     require_tracing!();
-    let upstream = Server::python(); // not traced
-    let front = Server::python();
-    let mut agent = Agent::attach(&[front.pid()]);
-    let c = curl(&[&format!(
-        "{}?url={}",
-        front.url("/spawn"),
-        upstream.url("/leaf")
-    )]);
-    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    let mut h = HandlerSetup::start();
+    let c = h.call("/spawn", "/leaf", &[]);
     assert_eq!(String::from_utf8_lossy(&c.body), "hello /leaf\n");
 
-    let tree = agent.collect(2);
+    let tree = h.agent.collect(2);
     tree.assert_names(&[(SERVER, "GET /spawn"), (CLIENT, "GET /leaf")]);
     let server = tree.find(SERVER, "GET /spawn");
     let client = tree.find(CLIENT, "GET /leaf");
@@ -169,7 +170,7 @@ fn handler_curl_subprocess_is_child_via_fork() {
         client.res_attr("process.pid") != server.res_attr("process.pid"),
         "a different process"
     );
-    tree.assert_attr(client, "url.full", &upstream.url("/leaf"));
+    tree.assert_attr(client, "url.full", &h.upstream.url("/leaf"));
 }
 
 fn proxy() -> (Server, Server) {
