@@ -67,6 +67,9 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
     ev->syscall = sys;
     ev->ctx_role = SONDE_CTX_NONE;
     ev->parent_source = SONDE_PARENT_NONE;
+    ev->ctx_format = SONDE_FMT_NONE;
+    ev->inject_status = SONDE_INJECT_NONE;
+    ev->trace_flags = 1;
     ev->tail_len = 0;
     ev->captured_len = 0;
     ev->tgid = tgid;

@@ -45,6 +45,9 @@ enum sonde_ctx_role {
     SONDE_CTX_NONE = 0,           /* not the first bytes of an HTTP request */
     SONDE_CTX_SERVER_REQUEST = 1, /* a request arrived: new server span */
     SONDE_CTX_CLIENT_REQUEST = 2, /* a request left: new client span */
+    SONDE_CTX_IN_SPAN = 3,        /* other bytes sent while the thread serves a request (a
+                                   * database or cache call): ctx.trace_id and
+                                   * ctx.parent_span_id name that request, span_id is zero */
 };
 
 /* How a span's parent was found (mirrors spans::ParentSource). */
@@ -52,6 +55,27 @@ enum sonde_parent_source {
     SONDE_PARENT_NONE = 0,   /* root span: new trace */
     SONDE_PARENT_THREAD = 1, /* same thread was serving a request */
     SONDE_PARENT_FORK = 2,   /* inherited from the thread or process that forked this one */
+    SONDE_PARENT_HEADER = 3, /* the request carried a trace context header (ctx_format) */
+};
+
+/* Which trace context header a request carried (incoming: the server span's parent;
+ * outgoing: the application's own header, which the client span then follows). */
+enum sonde_ctx_format {
+    SONDE_FMT_NONE = 0,
+    SONDE_FMT_W3C = 1,      /* traceparent */
+    SONDE_FMT_B3 = 2,       /* b3: single header */
+    SONDE_FMT_B3_MULTI = 3, /* X-B3-TraceId + X-B3-SpanId */
+    SONDE_FMT_JAEGER = 4,   /* uber-trace-id */
+    SONDE_FMT_XRAY = 5,     /* X-Amzn-Trace-Id */
+};
+
+/* What the sk_msg program did to an outgoing request (client requests only). */
+enum sonde_inject_status {
+    SONDE_INJECT_NONE = 0,       /* the socket is not enrolled: bytes left alone */
+    SONDE_INJECT_DONE = 1,       /* a traceparent line carrying ctx was inserted */
+    SONDE_INJECT_APP_HEADER = 2, /* the request had its own context header: left alone */
+    SONDE_INJECT_SKIPPED = 3,    /* not provably safe (split header block, too large) */
+    SONDE_INJECT_FAILED = 4,     /* the kernel refused the insertion: bytes unchanged */
 };
 
 /* Reasons the probes count instead of reporting (index into the `drops` array). */
@@ -85,6 +109,10 @@ struct sonde_data_event {
     __u16 remote_port;   /* host byte order */
     __u8 local_addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
     __u8 remote_addr[16];
+    __u8 ctx_format;    /* enum sonde_ctx_format */
+    __u8 inject_status; /* enum sonde_inject_status */
+    __u8 trace_flags;   /* W3C trace-flags of ctx (bit 0: sampled) */
+    __u8 _pad[5];
     struct sonde_trace_ctx ctx; /* valid when ctx_role != SONDE_CTX_NONE */
     __u8 tail[SONDE_TAIL_BYTES];
     __u8 data[SONDE_MAX_CAPTURE];

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sonde::abi::{CtxRole, DataEvent, Direction, KernelParentSource, RawDataHeader, RawTraceCtx};
+use sonde::abi::{
+    CtxFormat, CtxRole, DataEvent, Direction, InjectStatus, KernelParentSource, RawDataHeader,
+    RawTraceCtx,
+};
 use sonde::metrics::Counters;
 use sonde::spans::tracker::{Limits, Tracker};
 use sonde::spans::{KeyValue, Resource};
@@ -31,6 +34,10 @@ fn header(dir: Direction, ts: u64, len: usize) -> RawDataHeader {
         remote_port: 5000,
         local_addr: addr,
         remote_addr: addr,
+        ctx_format: 0,
+        inject_status: 0,
+        trace_flags: 1,
+        _pad: [0; 5],
         ctx: RawTraceCtx::default(),
         tail: [0; 8],
     }
@@ -65,6 +72,8 @@ fn main() {
             direction: Direction::Ingress,
             ctx_role: CtxRole::None,
             parent_source: KernelParentSource::None,
+            ctx_format: CtxFormat::None,
+            inject_status: InjectStatus::None,
             data: req,
             tail: &[],
         };
@@ -75,6 +84,8 @@ fn main() {
             direction: Direction::Egress,
             ctx_role: CtxRole::None,
             parent_source: KernelParentSource::None,
+            ctx_format: CtxFormat::None,
+            inject_status: InjectStatus::None,
             data: resp,
             tail: &[],
         };
@@ -85,6 +96,8 @@ fn main() {
             direction: Direction::Egress,
             ctx_role: CtxRole::None,
             parent_source: KernelParentSource::None,
+            ctx_format: CtxFormat::None,
+            inject_status: InjectStatus::None,
             data: &[],
             tail: &[],
         };

@@ -54,6 +54,10 @@ pub struct RawDataHeader {
     pub remote_port: u16,
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
+    pub ctx_format: u8,
+    pub inject_status: u8,
+    pub trace_flags: u8,
+    pub _pad: [u8; 5],
     pub ctx: RawTraceCtx,
     pub tail: [u8; TAIL_BYTES],
 }
@@ -210,6 +214,9 @@ const _: () = {
         remote_port,
         local_addr,
         remote_addr,
+        ctx_format,
+        inject_status,
+        trace_flags,
         ctx,
         tail
     );
@@ -232,9 +239,22 @@ const _: () = {
     assert!(enum_value("SONDE_CTX_NONE") == CtxRole::None as u32);
     assert!(enum_value("SONDE_CTX_SERVER_REQUEST") == CtxRole::ServerRequest as u32);
     assert!(enum_value("SONDE_CTX_CLIENT_REQUEST") == CtxRole::ClientRequest as u32);
+    assert!(enum_value("SONDE_CTX_IN_SPAN") == CtxRole::InSpan as u32);
     assert!(enum_value("SONDE_PARENT_NONE") == KernelParentSource::None as u32);
     assert!(enum_value("SONDE_PARENT_THREAD") == KernelParentSource::Thread as u32);
     assert!(enum_value("SONDE_PARENT_FORK") == KernelParentSource::Fork as u32);
+    assert!(enum_value("SONDE_PARENT_HEADER") == KernelParentSource::Header as u32);
+    assert!(enum_value("SONDE_FMT_NONE") == CtxFormat::None as u32);
+    assert!(enum_value("SONDE_FMT_W3C") == CtxFormat::W3c as u32);
+    assert!(enum_value("SONDE_FMT_B3") == CtxFormat::B3 as u32);
+    assert!(enum_value("SONDE_FMT_B3_MULTI") == CtxFormat::B3Multi as u32);
+    assert!(enum_value("SONDE_FMT_JAEGER") == CtxFormat::Jaeger as u32);
+    assert!(enum_value("SONDE_FMT_XRAY") == CtxFormat::Xray as u32);
+    assert!(enum_value("SONDE_INJECT_NONE") == InjectStatus::None as u32);
+    assert!(enum_value("SONDE_INJECT_DONE") == InjectStatus::Injected as u32);
+    assert!(enum_value("SONDE_INJECT_APP_HEADER") == InjectStatus::AppHeader as u32);
+    assert!(enum_value("SONDE_INJECT_SKIPPED") == InjectStatus::Skipped as u32);
+    assert!(enum_value("SONDE_INJECT_FAILED") == InjectStatus::Failed as u32);
     assert!(enum_value("SONDE_DROP_RINGBUF_FULL") == DROP_RINGBUF_FULL);
     assert!(enum_value("SONDE_DROP_READ_FAULT") == DROP_READ_FAULT);
     assert!(enum_value("SONDE_DROP_MAX") == DROP_MAX);
@@ -257,6 +277,8 @@ pub enum CtxRole {
     None = 0,
     ServerRequest = 1,
     ClientRequest = 2,
+    /// Other bytes sent while the thread serves a request (a database or cache call).
+    InSpan = 3,
 }
 
 /// How the kernel linked a span to its parent.
@@ -266,6 +288,63 @@ pub enum KernelParentSource {
     None = 0,
     Thread = 1,
     Fork = 2,
+    /// The request carried a trace context header (see [`CtxFormat`]).
+    Header = 3,
+}
+
+/// Which trace context header a request carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CtxFormat {
+    None = 0,
+    W3c = 1,
+    B3 = 2,
+    B3Multi = 3,
+    Jaeger = 4,
+    Xray = 5,
+}
+
+impl CtxFormat {
+    /// The value of the `sonde.parent.format` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CtxFormat::None => "none",
+            CtxFormat::W3c => "tracecontext",
+            CtxFormat::B3 => "b3",
+            CtxFormat::B3Multi => "b3multi",
+            CtxFormat::Jaeger => "jaeger",
+            CtxFormat::Xray => "xray",
+        }
+    }
+}
+
+/// What the sk_msg program did to an outgoing request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum InjectStatus {
+    /// The socket is not enrolled: bytes left alone.
+    None = 0,
+    /// A `traceparent` line carrying the event's context was inserted.
+    Injected = 1,
+    /// The request had its own context header: left alone.
+    AppHeader = 2,
+    /// Not provably safe (split header block, too large): left alone.
+    Skipped = 3,
+    /// The kernel refused the insertion: bytes unchanged.
+    Failed = 4,
+}
+
+impl InjectStatus {
+    /// The value of the `sonde.inject` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InjectStatus::None => "not_enrolled",
+            InjectStatus::Injected => "injected",
+            InjectStatus::AppHeader => "app_header",
+            InjectStatus::Skipped => "skipped",
+            InjectStatus::Failed => "failed",
+        }
+    }
 }
 
 /// A decoded data event borrowing its payload from the ring buffer record.
@@ -275,6 +354,8 @@ pub struct DataEvent<'a> {
     pub direction: Direction,
     pub ctx_role: CtxRole,
     pub parent_source: KernelParentSource,
+    pub ctx_format: CtxFormat,
+    pub inject_status: InjectStatus,
     pub data: &'a [u8],
     pub tail: &'a [u8],
 }
@@ -357,6 +438,7 @@ impl<'a> DataEvent<'a> {
             0 => CtxRole::None,
             1 => CtxRole::ServerRequest,
             2 => CtxRole::ClientRequest,
+            3 => CtxRole::InSpan,
             v => {
                 return Err(DecodeError::BadField {
                     field: "ctx_role",
@@ -368,9 +450,37 @@ impl<'a> DataEvent<'a> {
             0 => KernelParentSource::None,
             1 => KernelParentSource::Thread,
             2 => KernelParentSource::Fork,
+            3 => KernelParentSource::Header,
             v => {
                 return Err(DecodeError::BadField {
                     field: "parent_source",
+                    value: v.into(),
+                });
+            }
+        };
+        let ctx_format = match header.ctx_format {
+            0 => CtxFormat::None,
+            1 => CtxFormat::W3c,
+            2 => CtxFormat::B3,
+            3 => CtxFormat::B3Multi,
+            4 => CtxFormat::Jaeger,
+            5 => CtxFormat::Xray,
+            v => {
+                return Err(DecodeError::BadField {
+                    field: "ctx_format",
+                    value: v.into(),
+                });
+            }
+        };
+        let inject_status = match header.inject_status {
+            0 => InjectStatus::None,
+            1 => InjectStatus::Injected,
+            2 => InjectStatus::AppHeader,
+            3 => InjectStatus::Skipped,
+            4 => InjectStatus::Failed,
+            v => {
+                return Err(DecodeError::BadField {
+                    field: "inject_status",
                     value: v.into(),
                 });
             }
@@ -400,6 +510,8 @@ impl<'a> DataEvent<'a> {
             direction,
             ctx_role,
             parent_source,
+            ctx_format,
+            inject_status,
             data,
             tail: &record[offset_of_tail()..offset_of_tail() + tail_len],
         })
@@ -466,6 +578,10 @@ mod tests {
             remote_port: 5555,
             local_addr: [0; 16],
             remote_addr: [0; 16],
+            ctx_format: 0,
+            inject_status: 0,
+            trace_flags: 1,
+            _pad: [0; 5],
             ctx: RawTraceCtx::default(),
             tail: [0; TAIL_BYTES],
         };

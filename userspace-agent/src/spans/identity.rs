@@ -59,6 +59,7 @@ impl SpanIdentity {
             KernelParentSource::None => None,
             KernelParentSource::Thread => Some(ParentSource::Thread),
             KernelParentSource::Fork => Some(ParentSource::Fork),
+            KernelParentSource::Header => Some(ParentSource::Header),
         };
         let parent = match (SpanId::from_bytes(ctx.parent_span_id), source) {
             (Some(span_id), Some(source)) => Some(ParentLink { span_id, source }),

@@ -615,7 +615,9 @@ impl Ctx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::{KernelParentSource, RawDataHeader, RawTraceCtx, TAIL_BYTES};
+    use crate::abi::{
+        CtxFormat, InjectStatus, KernelParentSource, RawDataHeader, RawTraceCtx, TAIL_BYTES,
+    };
     use crate::spans::{KeyValue, Status, Value};
 
     const SERVER_SOCK: u64 = 0xaaaa;
@@ -683,6 +685,10 @@ mod tests {
             remote_port: e.remote_port,
             local_addr,
             remote_addr: local_addr,
+            ctx_format: 0,
+            inject_status: 0,
+            trace_flags: 1,
+            _pad: [0; 5],
             ctx: e.ctx,
             tail: [0; TAIL_BYTES],
         };
@@ -691,6 +697,8 @@ mod tests {
             direction: e.dir,
             ctx_role: e.role,
             parent_source: e.source,
+            ctx_format: CtxFormat::None,
+            inject_status: InjectStatus::None,
             data: &e.bytes,
             tail: &[],
         };
