@@ -1,3 +1,7 @@
 //! Pure protocol parsers: bytes in, values out. No eBPF, no I/O.
 
+pub mod db;
 pub mod http1;
+pub mod segment;
+
+pub use segment::Segment;

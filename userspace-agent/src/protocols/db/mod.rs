@@ -1,0 +1,117 @@
+//! Database and cache wire protocols: PostgreSQL, MySQL/MariaDB, Redis, memcached.
+//!
+//! Every parser here follows one connection from the client's point of view: it is fed the
+//! bytes the client sent ([`Side::Client`]) and the bytes the server sent
+//! ([`Side::Server`]), in the order the probes saw them, and returns each finished
+//! request/response exchange as a [`DbCall`]. Parsers are pure (no I/O, no clocks): the
+//! timestamps in a call are the segments' own.
+//!
+//! Shared rules (the same as `http1`):
+//! - Captures are lossy: a [`Segment`] carries a prefix of what the syscall moved, maybe its
+//!   last bytes, and the true length. Length-framed messages survive the gap; anything
+//!   else resynchronises at the next message the parser can prove, and the loss is counted
+//!   in [`ParserStats`], never guessed over.
+//! - Memory per connection is bounded whatever the input, and no input panics.
+//! - Privacy: query text is obfuscated (literals become `?`) unless the caller turns that
+//!   off; passwords and authentication messages never leave the parser.
+
+use super::Segment;
+
+/// Which direction of the connection a segment belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Bytes the client sent: requests (queries, commands).
+    Client,
+    /// Bytes the server sent: responses.
+    Server,
+}
+
+/// `db.system.name` values (OpenTelemetry database semantic conventions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DbSystem {
+    Postgresql,
+    Mysql,
+    Mariadb,
+    Redis,
+    Memcached,
+}
+
+impl DbSystem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbSystem::Postgresql => "postgresql",
+            DbSystem::Mysql => "mysql",
+            DbSystem::Mariadb => "mariadb",
+            DbSystem::Redis => "redis",
+            DbSystem::Memcached => "memcached",
+        }
+    }
+}
+
+/// Options every parser honours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Replace literals in query text with `?` (default on).
+    pub obfuscate_literals: bool,
+    /// Longest `db.query.text` kept, in bytes (cut on a char boundary).
+    pub max_query_text: usize,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self {
+            obfuscate_literals: true,
+            max_query_text: 2048,
+        }
+    }
+}
+
+/// One finished request/response exchange, with the attributes of its CLIENT span.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbCall {
+    /// Timestamp of the first client segment of the request.
+    pub start_ns: u64,
+    /// Timestamp of the server segment that completed the response.
+    pub end_ns: u64,
+    /// `db.operation.name`: `SELECT`, `INSERT`, `GET`, `HSET`, `EXECUTE`, ...
+    pub operation: Option<String>,
+    /// `db.collection.name`: the table or collection, when the query names exactly one.
+    pub collection: Option<String>,
+    /// `db.query.summary`, also the span name: `SELECT users`, `GET`, `COPY orders`.
+    pub summary: String,
+    /// `db.query.text`: obfuscated unless `ParseOptions::obfuscate_literals` is off.
+    pub query_text: Option<String>,
+    /// `db.namespace`: the database (startup message, COM_INIT_DB, `USE`), or the Redis
+    /// db index after `SELECT n`, when known.
+    pub namespace: Option<String>,
+    /// `db.response.status_code`: SQLSTATE, MySQL error number, Redis error prefix.
+    pub status_code: Option<String>,
+    /// `error.type` when the server answered with an error (for example the SQLSTATE
+    /// class or Redis error prefix); `None` on success.
+    pub error_type: Option<String>,
+    /// The server's error message, for the span status description.
+    pub error_message: Option<String>,
+    /// Further attributes, semconv or `sonde.*` (for example `db.response.returned_rows`,
+    /// `sonde.db.statement_name` for statements prepared before the agent attached).
+    pub extra: Vec<(&'static str, String)>,
+}
+
+/// What a parser counted instead of reporting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParserStats {
+    /// Bytes the parser could not frame and skipped while resynchronising.
+    pub desync_bytes: u64,
+    /// Requests dropped without a span (connection closed, lost sync, queue full).
+    pub dropped_calls: u64,
+    /// The connection switched to TLS after an SSLRequest/STARTTLS: no more plaintext.
+    pub tls_upgrades: u64,
+}
+
+/// One connection's parser.
+pub trait DbParser {
+    /// Feeds one segment; finished exchanges are appended to `out`.
+    fn push(&mut self, side: Side, seg: &Segment<'_>, out: &mut Vec<DbCall>);
+    /// The connection closed: flush what can be reported (never a guess).
+    fn finish(&mut self, out: &mut Vec<DbCall>);
+    fn stats(&self) -> ParserStats;
+}
