@@ -115,3 +115,8 @@ pub trait DbParser {
     fn finish(&mut self, out: &mut Vec<DbCall>);
     fn stats(&self) -> ParserStats;
 }
+
+pub mod memcached;
+pub mod mysql;
+pub mod postgres;
+pub mod redis;
