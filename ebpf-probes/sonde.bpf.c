@@ -6,6 +6,7 @@
 #include "syscalls.bpf.c"
 #include "process.bpf.c"
 #include "sockstate.bpf.c"
+#include "inject.bpf.c"
 #include "abi_types.bpf.c"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

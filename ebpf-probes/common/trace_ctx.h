@@ -39,6 +39,7 @@ static __always_inline void on_server_request(struct sonde_data_event *ev, __u32
     tc.sock_id = ev->sock_id;
     tc.owner_tid = tid;
     tc.source = SONDE_PARENT_THREAD;
+    tc.trace_flags = 1;
     bpf_map_update_elem(&thread_ctxs, &tid, &tc, BPF_ANY);
 }
 
@@ -52,26 +53,52 @@ static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc) {
            __builtin_memcmp(origin->ctx.span_id, tc->ctx.span_id, sizeof(tc->ctx.span_id)) == 0;
 }
 
-/* A request left on sock_id: a client span, child of the thread's server span if any. */
-static __always_inline void on_client_request(struct sonde_data_event *ev, __u32 tid) {
-    ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;
-    new_span_id(ev->ctx.span_id);
-
+/* The context of a new client span that thread tid sends on socket sk: a child of the
+ * server span the thread is working on, or the root of a new trace. */
+static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __u64 sk) {
+    new_span_id(out->ctx.span_id);
     struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
     if (tc && !inherited_ctx_live(tc)) {
         bpf_map_delete_elem(&thread_ctxs, &tid);
         tc = NULL;
     }
-    if (tc && tc->sock_id != ev->sock_id) {
-        __builtin_memcpy(ev->ctx.trace_id, tc->ctx.trace_id, sizeof(ev->ctx.trace_id));
-        __builtin_memcpy(ev->ctx.parent_span_id, tc->ctx.span_id, sizeof(ev->ctx.parent_span_id));
-        ev->parent_source = tc->source;
+    if (tc && tc->sock_id != sk) {
+        __builtin_memcpy(out->ctx.trace_id, tc->ctx.trace_id, sizeof(out->ctx.trace_id));
+        __builtin_memcpy(out->ctx.parent_span_id, tc->ctx.span_id, sizeof(out->ctx.parent_span_id));
+        out->source = tc->source;
+        out->trace_flags = tc->trace_flags;
         return;
     }
-    random_bytes(ev->ctx.trace_id, 4);
-    ev->ctx.trace_id[0] |= 1;
-    __builtin_memset(ev->ctx.parent_span_id, 0, sizeof(ev->ctx.parent_span_id));
-    ev->parent_source = SONDE_PARENT_NONE;
+    random_bytes(out->ctx.trace_id, 4);
+    out->ctx.trace_id[0] |= 1;
+    __builtin_memset(out->ctx.parent_span_id, 0, sizeof(out->ctx.parent_span_id));
+    out->source = SONDE_PARENT_NONE;
+    out->trace_flags = 1;
+}
+
+/* A request left on sock_id: a client span. If the sk_msg program already put a
+ * traceparent into it, the span is the one that header names. */
+static __always_inline void on_client_request(struct sonde_data_event *ev, __u32 tid) {
+    ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;
+    struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
+    if (note) {
+        bool mine = note->sk == ev->sock_id;
+        if (mine)
+            ev->inject_status = note->status;
+        if (mine && note->status == SONDE_INJECT_DONE) {
+            ev->ctx = note->ctx;
+            ev->parent_source = note->source;
+            ev->trace_flags = note->trace_flags;
+            bpf_map_delete_elem(&inject_notes, &tid);
+            return;
+        }
+        bpf_map_delete_elem(&inject_notes, &tid);
+    }
+    struct thread_ctx c = {};
+    client_ctx_for(&c, tid, ev->sock_id);
+    ev->ctx = c.ctx;
+    ev->parent_source = c.source;
+    ev->trace_flags = c.trace_flags;
 }
 
 /* The thread started answering on the socket its request came from: it is done with

@@ -85,6 +85,17 @@ enum sonde_drop_reason {
     SONDE_DROP_MAX = 8,
 };
 
+/* What the injection programs did (index into the `inject_counts` array). */
+enum sonde_inject_counter {
+    SONDE_INJ_ENROLLED = 0,     /* a client socket joined the sockhash */
+    SONDE_INJ_ENROL_FAILED = 1, /* the sockhash refused it (full, or a state it rejects) */
+    SONDE_INJ_DONE = 2,         /* a traceparent line was inserted */
+    SONDE_INJ_APP_HEADER = 3,   /* the request already had a context header */
+    SONDE_INJ_SKIPPED = 4,      /* a request that could not be proven safe to edit */
+    SONDE_INJ_FAILED = 5,       /* the kernel refused the insertion; bytes unchanged */
+    SONDE_INJ_MAX = 8,
+};
+
 struct sonde_trace_ctx {
     __u8 trace_id[16];
     __u8 span_id[8];

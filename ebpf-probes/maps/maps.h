@@ -61,8 +61,9 @@ struct thread_ctx {
      * is valid only while that thread is still on the same span: a pool thread started
      * during one request must not parent calls made for later ones. */
     __u32 owner_tid;
-    __u8 source; /* enum sonde_parent_source the entry gives its children */
-    __u8 _pad[3];
+    __u8 source;      /* enum sonde_parent_source the entry gives its children */
+    __u8 trace_flags; /* W3C trace-flags the context carries */
+    __u8 _pad[2];
 };
 
 struct {
@@ -100,6 +101,66 @@ struct {
     __type(key, __u64);
     __type(value, __u8);
 } known_socks SEC(".maps");
+
+/* Client sockets of traced processes the sk_msg program runs on, by socket cookie. A
+ * socket is in here only between (re)enrolment and its next request (inject.bpf.c). */
+struct {
+    __uint(type, BPF_MAP_TYPE_SOCKHASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, __u32); /* a socket fd on update from userspace */
+} inject_socks SEC(".maps");
+
+/* Sockets connect()ed by traced processes, marked until the handshake completes. */
+struct {
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, __u8);
+} inject_marks SEC(".maps");
+
+/* What the sk_msg program decided for the request a thread is sending, picked up by the
+ * same syscall's exit tracepoint so the reported client span has the injected IDs. */
+struct inject_note {
+    struct sonde_trace_ctx ctx;
+    __u64 sk;
+    __u8 status; /* enum sonde_inject_status */
+    __u8 source; /* enum sonde_parent_source of ctx.parent_span_id */
+    __u8 trace_flags;
+    __u8 _pad[5];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u32);
+    __type(value, struct inject_note);
+} inject_notes SEC(".maps");
+
+/* A copy of an outgoing request's head, examined by the sk_msg program. */
+struct inject_scratch {
+    __u8 head[4096];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct inject_scratch);
+} inject_scratch_map SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, SONDE_INJ_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} inject_counts SEC(".maps");
+
+static __always_inline void count_inject(__u32 what) {
+    __u64 *n = bpf_map_lookup_elem(&inject_counts, &what);
+    if (n)
+        (*n)++;
+}
 
 static __always_inline void count_drop(__u32 reason) {
     __u64 *n = bpf_map_lookup_elem(&drops, &reason);

@@ -24,6 +24,14 @@ pub const DROP_RINGBUF_FULL: u32 = 0;
 pub const DROP_READ_FAULT: u32 = 1;
 pub const DROP_MAX: u32 = 8;
 
+pub const INJ_ENROLLED: u32 = 0;
+pub const INJ_ENROL_FAILED: u32 = 1;
+pub const INJ_DONE: u32 = 2;
+pub const INJ_APP_HEADER: u32 = 3;
+pub const INJ_SKIPPED: u32 = 4;
+pub const INJ_FAILED: u32 = 5;
+pub const INJ_MAX: u32 = 8;
+
 /// `struct sonde_trace_ctx`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -258,6 +266,13 @@ const _: () = {
     assert!(enum_value("SONDE_DROP_RINGBUF_FULL") == DROP_RINGBUF_FULL);
     assert!(enum_value("SONDE_DROP_READ_FAULT") == DROP_READ_FAULT);
     assert!(enum_value("SONDE_DROP_MAX") == DROP_MAX);
+    assert!(enum_value("SONDE_INJ_ENROLLED") == INJ_ENROLLED);
+    assert!(enum_value("SONDE_INJ_ENROL_FAILED") == INJ_ENROL_FAILED);
+    assert!(enum_value("SONDE_INJ_DONE") == INJ_DONE);
+    assert!(enum_value("SONDE_INJ_APP_HEADER") == INJ_APP_HEADER);
+    assert!(enum_value("SONDE_INJ_SKIPPED") == INJ_SKIPPED);
+    assert!(enum_value("SONDE_INJ_FAILED") == INJ_FAILED);
+    assert!(enum_value("SONDE_INJ_MAX") == INJ_MAX);
 };
 
 // ===== decoded events =====

@@ -11,7 +11,7 @@ use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::abi::{self, Event};
+use crate::abi::Event;
 use crate::attach::probes::{ProbeOptions, Probes};
 use crate::attach::targets::{self, Target};
 use crate::capture::clock::WallClock;
@@ -108,6 +108,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         watch_exec: !exe_globs.is_empty(),
         empty_probes: opts.empty_probes,
         ring_buffer_bytes: ring_bytes,
+        inject: !opts.no_inject && !opts.empty_probes,
     })?;
     let ring = probes.take_events()?;
 
@@ -166,12 +167,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     if let Err(e) = sink.shutdown() {
         eprintln!("sonde: flushing spans: {e:#}");
     }
-    let drops = loop_state.probes.drop_counts();
-    Counters::set(
-        &counters.ringbuf_drops,
-        drops[abi::DROP_RINGBUF_FULL as usize],
-    );
-    Counters::set(&counters.read_faults, drops[abi::DROP_READ_FAULT as usize]);
+    loop_state.probes.sync_counters(&counters);
     drop(loop_state);
     // The metrics exporter sends its last export when dropped: count it before reporting.
     drop(span_metrics);
@@ -527,15 +523,7 @@ impl Loop {
         if let Err(e) = sink.tick(now_unix()) {
             log::warn!("sink tick failed: {e:#}");
         }
-        let drops = self.probes.drop_counts();
-        Counters::set(
-            &self.counters.ringbuf_drops,
-            drops[abi::DROP_RINGBUF_FULL as usize],
-        );
-        Counters::set(
-            &self.counters.read_faults,
-            drops[abi::DROP_READ_FAULT as usize],
-        );
+        self.probes.sync_counters(&self.counters);
     }
 }
 

@@ -108,6 +108,10 @@ pub struct TraceOptions {
     /// Write a line to this file once the probes are attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// Do not insert `traceparent` into outgoing HTTP/1 requests (spans are still built;
+    /// a callee on another host then starts its own trace).
+    #[arg(long)]
+    pub no_inject: bool,
     /// Benchmark floor: attach every hook, but every probe returns at once.
     #[arg(long, hide = true)]
     pub empty_probes: bool,

@@ -1,4 +1,5 @@
 //! Attaching: loading the probes into the kernel, and choosing the processes to trace.
 
+pub mod inject;
 pub mod probes;
 pub mod targets;

@@ -13,7 +13,9 @@ use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 
+use super::inject;
 use crate::abi;
+use crate::metrics::Counters;
 
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sonde.bpf.o"));
 
@@ -74,6 +76,8 @@ pub struct ProbeOptions {
     pub empty_probes: bool,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// Insert `traceparent` into outgoing HTTP/1 requests (sock_ops + sk_msg).
+    pub inject: bool,
 }
 
 impl Default for ProbeOptions {
@@ -83,6 +87,7 @@ impl Default for ProbeOptions {
             watch_exec: false,
             empty_probes: false,
             ring_buffer_bytes: 8 << 20,
+            inject: true,
         }
     }
 }
@@ -92,7 +97,9 @@ pub struct Probes {
     ebpf: Ebpf,
     traced: HashMap<MapData, u32, u32>,
     drops: PerCpuArray<MapData, u64>,
+    inject_counts: PerCpuArray<MapData, u64>,
     attached: Vec<ProgramHook>,
+    injecting: bool,
 }
 
 impl Probes {
@@ -122,16 +129,26 @@ impl Probes {
             attached.push(*hook);
         }
 
+        if opts.inject {
+            inject::attach(&mut ebpf).context("attaching the context injection programs")?;
+        }
+
         let traced = HashMap::try_from(
             ebpf.take_map("traced_pids")
                 .context("map traced_pids missing")?,
         )?;
         let drops = PerCpuArray::try_from(ebpf.take_map("drops").context("map drops missing")?)?;
+        let inject_counts = PerCpuArray::try_from(
+            ebpf.take_map("inject_counts")
+                .context("map inject_counts missing")?,
+        )?;
         Ok(Self {
             ebpf,
             traced,
             drops,
+            inject_counts,
             attached,
+            injecting: opts.inject,
         })
     }
 
@@ -158,20 +175,46 @@ impl Probes {
         map.fd().as_fd().as_raw_fd()
     }
 
-    /// Events the probes had to drop, by `abi::DROP_*` reason, summed over CPUs.
-    pub fn drop_counts(&self) -> [u64; abi::DROP_MAX as usize] {
-        let mut out = [0u64; abi::DROP_MAX as usize];
-        for (reason, slot) in out.iter_mut().enumerate() {
-            if let Ok(values) = self.drops.get(&(reason as u32), 0) {
-                *slot = values.iter().sum();
-            }
+    /// Copies the kernel-side counters (drops, injection outcomes) into `counters`.
+    pub fn sync_counters(&self, counters: &Counters) {
+        let drops = sum_per_cpu::<{ abi::DROP_MAX as usize }>(&self.drops);
+        Counters::set(
+            &counters.ringbuf_drops,
+            drops[abi::DROP_RINGBUF_FULL as usize],
+        );
+        Counters::set(&counters.read_faults, drops[abi::DROP_READ_FAULT as usize]);
+        let inject = sum_per_cpu::<{ abi::INJ_MAX as usize }>(&self.inject_counts);
+        for (slot, counter) in [
+            (abi::INJ_ENROLLED, &counters.inject_sockets_enrolled),
+            (abi::INJ_ENROL_FAILED, &counters.inject_enrol_failures),
+            (abi::INJ_DONE, &counters.inject_done),
+            (abi::INJ_APP_HEADER, &counters.inject_app_header),
+            (abi::INJ_SKIPPED, &counters.inject_skipped),
+            (abi::INJ_FAILED, &counters.inject_failed),
+        ] {
+            Counters::set(counter, inject[slot as usize]);
         }
-        out
+    }
+
+    /// Whether outgoing requests get a `traceparent` inserted.
+    pub fn injecting(&self) -> bool {
+        self.injecting
     }
 
     pub fn attached(&self) -> &[ProgramHook] {
         &self.attached
     }
+}
+
+/// Every slot of a per-CPU counter array, summed over CPUs (unreadable slots are 0).
+fn sum_per_cpu<const N: usize>(array: &PerCpuArray<MapData, u64>) -> [u64; N] {
+    let mut out = [0u64; N];
+    for (slot, total) in out.iter_mut().enumerate() {
+        if let Ok(values) = array.get(&(slot as u32), 0) {
+            *total = values.iter().sum();
+        }
+    }
+    out
 }
 
 fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook) -> Result<()> {
@@ -189,7 +232,7 @@ fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook) -> Result<()> {
 }
 
 /// aya puts the verifier log inside the error; keep all of it in the message.
-fn verifier_context(err: aya::programs::ProgramError) -> anyhow::Error {
+pub(crate) fn verifier_context(err: aya::programs::ProgramError) -> anyhow::Error {
     match err {
         aya::programs::ProgramError::LoadError {
             io_error,

@@ -12,7 +12,7 @@
 
 mod bpf_probe;
 mod checks;
-mod parse;
+pub(crate) mod parse;
 mod report;
 mod sys;
 mod tracefs;

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Outgoing context propagation without writing user memory: a sock_ops program enrols
+ * the TCP client sockets of traced processes in a sockhash, and an sk_msg program on that
+ * sockhash inserts a `traceparent` line into each HTTP/1 request they send.
+ *
+ * The FIONREAD hazard: while a socket sits in a sockhash without a verdict program, the
+ * kernel answers FIONREAD/SIOCINQ from the (empty) psock queue, so an application that
+ * sizes its reads with FIONREAD (nginx upstreams, Java's available()) sees 0 bytes and
+ * stalls. So a socket is enrolled only while no response can be waiting: sock_ops removes
+ * it from the sockhash as soon as the request's first data segment is transmitted (before
+ * the peer can answer), and the agent re-enrols it from userspace once the response has
+ * been read completely (attach/sockhash.rs). Bytes that arrive are never queued on an
+ * enrolled socket, so FIONREAD stays right.
+ *
+ * Safety: the message is changed only when it provably starts an HTTP/1 request whose whole
+ * header block is in this message and carries no trace context header yet; every other
+ * message passes through untouched, and every refusal is counted.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "sonde_abi.h"
+#include "common/config.h"
+#include "common/http_detect.h"
+#include "common/inject_line.h"
+#include "common/trace_ctx.h"
+#include "maps/maps.h"
+
+#define SK_PASS 1
+
+/* sock_ops return value: the callback was handled (the kernel ignores it for these ops). */
+#define SOCKOPS_OK 1
+
+static __always_inline bool pid_traced(__u32 tgid) {
+    return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
+}
+
+/* ----- sock_ops: enrolment of client sockets ----- */
+
+static __always_inline void enrol(struct bpf_sock_ops *skops) {
+    __u64 cookie = bpf_get_socket_cookie(skops);
+    if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST) != 0) {
+        count_inject(SONDE_INJ_ENROL_FAILED);
+        return;
+    }
+    /* Ask for a callback on every transmitted segment: the first one with data leaves the
+     * sockhash (see the file comment). */
+    bpf_sock_ops_cb_flags_set(skops,
+                              skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+    count_inject(SONDE_INJ_ENROLLED);
+}
+
+static __always_inline void leave_on_data(struct bpf_sock_ops *skops) {
+    if (skops->skb_len == 0)
+        return; /* a bare ACK: no request has left yet */
+    __u64 cookie = bpf_get_socket_cookie(skops);
+    bpf_map_delete_elem(&inject_socks, &cookie);
+    bpf_sock_ops_cb_flags_set(skops,
+                              skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+}
+
+SEC("sockops")
+int sonde_sockops(struct bpf_sock_ops *skops) {
+    if (empty_probes)
+        return SOCKOPS_OK;
+    struct bpf_sock *sk = skops->sk;
+    if (!sk)
+        return SOCKOPS_OK;
+    switch (skops->op) {
+    case BPF_SOCK_OPS_TCP_CONNECT_CB: {
+        /* connect() runs in the caller's context: remember traced callers' sockets. */
+        struct task_struct *task = bpf_get_current_task_btf();
+        if (!pid_traced(task->tgid))
+            break;
+        __u8 *mark = bpf_sk_storage_get(&inject_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+        if (mark)
+            *mark = 1;
+        break;
+    }
+    case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
+        /* Softirq context (the SYN-ACK): only the mark says whose socket this is. */
+        __u8 *mark = bpf_sk_storage_get(&inject_marks, sk, 0, 0);
+        if (mark && *mark)
+            enrol(skops);
+        break;
+    }
+    case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+        leave_on_data(skops);
+        break;
+    }
+    return SOCKOPS_OK;
+}
+
+/* ----- sk_msg: the insertion ----- */
+
+/* Longest request head (request line + headers) the program examines: a power of two
+ * (indexes are masked with it) and at most half the scratch buffer (reads run ahead). */
+#define HEAD_SCAN_MAX 2048
+#define HEAD_MASK (HEAD_SCAN_MAX - 1)
+_Static_assert(2 * HEAD_SCAN_MAX <= sizeof(((struct inject_scratch *)0)->head), "scratch size");
+
+/* Offset just past the request line's CRLF, or 0 if it is not in the first bytes. */
+static __always_inline __u32 request_line_end(const __u8 *d, __u32 len) {
+    for (__u32 i = 0; i < 512; i++) {
+        if (i + 2 > len)
+            return 0;
+        if (d[i] == '\r')
+            return d[i + 1] == '\n' ? i + 2 : 0;
+        if (d[i] == '\n')
+            return 0; /* bare LF: not something we will edit */
+    }
+    return 0;
+}
+
+static __always_inline __u8 lower(__u8 c) {
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* Does the header line at `at` name a trace context header we must not shadow?
+ * (traceparent, b3, X-B3-*, uber-trace-id.) Reads up to 16 bytes ahead: in bounds by the
+ * scratch buffer's size; bytes past len are stale but only ever make a refusal. */
+static __always_inline bool is_ctx_header(const __u8 *d, __u32 at) {
+    const __u8 *h = d + (at & HEAD_MASK);
+    switch (lower(h[0])) {
+    case 't':
+        return lower(h[1]) == 'r' && lower(h[5]) == 'p' && lower(h[10]) == 't' && h[11] == ':';
+    case 'b':
+        return h[1] == '3' && h[2] == ':';
+    case 'x':
+        return h[1] == '-' && lower(h[2]) == 'b' && h[3] == '3' && h[4] == '-';
+    case 'u':
+        return lower(h[1]) == 'b' && h[4] == '-' && lower(h[5]) == 't' && h[13] == ':';
+    }
+    return false;
+}
+
+enum head_scan {
+    HEAD_INCOMPLETE, /* no blank line within the examined bytes */
+    HEAD_HAS_CTX,    /* a trace context header is already there */
+    HEAD_CLEAN,      /* complete, and no trace context header */
+};
+
+struct head_walk {
+    const __u8 *d;
+    __u32 len;
+    __u32 from;
+    enum head_scan result;
+};
+
+/* bpf_loop body: examines 8 bytes of the header block for line starts. */
+static long walk_head_word(__u64 idx, void *arg) {
+    struct head_walk *w = arg;
+    __u32 base = w->from + (__u32)idx * 8;
+    for (int k = 0; k < 8; k++) {
+        __u32 at = base + k;
+        if (at + 3 > w->len || at >= HEAD_SCAN_MAX)
+            return 1; /* ran out: incomplete */
+        const __u8 *p = w->d + (at & HEAD_MASK);
+        if (p[0] != '\n')
+            continue;
+        if (p[1] == '\r') {
+            w->result = p[2] == '\n' ? HEAD_CLEAN : HEAD_INCOMPLETE;
+            return 1;
+        }
+        if (is_ctx_header(w->d, at + 1)) {
+            w->result = HEAD_HAS_CTX;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Walk the header lines from `from` (just past the request line) to the blank line. */
+static __always_inline enum head_scan scan_head(const __u8 *d, __u32 len, __u32 from) {
+    if (from + 2 > len || from >= HEAD_SCAN_MAX)
+        return HEAD_INCOMPLETE;
+    const __u8 *h = d + (from & HEAD_MASK);
+    if (h[0] == '\r')
+        return h[1] == '\n' ? HEAD_CLEAN : HEAD_INCOMPLETE;
+    if (is_ctx_header(d, from))
+        return HEAD_HAS_CTX;
+    struct head_walk w = {.d = d, .len = len, .from = from, .result = HEAD_INCOMPLETE};
+    bpf_loop(HEAD_SCAN_MAX / 8, walk_head_word, &w, 0);
+    return w.result;
+}
+
+static __always_inline void remember(__u32 tid, __u64 sk, const struct thread_ctx *client,
+                                     __u8 status) {
+    struct inject_note note = {};
+    note.sk = sk;
+    note.status = status;
+    if (client) {
+        note.ctx = client->ctx;
+        note.source = client->source;
+        note.trace_flags = client->trace_flags;
+    }
+    bpf_map_update_elem(&inject_notes, &tid, &note, BPF_ANY);
+}
+
+SEC("sk_msg")
+int sonde_sk_msg(struct sk_msg_md *msg) {
+    if (empty_probes)
+        return SK_PASS;
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)pid_tgid;
+    if (!pid_traced(pid_tgid >> 32))
+        return SK_PASS; /* a socket handed to an untraced process */
+    __u64 sk = (__u64)msg->sk;
+
+    __u32 size = msg->size;
+    __u32 len = size < HEAD_SCAN_MAX ? size : HEAD_SCAN_MAX;
+    if (len < 16 || bpf_msg_pull_data(msg, 0, len, 0) != 0)
+        return SK_PASS;
+    const __u8 *pkt = msg->data;
+    if (pkt + 16 > (const __u8 *)msg->data_end || !looks_like_http_request(pkt, 16))
+        return SK_PASS; /* not the start of a request: never touched */
+
+    /* Examine a copy: plain memory with masked indexes keeps the verifier's work small. */
+    __u32 zero = 0;
+    struct inject_scratch *scratch = bpf_map_lookup_elem(&inject_scratch_map, &zero);
+    if (!scratch)
+        return SK_PASS;
+    const __u8 *d = scratch->head;
+    if (len > (__u32)((const __u8 *)msg->data_end - pkt) ||
+        bpf_probe_read_kernel(scratch->head, len & (2 * HEAD_SCAN_MAX - 1), pkt) != 0) {
+        count_inject(SONDE_INJ_FAILED);
+        remember(tid, sk, NULL, SONDE_INJECT_FAILED);
+        return SK_PASS;
+    }
+
+    /* "METHOD target HTTP/1.x\r\n", then a complete header block without a context header. */
+    __u32 line_end = request_line_end(d, len);
+    bool line_ok = line_end >= 16 && line_end <= 512 &&
+                   has_prefix(d + ((line_end - 11) & HEAD_MASK), 8, " HTTP/1.", 8);
+    enum head_scan head = line_ok ? scan_head(d, len, line_end) : HEAD_INCOMPLETE;
+    if (head == HEAD_HAS_CTX) {
+        count_inject(SONDE_INJ_APP_HEADER);
+        remember(tid, sk, NULL, SONDE_INJECT_APP_HEADER);
+        return SK_PASS;
+    }
+    if (head != HEAD_CLEAN) {
+        count_inject(SONDE_INJ_SKIPPED);
+        remember(tid, sk, NULL, SONDE_INJECT_SKIPPED);
+        return SK_PASS;
+    }
+
+    struct thread_ctx client = {};
+    client_ctx_for(&client, tid, sk);
+    char line[INJECT_LINE_LEN];
+    format_traceparent(line, &client.ctx, client.trace_flags);
+
+    if (bpf_msg_push_data(msg, line_end, INJECT_LINE_LEN, 0) != 0) {
+        count_inject(SONDE_INJ_FAILED);
+        remember(tid, sk, NULL, SONDE_INJECT_FAILED);
+        return SK_PASS;
+    }
+    /* The pushed bytes are uninitialised: fill them, or take them out again. */
+    if (bpf_msg_pull_data(msg, line_end, line_end + INJECT_LINE_LEN, 0) == 0) {
+        __u8 *p = msg->data;
+        if (p + INJECT_LINE_LEN <= (__u8 *)msg->data_end) {
+            __builtin_memcpy(p, line, INJECT_LINE_LEN);
+            count_inject(SONDE_INJ_DONE);
+            remember(tid, sk, &client, SONDE_INJECT_DONE);
+            return SK_PASS;
+        }
+    }
+    bpf_msg_pop_data(msg, line_end, INJECT_LINE_LEN, 0);
+    count_inject(SONDE_INJ_FAILED);
+    remember(tid, sk, NULL, SONDE_INJECT_FAILED);
+    return SK_PASS;
+}
