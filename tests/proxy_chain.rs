@@ -184,7 +184,8 @@ fn proxy() -> (Server, Server) {
 }
 
 /// Scenario 11c: nginx reverse proxy and its Python upstream, both traced: nginx SERVER
-/// -> nginx CLIENT (thread) -> python SERVER (local_peer), one trace.
+/// -> nginx CLIENT (thread) -> python SERVER (the traceparent Sonde inserted into nginx's
+/// upstream request), one trace.
 #[test]
 fn nginx_reverse_proxy_chain_is_one_trace() {
     require_tracing!();
@@ -220,7 +221,8 @@ fn nginx_reverse_proxy_chain_is_one_trace() {
     );
     tree.assert_root(nginx_server);
     tree.assert_child(nginx_server, nginx_client, "thread");
-    tree.assert_child(nginx_client, py_server, "local_peer");
+    tree.assert_child(nginx_client, py_server, "header");
+    tree.assert_attr(nginx_client, "sonde.inject", "injected");
     tree.assert_attr(nginx_server, "client.port", &curl_port.to_string());
     tree.assert_attr(nginx_client, "server.port", &upstream.port.to_string());
     tree.assert_attr(py_server, "server.port", &upstream.port.to_string());

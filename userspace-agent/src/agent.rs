@@ -110,6 +110,9 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         ring_buffer_bytes: ring_bytes,
         inject: !opts.no_inject && !opts.empty_probes,
     })?;
+    if probes.injecting() {
+        report_fionread_hazard();
+    }
     let ring = probes.take_events()?;
 
     let overrides = ResourceOverrides {
@@ -173,6 +176,21 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     drop(span_metrics);
     eprint!("{}", counters.report());
     ended
+}
+
+/// Says at startup whether this kernel has the sockmap FIONREAD bug (as `sonde doctor`
+/// does); the enrolment rule keeps applications safe in both cases.
+fn report_fionread_hazard() {
+    use crate::doctor::sockmap::{FionreadProbe, probe_fionread};
+    match probe_fionread() {
+        Ok(FionreadProbe::Correct) => log::info!("sockmap FIONREAD is correct on this kernel"),
+        Ok(FionreadProbe::Broken { reported }) => log::info!(
+            "sockmap FIONREAD hazard present (reported {reported} of {} bytes): client sockets \
+             stay enrolled only until their request is sent",
+            FionreadProbe::bytes()
+        ),
+        Err(e) => log::info!("could not probe sockmap FIONREAD behaviour: {e}"),
+    }
 }
 
 /// The stdout sink for `--output`, plus the OTLP exporter when OTLP is enabled.

@@ -42,6 +42,8 @@ impl BpfError {
     }
 }
 
+impl std::error::Error for BpfError {}
+
 impl fmt::Display for BpfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.errno {
@@ -95,6 +97,16 @@ pub fn try_create_map(
     value_size: u32,
     max_entries: u32,
 ) -> Result<(), BpfError> {
+    create_map(map_type, key_size, value_size, max_entries).map(drop)
+}
+
+/// Creates a map; it lives until the returned fd is closed.
+pub fn create_map(
+    map_type: bpf_map_type,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+) -> Result<OwnedFd, BpfError> {
     let mut attr = zeroed_attr();
     // SAFETY: writing plain integers into the map-create member of the union.
     let create = unsafe { &mut attr.__bindgen_anon_1 };
@@ -102,7 +114,33 @@ pub fn try_create_map(
     create.key_size = key_size;
     create.value_size = value_size;
     create.max_entries = max_entries;
-    bpf_fd(bpf_cmd::BPF_MAP_CREATE, &mut attr, "BPF_MAP_CREATE").map(drop)
+    bpf_fd(bpf_cmd::BPF_MAP_CREATE, &mut attr, "BPF_MAP_CREATE")
+}
+
+/// `map[key] = value` (BPF_ANY) for a map with u64 keys and u32 values.
+pub fn update_u64_u32(map: &OwnedFd, key: u64, value: u32) -> Result<(), BpfError> {
+    use std::os::fd::AsRawFd;
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers and pointers to locals that outlive the syscall
+    // into the map-elem member of the union.
+    let elem = unsafe { &mut attr.__bindgen_anon_2 };
+    elem.map_fd = map.as_raw_fd() as u32;
+    elem.key = &key as *const u64 as u64;
+    elem.__bindgen_anon_1.value = &value as *const u32 as u64;
+    let size = std::mem::size_of::<bpf_attr>();
+    // SAFETY: `attr` is a valid bpf_attr whose pointers reference live locals.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_MAP_UPDATE_ELEM as libc::c_long,
+            &mut attr as *mut bpf_attr,
+            size,
+        )
+    };
+    if ret < 0 {
+        return Err(BpfError::last("BPF_MAP_UPDATE_ELEM", String::new()));
+    }
+    Ok(())
 }
 
 /// One eBPF instruction, laid out as `struct bpf_insn`.

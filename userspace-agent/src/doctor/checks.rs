@@ -10,6 +10,7 @@ use aya_obj::generated::bpf_map_type;
 
 use super::bpf_probe::{self, BpfError};
 use super::parse::{self, CgroupLayout, ConfigValue};
+use super::sockmap::{self, FionreadProbe};
 use super::tracefs::{self, MountOrigin};
 use super::{Check, HostReport, State, sys};
 
@@ -52,6 +53,7 @@ pub fn probe_host() -> HostReport {
         tracefs_check(&tracefs),
         syscall_tracepoints_check(&tracefs),
         cgroup2_check(&mounts),
+        sockmap_fionread_check(),
     ];
     checks.extend(CAPS.iter().map(|cap| capability_check(cap, cap_eff)));
     checks.push(uprobes_check(cap_eff));
@@ -367,6 +369,31 @@ fn syscall_tracepoints_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -
                 format!("{IMPACT}{why}"),
             )
         }
+    }
+}
+
+fn sockmap_fionread_check() -> Check {
+    const NAME: &str = "sockmap_fionread";
+    match sockmap::probe_fionread() {
+        Ok(FionreadProbe::Correct) => Check::ok(
+            NAME,
+            "FIONREAD is right on sockhash-enrolled sockets (no hazard on this kernel)",
+        ),
+        Ok(FionreadProbe::Broken { reported }) => Check::ok(
+            NAME,
+            format!(
+                "hazard present: FIONREAD said {reported} with {} bytes waiting on an enrolled \
+                 socket. Handled: Sonde keeps a socket enrolled only until its request is sent, \
+                 so no response is ever read through the broken path",
+                FionreadProbe::bytes()
+            ),
+        ),
+        Err(e) => Check::bad(
+            NAME,
+            State::Unknown,
+            e.to_string(),
+            "none: injection keeps sockets enrolled only until their request is sent either way",
+        ),
     }
 }
 

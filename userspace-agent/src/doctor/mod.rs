@@ -14,6 +14,7 @@ mod bpf_probe;
 mod checks;
 pub(crate) mod parse;
 mod report;
+pub(crate) mod sockmap;
 mod sys;
 mod tracefs;
 

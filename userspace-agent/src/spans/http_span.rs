@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::identity::SpanIdentity;
 use super::model::{KeyValue, Resource, Span, SpanKind, Status};
+use crate::abi::InjectStatus;
 use crate::protocols::http1::{RequestHead, ResponseHead};
 
 /// A request and what has been seen of its response.
@@ -22,6 +23,8 @@ pub struct Exchange {
     /// Counted as timed out: still waits for its response, which must not pair with
     /// the next request, but it makes no span.
     pub timed_out: bool,
+    /// Client side: what the sk_msg program did to the request's bytes.
+    pub inject: InjectStatus,
 }
 
 /// How an exchange ended.
@@ -162,6 +165,7 @@ pub fn build_span(
         response,
         response_body_bytes,
         timed_out: _,
+        inject,
     } = ex;
 
     let target = RequestTarget::parse(&request.target);
@@ -254,6 +258,9 @@ pub fn build_span(
     }
     if let Some(parent) = ident.parent {
         attrs.push(KeyValue::new("sonde.parent.source", parent.source.as_str()));
+    }
+    if inject != InjectStatus::None {
+        attrs.push(KeyValue::new("sonde.inject", inject.as_str()));
     }
 
     let (end_ns, status) = match outcome {

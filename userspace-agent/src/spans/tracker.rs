@@ -14,7 +14,7 @@ use super::http_span::{Endpoints, Exchange, Outcome, build_span};
 use super::identity::{ParentSource, SpanIdentity};
 use super::model::{Resource, Span, SpanKind};
 use super::trace_join::TraceJoin;
-use crate::abi::{CtxRole, DataEvent, Direction};
+use crate::abi::{CtxRole, DataEvent, Direction, InjectStatus};
 use crate::metrics::Counters;
 use crate::propagation::w3c::parse_traceparent;
 use crate::protocols::http1::{self, Http1Event, RequestStream, ResponseStream, Segment};
@@ -85,6 +85,8 @@ struct HttpConn {
     /// The kernel's trace decision for the request whose first bytes it saw, kept until
     /// that request's head is complete (it may take several reads).
     kernel_ident: Option<SpanIdentity>,
+    /// What the sk_msg program did to that request (client side).
+    kernel_inject: InjectStatus,
 }
 
 /// The first bytes of a connection, kept while they are too short to tell whether
@@ -295,6 +297,7 @@ impl Tracker {
                 pending: VecDeque::new(),
                 last_seen_ns: h.ts_ns,
                 kernel_ident: None,
+                kernel_inject: InjectStatus::None,
             }));
         }
         let Conn::Http(c) = conn else { return };
@@ -314,6 +317,7 @@ impl Tracker {
         };
         if ev.ctx_role == expected_role {
             c.kernel_ident = SpanIdentity::from_kernel(&h.ctx, ev.parent_source);
+            c.kernel_inject = ev.inject_status;
         }
 
         let mut events = std::mem::take(&mut self.scratch);
@@ -403,6 +407,7 @@ impl Tracker {
                     response: None,
                     response_body_bytes: None,
                     timed_out: false,
+                    inject: std::mem::replace(&mut c.kernel_inject, InjectStatus::None),
                 });
             }
             Http1Event::ResponseStart { ts_ns: _, head } => {
