@@ -108,6 +108,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "tracefs",
     "syscall_tracepoints",
     "cgroup2",
+    "sockmap_fionread",
     "CAP_BPF",
     "CAP_PERFMON",
     "CAP_SYS_ADMIN",
