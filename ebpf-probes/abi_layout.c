@@ -41,6 +41,8 @@ int main(void) {
     FIELD(sonde_data_event, ctx_format);
     FIELD(sonde_data_event, inject_status);
     FIELD(sonde_data_event, trace_flags);
+    FIELD(sonde_data_event, fd);
+    FIELD(sonde_data_event, sent_bytes);
     FIELD(sonde_data_event, ctx);
     FIELD(sonde_data_event, tail);
     FIELD(sonde_data_event, data);

@@ -8,10 +8,10 @@
  * kernel answers FIONREAD/SIOCINQ from the (empty) psock queue, so an application that
  * sizes its reads with FIONREAD (nginx upstreams, Java's available()) sees 0 bytes and
  * stalls. So a socket is enrolled only while no response can be waiting: sock_ops removes
- * it from the sockhash as soon as the request's first data segment is transmitted (before
- * the peer can answer), and the agent re-enrols it from userspace once the response has
- * been read completely (attach/sockhash.rs). Bytes that arrive are never queued on an
- * enrolled socket, so FIONREAD stays right.
+ * it from the sockhash as soon as a data segment is transmitted (before the peer can
+ * answer), and the agent re-enrols it from userspace once the response has been read
+ * completely and nothing new was written (propagation/reenrol.rs). Responses are never
+ * queued on an enrolled socket, so FIONREAD stays right.
  *
  * Safety: the message is changed only when it provably starts an HTTP/1 request whose whole
  * header block is in this message and carries no trace context header yet; every other
@@ -38,26 +38,38 @@ static __always_inline bool pid_traced(__u32 tgid) {
 
 /* ----- sock_ops: enrolment of client sockets ----- */
 
-static __always_inline void enrol(struct bpf_sock_ops *skops) {
+/* inject_marks values. Userspace re-enrols only ARMED sockets: their transmit callback
+ * will take them out again before a response can arrive. */
+#define MARK_CONNECTING 1 /* connect()ed by a traced process */
+#define MARK_ARMED 2      /* enrolled, with the transmit callback switched on */
+
+static __always_inline void enrol(struct bpf_sock_ops *skops, __u8 *mark) {
     __u64 cookie = bpf_get_socket_cookie(skops);
     if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST) != 0) {
+        *mark = 0;
         count_inject(SONDE_INJ_ENROL_FAILED);
         return;
     }
-    /* Ask for a callback on every transmitted segment: the first one with data leaves the
-     * sockhash (see the file comment). */
-    bpf_sock_ops_cb_flags_set(skops,
-                              skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+    /* A callback on every transmitted segment: the first one with data leaves the
+     * sockhash (see the file comment). Without it the socket must not stay in. */
+    if (bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+                                             BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG) != 0) {
+        bpf_map_delete_elem(&inject_socks, &cookie);
+        *mark = 0;
+        count_inject(SONDE_INJ_ENROL_FAILED);
+        return;
+    }
+    *mark = MARK_ARMED;
     count_inject(SONDE_INJ_ENROLLED);
 }
 
+/* The flag stays set: the agent may re-enrol the socket for its next request (only
+ * sockets that have this callback, see attach/reenrol.rs), and must rely on it again. */
 static __always_inline void leave_on_data(struct bpf_sock_ops *skops) {
     if (skops->skb_len == 0)
         return; /* a bare ACK: no request has left yet */
     __u64 cookie = bpf_get_socket_cookie(skops);
     bpf_map_delete_elem(&inject_socks, &cookie);
-    bpf_sock_ops_cb_flags_set(skops,
-                              skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
 }
 
 SEC("sockops")
@@ -75,14 +87,14 @@ int sonde_sockops(struct bpf_sock_ops *skops) {
             break;
         __u8 *mark = bpf_sk_storage_get(&inject_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
         if (mark)
-            *mark = 1;
+            *mark = MARK_CONNECTING;
         break;
     }
     case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
         /* Softirq context (the SYN-ACK): only the mark says whose socket this is. */
         __u8 *mark = bpf_sk_storage_get(&inject_marks, sk, 0, 0);
-        if (mark && *mark)
-            enrol(skops);
+        if (mark && *mark == MARK_CONNECTING)
+            enrol(skops, mark);
         break;
     }
     case BPF_SOCK_OPS_HDR_OPT_LEN_CB:

@@ -116,3 +116,13 @@ static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct s
     bpf_map_update_elem(&known_socks, &scratch->sk, &one, BPF_ANY);
     return scratch;
 }
+
+/* Bytes the process has written to the TCP socket at kernel address sk, counted the
+ * way userspace can count them too (TCP_INFO bytes_acked + SIOCOUTQ). */
+static __always_inline __u64 tcp_sent_bytes(__u64 sk) {
+    struct tcp_sock *tp = (struct tcp_sock *)sk;
+    __u64 acked = BPF_CORE_READ(tp, bytes_acked);
+    __u32 write_seq = BPF_CORE_READ(tp, write_seq);
+    __u32 snd_una = BPF_CORE_READ(tp, snd_una);
+    return acked + (__u32)(write_seq - snd_una);
+}

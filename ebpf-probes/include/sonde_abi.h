@@ -123,7 +123,12 @@ struct sonde_data_event {
     __u8 ctx_format;    /* enum sonde_ctx_format */
     __u8 inject_status; /* enum sonde_inject_status */
     __u8 trace_flags;   /* W3C trace-flags of ctx (bit 0: sampled) */
-    __u8 _pad[5];
+    __u8 _pad;
+    __s32 fd; /* the descriptor the process used */
+    /* Egress: bytes the process has written to this socket so far (tcp_sock bytes_acked
+     * + write_seq - snd_una; the agent compares it with TCP_INFO before re-enrolling the
+     * socket for injection). 0 for ingress. */
+    __u64 sent_bytes;
     struct sonde_trace_ctx ctx; /* valid when ctx_role != SONDE_CTX_NONE */
     __u8 tail[SONDE_TAIL_BYTES];
     __u8 data[SONDE_MAX_CAPTURE];

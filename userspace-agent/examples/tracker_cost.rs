@@ -37,7 +37,9 @@ fn header(dir: Direction, ts: u64, len: usize) -> RawDataHeader {
         ctx_format: 0,
         inject_status: 0,
         trace_flags: 1,
-        _pad: [0; 5],
+        _pad: 0,
+        fd: 3,
+        sent_bytes: 0,
         ctx: RawTraceCtx::default(),
         tail: [0; 8],
     }

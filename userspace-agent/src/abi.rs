@@ -65,7 +65,11 @@ pub struct RawDataHeader {
     pub ctx_format: u8,
     pub inject_status: u8,
     pub trace_flags: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// The descriptor the process used.
+    pub fd: i32,
+    /// Egress: bytes the process has written to the socket so far (0 for ingress).
+    pub sent_bytes: u64,
     pub ctx: RawTraceCtx,
     pub tail: [u8; TAIL_BYTES],
 }
@@ -225,6 +229,8 @@ const _: () = {
         ctx_format,
         inject_status,
         trace_flags,
+        fd,
+        sent_bytes,
         ctx,
         tail
     );
@@ -596,7 +602,9 @@ mod tests {
             ctx_format: 0,
             inject_status: 0,
             trace_flags: 1,
-            _pad: [0; 5],
+            _pad: 0,
+            fd: 3,
+            sent_bytes: 0,
             ctx: RawTraceCtx::default(),
             tail: [0; TAIL_BYTES],
         };

@@ -19,13 +19,14 @@ use crate::cli::{OutputFormat, TraceOptions};
 use crate::config::{Config, Signal};
 use crate::metrics::Counters;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
+use crate::propagation::reenrol::Reenroller;
 use crate::sinks::otlp::ExportOptions;
 use crate::sinks::{FanoutSink, JsonLinesSink, OtlpSink, SpanSink, TreeSink};
 use crate::span_metrics::export::{MetricsExporter, export_interval};
 use crate::span_metrics::serve::PrometheusServer;
 use crate::span_metrics::{SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource};
 use crate::spans::Span;
-use crate::spans::tracker::{Limits, Tracker};
+use crate::spans::tracker::{Limits, ReenrolRequest, Tracker};
 
 /// What to trace.
 pub enum Mode {
@@ -132,7 +133,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         Mode::Run(cmd) => child = Some(spawn_traced(cmd, &mut probes, &counters)?),
     }
     let tracker_resources = Arc::clone(&resources);
-    let tracker = Tracker::new(
+    let mut tracker = Tracker::new(
         Limits {
             request_timeout_ns: (opts.request_timeout.max(0.001) * 1e9) as u64,
             ..Limits::default()
@@ -140,6 +141,16 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         Box::new(move |pid| tracker_resources.get_or_load(pid)),
         Arc::clone(&counters),
     );
+    let reenroller = match probes.take_injection_maps()? {
+        Some((sockhash, marks)) => {
+            tracker.enable_reenrol();
+            Some(
+                Reenroller::spawn(sockhash, marks, Arc::clone(&counters))
+                    .context("starting the re-enrolment thread")?,
+            )
+        }
+        None => None,
+    };
 
     eprintln!(
         "sonde: ready: {} hooks attached, {} process(es) traced",
@@ -155,6 +166,8 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     let mut loop_state = Loop {
         probes,
         tracker,
+        reenroller,
+        reenrol_batch: Vec::new(),
         clock: WallClock::sample(),
         counters: Arc::clone(&counters),
         resources,
@@ -399,6 +412,8 @@ fn enroll_self(map_fd: std::os::fd::RawFd) -> std::io::Result<()> {
 struct Loop {
     probes: Probes,
     tracker: Tracker,
+    reenroller: Option<Reenroller>,
+    reenrol_batch: Vec<ReenrolRequest>,
     clock: WallClock,
     counters: Arc<Counters>,
     resources: Arc<ResourceCache>,
@@ -481,7 +496,15 @@ impl Loop {
             let Some(item) = ring.next() else { break };
             Counters::inc(&self.counters.events_read);
             match Event::decode(&item) {
-                Ok(Event::Data(ev)) => self.tracker.on_data(&ev, &to_unix, &mut self.spans),
+                Ok(Event::Data(ev)) => {
+                    self.tracker.on_data(&ev, &to_unix, &mut self.spans);
+                    if let Some(reenroller) = &self.reenroller {
+                        self.tracker.take_reenrol_requests(&mut self.reenrol_batch);
+                        for req in self.reenrol_batch.drain(..) {
+                            reenroller.submit(req);
+                        }
+                    }
+                }
                 Ok(Event::SockState(s)) => self.tracker.on_sock_state(
                     s.sock_id,
                     s.new_state,

@@ -9,7 +9,7 @@
 //! The traced processes are never modified.
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf, SkStorage, SockHash};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 
@@ -194,6 +194,27 @@ impl Probes {
         ] {
             Counters::set(counter, inject[slot as usize]);
         }
+    }
+
+    /// The sockhash and the connect marks, for re-enrolling keep-alive sockets (None when
+    /// injection is off, or when already taken).
+    pub fn take_injection_maps(
+        &mut self,
+    ) -> Result<Option<(SockHash<MapData, u64>, SkStorage<MapData, u8>)>> {
+        if !self.injecting {
+            return Ok(None);
+        }
+        let hash = SockHash::try_from(
+            self.ebpf
+                .take_map("inject_socks")
+                .context("map inject_socks missing or taken")?,
+        )?;
+        let marks = SkStorage::try_from(
+            self.ebpf
+                .take_map("inject_marks")
+                .context("map inject_marks missing or taken")?,
+        )?;
+        Ok(Some((hash, marks)))
     }
 
     /// Whether outgoing requests get a `traceparent` inserted.

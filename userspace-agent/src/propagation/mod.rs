@@ -1,7 +1,5 @@
-//! Trace-context formats: parsing what arrives in request headers. One file per format.
-//!
-//! Today only incoming W3C `traceparent` is read (in userspace, from the parsed request
-//! head). Injection into outgoing requests, B3, Jaeger and X-Ray belong to the
-//! propagation work (sk_msg), which will move the incoming decision into the kernel.
+//! Trace context on the wire: parsing what arrives in request headers (one file per
+//! format) and keeping outgoing connections ready for injection (`reenrol`).
 
+pub mod reenrol;
 pub mod w3c;

@@ -87,6 +87,22 @@ struct HttpConn {
     kernel_ident: Option<SpanIdentity>,
     /// What the sk_msg program did to that request (client side).
     kernel_inject: InjectStatus,
+    /// The descriptor the process last used for this socket.
+    fd: i32,
+    /// Bytes written so far, as of the last egress event (see `ReenrolRequest`).
+    sent_bytes: u64,
+}
+
+/// A client connection whose last exchange just completed with nothing else in flight:
+/// it may go back into the injection sockhash for its next request, if the process has
+/// written nothing since (`sent_bytes` still matches; checked by propagation::reenrol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReenrolRequest {
+    pub tgid: u32,
+    pub fd: i32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub sent_bytes: u64,
 }
 
 /// The first bytes of a connection, kept while they are too short to tell whether
@@ -188,6 +204,8 @@ pub struct Tracker {
     counters: Arc<Counters>,
     /// Reused between events to avoid an allocation per segment.
     scratch: Vec<Http1Event>,
+    /// Re-enrolment candidates since the last `take_reenrol_requests` (None: injection off).
+    reenrol: Option<Vec<ReenrolRequest>>,
 }
 
 impl Tracker {
@@ -199,6 +217,19 @@ impl Tracker {
             resources,
             counters,
             scratch: Vec::new(),
+            reenrol: None,
+        }
+    }
+
+    /// Collect re-enrolment candidates (injection is on).
+    pub fn enable_reenrol(&mut self) {
+        self.reenrol.get_or_insert_with(Vec::new);
+    }
+
+    /// Candidates collected since the last call, oldest first.
+    pub fn take_reenrol_requests(&mut self, into: &mut Vec<ReenrolRequest>) {
+        if let Some(list) = self.reenrol.as_mut() {
+            into.append(list);
         }
     }
 
@@ -298,10 +329,16 @@ impl Tracker {
                 last_seen_ns: h.ts_ns,
                 kernel_ident: None,
                 kernel_inject: InjectStatus::None,
+                fd: h.fd,
+                sent_bytes: 0,
             }));
         }
         let Conn::Http(c) = conn else { return };
         c.last_seen_ns = h.ts_ns;
+        c.fd = h.fd;
+        if ev.direction == Direction::Egress {
+            c.sent_bytes = h.sent_bytes;
+        }
 
         let seg = Segment {
             ts_ns: h.ts_ns,
@@ -352,6 +389,7 @@ impl Tracker {
                     limits: &self.limits,
                     to_unix,
                     out,
+                    reenrol: self.reenrol.as_mut(),
                 },
             );
         }
@@ -435,6 +473,18 @@ impl Tracker {
                 {
                     ex.response_body_bytes = Some(body_bytes);
                     Self::finish(c, ex, Outcome::Complete { end_ns: ts_ns }, &mut ctx);
+                    if c.role == Role::Client
+                        && c.pending.is_empty()
+                        && let Some(reenrol) = ctx.reenrol.as_deref_mut()
+                    {
+                        reenrol.push(ReenrolRequest {
+                            tgid: c.tgid,
+                            fd: c.fd,
+                            local: c.ends.local,
+                            remote: c.ends.remote,
+                            sent_bytes: c.sent_bytes,
+                        });
+                    }
                 }
             }
             Http1Event::NotHttp { .. } => {
@@ -489,6 +539,7 @@ impl Tracker {
                         limits: &self.limits,
                         to_unix,
                         out,
+                        reenrol: self.reenrol.as_mut(),
                     };
                     for e in events {
                         Self::apply(c, false, e, ctx.reborrow());
@@ -509,6 +560,7 @@ impl Tracker {
             limits: &self.limits,
             to_unix,
             out,
+            reenrol: self.reenrol.as_mut(),
         };
         let mut events = Vec::new();
         let _ = c.requests.finish(&mut events);
@@ -602,6 +654,8 @@ struct Ctx<'a> {
     limits: &'a Limits,
     to_unix: &'a dyn Fn(u64) -> u64,
     out: &'a mut Vec<Span>,
+    /// Where re-enrolment candidates go, when injection is on.
+    reenrol: Option<&'a mut Vec<ReenrolRequest>>,
 }
 
 impl Ctx<'_> {
@@ -613,6 +667,7 @@ impl Ctx<'_> {
             limits: self.limits,
             to_unix: self.to_unix,
             out: self.out,
+            reenrol: self.reenrol.as_deref_mut(),
         }
     }
 }
@@ -693,7 +748,9 @@ mod tests {
             ctx_format: 0,
             inject_status: 0,
             trace_flags: 1,
-            _pad: [0; 5],
+            _pad: 0,
+            fd: 3,
+            sent_bytes: 0,
             ctx: e.ctx,
             tail: [0; TAIL_BYTES],
         };

@@ -1,0 +1,251 @@
+//! Putting keep-alive client sockets back into the injection sockhash.
+//!
+//! The kernel takes a socket out of the sockhash as soon as its request is transmitted
+//! (`ebpf-probes/inject.bpf.c`: a response must never be queued on an enrolled socket,
+//! or FIONREAD lies to the application). For the next request on the same connection to
+//! carry a `traceparent` too, the socket has to go back in, and only userspace can do that
+//! (the kernel allows sockhash updates from sock_ops only at connection setup).
+//!
+//! It is safe only while the connection is idle: the previous response fully read and no
+//! new request written. The tracker proposes a connection when a client exchange has
+//! completed with nothing else in flight; this worker then checks, on a duplicate of the
+//! application's descriptor (pidfd_getfd), that
+//! - it is still the same connection (same 4-tuple),
+//! - it was enrolled at connect by our sock_ops program, which also removes it on its next
+//!   transmitted segment (sockets opened before the agent attached have no such callback
+//!   and are never enrolled),
+//! - the application has written nothing since (bytes written equals the `sent_bytes` the
+//!   kernel reported with the request) and nothing is waiting to be read (FIONREAD),
+//!
+//! then enrols it and checks again: if anything moved meanwhile, it takes the socket back
+//! out at once. The duplicate descriptor is closed before the next request is looked at.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread;
+
+use aya::maps::{MapData, SkStorage, SockHash};
+use socket2::SockRef;
+
+use crate::metrics::Counters;
+use crate::spans::tracker::ReenrolRequest;
+
+/// Requests waiting for the worker; more are dropped (and counted).
+const QUEUE: usize = 4096;
+/// pidfds kept open; the cache is cleared when it grows past this.
+const MAX_PIDFDS: usize = 4096;
+/// `SO_COOKIE` from asm-generic/socket.h.
+const SO_COOKIE: libc::c_int = 57;
+/// `inject_marks` value of a socket enrolled at connect with its transmit callback armed
+/// (MARK_ARMED in inject.bpf.c).
+const MARK_ARMED: u8 = 2;
+/// `BPF_NOEXIST`: never replace an entry the kernel made.
+const BPF_NOEXIST: u64 = 1;
+
+/// Why a proposed connection was left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skip {
+    /// The process or the descriptor is gone, or now names another socket.
+    Gone,
+    /// Not enrolled at connect by us (opened before the agent attached).
+    NotOurs,
+    /// The application wrote or received something since the exchange ended.
+    Busy,
+}
+
+pub struct Reenroller {
+    tx: SyncSender<ReenrolRequest>,
+    counters: Arc<Counters>,
+}
+
+impl Reenroller {
+    pub fn spawn(
+        sockhash: SockHash<MapData, u64>,
+        marks: SkStorage<MapData, u8>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Self> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let worker_counters = Arc::clone(&counters);
+        thread::Builder::new()
+            .name("sonde-reenrol".into())
+            .spawn(move || Worker::new(sockhash, marks, worker_counters).run(rx))?;
+        Ok(Self { tx, counters })
+    }
+
+    /// Queues a connection; never blocks the event loop.
+    pub fn submit(&self, req: ReenrolRequest) {
+        match self.tx.try_send(req) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => Counters::inc(&self.counters.reenrol_dropped),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+struct Worker {
+    sockhash: SockHash<MapData, u64>,
+    marks: SkStorage<MapData, u8>,
+    counters: Arc<Counters>,
+    pidfds: HashMap<u32, OwnedFd>,
+}
+
+impl Worker {
+    fn new(
+        sockhash: SockHash<MapData, u64>,
+        marks: SkStorage<MapData, u8>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            sockhash,
+            marks,
+            counters,
+            pidfds: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<ReenrolRequest>) {
+        while let Ok(req) = rx.recv() {
+            let outcome = self.reenrol(&req);
+            log::debug!("re-enrol {req:?}: {outcome:?}");
+            match outcome {
+                Ok(()) => Counters::inc(&self.counters.reenrolled),
+                Err(Skip::Gone) => {
+                    self.pidfds.remove(&req.tgid);
+                    Counters::inc(&self.counters.reenrol_skipped);
+                }
+                Err(Skip::NotOurs | Skip::Busy) => Counters::inc(&self.counters.reenrol_skipped),
+            }
+        }
+    }
+
+    fn reenrol(&mut self, req: &ReenrolRequest) -> Result<(), Skip> {
+        let sock = self.duplicate(req.tgid, req.fd)?;
+        let sref = SockRef::from(&sock);
+        let same = sref.local_addr().ok().and_then(|a| a.as_socket()) == Some(req.local)
+            && sref.peer_addr().ok().and_then(|a| a.as_socket()) == Some(req.remote);
+        if !same {
+            return Err(Skip::Gone);
+        }
+        if self.marks.get(&sock, 0).ok() != Some(MARK_ARMED) {
+            return Err(Skip::NotOurs);
+        }
+        let before = Activity::read(sock.as_raw_fd()).ok_or(Skip::Gone)?;
+        if before.written != req.sent_bytes || before.unread != 0 {
+            return Err(Skip::Busy);
+        }
+        let cookie = socket_cookie(sock.as_raw_fd()).ok_or(Skip::Gone)?;
+        if self
+            .sockhash
+            .insert(cookie, sock.as_raw_fd(), BPF_NOEXIST)
+            .is_err()
+        {
+            return Err(Skip::Busy);
+        }
+        // Anything written or received between the check and the insert: out again.
+        let after = Activity::read(sock.as_raw_fd());
+        if after.is_none_or(|a| a.written != before.written || a.received != before.received) {
+            let _ = self.sockhash.remove(&cookie);
+            return Err(Skip::Busy);
+        }
+        Ok(())
+    }
+
+    /// Our own descriptor for `fd` of process `tgid`.
+    fn duplicate(&mut self, tgid: u32, fd: RawFd) -> Result<OwnedFd, Skip> {
+        if !self.pidfds.contains_key(&tgid) {
+            if self.pidfds.len() >= MAX_PIDFDS {
+                self.pidfds.clear();
+            }
+            let pidfd = pidfd_open(tgid).ok_or(Skip::Gone)?;
+            self.pidfds.insert(tgid, pidfd);
+        }
+        let pidfd = self.pidfds.get(&tgid).ok_or(Skip::Gone)?;
+        pidfd_getfd(pidfd, fd).ok_or(Skip::Gone)
+    }
+}
+
+/// What has moved on a TCP socket, as userspace can read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Activity {
+    /// Bytes the application has written (bytes acked + still in the send queue): the
+    /// kernel's `sent_bytes` for a data event.
+    written: u64,
+    /// Bytes received from the peer so far.
+    received: u64,
+    /// Bytes received and not yet read (FIONREAD; meaningful only while not enrolled).
+    unread: u32,
+}
+
+impl Activity {
+    fn read(fd: RawFd) -> Option<Self> {
+        // SAFETY: tcp_info is plain integers; all-zero is a valid value.
+        let mut info: libc::tcp_info = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: info and len are valid for writes of the sizes given.
+        let ret = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&raw mut info).cast(),
+                &mut len,
+            )
+        };
+        if ret != 0 || (len as usize) < mem::size_of::<libc::tcp_info>() {
+            return None;
+        }
+        let outq = ioctl_int(fd, libc::TIOCOUTQ)?;
+        let unread = ioctl_int(fd, libc::FIONREAD)?;
+        Some(Self {
+            written: info.tcpi_bytes_acked + u64::from(outq),
+            received: info.tcpi_bytes_received,
+            unread,
+        })
+    }
+}
+
+fn ioctl_int(fd: RawFd, request: libc::Ioctl) -> Option<u32> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: these ioctls write one c_int through the valid pointer.
+    let ret = unsafe { libc::ioctl(fd, request, &mut value) };
+    (ret == 0).then(|| u32::try_from(value).unwrap_or(0))
+}
+
+fn socket_cookie(fd: RawFd) -> Option<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len are valid for writes of the sizes given.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    (ret == 0).then_some(cookie)
+}
+
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    owned(fd)
+}
+
+fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: pidfd_getfd takes a pidfd, a target fd number and flags, and returns a new
+    // fd (a duplicate in this process) or -1.
+    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    owned(dup)
+}
+
+fn owned(ret: libc::c_long) -> Option<OwnedFd> {
+    let fd = RawFd::try_from(ret).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
