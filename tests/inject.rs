@@ -371,6 +371,8 @@ struct Compared {
     inserted: usize,
     /// Writes that begin a request with its whole head, left unchanged.
     left_alone: usize,
+    /// The connection's first write got the line.
+    first_injected: bool,
 }
 
 const TRACEPARENT_LINE_LEN: usize = "traceparent: 00-".len() + 32 + 1 + 16 + 1 + 2 + 2;
@@ -421,6 +423,26 @@ fn has_context_header(w: &[u8]) -> bool {
         })
 }
 
+/// A connection's first write that must get the line whatever the limits of the
+/// program: a common method, a head of at most 1 KiB, whole, with no context header.
+fn plainly_injectable(first: &Write) -> bool {
+    const METHODS: [&[u8]; 7] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+        b"PATCH ",
+    ];
+    let head_len = first.bytes.windows(4).position(|p| p == b"\r\n\r\n");
+    first.start
+        && request_line_with_whole_head(&first.bytes).is_some()
+        && METHODS.iter().any(|m| first.bytes.starts_with(m))
+        && head_len.is_some_and(|n| n + 4 <= 1024)
+        && !has_context_header(&first.bytes)
+}
+
 fn excerpt(b: &[u8], at: usize) -> String {
     let from = at.saturating_sub(40);
     let to = (at + 80).min(b.len());
@@ -452,7 +474,7 @@ fn compare_connection(writes: &[Write], received: &[u8]) -> Result<Compared, Str
         *sent += part.len();
         Ok(())
     };
-    for w in writes {
+    for (i, w) in writes.iter().enumerate() {
         let line = w
             .start
             .then(|| request_line_with_whole_head(&w.bytes))
@@ -475,6 +497,7 @@ fn compare_connection(writes: &[Write], received: &[u8]) -> Result<Compared, Str
                 ));
             }
             got.inserted += 1;
+            got.first_injected |= i == 0;
             at += TRACEPARENT_LINE_LEN;
         } else {
             got.left_alone += 1;
@@ -568,6 +591,7 @@ fn randomized_writes_arrive_byte_for_byte() {
 
     let mut total = Compared::default();
     let mut requests = 0;
+    let mut plain_first = 0;
     let mut failures = Vec::new();
     for conn in connections {
         let port = conn["port"].as_u64().expect("port");
@@ -581,6 +605,7 @@ fn randomized_writes_arrive_byte_for_byte() {
             })
             .collect();
         requests += writes.iter().filter(|w| w.start).count();
+        plain_first += usize::from(writes.first().is_some_and(plainly_injectable));
         let Some(got) = received.get(&port) else {
             failures.push(format!("connection from port {port}: nothing recorded"));
             continue;
@@ -589,6 +614,13 @@ fn randomized_writes_arrive_byte_for_byte() {
             Ok(c) => {
                 total.inserted += c.inserted;
                 total.left_alone += c.left_alone;
+                // The first request of every new connection gets one.
+                if !c.first_injected && writes.first().is_some_and(plainly_injectable) {
+                    failures.push(format!(
+                        "connection from port {port}: no traceparent in its first request {}",
+                        excerpt(&writes[0].bytes, 0)
+                    ));
+                }
             }
             Err(e) => failures.push(format!("connection from port {port}: {e}")),
         }
@@ -596,7 +628,8 @@ fn randomized_writes_arrive_byte_for_byte() {
     let done = stopped.counters.get("inject_done").copied().unwrap_or(0);
     eprintln!(
         "inject fuzz seed {seed}: {FUZZ_CONNECTIONS} connections, {requests} messages, \
-         {} traceparent insertions, {} whole-head request writes left alone; counters: \
+         {} traceparent insertions ({plain_first} connections began with a plain \
+         request, each must have one), {} whole-head request writes left alone; counters: \
          inject_done {done}, inject_skipped {}, inject_app_header {}, inject_failed {}",
         total.inserted,
         total.left_alone,
@@ -610,11 +643,15 @@ fn randomized_writes_arrive_byte_for_byte() {
     );
     assert!(
         failures.is_empty(),
-        "seed {seed}: {} of {FUZZ_CONNECTIONS} connections differ:\n{}",
+        "seed {seed}: {} of {FUZZ_CONNECTIONS} connections failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
     assert!(total.inserted > 0, "seed {seed}: no insertion at all");
+    assert!(
+        plain_first > 0,
+        "seed {seed}: no connection began with a plain request"
+    );
     assert_eq!(
         total.inserted as u64, done,
         "seed {seed}: insertions seen on the wire = the agent's inject_done"
@@ -638,14 +675,16 @@ fn comparison_accepts_only_allowed_insertions() {
         compare_connection(&writes, &head),
         Ok(Compared {
             inserted: 0,
-            left_alone: 1
+            left_alone: 1,
+            first_injected: false,
         })
     );
     assert_eq!(
         compare_connection(&writes, &with_tp),
         Ok(Compared {
             inserted: 1,
-            left_alone: 0
+            left_alone: 0,
+            first_injected: true,
         })
     );
     // Two lines, a line after a header, a line in a body write, a changed byte, a
