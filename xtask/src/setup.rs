@@ -74,6 +74,17 @@ const NEEDS: &[Need] = &[
         alternatives: &[],
         program: Some("node"),
     },
+    // Injection tests (tests/inject.rs): a Go net/http client and Python `requests`.
+    Need {
+        package: "golang-go",
+        alternatives: &[],
+        program: Some("go"),
+    },
+    Need {
+        package: "python3-requests",
+        alternatives: &[],
+        program: None,
+    },
     Need {
         package: "iproute2",
         alternatives: &[],
