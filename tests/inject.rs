@@ -712,6 +712,32 @@ fn comparison_accepts_only_allowed_insertions() {
 #[test]
 fn fionread_never_reads_zero_on_traced_keepalive_sockets() {
     require_tracing!();
+    let stopped = fionread_run(0.0);
+    // The sockets were enrolled: each connection's first request got a header.
+    let done = stopped.counters.get("inject_done").copied().unwrap_or(0);
+    assert!(done >= 3, "inject_done {done} < 3\n{}", stopped.stderr);
+}
+
+/// The same, with a pause before each request: the agent puts each idle keep-alive socket
+/// back into the sockhash, so every request after the first goes through the risky state
+/// (enrolled while idle) and its response must still read right.
+#[test]
+fn fionread_stays_right_on_reenrolled_keepalive_sockets() {
+    require_tracing!();
+    let stopped = fionread_run(0.2);
+    let reenrolled = stopped.counters.get("reenrolled").copied().unwrap_or(0);
+    let done = stopped.counters.get("inject_done").copied().unwrap_or(0);
+    assert!(
+        reenrolled >= 6 && done >= 9,
+        "expected re-enrolled sockets to carry headers: reenrolled {reenrolled}, inject_done \
+         {done}\n{}",
+        stopped.stderr
+    );
+}
+
+/// Runs the FIONREAD client (3 keep-alive connections, 10 B / 100 KB / 10 MB responses)
+/// under `sonde run` and checks every read; returns the agent's exit.
+fn fionread_run(pause_s: f64) -> Stopped {
     let server = echo_server();
     let dir = TempDir::new("fionread");
     let report_path = dir.join("report.json");
@@ -726,7 +752,10 @@ fn fionread_never_reads_zero_on_traced_keepalive_sockets() {
         report_path.clone().into(),
     ];
     command.extend(sizes.iter().map(Into::into));
-    let mut agent = AgentCmd::run(&command).output("none").spawn_unready();
+    let mut agent = AgentCmd::run(&command)
+        .output("none")
+        .env("SONDE_TEST_PAUSE_S", &pause_s.to_string())
+        .spawn_unready();
     let stopped = agent.wait_exit(Duration::from_secs(90));
     assert!(
         stopped.status.success(),
@@ -756,17 +785,13 @@ fn fionread_never_reads_zero_on_traced_keepalive_sockets() {
         Some((conns * sizes.len()) as u64),
         "{context}"
     );
-    let elapsed = report["elapsed"].as_f64().unwrap_or(f64::MAX);
+    let elapsed =
+        report["elapsed"].as_f64().unwrap_or(f64::MAX) - pause_s * (conns * sizes.len()) as f64;
     assert!(
         elapsed < 20.0,
         "the responses took {elapsed:.1} s (a stall?); {context}"
     );
-    // The sockets were enrolled: each connection's first request got a header.
-    let done = stopped.counters.get("inject_done").copied().unwrap_or(0);
-    assert!(
-        done >= conns as u64,
-        "inject_done {done} < {conns}; {context}"
-    );
+    stopped
 }
 
 // ===== 5. a traced nginx over keep-alive upstreams: complete, byte-exact, no stall =====
