@@ -454,6 +454,10 @@ fn statement(tokens: &[Token<'_>], complete: bool) -> Statement {
     let Some(first) = toks.get(start).filter(|t| t.kind == Kind::Word) else {
         return Statement::default();
     };
+    if !complete && start + 1 == toks.len() {
+        // The cut may have fallen inside the keyword itself.
+        return Statement::default();
+    }
     let first_upper = first.text.to_ascii_uppercase();
     let mut st = Statement::default();
     let (operation, main) = if first_upper == "WITH" {
@@ -469,6 +473,8 @@ fn statement(tokens: &[Token<'_>], complete: bool) -> Statement {
             .find_map(|t| OBJECT_KINDS.iter().find(|k| t.is_word(k)));
         match kind {
             Some(kind) => (format!("{first_upper} {kind}"), None),
+            // The object kind may have been cut off.
+            None if !complete => return Statement::default(),
             None => (first_upper.clone(), None),
         }
     } else {
@@ -800,6 +806,15 @@ mod tests {
         // An unterminated literal at the cut is still hidden.
         let a = analyse(b"SELECT 'secr", false, Dialect::Postgres, true, 2048);
         assert_eq!(a.text, "SELECT ?");
+        // The cut may fall inside the words that make the operation.
+        assert_eq!(
+            analyse(b"SEL", false, Dialect::Postgres, true, 99).operation,
+            None
+        );
+        assert_eq!(
+            analyse(b"CREATE TAB", false, Dialect::Postgres, true, 99).operation,
+            None
+        );
     }
 
     #[test]
@@ -830,7 +845,7 @@ mod tests {
                 buf.push(b"'\"`$e1x0(),;.-/*#\\ ?aS\xc3\xa9\0"[(x % 23) as usize]);
             }
             for dialect in [Dialect::Postgres, Dialect::Mysql] {
-                let a = analyse(&buf, x % 2 == 0, dialect, true, 16);
+                let a = analyse(&buf, x.is_multiple_of(2), dialect, true, 16);
                 assert!(a.text.len() <= 16);
             }
         }
