@@ -1,5 +1,5 @@
-//! Length-prefixed message framing over lossy segments (PostgreSQL today; MySQL packets
-//! are framed the same way and can add a header kind here).
+//! Length-prefixed message framing over lossy segments, shared by the PostgreSQL and
+//! MySQL parsers.
 //!
 //! Both protocols announce each message's length in a short header, so the bytes a probe
 //! did not copy (the gap inside a segment) can be skipped by counting. Only a header that
@@ -15,13 +15,15 @@ pub(super) enum Header {
     Typed,
     /// PostgreSQL startup-phase message: a big-endian u32 length counting itself only.
     Untyped,
+    /// MySQL: little-endian u24 payload length, then a sequence id.
+    Mysql,
 }
 
 impl Header {
     fn len(self) -> usize {
         match self {
             Header::Typed => 5,
-            Header::Untyped => 4,
+            Header::Untyped | Header::Mysql => 4,
         }
     }
 
@@ -37,12 +39,13 @@ impl Header {
                 0,
                 u64::from(u32::from_be_bytes([b0, b1, b2, b3])).checked_sub(4)?,
             ),
+            Header::Mysql => (b3, u64::from(u32::from_le_bytes([b0, b1, b2, 0]))),
         };
         (len <= max_len).then_some((tag, len))
     }
 }
 
-/// One message: its tag (Postgres type byte, 0 for untyped), payload
+/// One message: its tag (Postgres type byte, 0 for untyped, MySQL sequence id), payload
 /// length and the first payload bytes the parser asked to keep.
 #[derive(Debug)]
 pub(super) struct Frame {
@@ -226,8 +229,10 @@ impl Framer {
                         *piece = Piece::Bytes(b.get(n..).unwrap_or_default());
                     }
                     Piece::Gap(g) => {
-                        if frame.body.len() < *keep {
+                        if n > 0 {
+                            // The kept body is a contiguous prefix: nothing after a gap joins it.
                             frame.complete = false;
+                            *keep = frame.body.len();
                         }
                         *g -= n;
                     }
