@@ -142,10 +142,10 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         Arc::clone(&counters),
     );
     let reenroller = match probes.take_injection_maps()? {
-        Some((sockhash, marks)) => {
+        Some(maps) => {
             tracker.enable_reenrol();
             Some(
-                Reenroller::spawn(sockhash, marks, Arc::clone(&counters))
+                Reenroller::spawn(maps.sockhash, maps.marks, Arc::clone(&counters))
                     .context("starting the re-enrolment thread")?,
             )
         }

@@ -92,6 +92,14 @@ impl Default for ProbeOptions {
     }
 }
 
+/// The maps userspace needs to re-enrol keep-alive sockets for injection.
+pub struct InjectionMaps {
+    /// `inject_socks`, by socket cookie.
+    pub sockhash: SockHash<MapData, u64>,
+    /// `inject_marks`: how far each connect()ed socket got (MARK_* in inject.bpf.c).
+    pub marks: SkStorage<MapData, u8>,
+}
+
 /// The loaded, attached probes and handles on their maps.
 pub struct Probes {
     ebpf: Ebpf,
@@ -198,9 +206,7 @@ impl Probes {
 
     /// The sockhash and the connect marks, for re-enrolling keep-alive sockets (None when
     /// injection is off, or when already taken).
-    pub fn take_injection_maps(
-        &mut self,
-    ) -> Result<Option<(SockHash<MapData, u64>, SkStorage<MapData, u8>)>> {
+    pub fn take_injection_maps(&mut self) -> Result<Option<InjectionMaps>> {
         if !self.injecting {
             return Ok(None);
         }
@@ -214,7 +220,10 @@ impl Probes {
                 .take_map("inject_marks")
                 .context("map inject_marks missing or taken")?,
         )?;
-        Ok(Some((hash, marks)))
+        Ok(Some(InjectionMaps {
+            sockhash: hash,
+            marks,
+        }))
     }
 
     /// Whether outgoing requests get a `traceparent` inserted.
