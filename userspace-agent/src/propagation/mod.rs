@@ -1,7 +1,13 @@
-//! Trace-context formats: parsing what arrives in request headers. One file per format.
+//! Trace-context propagation formats.
 //!
-//! Today only incoming W3C `traceparent` is read (in userspace, from the parsed request
-//! head). Injection into outgoing requests, B3, Jaeger and X-Ray belong to the
-//! propagation work (sk_msg), which will move the incoming decision into the kernel.
+//! Incoming context headers (W3C `traceparent`, B3 single and multi, Jaeger
+//! `uber-trace-id`, AWS `X-Amzn-Trace-Id`) are decoded in the kernel, by
+//! `ebpf-probes/common/ctx_parse.h`, when a request crosses a socket: the header that
+//! leaves with an outgoing call must carry the IDs synchronously. Userspace only receives
+//! the decision (`parent_source`, `ctx_format`, `trace_flags` on the data event) and keeps
+//! what the kernel does not need: the W3C `tracestate` that rides with a `traceparent`.
 
-pub mod w3c;
+pub mod tracestate;
+
+#[cfg(test)]
+mod kernel_parser_tests;
