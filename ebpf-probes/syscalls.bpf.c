@@ -102,7 +102,7 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
         break;
     }
 
-    decide_trace_ctx(ev, (__u32)pid_tgid);
+    decide_trace_ctx(s, (__u32)pid_tgid);
     ev->fd = (__s32)regs->di;
     ev->sent_bytes = dir == SONDE_DIR_EGRESS ? tcp_sent_bytes(si->sk) : 0;
     submit_data(s);

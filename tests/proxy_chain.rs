@@ -1,11 +1,14 @@
 //! Parent-child links: a CLIENT span made while a SERVER request is handled (same
-//! thread, a thread or process the handler starts, never a stale pool thread), an
-//! incoming W3C `traceparent`, and a SERVER span under the traced CLIENT span of the
+//! thread, a thread or process the handler starts, never a stale pool thread), incoming
+//! context headers (W3C, B3, Jaeger, X-Ray; decided in the kernel), an application's own
+//! header on an outgoing call, and a SERVER span under the traced CLIENT span of the
 //! other end of a loopback connection (nginx reverse proxy in front of Python).
 
 mod util;
 
 use std::time::Duration;
+
+use serde_json::Value;
 
 use util::*;
 
@@ -70,34 +73,184 @@ fn handler_urllib_call_is_child_via_thread() {
     );
 }
 
-/// A request that arrives with a W3C `traceparent` continues that trace: the SERVER span's
-/// parent is the header's parent-id (source "header"), and the call the handler makes
-/// stays in the same trace, under the SERVER span.
+/// A header each supported format arrives in, the trace and parent it names, and the
+/// `sonde.parent.format` it is reported as.
+struct HeaderCase {
+    headers: &'static [&'static str],
+    trace_id: &'static str,
+    parent_id: &'static str,
+    format: &'static str,
+}
+
+const HEADER_CASES: [HeaderCase; 6] = [
+    HeaderCase {
+        headers: &[
+            "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "tracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+        ],
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+        parent_id: "00f067aa0ba902b7",
+        format: "tracecontext",
+    },
+    HeaderCase {
+        headers: &["b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90"],
+        trace_id: "80f198ee56343ba864fe8b2a57d3eff7",
+        parent_id: "e457b5a2e4d86bd1",
+        format: "b3",
+    },
+    HeaderCase {
+        headers: &[
+            "X-B3-TraceId: 463ac35c9f6413ad",
+            "X-B3-SpanId: a2fb4a1d1a96d312",
+            "X-B3-Sampled: 1",
+        ],
+        trace_id: "0000000000000000463ac35c9f6413ad",
+        parent_id: "a2fb4a1d1a96d312",
+        format: "b3multi",
+    },
+    HeaderCase {
+        headers: &["uber-trace-id: 5ba3e6a4c2b6ab1c9d2a3f4e5b6c7d8e:7b2a9c4d5e6f7a8b:0:1"],
+        trace_id: "5ba3e6a4c2b6ab1c9d2a3f4e5b6c7d8e",
+        parent_id: "7b2a9c4d5e6f7a8b",
+        format: "jaeger",
+    },
+    HeaderCase {
+        headers: &["uber-trace-id: abc%3A1f%3A0%3A1"],
+        trace_id: "00000000000000000000000000000abc",
+        parent_id: "000000000000001f",
+        format: "jaeger",
+    },
+    HeaderCase {
+        headers: &[
+            "X-Amzn-Trace-Id: Self=1-67891234-12456789abcdef012345678;Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        ],
+        trace_id: "5759e988bd862e3fe1be46a994272793",
+        parent_id: "53995c3f42cd8ad8",
+        format: "xray",
+    },
+];
+
+/// The CLIENT span of the call to `upstream_path` and the SERVER span it was made under.
+fn call_pair<'a>(tree: &'a SpanTree, upstream_path: &str) -> (&'a Value, &'a Value) {
+    let client = tree.find(CLIENT, &format!("GET {upstream_path}"));
+    let server = client
+        .parent_id()
+        .and_then(|id| tree.by_id(id))
+        .unwrap_or_else(|| panic!("no parent for {}\n{:#?}", client.summary(), tree.spans));
+    (server, client)
+}
+
+fn curl_headers(headers: &[&'static str]) -> Vec<&'static str> {
+    headers.iter().flat_map(|h| ["-H", *h]).collect()
+}
+
+/// A request that arrives with a trace context header continues that trace: the kernel
+/// decides it when the request is read, so the SERVER span's parent is the header's span
+/// (source "header", with its format) and the call the handler makes is already in that
+/// trace. The CLIENT span's trace ID proves the decision was made in the kernel before the
+/// call was written: userspace no longer renames traces from headers.
 #[test]
-fn incoming_traceparent_is_continued() {
+fn incoming_context_headers_are_continued() {
     require_tracing!();
     let mut h = HandlerSetup::start();
-    let traceparent = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    h.call("/call", "/size/8", &["-H", traceparent]);
+    for (i, case) in HEADER_CASES.iter().enumerate() {
+        h.call(
+            "/call",
+            &format!("/size/{}", i + 1),
+            &curl_headers(case.headers),
+        );
+    }
 
-    let tree = h.agent.collect(2);
-    tree.assert_names(&[(SERVER, "GET /call"), (CLIENT, "GET /size/8")]);
-    let server = tree.find(SERVER, "GET /call");
-    let client = tree.find(CLIENT, "GET /size/8");
-    eqnice!(
-        tree,
-        server["traceId"].as_str(),
-        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
-        "the trace of the header"
-    );
-    eqnice!(
-        tree,
-        server["parentSpanId"].as_str(),
-        Some("00f067aa0ba902b7"),
-        "the parent of the header"
-    );
-    tree.assert_attr(server, "sonde.parent.source", "header");
-    tree.assert_child(server, client, "thread");
+    let tree = h.agent.collect(2 * HEADER_CASES.len());
+    for (i, case) in HEADER_CASES.iter().enumerate() {
+        let (server, client) = call_pair(&tree, &format!("/size/{}", i + 1));
+        eqnice!(tree, server.name(), "GET /call", "the client's parent");
+        eqnice!(
+            tree,
+            server.trace_id(),
+            case.trace_id,
+            "trace of {}",
+            case.format
+        );
+        eqnice!(
+            tree,
+            server.parent_id(),
+            Some(case.parent_id),
+            "parent of {}",
+            case.format
+        );
+        tree.assert_attr(server, "sonde.parent.source", "header");
+        tree.assert_attr(server, "sonde.parent.format", case.format);
+        tree.assert_child(server, client, "thread");
+        eqnice!(tree, client.trace_id(), case.trace_id, "the call's trace");
+        let trace_state = server["traceState"].as_str();
+        if case.format == "tracecontext" {
+            eqnice!(
+                tree,
+                trace_state,
+                Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+                "tracestate"
+            );
+        } else {
+            eqnice!(tree, trace_state, None, "tracestate only with traceparent");
+        }
+    }
+}
+
+/// Invalid traceparent values are ignored, as the W3C specification requires: the
+/// request starts a new trace (its call still follows it, via the thread).
+#[test]
+fn invalid_traceparent_starts_a_new_trace() {
+    require_tracing!();
+    let mut h = HandlerSetup::start();
+    let invalid = [
+        "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "traceparent: ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ];
+    for (i, header) in invalid.iter().enumerate() {
+        h.call("/call", &format!("/size/{}", i + 1), &["-H", header]);
+    }
+
+    let tree = h.agent.collect(2 * invalid.len());
+    for (i, header) in invalid.iter().enumerate() {
+        let (server, client) = call_pair(&tree, &format!("/size/{}", i + 1));
+        tree.assert_root(server);
+        check!(
+            tree,
+            !server
+                .trace_id()
+                .eq_ignore_ascii_case("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{header} must start a new trace"
+        );
+        tree.assert_child(server, client, "thread");
+    }
+}
+
+/// An application that sets its own context header (an instrumented or forwarding
+/// client, here curl run under `sonde run`) has its CLIENT span follow those IDs.
+#[test]
+fn outgoing_request_with_the_apps_own_header_follows_it() {
+    require_tracing!();
+    let upstream = Server::python(); // not traced
+    for case in [&HEADER_CASES[0], &HEADER_CASES[1]] {
+        let mut command = vec!["curl", "-sS", "-o", "/dev/null"];
+        command.extend(curl_headers(case.headers));
+        let url = upstream.url("/size/4");
+        command.push(&url);
+        let (_, tree) = sonde_run(&command);
+        tree.assert_names(&[(CLIENT, "GET /size/4")]);
+        let client = tree.find(CLIENT, "GET /size/4");
+        eqnice!(tree, client.trace_id(), case.trace_id, "the app's trace");
+        eqnice!(
+            tree,
+            client.parent_id(),
+            Some(case.parent_id),
+            "the app's span"
+        );
+        tree.assert_attr(client, "sonde.parent.source", "header");
+        tree.assert_attr(client, "sonde.parent.format", case.format);
+    }
 }
 
 /// The handler starts a thread that makes the call: the CLIENT span made on that new

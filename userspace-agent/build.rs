@@ -18,6 +18,7 @@ fn main() {
 
     build_probes(&probes, &out);
     build_abi_layout(&probes, &out);
+    build_ctx_parser(&probes);
 }
 
 fn rerun_if_changed(dir: &Path) {
@@ -78,6 +79,19 @@ fn build_probes(probes: &Path, out: &Path) {
         .arg(probes.join("sonde.bpf.c"))
         .arg("-o")
         .arg(&obj));
+}
+
+/// The kernel's trace-context parser (common/ctx_parse.h) compiled for the host, so unit
+/// tests exercise the same C code the probes run (`propagation/kernel_parser_tests.rs`).
+fn build_ctx_parser(probes: &Path) {
+    cc::Build::new()
+        .file(probes.join("ctx_parse_host.c"))
+        .include(probes.join("include"))
+        .include(probes)
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true)
+        .compile("sonde_ctx_parse");
 }
 
 fn build_abi_layout(probes: &Path, out: &Path) {

@@ -5,6 +5,7 @@
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "common/ctx_parse.h"
 #include "common/http_detect.h"
 #include "maps/maps.h"
 
@@ -25,21 +26,42 @@ static __always_inline void new_span_id(__u8 *span_id) {
     span_id[0] |= 1;
 }
 
-/* A request arrived on sock_id: start a server span, make it this thread's context. */
-static __always_inline void on_server_request(struct sonde_data_event *ev, __u32 tid) {
-    ev->ctx_role = SONDE_CTX_SERVER_REQUEST;
-    ev->parent_source = SONDE_PARENT_NONE;
+/* The request carries a valid trace context header: the span joins that trace, as a
+ * child of the header's span. */
+static __always_inline bool follow_header(struct sonde_data_event *ev,
+                                          const struct sonde_parsed_ctx *in) {
+    if (in->format == SONDE_FMT_NONE)
+        return false;
+    __builtin_memcpy(ev->ctx.trace_id, in->trace_id, sizeof(ev->ctx.trace_id));
+    __builtin_memcpy(ev->ctx.parent_span_id, in->span_id, sizeof(ev->ctx.parent_span_id));
+    ev->parent_source = SONDE_PARENT_HEADER;
+    ev->ctx_format = in->format;
+    ev->trace_flags = in->flags;
+    return true;
+}
+
+static __always_inline void new_trace(struct sonde_data_event *ev) {
     random_bytes(ev->ctx.trace_id, 4);
     ev->ctx.trace_id[0] |= 1;
-    new_span_id(ev->ctx.span_id);
     __builtin_memset(ev->ctx.parent_span_id, 0, sizeof(ev->ctx.parent_span_id));
+    ev->parent_source = SONDE_PARENT_NONE;
+}
+
+/* A request arrived on sock_id: start a server span, in the trace its header names if
+ * any, and make it this thread's context. */
+static __always_inline void on_server_request(struct sonde_data_event *ev,
+                                              const struct sonde_parsed_ctx *in, __u32 tid) {
+    ev->ctx_role = SONDE_CTX_SERVER_REQUEST;
+    new_span_id(ev->ctx.span_id);
+    if (!follow_header(ev, in))
+        new_trace(ev);
 
     struct thread_ctx tc = {};
     tc.ctx = ev->ctx;
     tc.sock_id = ev->sock_id;
     tc.owner_tid = tid;
     tc.source = SONDE_PARENT_THREAD;
-    tc.trace_flags = 1;
+    tc.trace_flags = ev->trace_flags;
     bpf_map_update_elem(&thread_ctxs, &tid, &tc, BPF_ANY);
 }
 
@@ -54,7 +76,8 @@ static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc) {
 }
 
 /* The context of a new client span that thread tid sends on socket sk: a child of the
- * server span the thread is working on, or the root of a new trace. */
+ * server span the thread is working on, or the root of a new trace. Shared with the
+ * sk_msg program, which decides the IDs it inserts before the bytes leave. */
 static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __u64 sk) {
     new_span_id(out->ctx.span_id);
     struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
@@ -76,9 +99,12 @@ static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __
     out->trace_flags = 1;
 }
 
-/* A request left on sock_id: a client span. If the sk_msg program already put a
- * traceparent into it, the span is the one that header names. */
-static __always_inline void on_client_request(struct sonde_data_event *ev, __u32 tid) {
+/* A request left on sock_id: a client span. If the sk_msg program put a traceparent into
+ * it, the span is the one that header names; if the application sent its own context
+ * header (an instrumented or forwarding app), that header names its parent; else the
+ * thread's server span does. */
+static __always_inline void on_client_request(struct sonde_data_event *ev,
+                                              const struct sonde_parsed_ctx *in, __u32 tid) {
     ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;
     struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
     if (note) {
@@ -94,6 +120,9 @@ static __always_inline void on_client_request(struct sonde_data_event *ev, __u32
         }
         bpf_map_delete_elem(&inject_notes, &tid);
     }
+    new_span_id(ev->ctx.span_id);
+    if (follow_header(ev, in))
+        return;
     struct thread_ctx c = {};
     client_ctx_for(&c, tid, ev->sock_id);
     ev->ctx = c.ctx;
@@ -113,14 +142,20 @@ static __always_inline void on_server_response(struct sonde_data_event *ev, __u3
         bpf_map_delete_elem(&thread_ctxs, &tid);
 }
 
-static __always_inline void decide_trace_ctx(struct sonde_data_event *ev, __u32 tid) {
+static __always_inline void decide_trace_ctx(struct scratch *s, __u32 tid) {
+    struct sonde_data_event *ev = &s->ev;
     __u32 n = ev->captured_len;
-    if (ev->direction == SONDE_DIR_INGRESS) {
-        if (looks_like_http_request(ev->data, n))
-            on_server_request(ev, tid);
-    } else if (looks_like_http_request(ev->data, n)) {
-        on_client_request(ev, tid);
-    } else if (looks_like_http_response(ev->data, n)) {
+    if (looks_like_http_request(ev->data, n)) {
+        /* Parsed once here, not in each branch: the parser is most of the verifier's
+         * work for these programs. */
+        struct sonde_parsed_ctx in = {};
+        /* data[] is followed by the spare half of struct scratch: room for ctx_bytes. */
+        sonde_parse_ctx((const struct ctx_bytes *)ev->data, n, &s->ctx_scan, &in);
+        if (ev->direction == SONDE_DIR_INGRESS)
+            on_server_request(ev, &in, tid);
+        else
+            on_client_request(ev, &in, tid);
+    } else if (ev->direction == SONDE_DIR_EGRESS && looks_like_http_response(ev->data, n)) {
         on_server_response(ev, tid);
     }
 }

@@ -5,6 +5,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
+#include "common/ctx_parse.h"
 
 /* TGIDs to trace. Userspace fills it on attach; the fork hook adds children in the
  * kernel so a child's first syscall is already traced (no userspace race). */
@@ -26,6 +27,7 @@ struct {
 struct scratch {
     struct sonde_data_event ev;
     __u8 spare[SONDE_MAX_CAPTURE];
+    struct ctx_scan_state ctx_scan; /* trace-context parser state (see ctx_parse.h) */
 };
 
 struct {
@@ -62,7 +64,7 @@ struct thread_ctx {
      * during one request must not parent calls made for later ones. */
     __u32 owner_tid;
     __u8 source;      /* enum sonde_parent_source the entry gives its children */
-    __u8 trace_flags; /* W3C trace-flags the context carries */
+    __u8 trace_flags; /* of the server span (bit 0: sampled), carried by outgoing calls */
     __u8 _pad[2];
 };
 

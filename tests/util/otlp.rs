@@ -391,6 +391,9 @@ pub fn span_json(resource: Option<&Resource>, s: &Span) -> Value {
     if !s.parent_span_id.is_empty() {
         v["parentSpanId"] = json!(hex(&s.parent_span_id));
     }
+    if !s.trace_state.is_empty() {
+        v["traceState"] = json!(s.trace_state);
+    }
     v
 }
 

@@ -56,6 +56,7 @@ fn span(resource: &Arc<Resource>, n: u8, parent: Option<u8>, status: Status) -> 
         trace_id: TraceId([0xa0 | (n & 0x0f); 16]),
         span_id: SpanId([n; 8]),
         parent_span_id: parent.map(|p| SpanId([p; 8])),
+        trace_state: None,
         name: format!("GET /item/{n}"),
         kind: if parent.is_some() {
             SpanKind::Client

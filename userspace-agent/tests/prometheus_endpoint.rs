@@ -43,6 +43,7 @@ fn http_span(kind: SpanKind, id: u8, parent: Option<u8>, service: &str, status: 
         trace_id: TraceId([7; 16]),
         span_id: sid(id),
         parent_span_id: parent.map(sid),
+        trace_state: None,
         name: "GET /api".to_owned(),
         kind,
         start_unix_nano: 1_000_000_000,

@@ -1,5 +1,16 @@
-//! Trace context on the wire: parsing what arrives in request headers (one file per
-//! format) and keeping outgoing connections ready for injection (`reenrol`).
+//! Trace context on the wire.
+//!
+//! Incoming context headers (W3C `traceparent`, B3 single and multi, Jaeger
+//! `uber-trace-id`, AWS `X-Amzn-Trace-Id`) are decoded in the kernel, by
+//! `ebpf-probes/common/ctx_parse.h`, when a request crosses a socket: the header that
+//! leaves with an outgoing call must carry the IDs synchronously. Userspace only receives
+//! the decision (`parent_source`, `ctx_format`, `trace_flags` on the data event) and keeps
+//! what the kernel does not need: the W3C `tracestate` that rides with a `traceparent`.
+//! Outgoing requests get their `traceparent` from the sk_msg program
+//! (`ebpf-probes/inject.bpf.c`); `reenrol` keeps idle keep-alive connections ready for it.
 
 pub mod reenrol;
-pub mod w3c;
+pub mod tracestate;
+
+#[cfg(test)]
+mod kernel_parser_tests;

@@ -5,6 +5,7 @@
 //! Encoding rules, and why:
 //! - `traceId`/`spanId`/`parentSpanId` are lowercase hex, not base64: OTLP JSON
 //!   overrides the protobuf mapping for IDs.
+//! - `traceState` (W3C `tracestate`) is omitted when there is none.
 //! - `parentSpanId` is omitted for root spans. Protobuf JSON omits empty `bytes`
 //!   fields, and a missing field reads unambiguously as "no parent" for `jq` users.
 //! - `startTimeUnixNano`, `endTimeUnixNano` and `intValue` are strings: protobuf JSON
@@ -28,6 +29,8 @@ pub struct OtlpSpan<'a> {
     span_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent_span_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_state: Option<&'a str>,
     name: &'a str,
     kind: i32,
     start_time_unix_nano: String,
@@ -75,6 +78,7 @@ impl<'a> From<&'a Span> for OtlpSpan<'a> {
             trace_id: span.trace_id.to_string(),
             span_id: span.span_id.to_string(),
             parent_span_id: span.parent_span_id.map(|id| id.to_string()),
+            trace_state: span.trace_state.as_deref(),
             name: &span.name,
             kind: span.kind.otlp_value(),
             start_time_unix_nano: span.start_unix_nano.to_string(),

@@ -34,6 +34,7 @@ pub fn span(trace: TraceId, id: SpanId, parent: Option<SpanId>, service: &str) -
         trace_id: trace,
         span_id: id,
         parent_span_id: parent,
+        trace_state: None,
         name: "GET /".to_owned(),
         kind: SpanKind::Server,
         start_unix_nano: 1_700_000_000_000_000_000,

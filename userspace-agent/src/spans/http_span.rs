@@ -13,6 +13,8 @@ use crate::protocols::http1::{RequestHead, ResponseHead};
 #[derive(Debug)]
 pub struct Exchange {
     pub ident: SpanIdentity,
+    /// W3C `tracestate` that came with the header the parent was taken from.
+    pub trace_state: Option<String>,
     pub resource: Arc<Resource>,
     pub request: RequestHead,
     /// Monotonic ns: first request byte (server: read; client: written).
@@ -158,6 +160,7 @@ pub fn build_span(
 ) -> Span {
     let Exchange {
         ident,
+        trace_state,
         resource,
         request,
         start_ns,
@@ -258,6 +261,9 @@ pub fn build_span(
     }
     if let Some(parent) = ident.parent {
         attrs.push(KeyValue::new("sonde.parent.source", parent.source.as_str()));
+        if let Some(format) = parent.source.header_format() {
+            attrs.push(KeyValue::new("sonde.parent.format", format.as_str()));
+        }
     }
     if inject != InjectStatus::None {
         attrs.push(KeyValue::new("sonde.inject", inject.as_str()));
@@ -303,6 +309,7 @@ pub fn build_span(
         trace_id: ident.trace_id,
         span_id: ident.span_id,
         parent_span_id: ident.parent.map(|p| p.span_id),
+        trace_state,
         name,
         kind,
         start_unix_nano: to_unix(start_ns),

@@ -1,7 +1,7 @@
 //! Trace identity of one request: its IDs and how its parent was found.
 
 use super::model::{SpanId, TraceId};
-use crate::abi::{KernelParentSource, RawTraceCtx};
+use crate::abi::{CtxFormat, KernelParentSource, RawTraceCtx};
 
 /// How a span's parent link was obtained, so users know how far to trust it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,8 +12,9 @@ pub enum ParentSource {
     Fork,
     /// Both ends of the connection are traced on this host: joined by 4-tuple.
     LocalPeer,
-    /// The request carried a W3C `traceparent` header.
-    Header,
+    /// The request carried a trace context header, in this format (decided in the kernel:
+    /// an incoming request's header, or the application's own on an outgoing one).
+    Header(CtxFormat),
 }
 
 impl ParentSource {
@@ -22,7 +23,15 @@ impl ParentSource {
             ParentSource::Thread => "thread",
             ParentSource::Fork => "fork",
             ParentSource::LocalPeer => "local_peer",
-            ParentSource::Header => "header",
+            ParentSource::Header(_) => "header",
+        }
+    }
+
+    /// The header format, for a parent that came from a header.
+    pub fn header_format(self) -> Option<CtxFormat> {
+        match self {
+            ParentSource::Header(format) => Some(format),
+            _ => None,
         }
     }
 }
@@ -52,14 +61,18 @@ impl SpanIdentity {
     }
 
     /// The identity the kernel decided; `None` if its IDs are invalid (all zero).
-    pub fn from_kernel(ctx: &RawTraceCtx, source: KernelParentSource) -> Option<Self> {
+    pub fn from_kernel(
+        ctx: &RawTraceCtx,
+        source: KernelParentSource,
+        format: CtxFormat,
+    ) -> Option<Self> {
         let trace_id = TraceId::from_bytes(ctx.trace_id)?;
         let span_id = SpanId::from_bytes(ctx.span_id)?;
         let source = match source {
             KernelParentSource::None => None,
             KernelParentSource::Thread => Some(ParentSource::Thread),
             KernelParentSource::Fork => Some(ParentSource::Fork),
-            KernelParentSource::Header => Some(ParentSource::Header),
+            KernelParentSource::Header => Some(ParentSource::Header(format)),
         };
         let parent = match (SpanId::from_bytes(ctx.parent_span_id), source) {
             (Some(span_id), Some(source)) => Some(ParentLink { span_id, source }),

@@ -193,6 +193,8 @@ pub struct Span {
     pub trace_id: TraceId,
     pub span_id: SpanId,
     pub parent_span_id: Option<SpanId>,
+    /// W3C `tracestate` received with the parent's context (OTLP `Span.trace_state`).
+    pub trace_state: Option<String>,
     pub name: String,
     pub kind: SpanKind,
     pub start_unix_nano: u64,

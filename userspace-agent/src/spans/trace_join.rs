@@ -1,7 +1,8 @@
 //! Joining traces across processes on one host without any header: when both ends of a
 //! connection are traced, the server span becomes the child of the client span that
 //! sent the request (matched by 4-tuple), and the trace the kernel started for the
-//! server is renamed to the client's trace everywhere it appears.
+//! server is renamed to the client's trace everywhere it appears. A span whose parent
+//! the kernel already took from a context header keeps it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -146,7 +147,7 @@ impl TraceJoin {
 
     /// Makes `ident` a child of (trace_id, parent) unless it already has a parent; the
     /// trace the kernel had started for it is renamed, so its subtree follows.
-    pub fn adopt(
+    fn adopt(
         &mut self,
         ident: &mut SpanIdentity,
         trace_id: TraceId,

@@ -11,12 +11,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::http_span::{Endpoints, Exchange, Outcome, build_span};
-use super::identity::{ParentSource, SpanIdentity};
+use super::identity::SpanIdentity;
 use super::model::{Resource, Span, SpanKind};
 use super::trace_join::TraceJoin;
-use crate::abi::{CtxRole, DataEvent, Direction, InjectStatus};
+use crate::abi::{CtxFormat, CtxRole, DataEvent, Direction, InjectStatus};
 use crate::metrics::Counters;
-use crate::propagation::w3c::parse_traceparent;
+use crate::propagation::tracestate;
 use crate::protocols::http1::{self, Http1Event, RequestStream, ResponseStream, Segment};
 
 /// Limits that keep the tracker's memory bounded.
@@ -353,7 +353,7 @@ impl Tracker {
             Role::Client => CtxRole::ClientRequest,
         };
         if ev.ctx_role == expected_role {
-            c.kernel_ident = SpanIdentity::from_kernel(&h.ctx, ev.parent_source);
+            c.kernel_ident = SpanIdentity::from_kernel(&h.ctx, ev.parent_source, ev.ctx_format);
             c.kernel_inject = ev.inject_status;
         }
 
@@ -408,23 +408,26 @@ impl Tracker {
                 let mut ident = c.kernel_ident.take().unwrap_or_else(SpanIdentity::new_root);
                 ident.trace_id = ctx.join.resolve(ident.trace_id);
                 match c.role {
+                    // A parent the kernel took from a header wins over a same-host guess.
                     Role::Server => {
-                        // The application's own context wins over a same-host guess.
-                        if let Some(tp) =
-                            head.headers.get("traceparent").and_then(parse_traceparent)
-                        {
-                            ctx.join.adopt(
-                                &mut ident,
-                                tp.trace_id,
-                                tp.parent_id,
-                                ParentSource::Header,
-                            );
-                        }
                         ctx.join
-                            .server_request(c.ends.local, c.ends.remote, &mut ident);
+                            .server_request(c.ends.local, c.ends.remote, &mut ident)
                     }
                     Role::Client => ctx.join.client_request(c.ends.local, c.ends.remote, &ident),
                 }
+                // tracestate travels with a traceparent, and only that one was validated.
+                let trace_state = ident
+                    .parent
+                    .and_then(|p| p.source.header_format())
+                    .filter(|f| *f == CtxFormat::W3c)
+                    .and_then(|_| {
+                        tracestate::from_headers(
+                            head.headers
+                                .iter()
+                                .filter(|(name, _)| *name == "tracestate")
+                                .map(|(_, value)| value),
+                        )
+                    });
                 if c.pending.len() >= ctx.limits.max_pending {
                     // The response parser expects one response per request: dropping one
                     // exchange would pair every later response with the wrong request.
@@ -438,6 +441,7 @@ impl Tracker {
                 c.responses.expect_response(&head.method);
                 c.pending.push_back(Exchange {
                     ident,
+                    trace_state,
                     resource: (ctx.resources)(c.tgid),
                     request: head,
                     start_ns: ts_ns,
@@ -705,6 +709,7 @@ mod tests {
         role: CtxRole,
         ctx: RawTraceCtx,
         source: KernelParentSource,
+        format: CtxFormat,
         local_port: u16,
         remote_port: u16,
     }
@@ -719,6 +724,7 @@ mod tests {
             role: CtxRole::None,
             ctx: RawTraceCtx::default(),
             source: KernelParentSource::None,
+            format: CtxFormat::None,
             local_port: if sock == SERVER_SOCK { 8080 } else { 40000 },
             remote_port: if sock == SERVER_SOCK { 40000 } else { 8080 },
         }
@@ -745,7 +751,7 @@ mod tests {
             remote_port: e.remote_port,
             local_addr,
             remote_addr: local_addr,
-            ctx_format: 0,
+            ctx_format: e.format as u8,
             inject_status: 0,
             trace_flags: 1,
             _pad: 0,
@@ -759,7 +765,7 @@ mod tests {
             direction: e.dir,
             ctx_role: e.role,
             parent_source: e.source,
-            ctx_format: CtxFormat::None,
+            ctx_format: e.format,
             inject_status: InjectStatus::None,
             data: &e.bytes,
             tail: &[],
@@ -999,25 +1005,29 @@ mod tests {
         assert_eq!(detect(Direction::Ingress, b"GETX"), Detection::NotHttp);
     }
 
+    /// The kernel took the server span's parent from the request's traceparent: the span
+    /// keeps the kernel's IDs, says where its parent came from, and keeps tracestate.
     #[test]
-    fn incoming_traceparent_continues_the_trace_and_its_subtree() {
+    fn a_parent_from_a_header_keeps_its_format_and_tracestate() {
         let (mut t, _) = tracker();
         let mut out = Vec::new();
-        let kernel_trace = [5u8; 16];
+        let header_trace = [0x4b; 16];
         let mut e = ev(
             SERVER_SOCK,
             Direction::Ingress,
             10,
-            b"GET /in HTTP/1.1\r\nHost: h\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n",
+            b"GET /in HTTP/1.1\r\nHost: h\r\ntraceparent: 00-4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b-00f067aa0ba902b7-01\r\ntracestate: rojo=00f067aa0ba902b7\r\ntracestate: congo=t61rcWkgMzE\r\n\r\n",
         );
         e.role = CtxRole::ServerRequest;
+        e.source = KernelParentSource::Header;
+        e.format = CtxFormat::W3c;
         e.ctx = RawTraceCtx {
-            trace_id: kernel_trace,
+            trace_id: header_trace,
             span_id: [6; 8],
-            parent_span_id: [0; 8],
+            parent_span_id: [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
         };
         feed(&mut t, &e, &mut out);
-        // A call the handler makes carries the kernel's trace id; it must be renamed.
+        // The handler's call: the kernel already put it in the header's trace.
         let mut call = ev(
             CLIENT_SOCK,
             Direction::Egress,
@@ -1026,38 +1036,26 @@ mod tests {
         );
         call.role = CtxRole::ClientRequest;
         call.ctx = RawTraceCtx {
-            trace_id: kernel_trace,
+            trace_id: header_trace,
             span_id: [7; 8],
             parent_span_id: [6; 8],
         };
         call.source = KernelParentSource::Thread;
         feed(&mut t, &call, &mut out);
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         feed(
             &mut t,
-            &ev(
-                CLIENT_SOCK,
-                Direction::Ingress,
-                30,
-                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-            ),
+            &ev(CLIENT_SOCK, Direction::Ingress, 30, ok),
             &mut out,
         );
         feed(
             &mut t,
-            &ev(
-                SERVER_SOCK,
-                Direction::Egress,
-                40,
-                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-            ),
+            &ev(SERVER_SOCK, Direction::Egress, 40, ok),
             &mut out,
         );
         assert_eq!(out.len(), 2);
         let (client, server) = (&out[0], &out[1]);
-        assert_eq!(
-            server.trace_id.to_string(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
+        assert_eq!(server.trace_id.0, header_trace);
         assert_eq!(
             server.parent_span_id.map(|p| p.to_string()).as_deref(),
             Some("00f067aa0ba902b7")
@@ -1067,22 +1065,74 @@ mod tests {
             &Value::Str("header".into())
         );
         assert_eq!(
-            client.trace_id, server.trace_id,
-            "the subtree follows the adopted trace"
+            attr(server, "sonde.parent.format"),
+            &Value::Str("tracecontext".into())
         );
+        assert_eq!(
+            server.trace_state.as_deref(),
+            Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+        );
+        assert_eq!(client.trace_id, server.trace_id);
         assert_eq!(client.parent_span_id, Some(server.span_id));
+        assert!(client.attr("sonde.parent.format").is_none());
+        assert_eq!(
+            client.trace_state, None,
+            "tracestate stays with the header's span"
+        );
     }
 
+    /// tracestate belongs to traceparent: a parent from another format does not take it.
     #[test]
-    fn invalid_traceparent_starts_a_new_trace() {
+    fn tracestate_needs_a_w3c_parent() {
         let (mut t, _) = tracker();
         let mut out = Vec::new();
-        let req = b"GET /in HTTP/1.1\r\ntraceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n\r\n";
+        let mut e = ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /in HTTP/1.1\r\nb3: 4b4b4b4b4b4b4b4b-00f067aa0ba902b7\r\ntracestate: rojo=1\r\n\r\n",
+        );
+        e.role = CtxRole::ServerRequest;
+        e.source = KernelParentSource::Header;
+        e.format = CtxFormat::B3;
+        e.ctx = RawTraceCtx {
+            trace_id: [0x4b; 16],
+            span_id: [6; 8],
+            parent_span_id: [1; 8],
+        };
+        feed(&mut t, &e, &mut out);
+        let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
         feed(
             &mut t,
-            &ev(SERVER_SOCK, Direction::Ingress, 10, req),
+            &ev(SERVER_SOCK, Direction::Egress, 20, ok),
             &mut out,
         );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            attr(&out[0], "sonde.parent.format"),
+            &Value::Str("b3".into())
+        );
+        assert_eq!(out[0].trace_state, None);
+    }
+
+    /// Userspace no longer adopts headers: what the kernel decided is what the span gets.
+    #[test]
+    fn a_header_the_kernel_did_not_take_is_not_adopted() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let mut e = ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /in HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ntracestate: rojo=1\r\n\r\n",
+        );
+        e.role = CtxRole::ServerRequest;
+        e.ctx = RawTraceCtx {
+            trace_id: [5; 16],
+            span_id: [6; 8],
+            parent_span_id: [0; 8],
+        };
+        feed(&mut t, &e, &mut out);
         feed(
             &mut t,
             &ev(
@@ -1094,8 +1144,10 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1);
+        assert_eq!(out[0].trace_id.0, [5; 16]);
         assert_eq!(out[0].parent_span_id, None);
         assert!(out[0].attr("sonde.parent.source").is_none());
+        assert_eq!(out[0].trace_state, None);
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub fn encode_span(span: &Span) -> ProtoSpan {
             .parent_span_id
             .map(|p| p.0.to_vec())
             .unwrap_or_default(),
+        trace_state: span.trace_state.clone().unwrap_or_default(),
         name: span.name.clone(),
         kind: span.kind.otlp_value(),
         start_time_unix_nano: span.start_unix_nano,
@@ -131,6 +132,7 @@ mod tests {
             trace_id: TraceId([n; 16]),
             span_id: SpanId([n; 8]),
             parent_span_id: parent.map(|p| SpanId([p; 8])),
+            trace_state: None,
             name: format!("GET /{n}"),
             kind: if parent.is_some() {
                 SpanKind::Client

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Host entry point to the kernel's trace-context parser (common/ctx_parse.h), built by
+ * userspace-agent/build.rs into a static library that its unit tests call. */
+#include <string.h>
+#include "common/ctx_parse.h"
+
+/* Returns 1 and fills out when data[0, len) carries a valid context, 0 when not, -1 when
+ * len exceeds what the kernel can capture. */
+int sonde_ctx_parse_host(const __u8 *data, __u32 len, struct sonde_parsed_ctx *out) {
+    /* The kernel parses inside a buffer with spare room after the captured bytes, whose
+     * content is stale; fill the room with newlines so a read past len shows in tests. */
+    struct ctx_bytes buf;
+    struct ctx_scan_state st;
+    if (len > SONDE_MAX_CAPTURE)
+        return -1;
+    memset(&buf, '\n', sizeof(buf));
+    memcpy(buf.b, data, len);
+    memset(out, 0, sizeof(*out));
+    return sonde_parse_ctx(&buf, len, &st, out);
+}
