@@ -374,7 +374,7 @@ fn nginx_reverse_proxy_chain_is_one_trace() {
     );
     tree.assert_root(nginx_server);
     tree.assert_child(nginx_server, nginx_client, "thread");
-    tree.assert_child(nginx_client, py_server, "header");
+    tree.assert_child(nginx_client, py_server, "injected");
     tree.assert_attr(nginx_client, "sonde.inject", "injected");
     tree.assert_attr(nginx_server, "client.port", &curl_port.to_string());
     tree.assert_attr(nginx_client, "server.port", &upstream.port.to_string());

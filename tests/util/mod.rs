@@ -1438,7 +1438,8 @@ impl SpanTree {
                     let src = s.attr_str("sonde.parent.source").unwrap_or_default();
                     check!(
                         self,
-                        ["thread", "fork", "local_peer", "header"].contains(&src.as_str()),
+                        ["thread", "fork", "local_peer", "header", "injected"]
+                            .contains(&src.as_str()),
                         "sonde.parent.source of {sum}"
                     );
                     if let Some(p) = self.by_id(pid) {

@@ -15,6 +15,10 @@ pub enum ParentSource {
     /// The request carried a trace context header, in this format (decided in the kernel:
     /// an incoming request's header, or the application's own on an outgoing one).
     Header(CtxFormat),
+    /// The request carried the `traceparent` Sonde inserted into its client's request
+    /// (both ends traced on this host, so the insertion is known; across hosts the same
+    /// link reads `header`).
+    Injected,
 }
 
 impl ParentSource {
@@ -24,6 +28,7 @@ impl ParentSource {
             ParentSource::Fork => "fork",
             ParentSource::LocalPeer => "local_peer",
             ParentSource::Header(_) => "header",
+            ParentSource::Injected => "injected",
         }
     }
 
@@ -31,6 +36,7 @@ impl ParentSource {
     pub fn header_format(self) -> Option<CtxFormat> {
         match self {
             ParentSource::Header(format) => Some(format),
+            ParentSource::Injected => Some(CtxFormat::W3c),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use super::identity::{ParentLink, ParentSource, SpanIdentity};
 use super::model::{SpanId, TraceId};
+use crate::abi::CtxFormat;
 
 /// Bounded map with two generations: when the young one is full it becomes the old
 /// one and the previous old one is dropped. Recent entries always survive.
@@ -75,11 +76,20 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// (local, remote) as the client sees its connection.
 type Tuple = (SocketAddr, SocketAddr);
 
+/// A client request in flight, as the server side will look for it.
+#[derive(Clone, Copy, Debug)]
+struct ClientRequest {
+    trace_id: TraceId,
+    span_id: SpanId,
+    /// Sonde inserted a `traceparent` naming this span into the request.
+    injected: bool,
+}
+
 #[derive(Debug)]
 pub struct TraceJoin {
     /// In-flight client requests by the client's (local, remote), oldest first: with
     /// pipelining the server reads them in this order.
-    clients: TwoGen<Tuple, VecDeque<(TraceId, SpanId)>>,
+    clients: TwoGen<Tuple, VecDeque<ClientRequest>>,
     /// Kernel-chosen trace IDs renamed to the trace they joined.
     renamed: TwoGen<TraceId, TraceId>,
 }
@@ -109,20 +119,30 @@ impl TraceJoin {
         trace_id
     }
 
-    /// A client request left on (local, remote).
-    pub fn client_request(&mut self, local: SocketAddr, remote: SocketAddr, ident: &SpanIdentity) {
+    /// A client request left on (local, remote); `injected`: it carries our traceparent.
+    pub fn client_request(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ident: &SpanIdentity,
+        injected: bool,
+    ) {
         let queue = self.clients.entry((local, remote));
         if queue.len() >= MAX_IN_FLIGHT_PER_CONNECTION {
             queue.pop_front();
         }
-        queue.push_back((ident.trace_id, ident.span_id));
+        queue.push_back(ClientRequest {
+            trace_id: ident.trace_id,
+            span_id: ident.span_id,
+            injected,
+        });
     }
 
     /// The client span finished; forget it unless the server already took it.
     pub fn client_done(&mut self, local: SocketAddr, remote: SocketAddr, span_id: SpanId) {
         let key = (local, remote);
         if let Some(queue) = self.clients.get_mut(&key) {
-            queue.retain(|(_, s)| *s != span_id);
+            queue.retain(|r| r.span_id != span_id);
             if queue.is_empty() {
                 self.clients.remove(&key);
             }
@@ -130,7 +150,8 @@ impl TraceJoin {
     }
 
     /// A server request arrived on (local, remote): adopt the traced client's span as
-    /// parent when there is one.
+    /// parent when there is one. A parent the kernel already took from a header stays;
+    /// if that header is the one Sonde inserted for this client span, it says so.
     pub fn server_request(
         &mut self,
         local: SocketAddr,
@@ -140,8 +161,24 @@ impl TraceJoin {
         let Some(queue) = self.clients.get_mut(&(remote, local)) else {
             return;
         };
-        if let Some((trace_id, span_id)) = queue.pop_front() {
-            self.adopt(ident, trace_id, span_id, ParentSource::LocalPeer);
+        let Some(client) = queue.pop_front() else {
+            return;
+        };
+        match ident.parent.as_mut() {
+            Some(parent)
+                if client.injected
+                    && parent.span_id == client.span_id
+                    && parent.source == ParentSource::Header(CtxFormat::W3c) =>
+            {
+                parent.source = ParentSource::Injected;
+            }
+            Some(_) => {}
+            None => self.adopt(
+                ident,
+                client.trace_id,
+                client.span_id,
+                ParentSource::LocalPeer,
+            ),
         }
     }
 
@@ -177,10 +214,44 @@ mod tests {
     }
 
     #[test]
+    fn header_parent_from_our_insertion_reads_injected() {
+        let mut join = TraceJoin::default();
+        let (client_addr, server_addr) = (addr("127.0.0.1:5000"), addr("127.0.0.1:80"));
+        let client = SpanIdentity::new_root();
+        join.client_request(client_addr, server_addr, &client, true);
+        let header = ParentLink {
+            span_id: client.span_id,
+            source: ParentSource::Header(CtxFormat::W3c),
+        };
+        let mut server = SpanIdentity {
+            trace_id: client.trace_id,
+            span_id: SpanIdentity::new_root().span_id,
+            parent: Some(header),
+        };
+        join.server_request(server_addr, client_addr, &mut server);
+        assert_eq!(
+            server.parent.map(|p| (p.span_id, p.source)),
+            Some((client.span_id, ParentSource::Injected))
+        );
+
+        // An application's own header (not ours) keeps reading `header`.
+        join.client_request(client_addr, server_addr, &client, false);
+        let mut other = SpanIdentity {
+            parent: Some(header),
+            ..server
+        };
+        join.server_request(server_addr, client_addr, &mut other);
+        assert_eq!(
+            other.parent.map(|p| p.source),
+            Some(ParentSource::Header(CtxFormat::W3c))
+        );
+    }
+
+    #[test]
     fn server_adopts_client_and_its_trace_is_renamed() {
         let mut join = TraceJoin::default();
         let client = SpanIdentity::new_root();
-        join.client_request(addr("127.0.0.1:5000"), addr("127.0.0.1:80"), &client);
+        join.client_request(addr("127.0.0.1:5000"), addr("127.0.0.1:80"), &client, false);
         let mut server = SpanIdentity::new_root();
         let kernel_trace = server.trace_id;
         join.server_request(addr("127.0.0.1:80"), addr("127.0.0.1:5000"), &mut server);
@@ -194,8 +265,8 @@ mod tests {
         let mut join = TraceJoin::default();
         let (c1, c2) = (SpanIdentity::new_root(), SpanIdentity::new_root());
         let (client, server) = (addr("127.0.0.1:5000"), addr("127.0.0.1:80"));
-        join.client_request(client, server, &c1);
-        join.client_request(client, server, &c2);
+        join.client_request(client, server, &c1, false);
+        join.client_request(client, server, &c2, false);
         let (mut s1, mut s2) = (SpanIdentity::new_root(), SpanIdentity::new_root());
         join.server_request(server, client, &mut s1);
         join.server_request(server, client, &mut s2);
@@ -209,7 +280,7 @@ mod tests {
         let mut join = TraceJoin::default();
         let c = SpanIdentity::new_root();
         let (client, server) = (addr("127.0.0.1:5000"), addr("127.0.0.1:80"));
-        join.client_request(client, server, &c);
+        join.client_request(client, server, &c, false);
         join.client_done(client, server, c.span_id);
         let mut s = SpanIdentity::new_root();
         join.server_request(server, client, &mut s);
@@ -220,7 +291,7 @@ mod tests {
     fn unrelated_server_keeps_its_trace() {
         let mut join = TraceJoin::default();
         let client = SpanIdentity::new_root();
-        join.client_request(addr("127.0.0.1:5000"), addr("127.0.0.1:80"), &client);
+        join.client_request(addr("127.0.0.1:5000"), addr("127.0.0.1:80"), &client, false);
         let mut server = SpanIdentity::new_root();
         let before = server;
         join.server_request(addr("127.0.0.1:80"), addr("127.0.0.1:5001"), &mut server);

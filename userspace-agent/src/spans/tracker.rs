@@ -413,7 +413,12 @@ impl Tracker {
                         ctx.join
                             .server_request(c.ends.local, c.ends.remote, &mut ident)
                     }
-                    Role::Client => ctx.join.client_request(c.ends.local, c.ends.remote, &ident),
+                    Role::Client => ctx.join.client_request(
+                        c.ends.local,
+                        c.ends.remote,
+                        &ident,
+                        c.kernel_inject == InjectStatus::Injected,
+                    ),
                 }
                 // tracestate travels with a traceparent, and only that one was validated.
                 let trace_state = ident
