@@ -837,6 +837,9 @@ impl Ctx<'_> {
 }
 
 #[cfg(test)]
+mod db_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::abi::{
