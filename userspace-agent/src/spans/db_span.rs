@@ -51,7 +51,8 @@ pub fn build_span(
         ("db.namespace", namespace),
         ("db.operation.name", operation),
         ("db.collection.name", collection),
-        ("db.query.text", query_text),
+        // `--db-query-text off` keeps no text: an empty one is no attribute.
+        ("db.query.text", query_text.filter(|q| !q.is_empty())),
         ("db.response.status_code", status_code),
         ("error.type", error_type.clone()),
     ];
