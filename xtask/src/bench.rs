@@ -42,6 +42,9 @@ pub struct Options {
     /// Use this sonde binary instead of building one (cargo build --release -p sonde).
     #[arg(long, env = "SONDE_BIN", value_name = "PATH")]
     sonde_bin: Option<PathBuf>,
+    /// Benchmark database servers (pgbench, redis-benchmark) instead of nginx.
+    #[arg(long)]
+    db: bool,
 }
 
 /// Throughput with full tracing, as a fraction of no agent: at least this.
@@ -100,6 +103,7 @@ pub fn run(opts: Options) -> Result<()> {
         json,
         write_docs,
         sonde_bin,
+        db,
     } = opts;
     if rounds == 0 || seconds == 0 {
         bail!("--rounds and --seconds must be at least 1");
@@ -116,6 +120,11 @@ pub fn run(opts: Options) -> Result<()> {
         None => util::build_sonde(true)?,
     };
 
+    if db {
+        let table = crate::bench_db::run(&sonde, rounds, seconds)?;
+        println!("\n{rounds} rounds, medians; the agent traces the database server.\n\n{table}");
+        return Ok(());
+    }
     let load_before = loadavg();
     if load_before.is_some_and(|l| l > 0.5) {
         println!(
