@@ -8,6 +8,7 @@
 
 mod util;
 
+use serde_json::Value;
 use util::db::{self, DbPorts};
 use util::*;
 
