@@ -136,10 +136,12 @@ fn traced_database_servers_are_joined_under_the_client_calls() {
 
     let tree = agent.collect(11);
     let server = tree.find(SERVER, "GET /users");
-    for client in calls(&tree, server, "postgresql")
+    let clients: Vec<_> = calls(&tree, server, "postgresql")
         .into_iter()
         .chain(calls(&tree, server, "redis"))
-    {
+        .collect();
+    eqnice!(tree, clients.len(), 5, "3 postgres and 2 redis calls");
+    for client in clients {
         let db_side: Vec<_> = tree
             .children_of(client)
             .into_iter()
@@ -168,7 +170,7 @@ fn traced_database_servers_are_joined_under_the_client_calls() {
 fn mariadb_queries_and_errors_are_spans() {
     require_tracing!();
     let maria = db::mariadb(
-        "CREATE DATABASE test; CREATE TABLE test.items (id int PRIMARY KEY, name text); \
+        "CREATE DATABASE IF NOT EXISTS test; CREATE TABLE test.items (id int PRIMARY KEY, name text); \
          INSERT INTO test.items VALUES (1, 'pen'), (2, 'ink');",
     );
     let app = db::db_app(&DbPorts {
