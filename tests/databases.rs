@@ -29,6 +29,18 @@ fn get_ok(app: &Server, path: &str) -> String {
     body
 }
 
+/// PostgreSQL (table `users`), Redis, and the app that uses them.
+fn pg_redis_app() -> (Server, Server, Server) {
+    let pg = db::postgres(USERS_SQL);
+    let redis = db::redis();
+    let app = db::db_app(&DbPorts {
+        postgres: pg.port,
+        redis: redis.port,
+        ..DbPorts::default()
+    });
+    (pg, redis, app)
+}
+
 /// The CLIENT spans of one database system, children of `parent` via its thread.
 fn calls<'a>(tree: &'a SpanTree, parent: &Value, system: &str) -> Vec<&'a Value> {
     let calls: Vec<_> = tree
@@ -46,13 +58,7 @@ fn calls<'a>(tree: &'a SpanTree, parent: &Value, system: &str) -> Vec<&'a Value>
 #[test]
 fn a_web_request_shows_its_postgres_and_redis_calls_as_children() {
     require_tracing!();
-    let pg = db::postgres(USERS_SQL);
-    let redis = db::redis();
-    let app = db::db_app(&DbPorts {
-        postgres: pg.port,
-        redis: redis.port,
-        ..DbPorts::default()
-    });
+    let (pg, redis, app) = pg_redis_app();
     let mut agent = Agent::attach(&[app.pid()]);
     assert_eq!(get_ok(&app, "/users"), "ada 2 ada");
 
@@ -91,13 +97,7 @@ fn a_web_request_shows_its_postgres_and_redis_calls_as_children() {
 #[test]
 fn database_errors_are_error_spans_with_the_servers_code() {
     require_tracing!();
-    let pg = db::postgres(USERS_SQL);
-    let redis = db::redis();
-    let app = db::db_app(&DbPorts {
-        postgres: pg.port,
-        redis: redis.port,
-        ..DbPorts::default()
-    });
+    let (_pg, _redis, app) = pg_redis_app();
     let mut agent = Agent::attach(&[app.pid()]);
     assert_eq!(get_ok(&app, "/errors"), "UndefinedTable ResponseError");
 
@@ -124,13 +124,7 @@ fn database_errors_are_error_spans_with_the_servers_code() {
 #[test]
 fn traced_database_servers_are_joined_under_the_client_calls() {
     require_tracing!();
-    let pg = db::postgres(USERS_SQL);
-    let redis = db::redis();
-    let app = db::db_app(&DbPorts {
-        postgres: pg.port,
-        redis: redis.port,
-        ..DbPorts::default()
-    });
+    let (pg, redis, app) = pg_redis_app();
     let mut agent = Agent::attach(&[app.pid(), pg.pid(), redis.pid()]);
     get_ok(&app, "/users");
 

@@ -278,25 +278,13 @@ fn measure(
     let agent_log = dir.join(format!("sonde-{round}-{}.stderr", config.key()));
     let mut agent = match config {
         Config::None => None,
-        Config::Floor | Config::Full => {
-            let ready = dir.join("sonde.ready");
-            let _ = std::fs::remove_file(&ready);
-            let mut cmd = Command::new(sonde);
-            cmd.args(["attach", "--pid", &nginx.to_string(), "-o", "none"])
-                .arg("--ready-file")
-                .arg(&ready)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&agent_log)?);
-            if config == Config::Floor {
-                cmd.arg("--empty-probes");
-            }
-            let mut agent =
-                ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
-            util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
-                .with_context(|| util::tail(&agent_log, 30))?;
-            Some(agent)
-        }
+        Config::Floor | Config::Full => Some(attach_agent(
+            sonde,
+            nginx,
+            config == Config::Floor,
+            dir,
+            &agent_log,
+        )?),
     };
     let run = wrk(url, seconds)?;
     let mut agent_hwm_kib = None;
@@ -330,6 +318,33 @@ fn measure(
         agent_hwm_kib,
         counters,
     })
+}
+
+/// `sonde attach --pid <pid> -o none` (with `--empty-probes` for the floor), ready;
+/// its stderr goes to `log`.
+pub(crate) fn attach_agent(
+    sonde: &Path,
+    pid: u32,
+    empty_probes: bool,
+    dir: &Path,
+    log: &Path,
+) -> Result<ChildGuard> {
+    let ready = dir.join("sonde.ready");
+    let _ = std::fs::remove_file(&ready);
+    let mut cmd = Command::new(sonde);
+    cmd.args(["attach", "--pid", &pid.to_string(), "-o", "none"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?);
+    if empty_probes {
+        cmd.arg("--empty-probes");
+    }
+    let mut agent = ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
+    util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
+        .with_context(|| util::tail(log, 30))?;
+    Ok(agent)
 }
 
 struct WrkRun {

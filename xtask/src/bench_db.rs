@@ -90,25 +90,13 @@ fn measure(sonde: &Path, dir: &Path, w: &Workload, config: Config) -> Result<(f6
     let log = dir.join("sonde-db.stderr");
     let mut agent = match config {
         Config::None => None,
-        Config::Floor | Config::Full => {
-            let ready = dir.join("sonde-db.ready");
-            let _ = std::fs::remove_file(&ready);
-            let mut cmd = Command::new(sonde);
-            cmd.args(["attach", "--pid", &w.server_pid.to_string(), "-o", "none"])
-                .arg("--ready-file")
-                .arg(&ready)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log)?);
-            if config == Config::Floor {
-                cmd.arg("--empty-probes");
-            }
-            let mut agent =
-                ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
-            util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
-                .with_context(|| util::tail(&log, 30))?;
-            Some(agent)
-        }
+        Config::Floor | Config::Full => Some(crate::bench::attach_agent(
+            sonde,
+            w.server_pid,
+            config == Config::Floor,
+            dir,
+            &log,
+        )?),
     };
     let ops = (w.load)()?;
     let mut spans = 0;

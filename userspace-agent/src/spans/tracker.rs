@@ -863,20 +863,21 @@ mod tests {
         (t, counters)
     }
 
-    struct Ev {
-        sock: u64,
-        dir: Direction,
-        ts: u64,
-        bytes: Vec<u8>,
-        total: u64,
-        role: CtxRole,
-        ctx: RawTraceCtx,
-        source: KernelParentSource,
-        local_port: u16,
-        remote_port: u16,
+    pub(super) struct Ev {
+        pub sock: u64,
+        pub dir: Direction,
+        pub ts: u64,
+        pub bytes: Vec<u8>,
+        pub total: u64,
+        pub role: CtxRole,
+        pub ctx: RawTraceCtx,
+        pub source: KernelParentSource,
+        pub local_port: u16,
+        pub remote_port: u16,
+        pub tgid: u32,
     }
 
-    fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
+    pub(super) fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
         Ev {
             sock,
             dir,
@@ -888,10 +889,11 @@ mod tests {
             source: KernelParentSource::None,
             local_port: if sock == SERVER_SOCK { 8080 } else { 40000 },
             remote_port: if sock == SERVER_SOCK { 40000 } else { 8080 },
+            tgid: 42,
         }
     }
 
-    fn feed(t: &mut Tracker, e: &Ev, out: &mut Vec<Span>) {
+    pub(super) fn feed(t: &mut Tracker, e: &Ev, out: &mut Vec<Span>) {
         let mut local_addr = [0u8; 16];
         local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         let header = RawDataHeader {
@@ -902,8 +904,8 @@ mod tests {
             ctx_role: e.role as u8,
             parent_source: e.source as u8,
             tail_len: 0,
-            tgid: 42,
-            tid: 42,
+            tgid: e.tgid,
+            tid: e.tgid,
             ts_ns: e.ts,
             sock_id: e.sock,
             total_len: e.total,

@@ -5,10 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
+use super::tests::{Ev, feed};
 use super::*;
-use crate::abi::{
-    CtxFormat, InjectStatus, KernelParentSource, RawDataHeader, RawTraceCtx, TAIL_BYTES,
-};
+use crate::abi::{KernelParentSource, RawTraceCtx};
 use crate::protocols::Segment;
 use crate::protocols::db::{DbParser, ParserStats, Side};
 use crate::spans::{Status, Value};
@@ -95,77 +94,18 @@ const APP_PORT: u16 = 8080;
 const CLIENT_PORT: u16 = 40001;
 const DB_PORT: u16 = 11211;
 
-/// One data event as the probes report it, on loopback.
-struct Ev {
-    sock: u64,
-    dir: Direction,
-    ts: u64,
-    bytes: Vec<u8>,
-    role: CtxRole,
-    ctx: RawTraceCtx,
-    source: KernelParentSource,
-}
-
+/// An event on one of this file's connections (ports and process by socket).
 fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
-    Ev {
-        sock,
-        dir,
-        ts,
-        bytes: bytes.to_vec(),
-        role: CtxRole::None,
-        ctx: RawTraceCtx::default(),
-        source: KernelParentSource::None,
-    }
-}
-
-fn ports(sock: u64) -> (u16, u16) {
-    match sock {
+    let mut e = super::tests::ev(sock, dir, ts, bytes);
+    (e.local_port, e.remote_port) = match sock {
         APP_SOCK => (APP_PORT, 50000),
         DB_CLIENT_SOCK => (CLIENT_PORT, DB_PORT),
         _ => (DB_PORT, CLIENT_PORT),
+    };
+    if sock == DB_SERVER_SOCK {
+        e.tgid = 7;
     }
-}
-
-fn feed(t: &mut Tracker, e: &Ev, out: &mut Vec<Span>) {
-    let mut addr = [0u8; 16];
-    addr[..4].copy_from_slice(&[127, 0, 0, 1]);
-    let (local_port, remote_port) = ports(e.sock);
-    let header = RawDataHeader {
-        kind: crate::abi::EV_DATA,
-        direction: e.dir as u8,
-        syscall: 1,
-        family: 2,
-        ctx_role: e.role as u8,
-        parent_source: e.source as u8,
-        tail_len: 0,
-        tgid: if e.sock == DB_SERVER_SOCK { 7 } else { 42 },
-        tid: 42,
-        ts_ns: e.ts,
-        sock_id: e.sock,
-        total_len: e.bytes.len() as u64,
-        captured_len: e.bytes.len() as u32,
-        local_port,
-        remote_port,
-        local_addr: addr,
-        remote_addr: addr,
-        ctx_format: 0,
-        inject_status: 0,
-        trace_flags: 1,
-        _pad: [0; 5],
-        ctx: e.ctx,
-        tail: [0; TAIL_BYTES],
-    };
-    let data = DataEvent {
-        header,
-        direction: e.dir,
-        ctx_role: e.role,
-        parent_source: e.source,
-        ctx_format: CtxFormat::None,
-        inject_status: InjectStatus::None,
-        data: &e.bytes,
-        tail: &[],
-    };
-    t.on_data(&data, &|ns| ns, out);
+    e
 }
 
 /// A query the application sends while serving the request with `server_span`.
