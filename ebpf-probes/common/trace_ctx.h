@@ -142,6 +142,21 @@ static __always_inline void on_server_response(struct sonde_data_event *ev, __u3
         bpf_map_delete_elem(&thread_ctxs, &tid);
 }
 
+/* Other bytes sent while the thread serves a request (a database or cache call): name that
+ * request as their parent, so userspace can parent the call's span without parsing the
+ * protocol here. Bytes on the server socket itself belong to the request, not a call. */
+static __always_inline void on_other_egress(struct sonde_data_event *ev, __u32 tid) {
+    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    if (!tc || tc->sock_id == ev->sock_id || !inherited_ctx_live(tc))
+        return;
+    ev->ctx_role = SONDE_CTX_IN_SPAN;
+    ev->parent_source = tc->source;
+    ev->trace_flags = tc->trace_flags;
+    __builtin_memcpy(ev->ctx.trace_id, tc->ctx.trace_id, sizeof(ev->ctx.trace_id));
+    __builtin_memset(ev->ctx.span_id, 0, sizeof(ev->ctx.span_id));
+    __builtin_memcpy(ev->ctx.parent_span_id, tc->ctx.span_id, sizeof(ev->ctx.parent_span_id));
+}
+
 static __always_inline void decide_trace_ctx(struct scratch *s, __u32 tid) {
     struct sonde_data_event *ev = &s->ev;
     __u32 n = ev->captured_len;
@@ -155,7 +170,10 @@ static __always_inline void decide_trace_ctx(struct scratch *s, __u32 tid) {
             on_server_request(ev, &in, tid);
         else
             on_client_request(ev, &in, tid);
-    } else if (ev->direction == SONDE_DIR_EGRESS && looks_like_http_response(ev->data, n)) {
-        on_server_response(ev, tid);
+    } else if (ev->direction == SONDE_DIR_EGRESS) {
+        if (looks_like_http_response(ev->data, n))
+            on_server_response(ev, tid);
+        else
+            on_other_egress(ev, tid);
     }
 }

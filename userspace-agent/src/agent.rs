@@ -140,7 +140,8 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         },
         Box::new(move |pid| tracker_resources.get_or_load(pid)),
         Arc::clone(&counters),
-    );
+    )
+    .with_db_options(opts.db_query_text.parse_options());
     let reenroller = match probes.take_injection_maps()? {
         Some(maps) => {
             tracker.enable_reenrol();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::OtlpArgs;
+use crate::protocols::db::ParseOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,6 +78,35 @@ pub enum OutputFormat {
     None,
 }
 
+/// What database spans keep of the query text (`db.query.text`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DbQueryText {
+    /// Literals replaced by `?`: the statement's shape, never its values.
+    #[default]
+    Obfuscated,
+    /// The text as sent, literals included (may contain personal data).
+    Raw,
+    /// No query text at all (the span name still summarises the query).
+    Off,
+}
+
+impl DbQueryText {
+    pub fn parse_options(self) -> ParseOptions {
+        let defaults = ParseOptions::default();
+        match self {
+            DbQueryText::Obfuscated => defaults,
+            DbQueryText::Raw => ParseOptions {
+                obfuscate_literals: false,
+                ..defaults
+            },
+            DbQueryText::Off => ParseOptions {
+                max_query_text: 0,
+                ..defaults
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct TraceOptions {
     /// Span output on stdout.
@@ -112,6 +142,9 @@ pub struct TraceOptions {
     /// a callee on another host then starts its own trace).
     #[arg(long)]
     pub no_inject: bool,
+    /// Query text on database spans: obfuscated (literals become `?`), raw, or off.
+    #[arg(long, value_enum, default_value_t = DbQueryText::Obfuscated, value_name = "MODE")]
+    pub db_query_text: DbQueryText,
     /// Benchmark floor: attach every hook, but every probe returns at once.
     #[arg(long, hide = true)]
     pub empty_probes: bool,

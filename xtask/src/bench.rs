@@ -42,6 +42,9 @@ pub struct Options {
     /// Use this sonde binary instead of building one (cargo build --release -p sonde).
     #[arg(long, env = "SONDE_BIN", value_name = "PATH")]
     sonde_bin: Option<PathBuf>,
+    /// Benchmark database servers (pgbench, redis-benchmark) instead of nginx.
+    #[arg(long)]
+    db: bool,
 }
 
 /// Throughput with full tracing, as a fraction of no agent: at least this.
@@ -100,6 +103,7 @@ pub fn run(opts: Options) -> Result<()> {
         json,
         write_docs,
         sonde_bin,
+        db,
     } = opts;
     if rounds == 0 || seconds == 0 {
         bail!("--rounds and --seconds must be at least 1");
@@ -116,6 +120,11 @@ pub fn run(opts: Options) -> Result<()> {
         None => util::build_sonde(true)?,
     };
 
+    if db {
+        let table = crate::bench_db::run(&sonde, rounds, seconds)?;
+        println!("\n{rounds} rounds, medians; the agent traces the database server.\n\n{table}");
+        return Ok(());
+    }
     let load_before = loadavg();
     if load_before.is_some_and(|l| l > 0.5) {
         println!(
@@ -269,25 +278,13 @@ fn measure(
     let agent_log = dir.join(format!("sonde-{round}-{}.stderr", config.key()));
     let mut agent = match config {
         Config::None => None,
-        Config::Floor | Config::Full => {
-            let ready = dir.join("sonde.ready");
-            let _ = std::fs::remove_file(&ready);
-            let mut cmd = Command::new(sonde);
-            cmd.args(["attach", "--pid", &nginx.to_string(), "-o", "none"])
-                .arg("--ready-file")
-                .arg(&ready)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&agent_log)?);
-            if config == Config::Floor {
-                cmd.arg("--empty-probes");
-            }
-            let mut agent =
-                ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
-            util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
-                .with_context(|| util::tail(&agent_log, 30))?;
-            Some(agent)
-        }
+        Config::Floor | Config::Full => Some(attach_agent(
+            sonde,
+            nginx,
+            config == Config::Floor,
+            dir,
+            &agent_log,
+        )?),
     };
     let run = wrk(url, seconds)?;
     let mut agent_hwm_kib = None;
@@ -321,6 +318,33 @@ fn measure(
         agent_hwm_kib,
         counters,
     })
+}
+
+/// `sonde attach --pid <pid> -o none` (with `--empty-probes` for the floor), ready;
+/// its stderr goes to `log`.
+pub(crate) fn attach_agent(
+    sonde: &Path,
+    pid: u32,
+    empty_probes: bool,
+    dir: &Path,
+    log: &Path,
+) -> Result<ChildGuard> {
+    let ready = dir.join("sonde.ready");
+    let _ = std::fs::remove_file(&ready);
+    let mut cmd = Command::new(sonde);
+    cmd.args(["attach", "--pid", &pid.to_string(), "-o", "none"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?);
+    if empty_probes {
+        cmd.arg("--empty-probes");
+    }
+    let mut agent = ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
+    util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
+        .with_context(|| util::tail(log, 30))?;
+    Ok(agent)
 }
 
 struct WrkRun {

@@ -4,6 +4,7 @@
 //! Every command that touches the kernel or apt needs root.
 
 mod bench;
+mod bench_db;
 mod demo;
 mod microbench;
 mod setup;

@@ -90,6 +90,46 @@ const NEEDS: &[Need] = &[
         alternatives: &[],
         program: Some("ip"),
     },
+    Need {
+        package: "postgresql",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "redis-server",
+        alternatives: &[],
+        program: Some("redis-server"),
+    },
+    Need {
+        package: "mariadb-server",
+        alternatives: &[],
+        program: Some("mariadbd"),
+    },
+    Need {
+        package: "memcached",
+        alternatives: &[],
+        program: Some("memcached"),
+    },
+    Need {
+        package: "python3-psycopg2",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "python3-redis",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "python3-pymysql",
+        alternatives: &[],
+        program: None,
+    },
+    Need {
+        package: "python3-pymemcache",
+        alternatives: &[],
+        program: None,
+    },
 ];
 
 const TRACEFS: &str = "/sys/kernel/tracing";

@@ -57,6 +57,14 @@ impl Endpoints {
             remote_ip: ip_string(&remote),
         }
     }
+
+    pub fn local_ip(&self) -> &str {
+        &self.local_ip
+    }
+
+    pub fn remote_ip(&self) -> &str {
+        &self.remote_ip
+    }
 }
 
 /// A request-target (RFC 9112 §3.2): origin-form `/p?q`, or absolute-form

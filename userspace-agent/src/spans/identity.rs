@@ -40,6 +40,15 @@ impl ParentSource {
             _ => None,
         }
     }
+
+    fn from_kernel(source: KernelParentSource, format: CtxFormat) -> Option<Self> {
+        match source {
+            KernelParentSource::None => None,
+            KernelParentSource::Thread => Some(ParentSource::Thread),
+            KernelParentSource::Fork => Some(ParentSource::Fork),
+            KernelParentSource::Header => Some(ParentSource::Header(format)),
+        }
+    }
 }
 
 /// A parent that always carries its provenance.
@@ -66,6 +75,19 @@ impl SpanIdentity {
         }
     }
 
+    /// A new span whose parent the kernel named (`SONDE_CTX_IN_SPAN`: bytes a thread sent
+    /// while serving a request); `None` if the kernel named no valid parent.
+    pub fn child_of_kernel(ctx: &RawTraceCtx, source: KernelParentSource) -> Option<Self> {
+        let trace_id = TraceId::from_bytes(ctx.trace_id)?;
+        let span_id = SpanId::from_bytes(ctx.parent_span_id)?;
+        let source = ParentSource::from_kernel(source, CtxFormat::None)?;
+        Some(Self {
+            trace_id,
+            span_id: SpanId::random(),
+            parent: Some(ParentLink { span_id, source }),
+        })
+    }
+
     /// The identity the kernel decided; `None` if its IDs are invalid (all zero).
     pub fn from_kernel(
         ctx: &RawTraceCtx,
@@ -74,12 +96,7 @@ impl SpanIdentity {
     ) -> Option<Self> {
         let trace_id = TraceId::from_bytes(ctx.trace_id)?;
         let span_id = SpanId::from_bytes(ctx.span_id)?;
-        let source = match source {
-            KernelParentSource::None => None,
-            KernelParentSource::Thread => Some(ParentSource::Thread),
-            KernelParentSource::Fork => Some(ParentSource::Fork),
-            KernelParentSource::Header => Some(ParentSource::Header(format)),
-        };
+        let source = ParentSource::from_kernel(source, format);
         let parent = match (SpanId::from_bytes(ctx.parent_span_id), source) {
             (Some(span_id), Some(source)) => Some(ParentLink { span_id, source }),
             _ => None,

@@ -1,5 +1,7 @@
 //! Spans: pairing requests with responses, parent links, naming and attributes.
 
+mod db_conn;
+pub mod db_span;
 pub mod http_span;
 pub mod identity;
 pub mod model;

@@ -205,6 +205,125 @@ impl TraceJoin {
     }
 }
 
+/// Same-host join for calls whose spans exist only once they complete (database and
+/// cache calls): either side may finish first, so each side's finished calls wait, in
+/// order, for the other's. Calls are matched by name too (both parsers read the same
+/// bytes), so a call one side lost cannot shift every later pair.
+#[derive(Debug)]
+pub struct CallJoin {
+    /// Traced database servers, by the client's (local, remote): the server's socket id.
+    servers: TwoGen<Tuple, u64>,
+    /// Traced database clients, by (local, remote), with their finished calls that no
+    /// server span has claimed yet (kept only while the server is traced too).
+    clients: TwoGen<Tuple, VecDeque<FinishedCall>>,
+}
+
+#[derive(Debug)]
+struct FinishedCall {
+    name: String,
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+/// What a finished server call should do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerCall {
+    /// The traced client's span: become its child.
+    Parent(TraceId, ParentLink),
+    /// The client is traced but its span is not finished: wait for it.
+    Wait,
+    /// The client is not traced: a root span.
+    Root,
+}
+
+impl Default for CallJoin {
+    fn default() -> Self {
+        Self {
+            servers: TwoGen::new(32_768),
+            clients: TwoGen::new(32_768),
+        }
+    }
+}
+
+impl CallJoin {
+    pub fn client_seen(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.clients.entry((local, remote));
+    }
+
+    pub fn server_seen(&mut self, local: SocketAddr, remote: SocketAddr, sock_id: u64) {
+        self.servers.insert((remote, local), sock_id);
+    }
+
+    pub fn client_closed(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.clients.remove(&(local, remote));
+    }
+
+    pub fn server_closed(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.servers.remove(&(remote, local));
+    }
+
+    /// The traced server's socket id for a client connection, if the server is traced.
+    pub fn server_of(&self, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+        self.servers.get(&(local, remote))
+    }
+
+    /// A client call finished and no server span was waiting for it: keep it for the
+    /// server's (bounded; the oldest goes first).
+    pub fn client_finished(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        name: &str,
+        ident: &SpanIdentity,
+    ) {
+        let Some(queue) = self.clients.get_mut(&(local, remote)) else {
+            return;
+        };
+        if queue.len() >= MAX_IN_FLIGHT_PER_CONNECTION {
+            queue.pop_front();
+        }
+        queue.push_back(FinishedCall {
+            name: name.to_owned(),
+            trace_id: ident.trace_id,
+            span_id: ident.span_id,
+        });
+    }
+
+    /// A server call named `name` finished on (local, remote).
+    pub fn server_finished(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        name: &str,
+    ) -> ServerCall {
+        let Some(queue) = self.clients.get_mut(&(remote, local)) else {
+            return ServerCall::Root;
+        };
+        match take_first_named(queue, name, |c| &c.name) {
+            Some(c) => ServerCall::Parent(
+                c.trace_id,
+                ParentLink {
+                    span_id: c.span_id,
+                    source: ParentSource::LocalPeer,
+                },
+            ),
+            None => ServerCall::Wait,
+        }
+    }
+}
+
+/// Removes and returns the first entry named `name`; the entries before it were lost by
+/// the other side's parser and can never match, so they go too.
+pub fn take_first_named<T>(
+    queue: &mut VecDeque<T>,
+    name: &str,
+    name_of: impl Fn(&T) -> &str,
+) -> Option<T> {
+    let i = queue.iter().position(|e| name_of(e) == name)?;
+    queue.drain(..i);
+    queue.pop_front()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +415,45 @@ mod tests {
         let before = server;
         join.server_request(addr("127.0.0.1:80"), addr("127.0.0.1:5001"), &mut server);
         assert_eq!(server, before);
+    }
+
+    #[test]
+    fn db_calls_join_whichever_side_finishes_first() {
+        let mut join = CallJoin::default();
+        let (client, server) = (addr("127.0.0.1:5000"), addr("127.0.0.1:5432"));
+        assert_eq!(
+            join.server_finished(server, client, "SELECT t"),
+            ServerCall::Root
+        );
+        join.client_seen(client, server);
+        join.server_seen(server, client, 7);
+        assert_eq!(join.server_of(client, server), Some(7));
+        // The server finished first: it must wait.
+        assert_eq!(
+            join.server_finished(server, client, "SELECT t"),
+            ServerCall::Wait
+        );
+        // The client finished first: the server takes its span, skipping a call it lost.
+        let (lost, c) = (SpanIdentity::new_root(), SpanIdentity::new_root());
+        join.client_finished(client, server, "BEGIN", &lost);
+        join.client_finished(client, server, "SELECT t", &c);
+        let link = ParentLink {
+            span_id: c.span_id,
+            source: ParentSource::LocalPeer,
+        };
+        assert_eq!(
+            join.server_finished(server, client, "SELECT t"),
+            ServerCall::Parent(c.trace_id, link)
+        );
+        assert_eq!(
+            join.server_finished(server, client, "BEGIN"),
+            ServerCall::Wait
+        );
+        join.client_closed(client, server);
+        assert_eq!(
+            join.server_finished(server, client, "BEGIN"),
+            ServerCall::Root
+        );
     }
 
     #[test]

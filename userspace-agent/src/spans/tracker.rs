@@ -10,13 +10,16 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use super::db_conn::{self, DbConn, Held, Protocols};
+use super::db_span;
 use super::http_span::{Endpoints, Exchange, Outcome, build_span};
-use super::identity::SpanIdentity;
+use super::identity::{ParentLink, ParentSource, SpanIdentity};
 use super::model::{Resource, Span, SpanKind};
-use super::trace_join::TraceJoin;
+use super::trace_join::{CallJoin, ServerCall, TraceJoin, take_first_named};
 use crate::abi::{CtxFormat, CtxRole, DataEvent, Direction, InjectStatus};
 use crate::metrics::Counters;
 use crate::propagation::tracestate;
+use crate::protocols::db::{DbCall, ParseOptions};
 use crate::protocols::http1::{self, Http1Event, RequestStream, ResponseStream, Segment};
 
 /// Limits that keep the tracker's memory bounded.
@@ -49,14 +52,15 @@ mod tcp_state {
     pub const LAST_ACK: u8 = 9;
 }
 
+/// Which side of the protocol the traced process is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Server,
     Client,
 }
 
 impl Role {
-    fn kind(self) -> SpanKind {
+    pub(super) fn kind(self) -> SpanKind {
         match self {
             Role::Server => SpanKind::Server,
             Role::Client => SpanKind::Client,
@@ -64,7 +68,7 @@ impl Role {
     }
 
     /// Does this direction carry requests for this role?
-    fn carries_requests(self, dir: Direction) -> bool {
+    pub(super) fn carries_requests(self, dir: Direction) -> bool {
         matches!(
             (self, dir),
             (Role::Server, Direction::Ingress) | (Role::Client, Direction::Egress)
@@ -116,7 +120,11 @@ struct Undecided {
 /// Longest prefix kept undecided: every request or status line is told apart by then.
 const MAX_UNDECIDED: usize = 16;
 
-/// A connection is HTTP/1 or not (yet) recognised.
+/// How long a traced database server's span waits for the span of the traced client
+/// that sent its query before it is reported on its own.
+const DB_JOIN_WAIT_NS: u64 = 2_000_000_000;
+
+/// A connection is HTTP/1, a database or cache protocol, or not (yet) recognised.
 enum Conn {
     Unknown {
         counted: bool,
@@ -124,6 +132,7 @@ enum Conn {
         undecided: Option<Undecided>,
     },
     Http(Box<HttpConn>),
+    Db(Box<DbConn>),
 }
 
 impl Conn {
@@ -131,6 +140,15 @@ impl Conn {
         match self {
             Conn::Unknown { last_seen_ns, .. } => *last_seen_ns,
             Conn::Http(c) => c.last_seen_ns,
+            Conn::Db(c) => c.last_seen_ns,
+        }
+    }
+
+    fn ends(&self) -> Option<&Endpoints> {
+        match self {
+            Conn::Unknown { .. } => None,
+            Conn::Http(c) => Some(&c.ends),
+            Conn::Db(c) => Some(&c.ends),
         }
     }
 }
@@ -199,6 +217,12 @@ pub type ResourceFn = Box<dyn FnMut(u32) -> Arc<Resource> + Send>;
 pub struct Tracker {
     conns: HashMap<u64, Conn>,
     join: TraceJoin,
+    calls: CallJoin,
+    db_options: ParseOptions,
+    db_protocols: Protocols,
+    /// Spans `tick` released (database server spans that waited in vain for their
+    /// client's); reported with the next event's.
+    released: Vec<Span>,
     limits: Limits,
     resources: ResourceFn,
     counters: Arc<Counters>,
@@ -213,6 +237,10 @@ impl Tracker {
         Self {
             conns: HashMap::new(),
             join: TraceJoin::default(),
+            calls: CallJoin::default(),
+            db_options: ParseOptions::default(),
+            db_protocols: Protocols::default(),
+            released: Vec::new(),
             limits,
             resources,
             counters,
@@ -233,6 +261,18 @@ impl Tracker {
         }
     }
 
+    /// Options for the database and cache parsers (query text obfuscation).
+    pub fn with_db_options(mut self, opts: ParseOptions) -> Self {
+        self.db_options = opts;
+        self
+    }
+
+    #[cfg(test)]
+    fn with_db_protocols(mut self, protocols: Protocols) -> Self {
+        self.db_protocols = protocols;
+        self
+    }
+
     pub fn connections(&self) -> usize {
         self.conns.len()
     }
@@ -245,14 +285,15 @@ impl Tracker {
         to_unix: &dyn Fn(u64) -> u64,
         out: &mut Vec<Span>,
     ) {
+        out.append(&mut self.released);
         let h = &ev.header;
         let sock = h.sock_id;
         let local = socket_addr(h.family, &h.local_addr, h.local_port);
         let remote = socket_addr(h.family, &h.remote_addr, h.remote_port);
         // The kernel reuses a closed socket's memory; if its close was missed (ring full),
         // a different 4-tuple at the same address is a new connection.
-        if let Some(Conn::Http(c)) = self.conns.get(&sock)
-            && (c.ends.local != local || c.ends.remote != remote)
+        if let Some(ends) = self.conns.get(&sock).and_then(Conn::ends)
+            && (ends.local != local || ends.remote != remote)
             && let Some(stale) = self.conns.remove(&sock)
         {
             Counters::inc(&self.counters.stale_connections);
@@ -304,6 +345,29 @@ impl Tracker {
                     return;
                 }
                 Detection::NeedMore | Detection::NotHttp => {
+                    if let Some((protocol, role)) = db_conn::detect(
+                        &self.db_protocols,
+                        ev.direction,
+                        ev.data,
+                        h.local_port,
+                        h.remote_port,
+                    ) {
+                        let ends = Endpoints::new(local, remote);
+                        match role {
+                            Role::Client => self.calls.client_seen(local, remote),
+                            Role::Server => self.calls.server_seen(local, remote, sock),
+                        }
+                        *conn = Conn::Db(Box::new(DbConn::new(
+                            protocol,
+                            role,
+                            ends,
+                            h.tgid,
+                            h.ts_ns,
+                            (self.db_protocols.parser)(protocol, self.db_options),
+                        )));
+                        self.on_db_data(sock, ev, to_unix, out);
+                        return;
+                    }
                     if !*counted {
                         *counted = true;
                         Counters::inc(&self.counters.unknown_protocol_connections);
@@ -333,7 +397,11 @@ impl Tracker {
                 sent_bytes: 0,
             }));
         }
-        let Conn::Http(c) = conn else { return };
+        let c = match conn {
+            Conn::Http(c) => c,
+            Conn::Db(_) => return self.on_db_data(sock, ev, to_unix, out),
+            Conn::Unknown { .. } => return,
+        };
         c.last_seen_ns = h.ts_ns;
         c.fd = h.fd;
         if ev.direction == Direction::Egress {
@@ -518,6 +586,129 @@ impl Tracker {
         ctx.out.push(span);
     }
 
+    fn on_db_data(
+        &mut self,
+        sock: u64,
+        ev: &DataEvent<'_>,
+        to_unix: &dyn Fn(u64) -> u64,
+        out: &mut Vec<Span>,
+    ) {
+        let Some(Conn::Db(c)) = self.conns.get_mut(&sock) else {
+            return;
+        };
+        let mut calls = Vec::new();
+        c.push(ev, self.limits.max_pending, &self.counters, &mut calls);
+        if calls.is_empty() {
+            return;
+        }
+        // Out of the table while its calls are joined with other connections' spans.
+        let Some(Conn::Db(mut c)) = self.conns.remove(&sock) else {
+            return;
+        };
+        self.db_calls_done(&mut c, calls, to_unix, out);
+        self.conns.insert(sock, Conn::Db(c));
+    }
+
+    /// Finished calls of a connection become spans; a traced client's span and the
+    /// traced server's span of the same call are joined.
+    fn db_calls_done(
+        &mut self,
+        c: &mut DbConn,
+        calls: Vec<DbCall>,
+        to_unix: &dyn Fn(u64) -> u64,
+        out: &mut Vec<Span>,
+    ) {
+        for call in calls {
+            Counters::inc(&self.counters.db_calls);
+            Counters::inc(&self.counters.spans_built);
+            let (local, remote, role) = (c.ends.local, c.ends.remote, c.role);
+            let resource = (self.resources)(c.tgid);
+            let ident = match role {
+                Role::Client => {
+                    let mut ident = c.identity(call.start_ns);
+                    ident.trace_id = self.join.resolve(ident.trace_id);
+                    ident
+                }
+                Role::Server => SpanIdentity::new_root(),
+            };
+            let mut span = c.build_span(call, ident, resource, to_unix);
+            match role {
+                Role::Client => {
+                    self.join_waiting_server(local, remote, &span, out);
+                    out.push(span);
+                }
+                Role::Server => match self.calls.server_finished(local, remote, &span.name) {
+                    ServerCall::Parent(trace_id, link) => {
+                        db_span::adopt(&mut span, trace_id, link);
+                        out.push(span);
+                    }
+                    ServerCall::Root => out.push(span),
+                    ServerCall::Wait => {
+                        if c.held.len() >= self.limits.max_pending
+                            && let Some(oldest) = c.held.pop_front()
+                        {
+                            Counters::inc(&self.counters.db_unjoined_server_calls);
+                            out.push(oldest.span);
+                        }
+                        c.held.push_back(Held {
+                            span,
+                            since_ns: c.last_seen_ns,
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    /// A traced client's call finished: the traced server's span of it, if it is
+    /// waiting, becomes its child; otherwise the server will find it when it finishes.
+    fn join_waiting_server(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        client: &Span,
+        out: &mut Vec<Span>,
+    ) {
+        let Some(server_sock) = self.calls.server_of(local, remote) else {
+            return;
+        };
+        let waiting = match self.conns.get_mut(&server_sock) {
+            Some(Conn::Db(server)) => {
+                let lost_before = server.held.len();
+                let found = take_first_named(&mut server.held, &client.name, |h| &h.span.name);
+                if let Some(held) = found {
+                    let lost = lost_before - server.held.len() - 1;
+                    self.counters
+                        .db_unjoined_server_calls
+                        .fetch_add(lost as u64, std::sync::atomic::Ordering::Relaxed);
+                    Some(held)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        match waiting {
+            Some(mut held) => {
+                let link = ParentLink {
+                    span_id: client.span_id,
+                    source: ParentSource::LocalPeer,
+                };
+                db_span::adopt(&mut held.span, client.trace_id, link);
+                out.push(held.span);
+            }
+            None => {
+                let ident = SpanIdentity {
+                    trace_id: client.trace_id,
+                    span_id: client.span_id,
+                    parent: None,
+                };
+                self.calls
+                    .client_finished(local, remote, &client.name, &ident);
+            }
+        }
+    }
+
     /// A TCP state change of a socket that carried data.
     pub fn on_sock_state(
         &mut self,
@@ -561,7 +752,11 @@ impl Tracker {
 
     /// The connection is gone: finish what can be finished, fail the rest.
     fn close(&mut self, conn: Conn, ts_ns: u64, to_unix: &dyn Fn(u64) -> u64, out: &mut Vec<Span>) {
-        let Conn::Http(mut c) = conn else { return };
+        let mut c = match conn {
+            Conn::Http(c) => c,
+            Conn::Db(c) => return self.close_db(c, to_unix, out),
+            Conn::Unknown { .. } => return,
+        };
         let mut ctx = Ctx {
             join: &mut self.join,
             resources: &mut self.resources,
@@ -598,11 +793,40 @@ impl Tracker {
         }
     }
 
+    /// A database connection is gone: the parser reports what it still can, held server
+    /// spans are reported on their own.
+    fn close_db(&mut self, mut c: Box<DbConn>, to_unix: &dyn Fn(u64) -> u64, out: &mut Vec<Span>) {
+        let mut calls = Vec::new();
+        c.finish(&self.counters, &mut calls);
+        self.db_calls_done(&mut c, calls, to_unix, out);
+        let (local, remote) = (c.ends.local, c.ends.remote);
+        match c.role {
+            Role::Client => self.calls.client_closed(local, remote),
+            Role::Server => self.calls.server_closed(local, remote),
+        }
+        for held in c.held.drain(..) {
+            Counters::inc(&self.counters.db_unjoined_server_calls);
+            out.push(held.span);
+        }
+    }
+
     /// Periodic housekeeping: time out stuck requests and idle connections.
     pub fn tick(&mut self, now_ns: u64) {
         let limits = self.limits;
         let counters = &self.counters;
+        let released = &mut self.released;
         self.conns.retain(|_, conn| {
+            if let Conn::Db(c) = conn {
+                while c
+                    .held
+                    .front()
+                    .is_some_and(|h| now_ns.saturating_sub(h.since_ns) > DB_JOIN_WAIT_NS)
+                    && let Some(h) = c.held.pop_front()
+                {
+                    Counters::inc(&counters.db_unjoined_server_calls);
+                    released.push(h.span);
+                }
+            }
             if let Conn::Http(c) = conn {
                 // Timed-out exchanges stay in line (marked) so a late response still
                 // pairs with its own request, never with the next one.
@@ -682,6 +906,9 @@ impl Ctx<'_> {
 }
 
 #[cfg(test)]
+mod db_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::abi::{
@@ -705,21 +932,22 @@ mod tests {
         (t, counters)
     }
 
-    struct Ev {
-        sock: u64,
-        dir: Direction,
-        ts: u64,
-        bytes: Vec<u8>,
-        total: u64,
-        role: CtxRole,
-        ctx: RawTraceCtx,
-        source: KernelParentSource,
-        format: CtxFormat,
-        local_port: u16,
-        remote_port: u16,
+    pub(super) struct Ev {
+        pub sock: u64,
+        pub dir: Direction,
+        pub ts: u64,
+        pub bytes: Vec<u8>,
+        pub total: u64,
+        pub role: CtxRole,
+        pub ctx: RawTraceCtx,
+        pub source: KernelParentSource,
+        pub format: CtxFormat,
+        pub local_port: u16,
+        pub remote_port: u16,
+        pub tgid: u32,
     }
 
-    fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
+    pub(super) fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
         Ev {
             sock,
             dir,
@@ -732,10 +960,11 @@ mod tests {
             format: CtxFormat::None,
             local_port: if sock == SERVER_SOCK { 8080 } else { 40000 },
             remote_port: if sock == SERVER_SOCK { 40000 } else { 8080 },
+            tgid: 42,
         }
     }
 
-    fn feed(t: &mut Tracker, e: &Ev, out: &mut Vec<Span>) {
+    pub(super) fn feed(t: &mut Tracker, e: &Ev, out: &mut Vec<Span>) {
         let mut local_addr = [0u8; 16];
         local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         let header = RawDataHeader {
@@ -746,8 +975,8 @@ mod tests {
             ctx_role: e.role as u8,
             parent_source: e.source as u8,
             tail_len: 0,
-            tgid: 42,
-            tid: 42,
+            tgid: e.tgid,
+            tid: e.tgid,
             ts_ns: e.ts,
             sock_id: e.sock,
             total_len: e.total,
