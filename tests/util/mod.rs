@@ -1425,8 +1425,9 @@ impl SpanTree {
             }
             check!(
                 self,
-                s.attr_str("http.request.method").is_some(),
-                "http.request.method of {sum}"
+                s.attr_str("http.request.method").is_some()
+                    || s.attr_str("db.system.name").is_some(),
+                "http.request.method or db.system.name of {sum}"
             );
             match s.parent_id() {
                 None => check!(

@@ -531,6 +531,11 @@ impl MysqlParser {
             namespace: self.namespace.clone(),
             ..DbCall::default()
         };
+        if self.system != DbSystem::Mysql {
+            // The span builder defaults to the protocol's system (mysql).
+            call.extra
+                .push(("db.system.name", self.system.as_str().to_owned()));
+        }
         match p.query {
             Query::Known(a) => {
                 let a = *a;
