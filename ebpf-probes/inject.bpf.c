@@ -63,6 +63,68 @@ static __always_inline void enrol(struct bpf_sock_ops *skops, __u8 *mark) {
     count_inject(SONDE_INJ_ENROLLED);
 }
 
+/* ----- the TCP header option: context for what headers cannot carry ----- */
+
+/* Experimental option kind (RFC 6994) with our magic: 4 bytes + trace ID + span ID, which
+ * is exactly what a data segment with timestamps has left (40 - 12). */
+#define TCP_OPT_KIND 254
+#define TCP_OPT_MAGIC_HI 0x53 /* "SN" */
+#define TCP_OPT_MAGIC_LO 0x4e
+#define TCP_OPT_LEN 28
+
+struct tcp_opt {
+    __u8 kind;
+    __u8 len;
+    __u8 magic[2];
+    __u8 trace_id[16];
+    __u8 span_id[8];
+};
+
+/* The note the sk_msg program left for the segment being sent, when this thread is
+ * sending on this socket and the option has not gone yet. */
+static __always_inline struct inject_note *note_for_option(struct bpf_sock_ops *skops) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
+    if (!note || note->opt_sent || note->kind == NOTE_NO_CTX || note->sk != (__u64)skops->sk)
+        return NULL;
+    return note;
+}
+
+static __always_inline void reserve_option(struct bpf_sock_ops *skops) {
+    if (note_for_option(skops))
+        bpf_reserve_hdr_opt(skops, TCP_OPT_LEN, 0);
+}
+
+static __always_inline void write_option(struct bpf_sock_ops *skops) {
+    struct inject_note *note = note_for_option(skops);
+    if (!note)
+        return;
+    struct tcp_opt opt = {
+        .kind = TCP_OPT_KIND, .len = TCP_OPT_LEN, .magic = {TCP_OPT_MAGIC_HI, TCP_OPT_MAGIC_LO}};
+    __builtin_memcpy(opt.trace_id, note->ctx.trace_id, sizeof(opt.trace_id));
+    __builtin_memcpy(opt.span_id, note->ctx.span_id, sizeof(opt.span_id));
+    if (bpf_store_hdr_opt(skops, &opt, sizeof(opt), 0) == 0) {
+        note->opt_sent = 1;
+        count_inject(SONDE_INJ_TCP_OPT_SENT);
+    }
+}
+
+/* A segment with an option the kernel does not know arrived: ours carries the sender's
+ * context; keep it for the probe that reads the request (trace_ctx.h). */
+static __always_inline void read_option(struct bpf_sock_ops *skops) {
+    struct tcp_opt opt = {
+        .kind = TCP_OPT_KIND, .len = 4, .magic = {TCP_OPT_MAGIC_HI, TCP_OPT_MAGIC_LO}};
+    if (bpf_load_hdr_opt(skops, &opt, sizeof(opt), 0) != TCP_OPT_LEN)
+        return;
+    struct tcp_opt_ctx ctx = {};
+    __builtin_memcpy(ctx.trace_id, opt.trace_id, sizeof(ctx.trace_id));
+    __builtin_memcpy(ctx.span_id, opt.span_id, sizeof(ctx.span_id));
+    ctx.ts_ns = bpf_ktime_get_ns();
+    __u64 sk = (__u64)skops->sk;
+    bpf_map_update_elem(&tcp_opt_ctxs, &sk, &ctx, BPF_ANY);
+    count_inject(SONDE_INJ_TCP_OPT_RECV);
+}
+
 /* The flag stays set: the agent may re-enrol the socket for its next request (only
  * sockets that have this callback, see attach/reenrol.rs), and must rely on it again. */
 static __always_inline void leave_on_data(struct bpf_sock_ops *skops) {
@@ -70,6 +132,7 @@ static __always_inline void leave_on_data(struct bpf_sock_ops *skops) {
         return; /* a bare ACK: no request has left yet */
     __u64 cookie = bpf_get_socket_cookie(skops);
     bpf_map_delete_elem(&inject_socks, &cookie);
+    reserve_option(skops);
 }
 
 SEC("sockops")
@@ -97,8 +160,20 @@ int sonde_sockops(struct bpf_sock_ops *skops) {
             enrol(skops, mark);
         break;
     }
+    case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+        /* Any accepted connection may come from a peer's agent: parse unknown options
+         * (only segments that carry one pay for the callback). */
+        bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+                                             BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG);
+        break;
     case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
         leave_on_data(skops);
+        break;
+    case BPF_SOCK_OPS_WRITE_HDR_OPT_CB:
+        write_option(skops);
+        break;
+    case BPF_SOCK_OPS_PARSE_HDR_OPT_CB:
+        read_option(skops);
         break;
     }
     return SOCKOPS_OK;
@@ -197,16 +272,33 @@ static __always_inline enum head_scan scan_head(const __u8 *d, __u32 len, __u32 
     return w.result;
 }
 
+/* Hands the outcome (and the client span, when there is one) to the exit probe of the
+ * same syscall, and to the TCP option written for the segment. */
 static __always_inline void remember(__u32 tid, __u64 sk, const struct thread_ctx *client,
                                      __u8 status) {
     struct inject_note note = {};
     note.sk = sk;
     note.status = status;
     if (client) {
+        note.kind = NOTE_CLIENT;
         note.ctx = client->ctx;
         note.source = client->source;
         note.trace_flags = client->trace_flags;
     }
+    bpf_map_update_elem(&inject_notes, &tid, &note, BPF_ANY);
+}
+
+/* Not an HTTP request (TLS, a database protocol): no header can be inserted, but the TCP
+ * option can name the server span this thread is serving. */
+static __always_inline void remember_caller(__u32 tid, __u64 sk) {
+    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    if (!tc || tc->sock_id == sk)
+        return;
+    struct inject_note note = {};
+    note.sk = sk;
+    note.kind = NOTE_CALLER;
+    __builtin_memcpy(note.ctx.trace_id, tc->ctx.trace_id, sizeof(note.ctx.trace_id));
+    __builtin_memcpy(note.ctx.span_id, tc->ctx.span_id, sizeof(note.ctx.span_id));
     bpf_map_update_elem(&inject_notes, &tid, &note, BPF_ANY);
 }
 
@@ -225,8 +317,14 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     if (len < 16 || bpf_msg_pull_data(msg, 0, len, 0) != 0)
         return SK_PASS;
     const __u8 *pkt = msg->data;
-    if (pkt + 16 > (const __u8 *)msg->data_end || !looks_like_http_request(pkt, 16))
+    if (pkt + 16 > (const __u8 *)msg->data_end || !looks_like_http_request(pkt, 16)) {
+        remember_caller(tid, sk);
         return SK_PASS; /* not the start of a request: never touched */
+    }
+    /* The client span's IDs: inserted in the header, or carried by the TCP option when
+     * the header cannot be. */
+    struct thread_ctx client = {};
+    client_ctx_for(&client, tid, sk);
 
     /* Examine a copy: plain memory with masked indexes keeps the verifier's work small. */
     __u32 zero = 0;
@@ -237,7 +335,7 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     if (len > (__u32)((const __u8 *)msg->data_end - pkt) ||
         bpf_probe_read_kernel(scratch->head, len & (2 * HEAD_SCAN_MAX - 1), pkt) != 0) {
         count_inject(SONDE_INJ_FAILED);
-        remember(tid, sk, NULL, SONDE_INJECT_FAILED);
+        remember(tid, sk, &client, SONDE_INJECT_FAILED);
         return SK_PASS;
     }
 
@@ -253,18 +351,16 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     }
     if (head != HEAD_CLEAN) {
         count_inject(SONDE_INJ_SKIPPED);
-        remember(tid, sk, NULL, SONDE_INJECT_SKIPPED);
+        remember(tid, sk, &client, SONDE_INJECT_SKIPPED);
         return SK_PASS;
     }
 
-    struct thread_ctx client = {};
-    client_ctx_for(&client, tid, sk);
     char line[INJECT_LINE_LEN];
     format_traceparent(line, &client.ctx, client.trace_flags);
 
     if (bpf_msg_push_data(msg, line_end, INJECT_LINE_LEN, 0) != 0) {
         count_inject(SONDE_INJ_FAILED);
-        remember(tid, sk, NULL, SONDE_INJECT_FAILED);
+        remember(tid, sk, &client, SONDE_INJECT_FAILED);
         return SK_PASS;
     }
     /* The pushed bytes are uninitialised: fill them, or take them out again. */
@@ -279,6 +375,6 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     }
     bpf_msg_pop_data(msg, line_end, INJECT_LINE_LEN, 0);
     count_inject(SONDE_INJ_FAILED);
-    remember(tid, sk, NULL, SONDE_INJECT_FAILED);
+    remember(tid, sk, &client, SONDE_INJECT_FAILED);
     return SK_PASS;
 }

@@ -928,3 +928,43 @@ fn killed_agent_leaves_keepalive_connection_working() {
         "one connection from {port}:\n{conns}"
     );
 }
+
+// ===== 7. the TCP header option: context where no header can go =====
+
+/// A request whose head is too large to edit (over 2 KiB) gets no header, but a TCP header
+/// option carries its client span to the server. The server is traced by ANOTHER agent:
+/// two agents share nothing, so only the option can link the spans.
+#[test]
+fn tcp_option_carries_the_context_when_no_header_can() {
+    require_tracing!();
+    let server = echo_server();
+    let mut server_agent = Agent::attach(&[server.pid()]);
+    let header = format!("X-Big: {}", "x".repeat(3000));
+    let url = server.url("/echo/big");
+    let mut client_agent =
+        AgentCmd::run(&["curl", "-sS", "-o", "/dev/null", "-H", &header, &url]).spawn_unready();
+    let client = client_agent.wait_exit(Duration::from_secs(30));
+    assert!(client.status.success(), "curl failed:\n{}", client.stderr);
+    let client_tree = SpanTree::new(client.spans.clone());
+    let client_span = client_tree.find(CLIENT, "GET /echo/big");
+    client_tree.assert_attr(client_span, "sonde.inject", "skipped");
+    assert!(
+        client.counters.get("tcp_option_sent").copied().unwrap_or(0) >= 1,
+        "no TCP option sent:\n{}",
+        client.stderr
+    );
+    assert!(
+        !received_head(&server, "big").contains("traceparent"),
+        "nothing is inserted into an oversized head"
+    );
+
+    let server_tree = server_agent.collect(1);
+    let server_span = server_tree.find(SERVER, "GET /echo/big");
+    server_tree.assert_attr(server_span, "sonde.parent.source", "tcp_option");
+    assert_eq!(server_span.trace_id(), client_span.trace_id(), "one trace");
+    assert_eq!(
+        server_span.parent_id(),
+        Some(client_span.span_id()),
+        "the server span is the client span's child"
+    );
+}

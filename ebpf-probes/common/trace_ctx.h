@@ -40,6 +40,24 @@ static __always_inline bool follow_header(struct sonde_data_event *ev,
     return true;
 }
 
+/* No header, but the peer's agent sent a context in a TCP option (inject.bpf.c). */
+static __always_inline bool follow_tcp_option(struct sonde_data_event *ev) {
+    __u64 sk = ev->sock_id;
+    struct tcp_opt_ctx *opt = bpf_map_lookup_elem(&tcp_opt_ctxs, &sk);
+    if (!opt)
+        return false;
+    /* Left by a connection whose reader is not traced, before this socket was reused. */
+    if (ev->ts_ns - opt->ts_ns > 5000000000ULL) {
+        bpf_map_delete_elem(&tcp_opt_ctxs, &sk);
+        return false;
+    }
+    __builtin_memcpy(ev->ctx.trace_id, opt->trace_id, sizeof(ev->ctx.trace_id));
+    __builtin_memcpy(ev->ctx.parent_span_id, opt->span_id, sizeof(ev->ctx.parent_span_id));
+    ev->parent_source = SONDE_PARENT_TCP_OPTION;
+    bpf_map_delete_elem(&tcp_opt_ctxs, &sk);
+    return true;
+}
+
 static __always_inline void new_trace(struct sonde_data_event *ev) {
     random_bytes(ev->ctx.trace_id, 4);
     ev->ctx.trace_id[0] |= 1;
@@ -53,7 +71,7 @@ static __always_inline void on_server_request(struct sonde_data_event *ev,
                                               const struct sonde_parsed_ctx *in, __u32 tid) {
     ev->ctx_role = SONDE_CTX_SERVER_REQUEST;
     new_span_id(ev->ctx.span_id);
-    if (!follow_header(ev, in))
+    if (!follow_header(ev, in) && !follow_tcp_option(ev))
         new_trace(ev);
 
     struct thread_ctx tc = {};
@@ -111,7 +129,7 @@ static __always_inline void on_client_request(struct sonde_data_event *ev,
         bool mine = note->sk == ev->sock_id;
         if (mine)
             ev->inject_status = note->status;
-        if (mine && note->status == SONDE_INJECT_DONE) {
+        if (mine && note->kind == NOTE_CLIENT) {
             ev->ctx = note->ctx;
             ev->parent_source = note->source;
             ev->trace_flags = note->trace_flags;

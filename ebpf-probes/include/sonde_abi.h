@@ -56,6 +56,7 @@ enum sonde_parent_source {
     SONDE_PARENT_THREAD = 1, /* same thread was serving a request */
     SONDE_PARENT_FORK = 2,   /* inherited from the thread or process that forked this one */
     SONDE_PARENT_HEADER = 3, /* the request carried a trace context header (ctx_format) */
+    SONDE_PARENT_TCP_OPTION = 4, /* no header: the peer's agent sent it in a TCP option */
 };
 
 /* Which trace context header a request carried (incoming: the server span's parent;
@@ -93,6 +94,8 @@ enum sonde_inject_counter {
     SONDE_INJ_APP_HEADER = 3,   /* the request already had a context header */
     SONDE_INJ_SKIPPED = 4,      /* a request that could not be proven safe to edit */
     SONDE_INJ_FAILED = 5,       /* the kernel refused the insertion; bytes unchanged */
+    SONDE_INJ_TCP_OPT_SENT = 6, /* a TCP header option carried a context to the peer */
+    SONDE_INJ_TCP_OPT_RECV = 7, /* a TCP header option from a peer's agent was read */
     SONDE_INJ_MAX = 8,
 };
 

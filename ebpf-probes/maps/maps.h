@@ -123,14 +123,37 @@ struct {
 
 /* What the sk_msg program decided for the request a thread is sending, picked up by the
  * same syscall's exit tracepoint so the reported client span has the injected IDs. */
+enum inject_note_kind {
+    NOTE_NO_CTX = 0, /* status only */
+    NOTE_CLIENT = 1, /* ctx is the request's client span (the exit probe reports it) */
+    NOTE_CALLER = 2, /* not HTTP: ctx.trace_id/span_id name the server span sending it */
+};
+
 struct inject_note {
     struct sonde_trace_ctx ctx;
     __u64 sk;
     __u8 status; /* enum sonde_inject_status */
     __u8 source; /* enum sonde_parent_source of ctx.parent_span_id */
     __u8 trace_flags;
-    __u8 _pad[5];
+    __u8 kind;     /* enum inject_note_kind */
+    __u8 opt_sent; /* the TCP option already carried it */
+    __u8 _pad[3];
 };
+
+/* Context that arrived in a TCP header option (inject.bpf.c), by the receiving struct
+ * sock, until the request it came with is read. */
+struct tcp_opt_ctx {
+    __u8 trace_id[16];
+    __u8 span_id[8];
+    __u64 ts_ns; /* when it arrived: an entry nobody read soon is stale */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct tcp_opt_ctx);
+} tcp_opt_ctxs SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);

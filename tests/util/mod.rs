@@ -1440,8 +1440,15 @@ impl SpanTree {
                     let src = s.attr_str("sonde.parent.source").unwrap_or_default();
                     check!(
                         self,
-                        ["thread", "fork", "local_peer", "header", "injected"]
-                            .contains(&src.as_str()),
+                        [
+                            "thread",
+                            "fork",
+                            "local_peer",
+                            "header",
+                            "injected",
+                            "tcp_option"
+                        ]
+                        .contains(&src.as_str()),
                         "sonde.parent.source of {sum}"
                     );
                     if let Some(p) = self.by_id(pid) {

@@ -30,6 +30,8 @@ pub const INJ_DONE: u32 = 2;
 pub const INJ_APP_HEADER: u32 = 3;
 pub const INJ_SKIPPED: u32 = 4;
 pub const INJ_FAILED: u32 = 5;
+pub const INJ_TCP_OPT_SENT: u32 = 6;
+pub const INJ_TCP_OPT_RECV: u32 = 7;
 pub const INJ_MAX: u32 = 8;
 
 /// `struct sonde_trace_ctx`.
@@ -279,6 +281,9 @@ const _: () = {
     assert!(enum_value("SONDE_INJ_SKIPPED") == INJ_SKIPPED);
     assert!(enum_value("SONDE_INJ_FAILED") == INJ_FAILED);
     assert!(enum_value("SONDE_INJ_MAX") == INJ_MAX);
+    assert!(enum_value("SONDE_INJ_TCP_OPT_SENT") == INJ_TCP_OPT_SENT);
+    assert!(enum_value("SONDE_INJ_TCP_OPT_RECV") == INJ_TCP_OPT_RECV);
+    assert!(enum_value("SONDE_PARENT_TCP_OPTION") == KernelParentSource::TcpOption as u32);
 };
 
 // ===== decoded events =====
@@ -311,6 +316,8 @@ pub enum KernelParentSource {
     Fork = 2,
     /// The request carried a trace context header (see [`CtxFormat`]).
     Header = 3,
+    /// No header: the peer's agent sent the context in a TCP header option.
+    TcpOption = 4,
 }
 
 /// Which trace context header a request carried.
@@ -472,6 +479,7 @@ impl<'a> DataEvent<'a> {
             1 => KernelParentSource::Thread,
             2 => KernelParentSource::Fork,
             3 => KernelParentSource::Header,
+            4 => KernelParentSource::TcpOption,
             v => {
                 return Err(DecodeError::BadField {
                     field: "parent_source",

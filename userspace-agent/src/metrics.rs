@@ -41,6 +41,8 @@ counters! {
     inject_app_header: "outgoing requests left alone: they carried their own context header",
     inject_skipped: "outgoing requests left alone: header block split or too large to prove safe",
     inject_failed: "outgoing requests left alone: the kernel refused the insertion",
+    tcp_option_sent: "TCP header options that carried a context to a peer's agent",
+    tcp_option_received: "TCP header options with a context read from a peer's agent",
     reenrolled: "keep-alive client sockets put back for injection after a complete exchange",
     reenrol_skipped: "keep-alive sockets left out: busy, gone, or opened before the agent attached",
     reenrol_dropped: "re-enrolment requests dropped because the queue was full",

@@ -199,6 +199,8 @@ impl Probes {
             (abi::INJ_APP_HEADER, &counters.inject_app_header),
             (abi::INJ_SKIPPED, &counters.inject_skipped),
             (abi::INJ_FAILED, &counters.inject_failed),
+            (abi::INJ_TCP_OPT_SENT, &counters.tcp_option_sent),
+            (abi::INJ_TCP_OPT_RECV, &counters.tcp_option_received),
         ] {
             Counters::set(counter, inject[slot as usize]);
         }

@@ -19,6 +19,10 @@ pub enum ParentSource {
     /// (both ends traced on this host, so the insertion is known; across hosts the same
     /// link reads `header`).
     Injected,
+    /// No header: the peer's agent (another host running Sonde) sent the context in a TCP
+    /// header option; the parent is its client span, or for non-HTTP bytes (TLS, database
+    /// protocols) the server span that sent them.
+    TcpOption,
 }
 
 impl ParentSource {
@@ -29,6 +33,7 @@ impl ParentSource {
             ParentSource::LocalPeer => "local_peer",
             ParentSource::Header(_) => "header",
             ParentSource::Injected => "injected",
+            ParentSource::TcpOption => "tcp_option",
         }
     }
 
@@ -47,6 +52,7 @@ impl ParentSource {
             KernelParentSource::Thread => Some(ParentSource::Thread),
             KernelParentSource::Fork => Some(ParentSource::Fork),
             KernelParentSource::Header => Some(ParentSource::Header(format)),
+            KernelParentSource::TcpOption => Some(ParentSource::TcpOption),
         }
     }
 }
