@@ -545,7 +545,7 @@ impl Conn {
         };
         let piece = bytes.get(..used).unwrap_or_default();
         let room = resp::LINE_KEEP
-            .max(self.opts.max_query_text + 2)
+            .max(self.opts.max_query_text.saturating_add(2))
             .saturating_sub(self.inline.len());
         self.inline.extend(piece.iter().take(room));
         self.inline_len += used;
@@ -818,7 +818,7 @@ impl Partial {
             argc: 0,
             seen: 0,
             // Enough for the text, plus the words the parser itself reads.
-            budget: opts.max_query_text + 2 * MAX_NAME,
+            budget: opts.max_query_text.saturating_add(2 * MAX_NAME),
             malformed: false,
         }
     }

@@ -5,18 +5,10 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{DbCall, DbParser, ParserStats, Side};
+use super::{DbCall, DbParser, ParserStats};
 use crate::protocols::Segment;
 
-/// One recorded chunk: what one recv() on the recording proxy returned.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub side: Side,
-    pub head: Vec<u8>,
-    /// Bytes not recorded between head and tail (large chunks are stored lossy).
-    pub gap: u64,
-    pub tail: Vec<u8>,
-}
+pub use crate::protocols::fuzz::FixtureChunk as Chunk;
 
 /// Loads `testdata/<name>`.
 pub fn fixture(name: &str) -> Vec<Chunk> {
@@ -25,38 +17,7 @@ pub fn fixture(name: &str) -> Vec<Chunk> {
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let side = match fields[0] {
-                "c" => Side::Client,
-                "s" => Side::Server,
-                other => panic!("{path}: bad direction {other:?}"),
-            };
-            let (gap, tail) = match fields.len() {
-                2 => (0, Vec::new()),
-                4 => (
-                    fields[2].trim_start_matches('+').parse().unwrap(),
-                    hex(fields[3]),
-                ),
-                _ => panic!("{path}: bad line {line:?}"),
-            };
-            Chunk {
-                side,
-                head: hex(fields[1]),
-                gap,
-                tail,
-            }
-        })
-        .collect()
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    crate::protocols::fuzz::fixture(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Timestamp of chunk `i`: distinct and increasing.
