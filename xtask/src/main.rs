@@ -6,6 +6,7 @@
 mod bench;
 mod bench_db;
 mod demo;
+mod fuzz;
 mod microbench;
 mod setup;
 mod test;
@@ -31,6 +32,8 @@ enum Command {
     Demo(demo::Options),
     /// What CI runs: fmt and clippy, build sonde, `cargo test --workspace --all-targets`.
     Test(test::Options),
+    /// Run every fuzz target in fuzz/ for a bounded time (stable Rust, no cargo-fuzz).
+    Fuzz(fuzz::Options),
     /// Measure the agent's overhead on nginx with wrk (no agent / empty probes / full).
     Bench(bench::Options),
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Demo(opts) => demo::run(opts),
         Command::Test(opts) => test::run(opts),
         Command::Bench(opts) => bench::run(opts),
+        Command::Fuzz(opts) => fuzz::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

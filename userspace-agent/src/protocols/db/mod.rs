@@ -105,6 +105,8 @@ pub struct ParserStats {
     pub dropped_calls: u64,
     /// The connection switched to TLS after an SSLRequest/STARTTLS: no more plaintext.
     pub tls_upgrades: u64,
+    /// Bytes deliberately left unparsed (e.g. the feed after Redis `MONITOR`).
+    pub unparsed_bytes: u64,
 }
 
 /// One connection's parser.
@@ -160,3 +162,5 @@ pub mod redis;
 pub mod sql;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod testutil;
