@@ -3,6 +3,7 @@
 pub mod http_span;
 pub mod identity;
 pub mod model;
+pub mod sdk;
 pub mod trace_join;
 pub mod tracker;
 
