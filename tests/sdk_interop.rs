@@ -112,7 +112,12 @@ fn sdk_app_calling_a_traced_service_is_one_trace_without_duplicates() {
     // Only the service's span: none for the SDK app's request, call or OTLP exports.
     sonde.assert_names(&[(SERVER, "GET /size/10")]);
     let callee = sonde.find(SERVER, "GET /size/10");
-    eqnice!(all, pid_of(callee), Some(service.pid()), "the service's span");
+    eqnice!(
+        all,
+        pid_of(callee),
+        Some(service.pid()),
+        "the service's span"
+    );
     eqnice!(all, callee.trace_id(), sdk_server.trace_id(), "one trace");
     eqnice!(all, callee.parent_id(), Some(sdk_client.span_id()));
     all.assert_attr(callee, "sonde.parent.source", "header");
