@@ -5,10 +5,13 @@
 //! A process is recognised by what it sends:
 //! - an OTLP trace export: `POST .../v1/traces` (OTLP/HTTP). gRPC export is HTTP/2,
 //!   which Sonde does not parse yet, so it is not seen;
-//! - an outgoing request carrying a context header the process made itself: its span ID
-//!   (the kernel's parent for the CLIENT span) is not one the process received on a
-//!   request it served. A proxy that passes the incoming header on unchanged forwards a
-//!   span ID it received, so it is not mistaken for an SDK.
+//! - an outgoing request carrying a context header the process made itself, from a
+//!   process that serves requests (an instrumented service): the header's span ID (the
+//!   kernel's parent for the CLIENT span) is not one the process received on a request
+//!   it served. A proxy that passes the incoming header on unchanged forwards a span ID
+//!   it received, so it is not mistaken for an SDK; a client-only program with a header
+//!   of its own (`curl -H traceparent:...`) keeps its CLIENT span, which follows that
+//!   header.
 //!
 //! Spans finished before the process was recognised are not recalled.
 
@@ -50,6 +53,8 @@ pub struct SdkProcesses {
     recognised: HashSet<u32>,
     /// (tgid, span ID) of context headers on requests each process served.
     received: TwoGen<(u32, SpanId), ()>,
+    /// Processes seen serving requests.
+    servers: TwoGen<u32, ()>,
 }
 
 impl Default for SdkProcesses {
@@ -57,6 +62,7 @@ impl Default for SdkProcesses {
         Self {
             recognised: HashSet::new(),
             received: TwoGen::new(RECEIVED_IDS),
+            servers: TwoGen::new(MAX_RECOGNISED),
         }
     }
 }
@@ -77,13 +83,20 @@ impl SdkProcesses {
             .filter(|p| matches!(p.source, ParentSource::Header(_)))
             .map(|p| p.span_id);
         let evidence = match (kind, header_parent) {
-            (SpanKind::Server, Some(span_id)) => {
-                self.received.insert((tgid, span_id), ());
+            (SpanKind::Server, parent) => {
+                if self.servers.get(&tgid).is_none() {
+                    self.servers.insert(tgid, ());
+                }
+                if let Some(span_id) = parent {
+                    self.received.insert((tgid, span_id), ());
+                }
                 None
             }
-            (SpanKind::Server, None) => None,
             (SpanKind::Client, _) if is_trace_export(request) => Some(Evidence::ExportsTraces),
-            (SpanKind::Client, Some(span_id)) if self.received.get(&(tgid, span_id)).is_none() => {
+            (SpanKind::Client, Some(span_id))
+                if self.servers.get(&tgid).is_some()
+                    && self.received.get(&(tgid, span_id)).is_none() =>
+            {
                 Some(Evidence::OwnContextHeader)
             }
             (SpanKind::Client, _) => None,
@@ -107,6 +120,7 @@ impl SdkProcesses {
     /// The process exited: its pid may be reused by something else.
     pub fn exited(&mut self, tgid: u32) {
         self.recognised.remove(&tgid);
+        self.servers.remove(&tgid);
     }
 }
 
@@ -252,6 +266,8 @@ mod tests {
             &from_traceparent(&served),
             &served,
         );
+        let other = head(b"GET /other HTTP/1.1\r\nHost: a\r\n\r\n");
+        sdk.on_request(APP, SpanKind::Server, &no_header(), &other);
         let forwarded = head(NGINX_FORWARD);
         assert_eq!(
             sdk.on_request(
@@ -263,6 +279,18 @@ mod tests {
             Some(Evidence::OwnContextHeader)
         );
         assert!(!sdk.is_recognised(APP + 1));
+    }
+
+    /// curl sending a `traceparent` it was given serves nothing: not an SDK.
+    #[test]
+    fn a_client_only_program_with_its_own_header_is_not_recognised() {
+        let mut sdk = SdkProcesses::default();
+        let sent = head(CURL_IN);
+        assert_eq!(
+            sdk.on_request(APP, SpanKind::Client, &from_traceparent(&sent), &sent),
+            None
+        );
+        assert!(!sdk.is_recognised(APP));
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl<K: std::hash::Hash + Eq, V> TwoGen<K, V> {
         self.young.insert(k, v);
     }
 
-    fn remove(&mut self, k: &K) {
+    pub(super) fn remove(&mut self, k: &K) {
         self.young.remove(k);
         self.old.remove(k);
     }
