@@ -132,20 +132,6 @@ fn client_span_for<'a>(tree: &'a SpanTree, tag: &str) -> &'a Value {
 
 // ===== tools that may be missing =====
 
-/// Whether an optional tool is there. Missing: prints `skipped: <why>` and returns false,
-/// except under CI (env `CI` set), where a missing tool fails the test.
-fn tool_available(present: bool, why: &str) -> bool {
-    if present {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set, so this test must run, but {why} (cargo xtask setup installs it)"
-    );
-    eprintln!("skipped: {why}");
-    false
-}
-
 fn command_succeeds(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }

@@ -70,6 +70,20 @@ macro_rules! require_tracing {
 }
 pub(crate) use require_tracing;
 
+/// Whether an optional tool is there. Missing: prints `skipped: <why>` and returns false,
+/// except under CI (env `CI` set), where a missing tool fails the test.
+pub fn tool_available(present: bool, why: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set, so this test must run, but {why} (cargo xtask setup installs it)"
+    );
+    eprintln!("skipped: {why}");
+    false
+}
+
 // ===== assertions that print the spans =====
 
 /// `eqnice!(tree, left, right, "what")`: `assert_eq!` that prints every span on failure.

@@ -529,6 +529,7 @@ impl Loop {
                 }
                 Ok(Event::Exit { tgid, .. }) => {
                     self.resources.remove(tgid);
+                    self.tracker.process_exited(tgid);
                 }
                 Err(e) => {
                     Counters::inc(&self.counters.decode_errors);

@@ -53,6 +53,7 @@ counters! {
     db_unjoined_server_calls: "traced database server calls whose traced client span never came",
     spans_built: "spans built",
     spans_dropped: "spans dropped by a full or failing sink",
+    spans_suppressed_sdk: "spans not emitted: their process is traced by its own OpenTelemetry SDK",
     processes_traced: "processes added to the traced set",
     attach_failures: "processes that could not be traced (gone, or not permitted)",
     spans_exported: "spans an OTLP collector accepted",

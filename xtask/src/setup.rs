@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: prepare a machine (Debian 12, root) to build and run Sonde.
 //!
 //! Idempotent: apt runs only when something is missing (`apt-get update` once, then one
-//! `apt-get install -y`), tracefs is mounted only when it is not. Prints what it did.
+//! `apt-get install -y`), the OpenTelemetry SDK venv is made only when it lacks the pinned
+//! versions, tracefs is mounted only when it is not. Prints what it did.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use crate::util::{self, exec, on_path};
+use crate::util::{self, exec, on_path, succeeds};
 
 #[derive(Debug, Args)]
 pub struct Options {}
@@ -85,6 +86,12 @@ const NEEDS: &[Need] = &[
         alternatives: &[],
         program: None,
     },
+    // The OpenTelemetry SDK venv (tests/sdk_interop.rs).
+    Need {
+        package: "python3-venv",
+        alternatives: &[],
+        program: None,
+    },
     Need {
         package: "iproute2",
         alternatives: &[],
@@ -134,10 +141,21 @@ const NEEDS: &[Need] = &[
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
+/// The venv tests/sdk_interop.rs runs its SDK-instrumented app with (the tests look
+/// here unless `SONDE_E2E_SDK_PYTHON` names another interpreter).
+const SDK_VENV: &str = "/opt/sonde-test-venv";
+/// The official OpenTelemetry Python SDK and its OTLP/HTTP exporter, pinned; Debian
+/// packages neither.
+const SDK_PACKAGES: &[(&str, &str)] = &[
+    ("opentelemetry-sdk", "1.45.2"),
+    ("opentelemetry-exporter-otlp-proto-http", "1.45.2"),
+];
+
 pub fn run(opts: Options) -> Result<()> {
     let Options {} = opts;
     util::require_root("cargo xtask setup")?;
     install_packages()?;
+    make_sdk_venv()?;
     mount_tracefs()?;
     Ok(())
 }
@@ -205,6 +223,39 @@ fn install_packages() -> Result<()> {
         exec(&mut install)?;
     }
     println!("setup: installed {}", missing.join(" "));
+    Ok(())
+}
+
+/// A venv (from the Debian python, so the traced executable is /usr/bin/python3.*) with
+/// the pinned OpenTelemetry packages, made or fixed only when they are not all there.
+fn make_sdk_venv() -> Result<()> {
+    let venv = Path::new(SDK_VENV);
+    let python = venv.join("bin/python");
+    let checks: Vec<String> = SDK_PACKAGES
+        .iter()
+        .map(|(name, version)| format!("version({name:?}) == {version:?}"))
+        .collect();
+    let check = format!(
+        "from importlib.metadata import version; import sys; sys.exit(0 if {} else 1)",
+        checks.join(" and ")
+    );
+    if succeeds(Command::new(&python).args(["-c", &check])) {
+        println!("setup: {SDK_VENV} already has the OpenTelemetry SDK");
+        return Ok(());
+    }
+    if !python.exists() {
+        exec(Command::new("/usr/bin/python3").args(["-m", "venv", SDK_VENV]))?;
+    }
+    let pins: Vec<String> = SDK_PACKAGES
+        .iter()
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    exec(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(&pins),
+    )?;
+    println!("setup: {SDK_VENV}: installed {}", pins.join(" "));
     Ok(())
 }
 

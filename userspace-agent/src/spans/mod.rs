@@ -5,6 +5,7 @@ pub mod db_span;
 pub mod http_span;
 pub mod identity;
 pub mod model;
+pub mod sdk;
 pub mod trace_join;
 pub mod tracker;
 

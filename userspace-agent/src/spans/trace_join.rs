@@ -14,14 +14,14 @@ use crate::abi::CtxFormat;
 /// Bounded map with two generations: when the young one is full it becomes the old
 /// one and the previous old one is dropped. Recent entries always survive.
 #[derive(Debug)]
-struct TwoGen<K, V> {
+pub(super) struct TwoGen<K, V> {
     young: HashMap<K, V>,
     old: HashMap<K, V>,
     cap: usize,
 }
 
 impl<K: std::hash::Hash + Eq, V> TwoGen<K, V> {
-    fn new(cap: usize) -> Self {
+    pub(super) fn new(cap: usize) -> Self {
         Self {
             young: HashMap::new(),
             old: HashMap::new(),
@@ -29,21 +29,21 @@ impl<K: std::hash::Hash + Eq, V> TwoGen<K, V> {
         }
     }
 
-    fn insert(&mut self, k: K, v: V) {
+    pub(super) fn insert(&mut self, k: K, v: V) {
         if self.young.len() >= self.cap {
             self.old = std::mem::take(&mut self.young);
         }
         self.young.insert(k, v);
     }
 
-    fn remove(&mut self, k: &K) {
+    pub(super) fn remove(&mut self, k: &K) {
         self.young.remove(k);
         self.old.remove(k);
     }
 }
 
 impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
-    fn get(&self, k: &K) -> Option<V> {
+    pub(super) fn get(&self, k: &K) -> Option<V> {
         self.young.get(k).or_else(|| self.old.get(k)).copied()
     }
 }

@@ -15,6 +15,7 @@ use super::db_span;
 use super::http_span::{Endpoints, Exchange, Outcome, build_span};
 use super::identity::{ParentLink, ParentSource, SpanIdentity};
 use super::model::{Resource, Span, SpanKind};
+use super::sdk::SdkProcesses;
 use super::trace_join::{CallJoin, ServerCall, TraceJoin, take_first_named};
 use crate::abi::{CtxFormat, CtxRole, DataEvent, Direction, InjectStatus};
 use crate::metrics::Counters;
@@ -223,6 +224,8 @@ pub struct Tracker {
     /// Spans `tick` released (database server spans that waited in vain for their
     /// client's); reported with the next event's.
     released: Vec<Span>,
+    /// Processes whose own OpenTelemetry SDK makes their spans.
+    sdk: SdkProcesses,
     limits: Limits,
     resources: ResourceFn,
     counters: Arc<Counters>,
@@ -241,6 +244,7 @@ impl Tracker {
             db_options: ParseOptions::default(),
             db_protocols: Protocols::default(),
             released: Vec::new(),
+            sdk: SdkProcesses::default(),
             limits,
             resources,
             counters,
@@ -452,6 +456,7 @@ impl Tracker {
                 event,
                 Ctx {
                     join: &mut self.join,
+                    sdk: &mut self.sdk,
                     resources: &mut self.resources,
                     counters: &self.counters,
                     limits: &self.limits,
@@ -487,6 +492,13 @@ impl Tracker {
                         &ident,
                         c.kernel_inject == InjectStatus::Injected,
                     ),
+                }
+                if let Some(evidence) = ctx.sdk.on_request(c.tgid, c.role.kind(), &ident, &head) {
+                    log::warn!(
+                        "pid {}: {evidence}, so an OpenTelemetry SDK traces it; its spans are \
+                         left to that SDK from now on (counter spans_suppressed_sdk)",
+                        c.tgid
+                    );
                 }
                 // tracestate travels with a traceparent, and only that one was validated.
                 let trace_state = ident
@@ -580,6 +592,10 @@ impl Tracker {
         if ex.timed_out {
             return;
         }
+        if ctx.sdk.is_recognised(c.tgid) {
+            Counters::inc(&ctx.counters.spans_suppressed_sdk);
+            return;
+        }
         let mut span = build_span(ex, c.role.kind(), &c.ends, outcome, ctx.to_unix);
         span.trace_id = ctx.join.resolve(span.trace_id);
         Counters::inc(&ctx.counters.spans_built);
@@ -620,6 +636,11 @@ impl Tracker {
     ) {
         for call in calls {
             Counters::inc(&self.counters.db_calls);
+            // The process's own SDK reports its database calls (spans/sdk.rs).
+            if self.sdk.is_recognised(c.tgid) {
+                Counters::inc(&self.counters.spans_suppressed_sdk);
+                continue;
+            }
             Counters::inc(&self.counters.spans_built);
             let (local, remote, role) = (c.ends.local, c.ends.remote, c.role);
             let resource = (self.resources)(c.tgid);
@@ -734,6 +755,7 @@ impl Tracker {
                     let _cut = c.responses.finish(&mut events);
                     let mut ctx = Ctx {
                         join: &mut self.join,
+                        sdk: &mut self.sdk,
                         resources: &mut self.resources,
                         counters: &self.counters,
                         limits: &self.limits,
@@ -759,6 +781,7 @@ impl Tracker {
         };
         let mut ctx = Ctx {
             join: &mut self.join,
+            sdk: &mut self.sdk,
             resources: &mut self.resources,
             counters: &self.counters,
             limits: &self.limits,
@@ -866,6 +889,11 @@ impl Tracker {
         }
     }
 
+    /// A traced process exited (its pid may come back as another program).
+    pub fn process_exited(&mut self, tgid: u32) {
+        self.sdk.exited(tgid);
+    }
+
     /// Agent shutdown: requests still in flight are counted as timed out, not guessed.
     pub fn shutdown(&mut self) {
         for conn in self.conns.values() {
@@ -882,6 +910,7 @@ impl Tracker {
 /// What `apply` needs besides the connection, borrowed from the tracker.
 struct Ctx<'a> {
     join: &'a mut TraceJoin,
+    sdk: &'a mut SdkProcesses,
     resources: &'a mut ResourceFn,
     counters: &'a Counters,
     limits: &'a Limits,
@@ -895,6 +924,7 @@ impl Ctx<'_> {
     fn reborrow(&mut self) -> Ctx<'_> {
         Ctx {
             join: self.join,
+            sdk: self.sdk,
             resources: self.resources,
             counters: self.counters,
             limits: self.limits,
@@ -1588,5 +1618,157 @@ mod tests {
             1
         );
         assert!(out.is_empty());
+    }
+
+    /// The kernel's identity for a request carrying `traceparent` (trace and parent
+    /// from the header; ctx_parse.h), as the event reports it.
+    fn with_traceparent(mut e: Ev, role: CtxRole, span: u8) -> Ev {
+        let text = String::from_utf8_lossy(&e.bytes).into_owned();
+        let value = text
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .expect("a traceparent");
+        let parts: Vec<&str> = value.split('-').collect();
+        let hex = |s: &str, out: &mut [u8]| {
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex");
+            }
+        };
+        hex(parts[1], &mut e.ctx.trace_id);
+        hex(parts[2], &mut e.ctx.parent_span_id);
+        e.ctx.span_id = [span; 8];
+        e.role = role;
+        e.source = KernelParentSource::Header;
+        e.format = CtxFormat::W3c;
+        e
+    }
+
+    /// A process that sends a context header it made (the OpenTelemetry SDK's, captured)
+    /// has its spans left to its SDK, from the request that gives it away on: the SERVER
+    /// span still open then and the CLIENT span are both dropped and counted; a span
+    /// finished before is not recalled.
+    #[test]
+    fn sdk_instrumented_process_spans_are_suppressed() {
+        use std::sync::atomic::Ordering;
+        let (mut t, counters) = tracker();
+        let mut out = Vec::new();
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        // Before it is recognised: an ordinary span.
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Ingress,
+                1,
+                b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n",
+            ),
+            &mut out,
+        );
+        feed(&mut t, &ev(SERVER_SOCK, Direction::Egress, 2, ok), &mut out);
+        assert_eq!(out.len(), 1);
+
+        let served = ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            include_bytes!("testdata/curl_traceparent_in.http"),
+        );
+        feed(
+            &mut t,
+            &with_traceparent(served, CtxRole::ServerRequest, 1),
+            &mut out,
+        );
+        let sent = ev(
+            CLIENT_SOCK,
+            Direction::Egress,
+            11,
+            include_bytes!("testdata/sdk_urllib_out.http"),
+        );
+        feed(
+            &mut t,
+            &with_traceparent(sent, CtxRole::ClientRequest, 2),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(CLIENT_SOCK, Direction::Ingress, 12, ok),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Egress, 13, ok),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(counters.spans_suppressed_sdk.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.spans_built.load(Ordering::Relaxed), 1);
+
+        // Once it has exited, its pid is someone else's.
+        t.process_exited(42);
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Ingress,
+                20,
+                b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+            ),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Egress, 21, ok),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+    }
+
+    /// A proxy passing the received header on (nginx, captured) is not an SDK.
+    #[test]
+    fn forwarding_proxy_spans_are_kept() {
+        use std::sync::atomic::Ordering;
+        let (mut t, counters) = tracker();
+        let mut out = Vec::new();
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let served = ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            include_bytes!("testdata/curl_traceparent_in.http"),
+        );
+        feed(
+            &mut t,
+            &with_traceparent(served, CtxRole::ServerRequest, 1),
+            &mut out,
+        );
+        let sent = ev(
+            CLIENT_SOCK,
+            Direction::Egress,
+            11,
+            include_bytes!("testdata/nginx_forward_out.http"),
+        );
+        feed(
+            &mut t,
+            &with_traceparent(sent, CtxRole::ClientRequest, 2),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(CLIENT_SOCK, Direction::Ingress, 12, ok),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Egress, 13, ok),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(counters.spans_suppressed_sdk.load(Ordering::Relaxed), 0);
+        // The forwarded header names the same parent as the incoming one.
+        assert_eq!(out[0].parent_span_id, out[1].parent_span_id);
     }
 }
