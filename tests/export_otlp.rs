@@ -69,7 +69,7 @@ fn assert_request_shape(tree: &SpanTree, req: &ExportTraceServiceRequest) {
 }
 
 /// The span tree of one `/call` through Python to Node, as received by the backend:
-/// SERVER python -> CLIENT python (thread) -> SERVER node (local_peer), one trace, two
+/// SERVER python -> CLIENT python (thread) -> SERVER node (injected), one trace, two
 /// resources with their pids.
 fn assert_cross_service_trace(collector: &Collector, py: &Server, node: &Server, leaf: &str) {
     let tree = collector.span_tree();
@@ -88,7 +88,7 @@ fn assert_cross_service_trace(collector: &Collector, py: &Server, node: &Server,
     let node_server = tree.find(SERVER, &leaf_name);
     tree.assert_root(py_server);
     tree.assert_child(py_server, py_client, "thread");
-    tree.assert_child(py_client, node_server, "local_peer");
+    tree.assert_child(py_client, node_server, "injected");
     for s in [py_server, py_client, node_server] {
         eqnice!(tree, s.trace_id(), py_server.trace_id(), "one trace");
         tree.assert_attr(s, "http.response.status_code", "200");

@@ -213,7 +213,7 @@ fn node_http_get_client() {
 }
 
 /// Scenario 12b: a Node server and a Node client, both traced by one agent: the
-/// client's CLIENT span is the root, the server's SERVER span its child (local_peer).
+/// client's CLIENT span is the root, the server's SERVER span its child (injected: the traceparent Sonde inserted).
 #[test]
 fn node_server_and_node_client_one_trace() {
     require_tracing!();
@@ -248,7 +248,7 @@ fn node_server_and_node_client_one_trace() {
         let c = tree.find(CLIENT, name);
         let s = tree.find(SERVER, name);
         tree.assert_root(c);
-        tree.assert_child(c, s, "local_peer");
+        tree.assert_child(c, s, "injected");
         eqnice!(
             tree,
             c.res_attr("service.name").as_deref(),

@@ -118,42 +118,6 @@ pub trait DbParser {
     fn stats(&self) -> ParserStats;
 }
 
-/// Feeds `data` to `parser` as segments, for the fuzz targets: each chunk is one control
-/// byte (bit 0: server side; bit 1: lossy capture; bits 2..: chunk length - 1) and then
-/// the chunk. A lossy chunk keeps half its bytes as head, its last 8 as tail, and claims
-/// a length 16 times larger.
-#[doc(hidden)]
-pub fn feed_fuzz(parser: &mut dyn DbParser, mut data: &[u8]) {
-    let mut out = Vec::new();
-    let mut ts = 0;
-    while let Some((&control, rest)) = data.split_first() {
-        let n = usize::from(control >> 2) + 1;
-        let chunk = rest.get(..n).unwrap_or(rest);
-        data = rest.get(n..).unwrap_or_default();
-        let side = if control & 1 == 0 {
-            Side::Client
-        } else {
-            Side::Server
-        };
-        ts += 1;
-        let seg = if control & 2 == 0 {
-            Segment::complete(ts, chunk)
-        } else {
-            Segment {
-                ts_ns: ts,
-                len: chunk.len() as u64 * 16,
-                head: chunk.get(..chunk.len() / 2).unwrap_or_default(),
-                tail: chunk
-                    .get(chunk.len().saturating_sub(8)..)
-                    .unwrap_or_default(),
-            }
-        };
-        parser.push(side, &seg, &mut out);
-        out.clear();
-    }
-    parser.finish(&mut out);
-}
-
 mod framing;
 pub mod memcached;
 pub mod mysql;

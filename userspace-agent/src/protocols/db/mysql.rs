@@ -658,12 +658,5 @@ impl DbParser for MysqlParser {
     }
 }
 
-/// Fuzzing entry point: see [`super::feed_fuzz`] for how `data` becomes segments.
-#[doc(hidden)]
-pub fn fuzz_one(data: &[u8]) {
-    let mut parser = MysqlParser::new(ParseOptions::default());
-    super::feed_fuzz(&mut parser, data);
-}
-
 #[cfg(test)]
 mod tests;

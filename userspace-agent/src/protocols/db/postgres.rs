@@ -821,13 +821,5 @@ impl DbParser for PostgresParser {
     }
 }
 
-/// Fuzzing entry point: splits `data` into segments (first byte of each chunk: side and
-/// length) and feeds one parser.
-#[doc(hidden)]
-pub fn fuzz_one(data: &[u8]) {
-    let mut parser = PostgresParser::new(ParseOptions::default());
-    super::feed_fuzz(&mut parser, data);
-}
-
 #[cfg(test)]
 mod tests;

@@ -157,11 +157,11 @@ fn fuzz_entry_point_survives_noise() {
             data.extend_from_slice(piece);
         }
     }
-    fuzz_one(&data);
+    crate::protocols::fuzz::db(MysqlParser::new, &data);
     for i in 0..300 {
         let mut noisy = data.clone();
         let at = rng.below(noisy.len());
         noisy[at] = rng.below(256) as u8;
-        fuzz_one(&noisy[..noisy.len() - i % 7]);
+        crate::protocols::fuzz::db(MysqlParser::new, &noisy[..noisy.len() - i % 7]);
     }
 }
