@@ -16,6 +16,9 @@
  * Safety: the message is changed only when it provably starts an HTTP/1 request whose whole
  * header block is in this message and carries no trace context header yet; every other
  * message passes through untouched, and every refusal is counted.
+ *
+ * Where no header can go (oversized heads, TLS, database protocols), a TCP header option on
+ * the request's first data segment carries the context to a peer that runs Sonde too.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
