@@ -31,6 +31,7 @@
 #include "maps/maps.h"
 
 #define SK_PASS 1
+#define SOL_TCP 6
 
 /* sock_ops return value: the callback was handled (the kernel ignores it for these ops). */
 #define SOCKOPS_OK 1
@@ -66,6 +67,37 @@ static __always_inline void enrol(struct bpf_sock_ops *skops, __u8 *mark) {
     count_inject(SONDE_INJ_ENROLLED);
 }
 
+/* ----- arming sockets opened before the agent attached ----- */
+
+/* sock_ops never saw these connect, so they have no transmit callback and must not be
+ * enrolled as they are. Userspace names them (arm_requests) once their first exchange
+ * completes and runs this iterator over the host's TCP sockets: under the socket lock it
+ * switches the callback on (TCP_BPF_SOCK_OPS_CB_FLAGS, Linux 6.13+; older kernels refuse
+ * it and the socket stays out) and marks the socket ARMED, after which the agent's usual
+ * re-enrolment applies. */
+SEC("iter/tcp")
+int sonde_iter_arm(struct bpf_iter__tcp *ctx) {
+    struct sock_common *skc = ctx->sk_common;
+    if (!skc)
+        return 0;
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+    if (!tp)
+        return 0;
+    __u64 cookie = bpf_get_socket_cookie(tp);
+    if (!bpf_map_lookup_elem(&arm_requests, &cookie))
+        return 0;
+    bpf_map_delete_elem(&arm_requests, &cookie);
+    int flags = tp->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+    if (bpf_setsockopt(tp, SOL_TCP, TCP_BPF_SOCK_OPS_CB_FLAGS, &flags, sizeof(flags)) != 0)
+        return 0;
+    __u8 *mark = bpf_sk_storage_get(&inject_marks, tp, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (mark) {
+        *mark = MARK_ARMED;
+        count_inject(SONDE_INJ_ARMED_LATE);
+    }
+    return 0;
+}
+
 /* ----- the TCP header option: context for what headers cannot carry ----- */
 
 /* Experimental option kind (RFC 6994) with our magic: 4 bytes + trace ID + span ID, which
@@ -84,11 +116,12 @@ struct tcp_opt {
 };
 
 /* The note the sk_msg program left for the segment being sent, when this thread is
- * sending on this socket and the option has not gone yet. */
+ * sending on this socket, no header carries the context, and the option has not gone. */
 static __always_inline struct inject_note *note_for_option(struct bpf_sock_ops *skops) {
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
-    if (!note || note->opt_sent || note->kind == NOTE_NO_CTX || note->sk != (__u64)skops->sk)
+    if (!note || note->opt_sent || note->kind == NOTE_NO_CTX || note->status == SONDE_INJECT_DONE ||
+        note->sk != (__u64)skops->sk)
         return NULL;
     return note;
 }
@@ -188,6 +221,8 @@ int sonde_sockops(struct bpf_sock_ops *skops) {
  * (indexes are masked with it) and at most half the scratch buffer (reads run ahead). */
 #define HEAD_SCAN_MAX 2048
 #define HEAD_MASK (HEAD_SCAN_MAX - 1)
+/* Largest edited message made contiguous again after the insertion (an order-3 page). */
+#define LINEARIZE_MAX (32 * 1024)
 _Static_assert(2 * HEAD_SCAN_MAX <= sizeof(((struct inject_scratch *)0)->head), "scratch size");
 
 /* Offset just past the request line's CRLF, or 0 if it is not in the first bytes. */
@@ -371,6 +406,14 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
         __u8 *p = msg->data;
         if (p + INJECT_LINE_LEN <= (__u8 *)msg->data_end) {
             __builtin_memcpy(p, line, INJECT_LINE_LEN);
+            /* The insertion split the message into scatterlist elements, and tcp_bpf
+             * sends each with its own tcp_sendmsg: the request line alone would leave
+             * first and Nagle would hold the rest until the peer's delayed ACK (40 ms).
+             * One element again sends it as the application wrote it. On failure the
+             * bytes are still right, only possibly later. */
+            __u32 total = msg->size;
+            if (total <= LINEARIZE_MAX)
+                bpf_msg_pull_data(msg, 0, total, 0);
             count_inject(SONDE_INJ_DONE);
             remember(tid, sk, &client, SONDE_INJECT_DONE);
             return SK_PASS;

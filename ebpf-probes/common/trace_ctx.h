@@ -40,22 +40,24 @@ static __always_inline bool follow_header(struct sonde_data_event *ev,
     return true;
 }
 
-/* No header, but the peer's agent sent a context in a TCP option (inject.bpf.c). */
-static __always_inline bool follow_tcp_option(struct sonde_data_event *ev) {
-    __u64 sk = ev->sock_id;
+/* The context a peer's agent sent in a TCP option with this request (inject.bpf.c), taken
+ * out whether or not it is used: it belongs to this request only. */
+static __always_inline bool take_tcp_option(__u64 sk, __u64 now_ns, struct tcp_opt_ctx *out) {
     struct tcp_opt_ctx *opt = bpf_map_lookup_elem(&tcp_opt_ctxs, &sk);
     if (!opt)
         return false;
+    *out = *opt;
+    bpf_map_delete_elem(&tcp_opt_ctxs, &sk);
     /* Left by a connection whose reader is not traced, before this socket was reused. */
-    if (ev->ts_ns - opt->ts_ns > 5000000000ULL) {
-        bpf_map_delete_elem(&tcp_opt_ctxs, &sk);
-        return false;
-    }
+    return now_ns - out->ts_ns < 5000000000ULL;
+}
+
+/* No header: the span joins the trace the TCP option names, as a child of its span. */
+static __always_inline void follow_tcp_option(struct sonde_data_event *ev,
+                                              const struct tcp_opt_ctx *opt) {
     __builtin_memcpy(ev->ctx.trace_id, opt->trace_id, sizeof(ev->ctx.trace_id));
     __builtin_memcpy(ev->ctx.parent_span_id, opt->span_id, sizeof(ev->ctx.parent_span_id));
     ev->parent_source = SONDE_PARENT_TCP_OPTION;
-    bpf_map_delete_elem(&tcp_opt_ctxs, &sk);
-    return true;
 }
 
 static __always_inline void new_trace(struct sonde_data_event *ev) {
@@ -71,8 +73,14 @@ static __always_inline void on_server_request(struct sonde_data_event *ev,
                                               const struct sonde_parsed_ctx *in, __u32 tid) {
     ev->ctx_role = SONDE_CTX_SERVER_REQUEST;
     new_span_id(ev->ctx.span_id);
-    if (!follow_header(ev, in) && !follow_tcp_option(ev))
-        new_trace(ev);
+    struct tcp_opt_ctx opt;
+    bool has_opt = take_tcp_option(ev->sock_id, ev->ts_ns, &opt);
+    if (!follow_header(ev, in)) {
+        if (has_opt)
+            follow_tcp_option(ev, &opt);
+        else
+            new_trace(ev);
+    }
 
     struct thread_ctx tc = {};
     tc.ctx = ev->ctx;

@@ -96,7 +96,8 @@ enum sonde_inject_counter {
     SONDE_INJ_FAILED = 5,       /* the kernel refused the insertion; bytes unchanged */
     SONDE_INJ_TCP_OPT_SENT = 6, /* a TCP header option carried a context to the peer */
     SONDE_INJ_TCP_OPT_RECV = 7, /* a TCP header option from a peer's agent was read */
-    SONDE_INJ_MAX = 8,
+    SONDE_INJ_ARMED_LATE = 8,   /* a socket opened before the agent attached was armed */
+    SONDE_INJ_MAX = 16,
 };
 
 struct sonde_trace_ctx {

@@ -140,6 +140,15 @@ struct inject_note {
     __u8 _pad[3];
 };
 
+/* Client sockets opened before the agent attached that userspace wants armed (by
+ * socket cookie): the tcp iterator in inject.bpf.c switches their transmit callback on. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1024);
+    __type(key, __u64);
+    __type(value, __u8);
+} arm_requests SEC(".maps");
+
 /* Context that arrived in a TCP header option (inject.bpf.c), by the receiving struct
  * sock, until the request it came with is read. */
 struct tcp_opt_ctx {

@@ -32,7 +32,8 @@ pub const INJ_SKIPPED: u32 = 4;
 pub const INJ_FAILED: u32 = 5;
 pub const INJ_TCP_OPT_SENT: u32 = 6;
 pub const INJ_TCP_OPT_RECV: u32 = 7;
-pub const INJ_MAX: u32 = 8;
+pub const INJ_ARMED_LATE: u32 = 8;
+pub const INJ_MAX: u32 = 16;
 
 /// `struct sonde_trace_ctx`.
 #[repr(C)]
@@ -283,6 +284,7 @@ const _: () = {
     assert!(enum_value("SONDE_INJ_MAX") == INJ_MAX);
     assert!(enum_value("SONDE_INJ_TCP_OPT_SENT") == INJ_TCP_OPT_SENT);
     assert!(enum_value("SONDE_INJ_TCP_OPT_RECV") == INJ_TCP_OPT_RECV);
+    assert!(enum_value("SONDE_INJ_ARMED_LATE") == INJ_ARMED_LATE);
     assert!(enum_value("SONDE_PARENT_TCP_OPTION") == KernelParentSource::TcpOption as u32);
 };
 

@@ -146,7 +146,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         Some(maps) => {
             tracker.enable_reenrol();
             Some(
-                Reenroller::spawn(maps.sockhash, maps.marks, Arc::clone(&counters))
+                Reenroller::spawn(maps, Arc::clone(&counters))
                     .context("starting the re-enrolment thread")?,
             )
         }

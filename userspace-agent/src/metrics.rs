@@ -43,6 +43,7 @@ counters! {
     inject_failed: "outgoing requests left alone: the kernel refused the insertion",
     tcp_option_sent: "TCP header options that carried a context to a peer's agent",
     tcp_option_received: "TCP header options with a context read from a peer's agent",
+    inject_armed_late: "client sockets opened before the agent attached, armed for injection",
     reenrolled: "keep-alive client sockets put back for injection after a complete exchange",
     reenrol_skipped: "keep-alive sockets left out: busy, gone, or opened before the agent attached",
     reenrol_dropped: "re-enrolment requests dropped because the queue was full",

@@ -10,15 +10,21 @@
 use std::fs::File;
 use std::path::PathBuf;
 
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use anyhow::{Context, Result};
-use aya::Ebpf;
-use aya::programs::{CgroupAttachMode, SkMsg, SockOps};
+use aya::programs::links::FdLink;
+use aya::programs::{CgroupAttachMode, Iter, SkMsg, SockOps};
+use aya::{Btf, Ebpf};
+use aya_obj::generated::{bpf_attr, bpf_cmd};
 
 use super::probes::verifier_context;
 use crate::doctor::parse;
 
 pub const SOCKOPS_PROGRAM: &str = "sonde_sockops";
 pub const SK_MSG_PROGRAM: &str = "sonde_sk_msg";
+pub const ARM_ITER_PROGRAM: &str = "sonde_iter_arm";
 const SOCKHASH: &str = "inject_socks";
 
 /// Where cgroup2 is mounted (hybrid hosts: /sys/fs/cgroup/unified).
@@ -60,4 +66,92 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<()> {
     ops.attach(&cgroup, CgroupAttachMode::Single)
         .with_context(|| format!("attaching sock_ops to the cgroup {}", root.display()))?;
     Ok(())
+}
+
+/// The tcp iterator that arms sockets opened before the agent attached (inject.bpf.c
+/// `sonde_iter_arm`): each [`ArmIterator::run`] walks the host's TCP sockets once.
+pub struct ArmIterator {
+    /// Our own descriptor of the iterator's BPF link: it lives as long as the agent.
+    link: OwnedFd,
+}
+
+impl ArmIterator {
+    /// Loads and attaches the iterator. `None` (with the reason logged) when this kernel
+    /// cannot: such sockets then stay out of injection.
+    pub fn attach(ebpf: &mut Ebpf) -> Option<Self> {
+        match Self::try_attach(ebpf) {
+            Ok(it) => Some(it),
+            Err(e) => {
+                log::info!(
+                    "connections opened before the agent attached will not get traceparent: {e:#}"
+                );
+                None
+            }
+        }
+    }
+
+    fn try_attach(ebpf: &mut Ebpf) -> Result<Self> {
+        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        let prog: &mut Iter = ebpf
+            .program_mut(ARM_ITER_PROGRAM)
+            .context("program sonde_iter_arm missing")?
+            .try_into()?;
+        prog.load("tcp", &btf).map_err(verifier_context)?;
+        let link_id = prog.attach().context("attaching the tcp iterator")?;
+        let link: FdLink = prog
+            .take_link(link_id)
+            .context("taking the iterator link")?
+            .try_into()
+            .context("the iterator link has no fd")?;
+        let id = link.info().context("iterator link info")?.id();
+        let link = link_fd_by_id(id).context("opening the iterator link by id")?;
+        Ok(Self { link })
+    }
+
+    /// One pass over the host's TCP sockets (the program does its work as it goes).
+    pub fn run(&self) -> io::Result<()> {
+        let mut attr = zeroed_attr();
+        // SAFETY: writing plain integers into the iter-create member of the union.
+        let create = unsafe { &mut attr.iter_create };
+        create.link_fd = self.link.as_raw_fd() as u32;
+        let fd = bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr)?;
+        let mut seq = std::fs::File::from(fd);
+        let mut sink = [0u8; 512];
+        // The program prints nothing; reading to the end drives the walk.
+        while seq.read(&mut sink)? > 0 {}
+        Ok(())
+    }
+}
+
+fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing a plain integer into the get-fd-by-id member of the union.
+    unsafe { attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id };
+    bpf_fd(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr)
+}
+
+fn zeroed_attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a C union of integer fields; all-zero is valid and is what
+    // the kernel requires for every field we do not set.
+    unsafe { std::mem::zeroed() }
+}
+
+/// One bpf(2) command that returns a new file descriptor.
+fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+    // SAFETY: `attr` is a valid, initialised bpf_attr whose pointers (none here) would
+    // outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut bpf_attr,
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    let fd = i32::try_from(ret)
+        .ok()
+        .filter(|fd| *fd >= 0)
+        .ok_or_else(io::Error::last_os_error)?;
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

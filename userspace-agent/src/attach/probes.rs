@@ -92,12 +92,15 @@ impl Default for ProbeOptions {
     }
 }
 
-/// The maps userspace needs to re-enrol keep-alive sockets for injection.
+/// What userspace needs to re-enrol keep-alive sockets for injection.
 pub struct InjectionMaps {
     /// `inject_socks`, by socket cookie.
     pub sockhash: SockHash<MapData, u64>,
     /// `inject_marks`: how far each connect()ed socket got (MARK_* in inject.bpf.c).
     pub marks: SkStorage<MapData, u8>,
+    /// `arm_requests` and the iterator that serves them: arming sockets opened before the
+    /// agent attached (None when this kernel cannot).
+    pub arming: Option<(HashMap<MapData, u64, u8>, inject::ArmIterator)>,
 }
 
 /// The loaded, attached probes and handles on their maps.
@@ -201,6 +204,7 @@ impl Probes {
             (abi::INJ_FAILED, &counters.inject_failed),
             (abi::INJ_TCP_OPT_SENT, &counters.tcp_option_sent),
             (abi::INJ_TCP_OPT_RECV, &counters.tcp_option_received),
+            (abi::INJ_ARMED_LATE, &counters.inject_armed_late),
         ] {
             Counters::set(counter, inject[slot as usize]);
         }
@@ -222,9 +226,21 @@ impl Probes {
                 .take_map("inject_marks")
                 .context("map inject_marks missing or taken")?,
         )?;
+        let arming = match inject::ArmIterator::attach(&mut self.ebpf) {
+            Some(iter) => Some((
+                HashMap::try_from(
+                    self.ebpf
+                        .take_map("arm_requests")
+                        .context("map arm_requests missing or taken")?,
+                )?,
+                iter,
+            )),
+            None => None,
+        };
         Ok(Some(InjectionMaps {
             sockhash: hash,
             marks,
+            arming,
         }))
     }
 

@@ -11,16 +11,17 @@
 //! completed with nothing else in flight; this worker then checks, on a duplicate of the
 //! application's descriptor (pidfd_getfd), that
 //! - it is still the same connection (same 4-tuple),
-//! - it was enrolled at connect by our sock_ops program, which also removes it on its next
-//!   transmitted segment (sockets opened before the agent attached have no such callback
-//!   and are never enrolled),
+//! - it was armed: enrolled at connect by our sock_ops program, which also removes it on
+//!   its next transmitted segment; a socket opened before the agent attached has no such
+//!   callback, so it is first armed by the tcp iterator (`attach::inject::ArmIterator`,
+//!   kernels that allow it) or else left out,
 //! - the application has written nothing since (bytes written equals the `sent_bytes` the
 //!   kernel reported with the request) and nothing is waiting to be read (FIONREAD),
 //!
 //! then enrols it and checks again: if anything moved meanwhile, it takes the socket back
 //! out at once. The duplicate descriptor is closed before the next request is looked at.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -28,9 +29,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread;
 
-use aya::maps::{MapData, SkStorage, SockHash};
+use aya::maps::{HashMap as BpfHashMap, MapData, SkStorage, SockHash};
 use socket2::SockRef;
 
+use crate::attach::inject::ArmIterator;
+use crate::attach::probes::InjectionMaps;
 use crate::metrics::Counters;
 use crate::spans::tracker::ReenrolRequest;
 
@@ -38,6 +41,8 @@ use crate::spans::tracker::ReenrolRequest;
 const QUEUE: usize = 4096;
 /// pidfds kept open; the cache is cleared when it grows past this.
 const MAX_PIDFDS: usize = 4096;
+/// Sockets the arming iterator was asked about; cleared when it grows past this.
+const MAX_ARM_TRIED: usize = 4096;
 /// `SO_COOKIE` from asm-generic/socket.h.
 const SO_COOKIE: libc::c_int = 57;
 /// `inject_marks` value of a socket enrolled at connect with its transmit callback armed
@@ -51,8 +56,8 @@ const BPF_NOEXIST: u64 = 1;
 enum Skip {
     /// The process or the descriptor is gone, or now names another socket.
     Gone,
-    /// Not enrolled at connect by us (opened before the agent attached).
-    NotOurs,
+    /// Not armed (opened before the agent attached); carries its cookie.
+    NotOurs(u64),
     /// The application wrote or received something since the exchange ended.
     Busy,
 }
@@ -63,16 +68,12 @@ pub struct Reenroller {
 }
 
 impl Reenroller {
-    pub fn spawn(
-        sockhash: SockHash<MapData, u64>,
-        marks: SkStorage<MapData, u8>,
-        counters: Arc<Counters>,
-    ) -> io::Result<Self> {
+    pub fn spawn(maps: InjectionMaps, counters: Arc<Counters>) -> io::Result<Self> {
         let (tx, rx) = sync_channel(QUEUE);
         let worker_counters = Arc::clone(&counters);
         thread::Builder::new()
             .name("sonde-reenrol".into())
-            .spawn(move || Worker::new(sockhash, marks, worker_counters).run(rx))?;
+            .spawn(move || Worker::new(maps, worker_counters).run(rx))?;
         Ok(Self { tx, counters })
     }
 
@@ -89,19 +90,20 @@ impl Reenroller {
 struct Worker {
     sockhash: SockHash<MapData, u64>,
     marks: SkStorage<MapData, u8>,
+    arming: Option<(BpfHashMap<MapData, u64, u8>, ArmIterator)>,
+    /// Cookies already put to the arming iterator: each socket is tried once.
+    arm_tried: HashSet<u64>,
     counters: Arc<Counters>,
     pidfds: HashMap<u32, OwnedFd>,
 }
 
 impl Worker {
-    fn new(
-        sockhash: SockHash<MapData, u64>,
-        marks: SkStorage<MapData, u8>,
-        counters: Arc<Counters>,
-    ) -> Self {
+    fn new(maps: InjectionMaps, counters: Arc<Counters>) -> Self {
         Self {
-            sockhash,
-            marks,
+            sockhash: maps.sockhash,
+            marks: maps.marks,
+            arming: maps.arming,
+            arm_tried: HashSet::new(),
             counters,
             pidfds: HashMap::new(),
         }
@@ -109,7 +111,12 @@ impl Worker {
 
     fn run(mut self, rx: Receiver<ReenrolRequest>) {
         while let Ok(req) = rx.recv() {
-            let outcome = self.reenrol(&req);
+            let mut outcome = self.reenrol(&req);
+            if let Err(Skip::NotOurs(cookie)) = outcome
+                && self.arm(cookie)
+            {
+                outcome = self.reenrol(&req);
+            }
             log::debug!("re-enrol {req:?}: {outcome:?}");
             match outcome {
                 Ok(()) => Counters::inc(&self.counters.reenrolled),
@@ -117,7 +124,9 @@ impl Worker {
                     self.pidfds.remove(&req.tgid);
                     Counters::inc(&self.counters.reenrol_skipped);
                 }
-                Err(Skip::NotOurs | Skip::Busy) => Counters::inc(&self.counters.reenrol_skipped),
+                Err(Skip::NotOurs(_) | Skip::Busy) => {
+                    Counters::inc(&self.counters.reenrol_skipped)
+                }
             }
         }
     }
@@ -130,14 +139,14 @@ impl Worker {
         if !same {
             return Err(Skip::Gone);
         }
+        let cookie = socket_cookie(sock.as_raw_fd()).ok_or(Skip::Gone)?;
         if self.marks.get(&sock, 0).ok() != Some(MARK_ARMED) {
-            return Err(Skip::NotOurs);
+            return Err(Skip::NotOurs(cookie));
         }
         let before = Activity::read(sock.as_raw_fd()).ok_or(Skip::Gone)?;
         if before.written != req.sent_bytes || before.unread != 0 {
             return Err(Skip::Busy);
         }
-        let cookie = socket_cookie(sock.as_raw_fd()).ok_or(Skip::Gone)?;
         if self
             .sockhash
             .insert(cookie, sock.as_raw_fd(), BPF_NOEXIST)
@@ -152,6 +161,25 @@ impl Worker {
             return Err(Skip::Busy);
         }
         Ok(())
+    }
+
+    /// Asks the tcp iterator to arm the socket (once per socket); true if it ran.
+    fn arm(&mut self, cookie: u64) -> bool {
+        let Some((requests, iter)) = self.arming.as_mut() else {
+            return false;
+        };
+        if self.arm_tried.len() >= MAX_ARM_TRIED {
+            self.arm_tried.clear();
+        }
+        if !self.arm_tried.insert(cookie) || requests.insert(cookie, 1, 0).is_err() {
+            return false;
+        }
+        if let Err(e) = iter.run() {
+            log::debug!("arming iterator: {e}");
+            let _ = requests.remove(&cookie);
+            return false;
+        }
+        true
     }
 
     /// Our own descriptor for `fd` of process `tgid`.
