@@ -10,7 +10,8 @@
 //!   returns at once: the cost of the hooks themselves;
 //! - `full`:  `sonde attach --pid <nginx> -o none`: full tracing, spans not printed;
 //! - `proxy_no_inject` / `proxy_inject`: wrk loads a second nginx that proxies to the first
-//!   over keep-alive upstream connections; the agent traces the proxy only, with
+//!   over keep-alive upstream connections (a new proxy per run, so its upstream connections
+//!   open under the agent); the agent traces the proxy only, with
 //!   `--no-inject` and with `traceparent` injection (the default): what injection adds.
 //!
 //! Reports medians over rounds, ratios against the design targets, the agent's peak RSS
@@ -160,22 +161,13 @@ pub fn run(opts: Options) -> Result<()> {
     let port = util::free_port()?;
     let mut nginx = start_nginx(&dir.path().join("origin"), port, &NginxRole::Origin)?;
     let url = format!("http://127.0.0.1:{port}/1k.bin");
-    let proxy_port = util::free_port()?;
-    let mut proxy = start_nginx(
-        &dir.path().join("proxy"),
-        proxy_port,
-        &NginxRole::Proxy { upstream: port },
-    )?;
-    let proxy_url = format!("http://127.0.0.1:{proxy_port}/1k.bin");
     let configs = Config::ALL.len();
     println!(
-        "bench: nginx pid {} on :{port}, proxy pid {} on :{proxy_port}; {rounds} rounds x {configs} configs x {seconds} s (about {} s)",
+        "bench: nginx pid {} on :{port}; {rounds} rounds x {configs} configs x {seconds} s (about {} s)",
         nginx.pid(),
-        proxy.pid(),
         u64::from(rounds) * configs as u64 * (u64::from(seconds) + 1)
     );
     wrk(&url, 1).context("warm-up")?;
-    wrk(&proxy_url, 1).context("warm-up through the proxy")?;
 
     let mut samples = Vec::new();
     for round in 0..rounds {
@@ -184,11 +176,20 @@ pub fn run(opts: Options) -> Result<()> {
         for config in order {
             check_interrupted()?;
             nginx.ensure_running()?;
-            proxy.ensure_running()?;
-            let (target, target_url) = if config.is_proxy() {
-                (proxy.pid(), proxy_url.as_str())
+            // A new proxy for each run: its upstream connections are opened under the
+            // agent (a connection opened before the agent attached is never injected).
+            let proxy = if config.is_proxy() {
+                let proxy_port = util::free_port()?;
+                let proxy_dir = dir.path().join(format!("proxy-{round}-{}", config.key()));
+                let proxy =
+                    start_nginx(&proxy_dir, proxy_port, &NginxRole::Proxy { upstream: port })?;
+                Some((proxy, format!("http://127.0.0.1:{proxy_port}/1k.bin")))
             } else {
-                (nginx.pid(), url.as_str())
+                None
+            };
+            let (target, target_url) = match &proxy {
+                Some((proxy, proxy_url)) => (proxy.pid(), proxy_url.as_str()),
+                None => (nginx.pid(), url.as_str()),
             };
             let sample = measure(
                 &sonde,
@@ -199,6 +200,7 @@ pub fn run(opts: Options) -> Result<()> {
                 round,
                 config,
             )?;
+            drop(proxy);
             println!(
                 "bench: round {:>2} {:<28} {:>9.0} req/s  p99 {:>7.2} ms{}",
                 round + 1,
@@ -214,7 +216,6 @@ pub fn run(opts: Options) -> Result<()> {
             samples.push(sample);
         }
     }
-    drop(proxy);
     drop(nginx);
 
     let micro_rounds = rounds.clamp(3, 10);
