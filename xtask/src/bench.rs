@@ -1,17 +1,21 @@
 //! `cargo xtask bench`: what the agent costs a busy server. A benchmark, not a test.
 //!
 //! nginx (one worker) serves a 1 KiB file on loopback; `wrk -t1 -c16 --latency` loads it
-//! for `--seconds` per round. Three configurations alternate, in an order rotated every
+//! for `--seconds` per round. Five configurations alternate, in an order rotated every
 //! round, because one round differs from the next by ±20% on these VMs (see
 //! docs/benchmarks.md):
 //!
 //! - `none`:  no agent;
 //! - `floor`: `sonde attach --pid <nginx> --empty-probes`: every hook attached, every probe
 //!   returns at once: the cost of the hooks themselves;
-//! - `full`:  `sonde attach --pid <nginx> -o none`: full tracing, spans not printed.
+//! - `full`:  `sonde attach --pid <nginx> -o none`: full tracing, spans not printed;
+//! - `proxy_no_inject` / `proxy_inject`: wrk loads a second nginx that proxies to the first
+//!   over keep-alive upstream connections (a new proxy per run, so its upstream connections
+//!   open under the agent); the agent traces the proxy only, with
+//!   `--no-inject` and with `traceparent` injection (the default): what injection adds.
 //!
 //! Reports medians over rounds, ratios against the design targets, the agent's peak RSS
-//! and its counters (to show that it did trace).
+//! and its counters (to show that it did trace, and inject).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -57,16 +61,30 @@ enum Config {
     None,
     Floor,
     Full,
+    ProxyNoInject,
+    ProxyInject,
 }
 
 impl Config {
-    const ALL: [Self; 3] = [Self::None, Self::Floor, Self::Full];
+    const ALL: [Self; 5] = [
+        Self::None,
+        Self::Floor,
+        Self::Full,
+        Self::ProxyNoInject,
+        Self::ProxyInject,
+    ];
+    /// The configurations that load nginx serving the file itself.
+    const DIRECT: [Self; 3] = [Self::None, Self::Floor, Self::Full];
+    /// The configurations that load the proxy in front of it.
+    const PROXY: [Self; 2] = [Self::ProxyNoInject, Self::ProxyInject];
 
     fn label(self) -> &'static str {
         match self {
             Self::None => "(a) no agent",
             Self::Floor => "(b) empty probes (floor)",
             Self::Full => "(c) full tracing (-o none)",
+            Self::ProxyNoInject => "(d) proxy, full, --no-inject",
+            Self::ProxyInject => "(e) proxy, full, injection",
         }
     }
 
@@ -75,7 +93,23 @@ impl Config {
             Self::None => "none",
             Self::Floor => "floor",
             Self::Full => "full",
+            Self::ProxyNoInject => "proxy_no_inject",
+            Self::ProxyInject => "proxy_inject",
         }
+    }
+
+    /// The agent's flags after `attach --pid <pid> -o none`; `None`: no agent.
+    fn agent_flags(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::None => None,
+            Self::Floor => Some(&["--empty-probes"]),
+            Self::Full | Self::ProxyInject => Some(&[]),
+            Self::ProxyNoInject => Some(&["--no-inject"]),
+        }
+    }
+
+    fn is_proxy(self) -> bool {
+        Self::PROXY.contains(&self)
     }
 }
 
@@ -134,31 +168,48 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let dir = TempDir::new("sonde-bench")?;
     let port = util::free_port()?;
-    let mut nginx = start_nginx(dir.path(), port)?;
+    let mut nginx = start_nginx(&dir.path().join("origin"), port, &NginxRole::Origin)?;
     let url = format!("http://127.0.0.1:{port}/1k.bin");
+    let configs = Config::ALL.len();
     println!(
-        "bench: nginx pid {} on :{port}; {rounds} rounds x 3 configs x {seconds} s (about {} s)",
+        "bench: nginx pid {} on :{port}; {rounds} rounds x {configs} configs x {seconds} s (about {} s)",
         nginx.pid(),
-        u64::from(rounds) * 3 * (u64::from(seconds) + 1)
+        u64::from(rounds) * configs as u64 * (u64::from(seconds) + 1)
     );
     wrk(&url, 1).context("warm-up")?;
 
     let mut samples = Vec::new();
     for round in 0..rounds {
         let mut order = Config::ALL;
-        order.rotate_left(usize::try_from(round % 3)?);
+        order.rotate_left(usize::try_from(round)? % configs);
         for config in order {
             check_interrupted()?;
             nginx.ensure_running()?;
+            // A new proxy for each run: its upstream connections are opened under the
+            // agent (a connection opened before the agent attached is never injected).
+            let proxy = if config.is_proxy() {
+                let proxy_port = util::free_port()?;
+                let proxy_dir = dir.path().join(format!("proxy-{round}-{}", config.key()));
+                let proxy =
+                    start_nginx(&proxy_dir, proxy_port, &NginxRole::Proxy { upstream: port })?;
+                Some((proxy, format!("http://127.0.0.1:{proxy_port}/1k.bin")))
+            } else {
+                None
+            };
+            let (target, target_url) = match &proxy {
+                Some((proxy, proxy_url)) => (proxy.pid(), proxy_url.as_str()),
+                None => (nginx.pid(), url.as_str()),
+            };
             let sample = measure(
                 &sonde,
                 dir.path(),
-                nginx.pid(),
-                &url,
+                target,
+                target_url,
                 seconds,
                 round,
                 config,
             )?;
+            drop(proxy);
             println!(
                 "bench: round {:>2} {:<28} {:>9.0} req/s  p99 {:>7.2} ms{}",
                 round + 1,
@@ -230,12 +281,37 @@ pub fn run(opts: Options) -> Result<()> {
 
 // ===== running one configuration =====
 
-fn start_nginx(dir: &Path, port: u16) -> Result<ChildGuard> {
-    let root = dir.join("www");
-    std::fs::create_dir_all(&root)?;
-    std::fs::write(root.join("1k.bin"), vec![b'x'; 1024])?;
-    let conf = dir.join("nginx.conf");
+/// What an nginx of the benchmark does.
+enum NginxRole {
+    /// Serves `1k.bin` from its own docroot.
+    Origin,
+    /// Proxies everything to the origin on `upstream`, over keep-alive connections (HTTP/1.1
+    /// upstream, no `Connection` header), as a traced service calling another would.
+    Proxy { upstream: u16 },
+}
+
+/// One nginx (one worker) in `dir`, listening on `port`.
+fn start_nginx(dir: &Path, port: u16, role: &NginxRole) -> Result<ChildGuard> {
+    std::fs::create_dir_all(dir)?;
     let d = dir.display();
+    let (upstream, server_body) = match role {
+        NginxRole::Origin => {
+            let root = dir.join("www");
+            std::fs::create_dir_all(&root)?;
+            std::fs::write(root.join("1k.bin"), vec![b'x'; 1024])?;
+            (String::new(), format!("root {d}/www;"))
+        }
+        NginxRole::Proxy { upstream } => (
+            format!(
+                "upstream origin {{ server 127.0.0.1:{upstream}; keepalive 32; \
+                 keepalive_requests 1000000; }}\n  "
+            ),
+            "location / { proxy_pass http://origin; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }"
+                .to_owned(),
+        ),
+    };
+    let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
         format!(
@@ -244,7 +320,7 @@ fn start_nginx(dir: &Path, port: u16) -> Result<ChildGuard> {
              http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 1000000;\n  \
              client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc;\n  \
              uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n  \
-             server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n  }}\n}}\n"
+             {upstream}server {{\n    listen 127.0.0.1:{port};\n    {server_body}\n  }}\n}}\n"
         ),
     )?;
     let mut nginx = ChildGuard::spawn(
@@ -269,22 +345,16 @@ fn start_nginx(dir: &Path, port: u16) -> Result<ChildGuard> {
 fn measure(
     sonde: &Path,
     dir: &Path,
-    nginx: u32,
+    target: u32,
     url: &str,
     seconds: u32,
     round: u32,
     config: Config,
 ) -> Result<Sample> {
     let agent_log = dir.join(format!("sonde-{round}-{}.stderr", config.key()));
-    let mut agent = match config {
-        Config::None => None,
-        Config::Floor | Config::Full => Some(attach_agent(
-            sonde,
-            nginx,
-            config == Config::Floor,
-            dir,
-            &agent_log,
-        )?),
+    let mut agent = match config.agent_flags() {
+        None => None,
+        Some(flags) => Some(attach_agent(sonde, target, flags, dir, &agent_log)?),
     };
     let run = wrk(url, seconds)?;
     let mut agent_hwm_kib = None;
@@ -325,7 +395,7 @@ fn measure(
 pub(crate) fn attach_agent(
     sonde: &Path,
     pid: u32,
-    empty_probes: bool,
+    flags: &[&str],
     dir: &Path,
     log: &Path,
 ) -> Result<ChildGuard> {
@@ -333,14 +403,12 @@ pub(crate) fn attach_agent(
     let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(sonde);
     cmd.args(["attach", "--pid", &pid.to_string(), "-o", "none"])
+        .args(flags)
         .arg("--ready-file")
         .arg(&ready)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?);
-    if empty_probes {
-        cmd.arg("--empty-probes");
-    }
     let mut agent = ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
     util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
         .with_context(|| util::tail(log, 30))?;
@@ -458,6 +526,9 @@ struct Summary {
     full_hwm_kib: Option<u64>,
     full_counters: BTreeMap<String, u64>,
     full_requests: u64,
+    /// Counters summed over the rounds of (e), proxy with injection.
+    inject_counters: BTreeMap<String, u64>,
+    inject_requests: u64,
     hooks: Option<u64>,
 }
 
@@ -470,19 +541,24 @@ impl Summary {
             rps.insert(config, median(of(config).map(|s| s.rps).collect()));
             p99.insert(config, median(of(config).map(|s| s.p99_ms).collect()));
         }
-        let mut full_counters = BTreeMap::new();
-        for s in of(Config::Full) {
-            for (name, value) in &s.counters {
-                *full_counters.entry(name.clone()).or_insert(0) += value;
+        let counters = |config: Config| {
+            let mut sum = BTreeMap::new();
+            for s in of(config) {
+                for (name, value) in &s.counters {
+                    *sum.entry(name.clone()).or_insert(0) += value;
+                }
             }
-        }
+            sum
+        };
         Self {
             rps,
             p99,
             errors: samples.iter().map(|s| s.errors).sum(),
             full_hwm_kib: of(Config::Full).filter_map(|s| s.agent_hwm_kib).max(),
-            full_counters,
+            full_counters: counters(Config::Full),
             full_requests: of(Config::Full).map(|s| s.requests).sum(),
+            inject_counters: counters(Config::ProxyInject),
+            inject_requests: of(Config::ProxyInject).map(|s| s.requests).sum(),
             hooks: samples.iter().find_map(|s| s.hooks),
         }
     }
@@ -506,7 +582,7 @@ impl Summary {
             s,
             "| configuration | median req/s | median p99 latency | req/s vs (a) |\n|---|---:|---:|---:|"
         );
-        for config in Config::ALL {
+        for config in Config::DIRECT {
             let _ = writeln!(
                 s,
                 "| {} | {:.0} | {:.2} ms | {:.3} |",
@@ -582,12 +658,56 @@ impl Summary {
                 lost.join(", ")
             },
         );
+        self.proxy_markdown(&mut s);
         let _ = writeln!(
             s,
-            "{rounds} rounds x {seconds} s per configuration, order rotated each round; medians over rounds. wrk errors (non-2xx, socket): {}.",
+            "\n{rounds} rounds x {seconds} s per configuration, order rotated each round; medians over rounds. wrk errors (non-2xx, socket): {}.",
             self.errors
         );
         s
+    }
+
+    /// The proxy configurations: what `traceparent` injection adds to full tracing.
+    fn proxy_markdown(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\n### Injection (nginx proxying to nginx over keep-alive upstream connections, the proxy traced)\n\n\
+             | configuration | median req/s | median p99 latency | req/s vs (d) |\n|---|---:|---:|---:|"
+        );
+        for config in Config::PROXY {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.2} ms | {:.3} |",
+                config.label(),
+                self.rps[&config],
+                self.p99[&config],
+                self.ratio(config, Config::ProxyNoInject)
+            );
+        }
+        let added =
+            (1.0 / self.rps[&Config::ProxyInject] - 1.0 / self.rps[&Config::ProxyNoInject]) * 1e6;
+        let _ = writeln!(
+            s,
+            "\n| ratio | value |\n|---|---:|\n\
+             | (e)/(d) injection vs --no-inject, req/s | {:.3} |\n\
+             | (e)/(d) p99 latency | {:.3} |\n\
+             | time per request added by injection | {added:.2} µs |",
+            self.ratio(Config::ProxyInject, Config::ProxyNoInject),
+            self.p99[&Config::ProxyInject] / self.p99[&Config::ProxyNoInject],
+        );
+        let get = |name: &str| self.inject_counters.get(name).copied().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "\nOver all (e) rounds: {} requests answered to wrk, {} upstream requests injected \
+             (`inject_done`), {} keep-alive sockets re-enrolled, {} left out (`reenrol_skipped`), \
+             {} re-enrolment requests dropped, {} sockets enrolled at connect.",
+            self.inject_requests,
+            get("inject_done"),
+            get("reenrolled"),
+            get("reenrol_skipped"),
+            get("reenrol_dropped"),
+            get("inject_sockets_enrolled"),
+        );
     }
 
     fn json(&self) -> serde_json::Value {
@@ -602,6 +722,8 @@ impl Summary {
             "ratio_floor_none": self.ratio(Config::Floor, Config::None),
             "ratio_full_none": self.ratio(Config::Full, Config::None),
             "ratio_full_floor": self.ratio(Config::Full, Config::Floor),
+            "ratio_proxy_inject_no_inject": self.ratio(Config::ProxyInject, Config::ProxyNoInject),
+            "proxy_inject_counters_total": self.inject_counters,
             "full_cost_over_floor_cost": self.full_over_floor_cost(),
             "target_full_none_min": TARGET_FULL_RATIO,
             "target_full_cost_over_floor_max": TARGET_FULL_OVER_FLOOR,
@@ -663,11 +785,15 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
         "# Benchmarks\n\n\
          What Sonde costs a busy server, measured by `cargo xtask bench` (see `xtask/src/bench.rs`).\n\n\
          nginx with one worker serves a 1 KiB file on loopback; `wrk -t1 -c16 --latency` loads it.\n\
-         Three configurations alternate, in an order rotated every round:\n\n\
+         Five configurations alternate, in an order rotated every round:\n\n\
          - **(a) no agent**;\n\
          - **(b) empty probes**: `sonde attach --pid <nginx> --empty-probes`: every hook Sonde uses is \
          attached but each probe returns at once. This is the floor any design with these hooks pays;\n\
-         - **(c) full tracing**: `sonde attach --pid <nginx> -o none`: spans are built but not printed.\n\n\
+         - **(c) full tracing**: `sonde attach --pid <nginx> -o none`: spans are built but not printed;\n\
+         - **(d)** and **(e)**: wrk loads a second nginx that proxies to the first over keep-alive \
+         upstream connections; the agent traces the proxy with full tracing, (d) with `--no-inject`, \
+         (e) with `traceparent` injection into its upstream requests (the default). (e)/(d) is what \
+         injection costs.\n\n\
          Design targets: (c) keeps at least {TARGET_FULL_RATIO:.2} of (a)'s throughput, and full tracing \
          costs at most {TARGET_FULL_OVER_FLOOR}x the floor per request (time per request above (a)).\n\n\
          ## Latest run\n\n\

@@ -93,7 +93,11 @@ fn measure(sonde: &Path, dir: &Path, w: &Workload, config: Config) -> Result<(f6
         Config::Floor | Config::Full => Some(crate::bench::attach_agent(
             sonde,
             w.server_pid,
-            config == Config::Floor,
+            if config == Config::Floor {
+                &["--empty-probes"]
+            } else {
+                &[]
+            },
             dir,
             &log,
         )?),
