@@ -213,7 +213,10 @@ fn node_http_get_client() {
 }
 
 /// Scenario 12b: a Node server and a Node client, both traced by one agent: the
-/// client's CLIENT span is the root, the server's SERVER span its child (injected: the traceparent Sonde inserted).
+/// client's CLIENT span is the root, the server's SERVER span its child: through the
+/// traceparent Sonde inserted (`injected`). The second request reuses the connection at
+/// once, usually before the agent re-enrols the socket: then the same-host join links it
+/// (`local_peer`).
 #[test]
 fn node_server_and_node_client_one_trace() {
     require_tracing!();
@@ -244,11 +247,20 @@ fn node_server_and_node_client_one_trace() {
         (CLIENT, "GET /hello"),
         (SERVER, "GET /hello"),
     ]);
-    for name in ["GET /size/999", "GET /hello"] {
+    for (name, sources) in [
+        ("GET /size/999", &["injected"][..]),
+        ("GET /hello", &["injected", "local_peer"][..]),
+    ] {
         let c = tree.find(CLIENT, name);
         let s = tree.find(SERVER, name);
         tree.assert_root(c);
-        tree.assert_child(c, s, "injected");
+        let source = s.attr_str("sonde.parent.source").unwrap_or_default();
+        check!(
+            tree,
+            sources.contains(&source.as_str()),
+            "{name}: parent source {source:?} not in {sources:?}"
+        );
+        tree.assert_child(c, s, &source);
         eqnice!(
             tree,
             c.res_attr("service.name").as_deref(),

@@ -954,3 +954,63 @@ fn tcp_option_carries_the_context_when_no_header_can() {
         "the server span is the client span's child"
     );
 }
+
+// ===== 8. connections opened before the agent attached =====
+
+/// A keep-alive connection opened (and used) before the agent attached: sock_ops never saw
+/// it connect, so it has no transmit callback. After its first exchange under the agent,
+/// the tcp iterator arms it and it is enrolled like any other idle socket: the requests
+/// after that carry a traceparent.
+#[test]
+fn connection_opened_before_attach_gets_traceparent_after_arming() {
+    require_tracing!();
+    let server = echo_server();
+    let dir = TempDir::new("prearm");
+    let (go, phase, resume) = (dir.join("go"), dir.join("phase"), dir.join("resume"));
+    let after = 4;
+    let mut cmd = Command::new(python());
+    cmd.arg(fixture("inject_client.py"))
+        .arg("keepalive")
+        .arg(server.port.to_string())
+        .arg("pre")
+        .args([&go, &phase, &resume])
+        .arg(after.to_string())
+        .env("SONDE_TEST_PAUSE_S", "0.3");
+    let client = Proc::spawn(cmd);
+    std::fs::write(&go, b"").expect("go file");
+    assert!(
+        wait_until(Duration::from_secs(20), || phase.exists()),
+        "the client's first request did not finish"
+    );
+    // The connection exists and has carried a request; only now does the agent attach.
+    let mut agent = AgentCmd::attach(&[client.pid()]).output("none").start();
+    std::fs::write(&resume, b"").expect("resume file");
+    let out = client.output();
+    assert!(
+        out.status.success(),
+        "the client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped = agent.stop_unchecked();
+    let armed = stopped
+        .counters
+        .get("inject_armed_late")
+        .copied()
+        .unwrap_or(0);
+    assert!(armed >= 1, "no socket armed late:\n{}", stopped.stderr);
+
+    // Request 1 ran under the agent but before arming; from request 2 on, headers.
+    let first = received_head(&server, "pre-0");
+    assert!(header_values(&first, "traceparent").is_empty(), "{first}");
+    let with_header = (2..=after)
+        .filter(|i| {
+            let head = received_head(&server, &format!("pre-{i}"));
+            header_values(&head, "traceparent").len() == 1
+        })
+        .count();
+    assert!(
+        with_header >= 2,
+        "only {with_header} of requests 2..={after} carried a traceparent\n{}",
+        stopped.stderr
+    );
+}

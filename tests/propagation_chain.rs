@@ -94,9 +94,11 @@ fn span_in<'a>(tree: &'a SpanTree, trace: &str, kind: i64, name: &str, service: 
     found[0]
 }
 
-/// A SERVER span whose parent came from the injected W3C header.
-fn assert_header_child(tree: &SpanTree, client: &Value, server: &Value) {
-    tree.assert_child(client, server, "header");
+/// A SERVER span whose parent came from the injected W3C header: `source` is `injected`
+/// when one agent traces both ends (it knows it inserted the header), `header` across
+/// agents (hosts).
+fn assert_header_child(tree: &SpanTree, client: &Value, server: &Value, source: &str) {
+    tree.assert_child(client, server, source);
     tree.assert_attr(server, "sonde.parent.format", "tracecontext");
     tree.assert_attr(client, "sonde.inject", "injected");
 }
@@ -146,9 +148,9 @@ fn assert_chain_trace(tree: &SpanTree, chain: &Chain, i: usize) -> String {
 
     tree.assert_root(nginx_server);
     tree.assert_child(nginx_server, nginx_client, "thread");
-    assert_header_child(tree, nginx_client, py_server);
+    assert_header_child(tree, nginx_client, py_server, "injected");
     tree.assert_child(py_server, py_client, "thread");
-    assert_header_child(tree, py_client, node_server);
+    assert_header_child(tree, py_client, node_server, "injected");
     tree.assert_attr(nginx_client, "server.port", &chain.python.port.to_string());
     tree.assert_attr(
         py_client,
@@ -402,7 +404,7 @@ fn two_hosts_join_through_the_header_alone() {
     } = cross_host_request(&[]);
     tree.assert_root(&client);
     tree.assert_attr(&client, "sonde.inject", "injected");
-    assert_header_child(&tree, &client, &server);
+    assert_header_child(&tree, &client, &server, "header");
 }
 
 /// Negative control: with `--no-inject` on the client's agent nothing crosses, and the

@@ -125,8 +125,7 @@ impl ArmIterator {
 
 fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     let mut attr = zeroed_attr();
-    // SAFETY: writing a plain integer into the get-fd-by-id member of the union.
-    unsafe { attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id };
+    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
     bpf_fd(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr)
 }
 

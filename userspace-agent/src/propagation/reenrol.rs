@@ -124,9 +124,7 @@ impl Worker {
                     self.pidfds.remove(&req.tgid);
                     Counters::inc(&self.counters.reenrol_skipped);
                 }
-                Err(Skip::NotOurs(_) | Skip::Busy) => {
-                    Counters::inc(&self.counters.reenrol_skipped)
-                }
+                Err(Skip::NotOurs(_) | Skip::Busy) => Counters::inc(&self.counters.reenrol_skipped),
             }
         }
     }
