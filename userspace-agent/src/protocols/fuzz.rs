@@ -4,8 +4,8 @@
 //! lossy captures as well as bytes. Each record is
 //! `[control: u8][length: u8][length bytes of payload]` (a short last record takes what
 //! is left). In `control`, bit 0 picks the side (0 = client, 1 = server); when bit 1 is
-//! set the segment is lossy: only the first `control >> 2` payload bytes are its head,
-//! the last `min(8, rest)` its tail, and the gap between them is stretched by
+//! set the segment is lossy: captured as a probe would (`Segment::captured`) with a head
+//! of at most `control >> 2` bytes and its tail, and the gap between them stretched by
 //! `payload_len * control` unseen bytes, so gaps range from a few bytes to a few MB.
 //!
 //! An input that is a recorded session fixture (the `testdata/*.txt` text format, see
@@ -34,15 +34,9 @@ fn for_each_segment(data: &[u8], mut f: impl FnMut(Scripted<'_>)) {
     match chunks {
         Some(chunks) if !chunks.is_empty() => {
             for (i, chunk) in chunks.iter().enumerate() {
-                let len = chunk.head.len() as u64 + chunk.gap + chunk.tail.len() as u64;
                 f(Scripted {
                     side: chunk.side,
-                    seg: Segment {
-                        ts_ns: 1000 * (i as u64 + 1),
-                        len,
-                        head: &chunk.head,
-                        tail: &chunk.tail,
-                    },
+                    seg: chunk.segment(fixture_ts(i)),
                 });
             }
         }
@@ -58,7 +52,7 @@ fn script(mut data: &[u8]) -> impl Iterator<Item = Scripted<'_>> {
         let (&len, rest) = rest.split_first().unwrap_or((&u8::MAX, rest));
         let (payload, rest) = rest.split_at(usize::from(len).min(rest.len()));
         data = rest;
-        ts_ns += 1000;
+        ts_ns += FIXTURE_TS_STEP;
         let side = if control & 1 == 0 {
             Side::Client
         } else {
@@ -67,18 +61,9 @@ fn script(mut data: &[u8]) -> impl Iterator<Item = Scripted<'_>> {
         let seg = if control & 2 == 0 {
             Segment::complete(ts_ns, payload)
         } else {
-            let head_len = usize::from(control >> 2).min(payload.len());
-            let (head, after) = payload.split_at(head_len);
-            let tail = after
-                .get(after.len().saturating_sub(8)..)
-                .unwrap_or_default();
-            let gap = (payload.len() as u64) * u64::from(control);
-            Segment {
-                ts_ns,
-                len: (payload.len() as u64) + gap,
-                head,
-                tail,
-            }
+            let mut seg = Segment::captured(ts_ns, payload, usize::from(control >> 2));
+            seg.len += (payload.len() as u64) * u64::from(control);
+            seg
         };
         Some(Scripted { side, seg })
     })
@@ -154,6 +139,31 @@ pub struct FixtureChunk {
     /// Bytes not recorded between head and tail (large chunks are stored lossy).
     pub gap: u64,
     pub tail: Vec<u8>,
+}
+
+impl FixtureChunk {
+    /// Whether every byte of the chunk was recorded.
+    pub fn is_complete(&self) -> bool {
+        self.gap == 0 && self.tail.is_empty()
+    }
+
+    /// The chunk as the probes would report it at `ts_ns`.
+    pub fn segment(&self, ts_ns: u64) -> Segment<'_> {
+        Segment {
+            ts_ns,
+            len: self.head.len() as u64 + self.gap + self.tail.len() as u64,
+            head: &self.head,
+            tail: &self.tail,
+        }
+    }
+}
+
+/// Replays put chunk `i` of a fixture at `fixture_ts(i)`: this far apart, from this step on.
+pub const FIXTURE_TS_STEP: u64 = 1_000;
+
+/// Timestamp of chunk `i` of a replayed fixture: distinct and increasing.
+pub fn fixture_ts(i: usize) -> u64 {
+    FIXTURE_TS_STEP * (i as u64 + 1)
 }
 
 /// Parses a fixture: `c|s <hex>` or `c|s <head hex> +<gap> <tail hex>` lines, `#` comments.

@@ -16,6 +16,9 @@ pub struct Segment<'a> {
 }
 
 impl<'a> Segment<'a> {
+    /// The most tail bytes a probe reads.
+    pub const TAIL_MAX: usize = crate::abi::TAIL_BYTES;
+
     /// A segment whose bytes were all captured.
     pub fn complete(ts_ns: u64, bytes: &'a [u8]) -> Self {
         Self {
@@ -23,6 +26,20 @@ impl<'a> Segment<'a> {
             len: bytes.len() as u64,
             head: bytes,
             tail: &[],
+        }
+    }
+
+    /// `bytes` as a probe capturing at most `head_max` bytes reports them: that head, and
+    /// when bytes were left out the last [`Self::TAIL_MAX`] after it.
+    pub fn captured(ts_ns: u64, bytes: &'a [u8], head_max: usize) -> Self {
+        let (head, rest) = bytes.split_at(head_max.min(bytes.len()));
+        Self {
+            ts_ns,
+            len: bytes.len() as u64,
+            head,
+            tail: rest
+                .get(rest.len().saturating_sub(Self::TAIL_MAX)..)
+                .unwrap_or_default(),
         }
     }
 
@@ -35,5 +52,32 @@ impl<'a> Segment<'a> {
         let keep = usize::try_from(after_head).map_or(self.tail.len(), |n| n.min(self.tail.len()));
         let tail = self.tail.get(self.tail.len() - keep..).unwrap_or_default();
         (self.head, after_head - keep as u64, tail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_keeps_head_and_the_tail_after_it() {
+        let bytes: Vec<u8> = (0..20).collect();
+        let seg = Segment::captured(7, &bytes, 5);
+        assert_eq!((seg.ts_ns, seg.len), (7, 20));
+        assert_eq!((seg.head, seg.tail), (&bytes[..5], &bytes[12..]));
+        assert_eq!(seg.parts(), (&bytes[..5], 7, &bytes[12..]));
+        // Fewer than 8 bytes after the head: the tail never repeats head bytes.
+        let seg = Segment::captured(7, &bytes, 15);
+        assert_eq!((seg.head, seg.tail), (&bytes[..15], &bytes[15..]));
+        assert_eq!(seg.parts().1, 0);
+        // All captured: the same as a complete segment.
+        assert_eq!(
+            Segment::captured(7, &bytes, 20),
+            Segment::complete(7, &bytes)
+        );
+        assert_eq!(
+            Segment::captured(7, &bytes, 99),
+            Segment::complete(7, &bytes)
+        );
     }
 }

@@ -125,6 +125,4 @@ pub mod postgres;
 pub mod redis;
 pub mod sql;
 #[cfg(test)]
-mod testing;
-#[cfg(test)]
 mod testutil;

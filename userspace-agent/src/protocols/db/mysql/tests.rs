@@ -1,34 +1,33 @@
-//! Recorded sessions against MariaDB 10.11 (testdata/my-*.hex, see testdata/README.md).
+//! Recorded sessions against MariaDB 10.11 (testdata/mysql_*.txt, see testdata/README.md).
 
 use super::*;
-use crate::protocols::db::testing::{Mode, check_lossy, check_splits, extra, load, run, summaries};
+use crate::protocols::db::testutil::{
+    CutOperation, Split, check_lossy, extra, fixture, fuzz_with_noise, replay, replay_lossless,
+    summaries,
+};
 
 fn parser() -> MysqlParser {
     MysqlParser::new(ParseOptions::default())
 }
 
-fn s(summary: &str, status: Option<&str>) -> (String, Option<String>) {
-    (summary.to_owned(), status.map(str::to_owned))
-}
-
 #[test]
 fn mariadb_client_queries_and_errors() {
-    let chunks = load("my-client.hex");
-    assert!(sniff(Side::Server, &chunks[0].bytes), "greeting");
-    assert!(!sniff(Side::Client, &chunks[0].bytes));
-    let calls = check_splits(parser, &chunks);
+    let chunks = fixture("mysql_client.txt");
+    assert!(sniff(Side::Server, &chunks[0].head), "greeting");
+    assert!(!sniff(Side::Client, &chunks[0].head));
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
         summaries(&calls),
-        vec![
-            s("CREATE TABLE users", None),
-            s("INSERT users", None),
-            s("SELECT users", None),
-            s("UPDATE users", None),
-            s("SELECT no_such_table", Some("1146")),
-            s("SELEC", Some("1064")),
-            s("SELECT", None),
+        [
+            ("CREATE TABLE users", None),
+            ("INSERT users", None),
+            ("SELECT users", None),
+            ("UPDATE users", None),
+            ("SELECT no_such_table", Some("1146")),
+            ("SELEC", Some("1064")),
+            ("SELECT", None),
             // COM_INIT_DB `mysql` was refused (1044): no span, namespace unchanged.
-            s("SELECT shop.users", None),
+            ("SELECT shop.users", None),
         ]
     );
     let select = &calls[2];
@@ -47,18 +46,18 @@ fn mariadb_client_queries_and_errors() {
     );
     assert_eq!(calls[7].namespace.as_deref(), Some("shop"));
     assert_eq!(extra(&calls[7], "db.response.returned_rows"), Some("1"));
-    check_lossy(parser, &chunks, &calls);
+    check_lossy(parser, &chunks, &calls, CutOperation::Reported);
 }
 
 #[test]
 fn mariadb_detected_from_the_greeting() {
-    let chunks = load("my-pymysql.hex");
-    let calls = check_splits(parser, &chunks);
+    let chunks = fixture("mysql_pymysql.txt");
+    let calls = replay_lossless(parser, &chunks);
     let mut p = parser();
-    run(&mut p, &chunks[..1], Mode::Whole);
+    replay(&mut p, &chunks[..1], Split::Whole);
     assert_eq!(p.system, DbSystem::Mariadb);
     assert!(
-        summaries(&calls).contains(&s("INSERT users", None)),
+        summaries(&calls).contains(&("INSERT users", None)),
         "{calls:?}"
     );
     let insert = calls.iter().find(|c| c.summary == "INSERT users").unwrap();
@@ -66,31 +65,31 @@ fn mariadb_detected_from_the_greeting() {
         insert.query_text.as_deref(),
         Some("INSERT INTO users (id, name, email) VALUES (?)")
     );
-    check_lossy(parser, &chunks, &calls);
+    check_lossy(parser, &chunks, &calls, CutOperation::Reported);
 }
 
 #[test]
 fn failed_authentication_gives_no_call() {
-    let chunks = load("my-authfail.hex");
-    let calls = check_splits(parser, &chunks);
+    let chunks = fixture("mysql_authfail.txt");
+    let calls = replay_lossless(parser, &chunks);
     assert!(calls.is_empty(), "{calls:?}");
 }
 
 #[test]
 fn connector_server_side_prepared_statements() {
-    let chunks = load("my-connector.hex");
-    let calls = check_splits(parser, &chunks);
+    let chunks = fixture("mysql_connector.txt");
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
         summaries(&calls),
-        vec![
-            s("SET", None),
-            s("SET", None),
-            s("SELECT users", None),
-            s("SELECT users", None),
-            s("UPDATE users", None),
+        [
+            ("SET", None),
+            ("SET", None),
+            ("SELECT users", None),
+            ("SELECT users", None),
+            ("UPDATE users", None),
             // The prepare itself failed: reported, with the error.
-            s("SELECT missing", Some("1146")),
-            s("COMMIT", None),
+            ("SELECT missing", Some("1146")),
+            ("COMMIT", None),
         ]
     );
     assert_eq!(
@@ -100,33 +99,31 @@ fn connector_server_side_prepared_statements() {
     assert_eq!(extra(&calls[2], "db.response.returned_rows"), Some("3"));
     assert_eq!(extra(&calls[3], "db.response.returned_rows"), Some("2"));
     assert_eq!(extra(&calls[4], "sonde.db.affected_rows"), Some("1"));
-    check_lossy(parser, &chunks, &calls);
+    check_lossy(parser, &chunks, &calls, CutOperation::Reported);
 }
 
 #[test]
 fn joined_mid_stream_reports_unknown_statements_by_id() {
-    let chunks = load("my-connector.hex");
+    let chunks = fixture("mysql_connector.txt");
     // Attach after the first prepare: start at the first COM_STMT_EXECUTE.
     let at = chunks
         .iter()
-        .position(|c| c.side == Side::Client && c.bytes.get(4) == Some(&COM_STMT_EXECUTE))
+        .position(|c| c.side == Side::Client && c.head.get(4) == Some(&COM_STMT_EXECUTE))
         .unwrap();
-    let mut p = parser();
-    let calls = run(&mut p, &chunks[at..], Mode::Whole);
+    let calls = replay(&mut parser(), &chunks[at..], Split::Whole);
     assert_eq!(calls[0].summary, "EXECUTE");
     assert_eq!(calls[0].operation, None);
     assert_eq!(calls[0].query_text, None);
     assert_eq!(extra(&calls[0], "sonde.db.statement_id"), Some("1"));
 
-    let chunks = load("my-client.hex");
+    let chunks = fixture("mysql_client.txt");
     let q = chunks
         .iter()
-        .position(|c| c.side == Side::Client && c.bytes.get(4) == Some(&COM_QUERY))
+        .position(|c| c.side == Side::Client && c.head.get(4) == Some(&COM_QUERY))
         .unwrap();
-    assert!(sniff_mid_stream(Side::Client, &chunks[q].bytes));
-    assert!(!sniff_mid_stream(Side::Server, &chunks[q].bytes));
-    let mut p = parser();
-    let calls = run(&mut p, &chunks[q..], Mode::Whole);
+    assert!(sniff_mid_stream(Side::Client, &chunks[q].head));
+    assert!(!sniff_mid_stream(Side::Server, &chunks[q].head));
+    let calls = replay(&mut parser(), &chunks[q..], Split::Whole);
     assert_eq!(calls.len(), 8);
     assert_eq!(calls[0].summary, "CREATE TABLE users");
 }
@@ -147,21 +144,12 @@ fn sniff_rejects_other_protocols() {
 
 #[test]
 fn fuzz_entry_point_survives_noise() {
-    let chunks = load("my-connector.hex");
-    let mut data = Vec::new();
-    let mut rng = crate::protocols::db::testing::Rng(11);
-    for c in &chunks {
-        for piece in c.bytes.chunks(40) {
-            let side = u8::from(c.side == Side::Server);
-            data.push(((piece.len() as u8 - 1) << 2) | side | (rng.below(4) as u8 & 2));
-            data.extend_from_slice(piece);
-        }
-    }
-    crate::protocols::fuzz::db(MysqlParser::new, &data);
-    for i in 0..300 {
-        let mut noisy = data.clone();
-        let at = rng.below(noisy.len());
-        noisy[at] = rng.below(256) as u8;
-        crate::protocols::fuzz::db(MysqlParser::new, &noisy[..noisy.len() - i % 7]);
+    for (name, seed) in [
+        ("mysql_client.txt", 8),
+        ("mysql_authfail.txt", 9),
+        ("mysql_pymysql.txt", 10),
+        ("mysql_connector.txt", 11),
+    ] {
+        fuzz_with_noise(MysqlParser::new, name, seed);
     }
 }

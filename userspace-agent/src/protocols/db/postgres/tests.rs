@@ -1,37 +1,36 @@
-//! Recorded sessions against PostgreSQL 15 (testdata/pg-*.hex, see testdata/README.md).
+//! Recorded sessions against PostgreSQL 15 (testdata/postgres_*.txt, see testdata/README.md).
 
 use super::*;
-use crate::protocols::db::testing::{Mode, check_lossy, check_splits, extra, load, run, summaries};
+use crate::protocols::db::testutil::{
+    CutOperation, Split, TS_STEP, check_lossy, extra, fixture, fuzz_with_noise, replay,
+    replay_lossless, summaries,
+};
 
 fn parser() -> PostgresParser {
     PostgresParser::new(ParseOptions::default())
 }
 
-fn s(summary: &str, status: Option<&str>) -> (String, Option<String>) {
-    (summary.to_owned(), status.map(str::to_owned))
-}
-
 #[test]
 fn psql_simple_queries_copy_and_errors() {
-    let chunks = load("pg-psql.hex");
-    assert!(sniff(Side::Client, &chunks[0].bytes), "SSLRequest");
-    let calls = check_splits(parser, &chunks);
+    let chunks = fixture("postgres_psql.txt");
+    assert!(sniff(Side::Client, &chunks[0].head), "SSLRequest");
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
         summaries(&calls),
-        vec![
-            s("CREATE TABLE users", None),
-            s("INSERT users", None),
-            s("SELECT users", None),
-            s("UPDATE users", None),
-            s("SELECT no_such_table", Some("42P01")),
-            s("SELEC", Some("42601")),
-            s("BEGIN", None),
-            s("DELETE users", None),
-            s("COMMIT", None),
-            s("CREATE TABLE items", None),
-            s("COPY items", None),
-            s("COPY", None),
-            s("SELECT", None),
+        [
+            ("CREATE TABLE users", None),
+            ("INSERT users", None),
+            ("SELECT users", None),
+            ("UPDATE users", None),
+            ("SELECT no_such_table", Some("42P01")),
+            ("SELEC", Some("42601")),
+            ("BEGIN", None),
+            ("DELETE users", None),
+            ("COMMIT", None),
+            ("CREATE TABLE items", None),
+            ("COPY items", None),
+            ("COPY", None),
+            ("SELECT", None),
         ]
     );
     let select = &calls[2];
@@ -55,51 +54,51 @@ fn psql_simple_queries_copy_and_errors() {
     // the server's CopyInResponse and the client's data first.
     for (i, c) in calls.iter().enumerate() {
         let chunks_taken = if i == 10 { 3 } else { 1 };
-        assert_eq!(c.end_ns, c.start_ns + chunks_taken, "{c:?}");
+        assert_eq!(c.end_ns, c.start_ns + chunks_taken * TS_STEP, "{c:?}");
     }
     // No secret from the SCRAM exchange in any attribute.
     let all = format!("{calls:?}");
     assert!(!all.contains("SCRAM") && !all.contains("alice"), "{all}");
-    check_lossy(parser, &chunks, &calls);
+    check_lossy(parser, &chunks, &calls, CutOperation::Reported);
 }
 
 #[test]
 fn psycopg2_client_side_parameters() {
-    let chunks = load("pg-psycopg2.hex");
-    let calls = check_splits(parser, &chunks);
+    let chunks = fixture("postgres_psycopg2.txt");
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
         summaries(&calls),
-        vec![
-            s("BEGIN", None),
-            s("INSERT users", None),
-            s("SELECT users", None),
-            s("COMMIT", None)
+        [
+            ("BEGIN", None),
+            ("INSERT users", None),
+            ("SELECT users", None),
+            ("COMMIT", None)
         ]
     );
     assert_eq!(
         calls[1].query_text.as_deref(),
         Some("INSERT INTO users (id, name, email) VALUES (?)")
     );
-    check_lossy(parser, &chunks, &calls);
+    check_lossy(parser, &chunks, &calls, CutOperation::Reported);
 }
 
 #[test]
 fn psycopg3_extended_prepared_and_pipelined() {
-    let chunks = load("pg-psycopg3.hex");
-    assert!(sniff(Side::Client, &chunks[0].bytes), "startup message");
-    let calls = check_splits(parser, &chunks);
+    let chunks = fixture("postgres_psycopg3.txt");
+    assert!(sniff(Side::Client, &chunks[0].head), "startup message");
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
         summaries(&calls),
-        vec![
+        [
             // Parse of `_pg3_0` then two executions of it.
-            s("SELECT users", None),
-            s("SELECT users", None),
-            s("UPDATE users", None),
-            s("SELECT missing", Some("42P01")),
+            ("SELECT users", None),
+            ("SELECT users", None),
+            ("UPDATE users", None),
+            ("SELECT missing", Some("42P01")),
             // One pipeline: three executions before one Sync.
-            s("INSERT items", None),
-            s("INSERT items", None),
-            s("SELECT items", None),
+            ("INSERT items", None),
+            ("INSERT items", None),
+            ("SELECT items", None),
         ]
     );
     assert_eq!(
@@ -112,24 +111,23 @@ fn psycopg3_extended_prepared_and_pipelined() {
         "{pipelined:?}"
     );
     assert_eq!(extra(&calls[6], "db.response.returned_rows"), Some("1"));
-    check_lossy(parser, &chunks, &calls);
+    check_lossy(parser, &chunks, &calls, CutOperation::Reported);
 }
 
 #[test]
 fn joined_mid_stream_reports_unknown_statements_by_name() {
-    let chunks = load("pg-psycopg3.hex");
+    let chunks = fixture("postgres_psycopg3.txt");
     // Attach after the Parse of `_pg3_0` was answered: start at its first Bind.
     let first_bind = chunks
         .iter()
-        .position(|c| c.side == Side::Client && c.bytes.first() == Some(&b'B'))
+        .position(|c| c.side == Side::Client && c.head.first() == Some(&b'B'))
         .unwrap();
     let rest = &chunks[first_bind..];
     assert!(
-        !sniff_mid_stream(Side::Client, &rest[0].bytes),
+        !sniff_mid_stream(Side::Client, &rest[0].head),
         "Bind first: not a query"
     );
-    let mut p = parser();
-    let calls = run(&mut p, rest, Mode::Whole);
+    let calls = replay(&mut parser(), rest, Split::Whole);
     assert_eq!(calls[0].summary, "EXECUTE _pg3_0");
     assert_eq!(calls[0].operation, None);
     assert_eq!(calls[0].query_text, None);
@@ -139,14 +137,13 @@ fn joined_mid_stream_reports_unknown_statements_by_name() {
     assert_eq!(calls[2].summary, "UPDATE users");
 
     // A pooled connection found at a simple query.
-    let chunks = load("pg-psql.hex");
+    let chunks = fixture("postgres_psql.txt");
     let q = chunks
         .iter()
-        .position(|c| c.side == Side::Client && c.bytes.first() == Some(&b'Q'))
+        .position(|c| c.side == Side::Client && c.head.first() == Some(&b'Q'))
         .unwrap();
-    assert!(sniff_mid_stream(Side::Client, &chunks[q].bytes));
-    let mut p = parser();
-    let calls = run(&mut p, &chunks[q..], Mode::Whole);
+    assert!(sniff_mid_stream(Side::Client, &chunks[q].head));
+    let calls = replay(&mut parser(), &chunks[q..], Split::Whole);
     assert_eq!(calls[0].summary, "CREATE TABLE users");
     assert_eq!(calls.len(), 13);
 }
@@ -171,18 +168,18 @@ fn sniff_rejects_other_protocols() {
 
 #[test]
 fn ssl_accepted_stops_parsing() {
-    let chunks = load("pg-psql.hex");
+    let chunks = fixture("postgres_psql.txt");
     let mut p = parser();
     let mut out = Vec::new();
     p.push(
         Side::Client,
-        &Segment::complete(0, &chunks[0].bytes),
+        &Segment::complete(0, &chunks[0].head),
         &mut out,
     );
     // The server says 'S': TLS bytes follow.
     p.push(Side::Server, &Segment::complete(1, b"S"), &mut out);
     for (i, c) in chunks.iter().enumerate().skip(2) {
-        p.push(c.side, &Segment::complete(i as u64, &c.bytes), &mut out);
+        p.push(c.side, &Segment::complete(i as u64, &c.head), &mut out);
     }
     assert!(out.is_empty());
     assert_eq!(p.stats().tls_upgrades, 1);
@@ -190,21 +187,11 @@ fn ssl_accepted_stops_parsing() {
 
 #[test]
 fn fuzz_entry_point_survives_noise() {
-    let chunks = load("pg-psycopg3.hex");
-    let mut data = Vec::new();
-    let mut rng = crate::protocols::db::testing::Rng(7);
-    for c in &chunks {
-        for piece in c.bytes.chunks(40) {
-            let side = u8::from(c.side == Side::Server);
-            data.push(((piece.len() as u8 - 1) << 2) | side | (rng.below(4) as u8 & 2));
-            data.extend_from_slice(piece);
-        }
-    }
-    crate::protocols::fuzz::db(PostgresParser::new, &data);
-    for i in 0..300 {
-        let mut noisy = data.clone();
-        let at = rng.below(noisy.len());
-        noisy[at] = rng.below(256) as u8;
-        crate::protocols::fuzz::db(PostgresParser::new, &noisy[..noisy.len() - i % 7]);
+    for (name, seed) in [
+        ("postgres_psql.txt", 5),
+        ("postgres_psycopg2.txt", 6),
+        ("postgres_psycopg3.txt", 7),
+    ] {
+        fuzz_with_noise(PostgresParser::new, name, seed);
     }
 }

@@ -1,7 +1,10 @@
 //! Replays of real sessions recorded against redis-server 7.0 (see `testdata/`).
 
 use super::*;
-use crate::protocols::db::testutil::{Split, fixture, replay, replay_every_way, summary, ts};
+use crate::protocols::db::testutil::{
+    CutOperation, Split, TS_STEP, check_lossy, extra, fixture, fuzz_with_noise, operations, replay,
+    replay_every_way, replay_lossless, ts,
+};
 
 fn parser() -> RedisParser {
     RedisParser::new(ParseOptions::default())
@@ -14,19 +17,13 @@ fn plain() -> RedisParser {
     })
 }
 
-fn expect(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
-    list.iter()
-        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-        .collect()
-}
-
 #[test]
 fn redis_cli_session_resp2() {
     let chunks = fixture("redis_cli.txt");
     let (calls, stats) = replay_every_way(parser, &chunks);
     assert_eq!(
-        summary(&calls),
-        expect(&[
+        operations(&calls),
+        [
             ("PING", "PING", ""),
             ("SET", "SET ? ?", ""),
             ("GET", "GET ?", ""),
@@ -44,7 +41,7 @@ fn redis_cli_session_resp2() {
             ("MGET", "MGET ? ? ?", ""),
             ("DEL", "DEL ? ?", ""),
             ("EXISTS", "EXISTS ?", ""),
-        ])
+        ]
     );
     // redis-cli's first command, COMMAND DOCS, got a reply larger than the capture: the
     // gap falls inside nested arrays, so that call is dropped and the rest resyncs.
@@ -57,7 +54,7 @@ fn redis_cli_session_resp2() {
     assert_eq!(calls[0].summary, "PING");
     // Each span runs from its command's segment to its reply's.
     for call in &calls {
-        assert_eq!(call.end_ns, call.start_ns + 1_000, "{call:?}");
+        assert_eq!(call.end_ns, call.start_ns + TS_STEP, "{call:?}");
     }
     let wrongtype = &calls[10];
     assert_eq!(wrongtype.status_code.as_deref(), Some("WRONGTYPE"));
@@ -75,7 +72,7 @@ fn redis_cli_session_resp2() {
 #[test]
 fn plain_text_shows_arguments_but_never_credentials() {
     let chunks = fixture("redis_cli.txt");
-    let (calls, _) = replay(plain(), &chunks, Split::Whole);
+    let calls = replay(&mut plain(), &chunks, Split::Whole);
     let texts: Vec<_> = calls
         .iter()
         .filter_map(|c| c.query_text.as_deref())
@@ -101,8 +98,8 @@ fn resp3_session_with_maps_sets_doubles_and_nulls() {
     let chunks = fixture("redis_cli_resp3.txt");
     let (calls, stats) = replay_every_way(parser, &chunks);
     assert_eq!(
-        summary(&calls),
-        expect(&[
+        operations(&calls),
+        [
             ("HELLO", "HELLO ?", ""),
             ("HSET", "HSET ? ? ? ? ?", ""),
             ("HGETALL", "HGETALL ?", ""),
@@ -112,7 +109,7 @@ fn resp3_session_with_maps_sets_doubles_and_nulls() {
             ("ZSCORE", "ZSCORE ? ?", ""),
             ("GET", "GET ?", ""),
             ("LPUSH", "LPUSH ? ?", "WRONGTYPE"),
-        ])
+        ]
     );
     assert_eq!(stats.dropped_calls, 1, "COMMAND DOCS, lossy");
 }
@@ -120,7 +117,7 @@ fn resp3_session_with_maps_sets_doubles_and_nulls() {
 #[test]
 fn every_resp3_type_frames() {
     let chunks = fixture("redis_resp3_types.txt");
-    let (calls, stats) = replay_every_way(parser, &chunks);
+    let calls = replay_lossless(parser, &chunks);
     let ops: Vec<_> = calls
         .iter()
         .map(|c| c.query_text.clone().unwrap())
@@ -136,10 +133,9 @@ fn every_resp3_type_frames() {
     let eval = calls.last().unwrap();
     assert_eq!(eval.operation.as_deref(), Some("EVAL"));
     assert_eq!(eval.error_type.as_deref(), Some("MYERR"));
-    assert_eq!(stats, ParserStats::default());
     // The plain text shows which type each call asked for, in order: pairing held
     // across the attribute and the push that precede real replies.
-    let (calls, _) = replay(plain(), &chunks, Split::Whole);
+    let calls = replay(&mut plain(), &chunks, Split::Whole);
     for (call, kind) in calls[1..].iter().zip(kinds) {
         assert_eq!(
             call.query_text.as_deref(),
@@ -151,10 +147,12 @@ fn every_resp3_type_frames() {
 #[test]
 fn pipeline_transaction_and_big_value() {
     let chunks = fixture("redis_py_pipeline.txt");
-    let (calls, stats) = replay_every_way(parser, &chunks);
+    // Nothing lost: the 20 kB value was captured head + tail only, the bulk length carried
+    // us over.
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
-        summary(&calls),
-        expect(&[
+        operations(&calls),
+        [
             ("SET", "SET ? ?", ""),
             ("INCRBY", "INCRBY ? ?", ""),
             ("GET", "GET ?", ""),
@@ -170,10 +168,8 @@ fn pipeline_transaction_and_big_value() {
             ("GET", "GET ?", ""),
             ("SELECT", "SELECT ?", ""),
             ("PING", "PING", ""),
-        ])
+        ]
     );
-    // The 20 kB value was captured head + tail only: the bulk length carried us over.
-    assert_eq!(stats, ParserStats::default());
     // A pipeline is one write and one read: all its calls share both timestamps.
     assert!(
         calls[..5]
@@ -182,16 +178,12 @@ fn pipeline_transaction_and_big_value() {
     );
     let queued: Vec<_> = calls
         .iter()
-        .map(|c| {
-            c.extra
-                .iter()
-                .any(|(k, v)| *k == "sonde.db.redis.queued" && v == "true")
-        })
+        .map(|c| extra(c, "sonde.db.redis.queued") == Some("true"))
         .collect();
     assert_eq!(queued[5..11], [false, true, true, true, true, false]);
     assert_eq!(calls[14].namespace.as_deref(), Some("3"));
     // With obfuscation off the big value shows its captured start, marked as cut.
-    let (calls, _) = replay(plain(), &chunks, Split::Whole);
+    let calls = replay(&mut plain(), &chunks, Split::Whole);
     let big = calls[11].query_text.as_deref().unwrap();
     assert!(
         big.starts_with("SET big vvvv") && big.ends_with('…'),
@@ -202,47 +194,45 @@ fn pipeline_transaction_and_big_value() {
 #[test]
 fn pubsub_resp2_skips_published_messages() {
     let chunks = fixture("redis_py_pubsub.txt");
-    let (calls, stats) = replay_every_way(parser, &chunks);
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
-        summary(&calls),
-        expect(&[
+        operations(&calls),
+        [
             ("SUBSCRIBE", "SUBSCRIBE ? ?", ""),
             ("PSUBSCRIBE", "PSUBSCRIBE ?", ""),
             ("PING", "PING ?", ""),
             ("UNSUBSCRIBE", "UNSUBSCRIBE", ""),
             ("PUNSUBSCRIBE", "PUNSUBSCRIBE", ""),
-        ])
+        ]
     );
-    assert_eq!(stats, ParserStats::default());
 }
 
 #[test]
 fn pubsub_resp3_pushes_are_not_replies() {
     let chunks = fixture("redis_resp3_pubsub.txt");
-    let (calls, stats) = replay_every_way(parser, &chunks);
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
-        summary(&calls),
-        expect(&[
+        operations(&calls),
+        [
             ("HELLO", "HELLO ?", ""),
             ("SUBSCRIBE", "SUBSCRIBE ? ?", ""),
             ("GET", "GET ?", ""),
             ("UNSUBSCRIBE", "UNSUBSCRIBE", ""),
             ("PING", "PING", ""),
-        ])
+        ]
     );
     // GET's reply (`_`) came between two published messages.
     assert_eq!(calls[2].start_ns, ts(5));
     assert_eq!(calls[2].end_ns, ts(6));
-    assert_eq!(stats, ParserStats::default());
 }
 
 #[test]
 fn client_reply_inline_reset_and_aborted_transaction() {
     let chunks = fixture("redis_client_reply.txt");
-    let (calls, stats) = replay_every_way(parser, &chunks);
+    let calls = replay_lossless(parser, &chunks);
     assert_eq!(
-        summary(&calls),
-        expect(&[
+        operations(&calls),
+        [
             ("CLIENT REPLY", "CLIENT REPLY ?", ""),
             ("SET", "SET ? ?", ""),
             ("GET", "GET ?", ""),
@@ -258,14 +248,13 @@ fn client_reply_inline_reset_and_aborted_transaction() {
             ("SET", "SET ? ?", ""),
             ("INCR", "INCR ? ?", "ERR"),
             ("EXEC", "EXEC", "EXECABORT"),
-        ])
+        ]
     );
     // Unanswered commands have no duration; GET after SKIP pairs with the first reply.
     assert_eq!(calls[1].end_ns, calls[1].start_ns);
     assert_eq!((calls[2].start_ns, calls[2].end_ns), (ts(2), ts(3)));
     assert_eq!(calls[9].namespace.as_deref(), Some("5"));
     assert_eq!(calls[10].namespace.as_deref(), Some("0"));
-    assert_eq!(stats, ParserStats::default());
 }
 
 #[test]
@@ -273,43 +262,37 @@ fn monitor_stops_parsing() {
     let chunks = fixture("redis_monitor.txt");
     let (calls, stats) = replay_every_way(parser, &chunks);
     assert_eq!(
-        summary(&calls),
-        expect(&[("PING", "PING", ""), ("MONITOR", "MONITOR", "")])
+        operations(&calls),
+        [("PING", "PING", ""), ("MONITOR", "MONITOR", "")]
     );
     assert!(stats.unparsed_bytes > 100, "{stats:?}");
     assert_eq!(stats.dropped_calls, 0);
 }
 
+const LOSSY_SESSIONS: [&str; 7] = [
+    "redis_cli.txt",
+    "redis_cli_resp3.txt",
+    "redis_py_pipeline.txt",
+    "redis_py_pubsub.txt",
+    "redis_resp3_pubsub.txt",
+    "redis_resp3_types.txt",
+    "redis_client_reply.txt",
+];
+
 #[test]
 fn lossy_captures_never_invent_calls() {
-    for name in [
-        "redis_cli.txt",
-        "redis_cli_resp3.txt",
-        "redis_py_pipeline.txt",
-        "redis_py_pubsub.txt",
-        "redis_resp3_pubsub.txt",
-        "redis_resp3_types.txt",
-        "redis_client_reply.txt",
-    ] {
+    // Losing bytes may drop calls, never mis-pair them.
+    for name in LOSSY_SESSIONS {
         let chunks = fixture(name);
-        let (whole, _) = replay(plain(), &chunks, Split::Whole);
-        for head in [4, 16, 40, 100] {
-            let (lossy, stats) = replay(plain(), &chunks, Split::Lossy(head));
-            // Every call reported from a lossy capture is one of the real ones, with
-            // the same timing: losing bytes may drop calls, never mis-pair them.
-            for call in &lossy {
-                assert!(
-                    whole.iter().any(|w| w.start_ns == call.start_ns
-                        && w.end_ns == call.end_ns
-                        && w.operation == call.operation),
-                    "{name} head {head}: invented {call:?}"
-                );
-            }
-            assert!(
-                lossy.len() == whole.len() || stats.dropped_calls > 0 || stats.desync_bytes > 0,
-                "{name} head {head}: calls lost silently"
-            );
-        }
+        let whole = replay(&mut plain(), &chunks, Split::Whole);
+        check_lossy(plain, &chunks, &whole, CutOperation::Dropped);
+    }
+}
+
+#[test]
+fn fuzz_entry_point_survives_noise() {
+    for (seed, name) in (1..).zip(LOSSY_SESSIONS.into_iter().chain(["redis_monitor.txt"])) {
+        fuzz_with_noise(RedisParser::new, name, seed);
     }
 }
 
