@@ -540,9 +540,11 @@ impl PostgresParser {
                 while !params.is_empty() {
                     let (key, rest) = cstr(params);
                     let (value, rest) = cstr(rest);
+                    // A value the capture cut off (no NUL seen) would be a guess.
+                    let whole = !rest.is_empty() || frame.complete;
                     match key {
-                        b"database" => database = Some(name_string(value)),
-                        b"user" => user = Some(name_string(value)),
+                        b"database" if whole => database = Some(name_string(value)),
+                        b"user" if whole => user = Some(name_string(value)),
                         _ => {}
                     }
                     params = rest;
