@@ -282,3 +282,45 @@ pub(super) fn cstr(bytes: &[u8]) -> (&[u8], &[u8]) {
         None => (bytes, &[]),
     }
 }
+
+/// A protocol line arriving in pieces (Redis value headers, memcached commands and
+/// replies): its first `keep` bytes are kept, every byte is counted.
+#[derive(Debug, Default)]
+pub(super) struct LineBuf {
+    kept: Vec<u8>,
+    len: usize,
+}
+
+impl LineBuf {
+    /// Takes `bytes` up to and including the next LF: how many were used and whether the
+    /// line ended. `Err` when the line grows past `max` (lost sync).
+    pub fn feed(&mut self, bytes: &[u8], keep: usize, max: usize) -> Result<(usize, bool), ()> {
+        let (used, ended) = match memchr::memchr(b'\n', bytes) {
+            Some(i) => (i + 1, true),
+            None => (bytes.len(), false),
+        };
+        let piece = bytes.get(..used).unwrap_or_default();
+        let room = keep.saturating_sub(self.kept.len());
+        self.kept.extend(piece.iter().take(room));
+        self.len += used;
+        if self.len > max {
+            return Err(());
+        }
+        Ok((used, ended))
+    }
+
+    /// Every byte of the line was kept (it was not cut at `keep`).
+    pub fn is_whole(&self) -> bool {
+        self.len == self.kept.len()
+    }
+
+    /// The kept bytes (LF included when whole).
+    pub fn kept_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.kept
+    }
+
+    pub fn clear(&mut self) {
+        self.kept.clear();
+        self.len = 0;
+    }
+}

@@ -28,6 +28,7 @@
 
 use std::collections::VecDeque;
 
+use super::framing::LineBuf;
 use super::{DbCall, DbParser, ParseOptions, ParserStats, Side};
 use crate::protocols::Segment;
 
@@ -152,16 +153,14 @@ enum Framing {
 #[derive(Debug)]
 struct Direction {
     framing: Framing,
-    line: Vec<u8>,
-    line_len: usize,
+    line: LineBuf,
 }
 
 impl Default for Direction {
     fn default() -> Self {
         Self {
             framing: Framing::Line,
-            line: Vec::new(),
-            line_len: 0,
+            line: LineBuf::default(),
         }
     }
 }
@@ -178,7 +177,6 @@ impl Direction {
     fn lose(&mut self) {
         self.framing = Framing::Lost;
         self.line.clear();
-        self.line_len = 0;
     }
 
     /// Consumes a prefix of `bytes`: how much, and what it completed. `Err` = lost sync.
@@ -204,29 +202,20 @@ impl Direction {
                 Ok((n, None))
             }
             Framing::Line => {
-                let (used, ended) = match memchr::memchr(b'\n', bytes) {
-                    Some(i) => (i + 1, true),
-                    None => (bytes.len(), false),
-                };
-                let piece = bytes.get(..used).unwrap_or_default();
-                let room = LINE_KEEP.saturating_sub(self.line.len());
-                self.line.extend(piece.iter().take(room));
-                self.line_len += used;
-                if self.line_len > MAX_LINE {
-                    return Err(());
-                }
+                let (used, ended) = self.line.feed(bytes, LINE_KEEP, MAX_LINE)?;
                 if !ended {
                     return Ok((used, None));
                 }
-                let mut line = std::mem::take(&mut self.line);
-                if self.line_len == line.len() {
+                let whole = self.line.is_whole();
+                let mut line = std::mem::take(self.line.kept_mut());
+                self.line.clear();
+                if whole {
                     // Whole line in view: it must end in CRLF.
                     if !line.ends_with(b"\r\n") {
                         return Err(());
                     }
                     line.truncate(line.len() - 2);
                 }
-                self.line_len = 0;
                 Ok((used, Some(Item::Line(line))))
             }
         }

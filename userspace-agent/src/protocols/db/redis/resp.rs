@@ -6,6 +6,8 @@
 //! one counter per open aggregate (bounded depth). Bulk payloads are length-prefixed, so
 //! a gap inside one is counted through; a gap anywhere else loses sync.
 
+use super::super::framing::LineBuf;
+
 /// Deepest aggregate nesting followed (Redis replies nest a handful of levels).
 pub const MAX_DEPTH: usize = 32;
 /// Longest header or simple-value line accepted; Redis' own inline limit is 64 KiB.
@@ -58,8 +60,7 @@ struct Frame {
 pub struct Reader {
     state: State,
     stack: Vec<Frame>,
-    line: Vec<u8>,
-    line_len: usize,
+    line: LineBuf,
 }
 
 impl Default for Reader {
@@ -67,8 +68,7 @@ impl Default for Reader {
         Self {
             state: State::Type,
             stack: Vec::new(),
-            line: Vec::new(),
-            line_len: 0,
+            line: LineBuf::default(),
         }
     }
 }
@@ -135,22 +135,11 @@ impl Reader {
                     return Err(());
                 }
                 self.line.clear();
-                self.line_len = 0;
                 self.state = State::Line { kind };
                 Ok(1)
             }
             State::Line { kind } => {
-                let (used, ended) = match memchr::memchr(b'\n', bytes) {
-                    Some(i) => (i + 1, true),
-                    None => (bytes.len(), false),
-                };
-                let piece = bytes.get(..used).unwrap_or_default();
-                let room = LINE_KEEP.saturating_sub(self.line.len());
-                self.line.extend(piece.iter().take(room));
-                self.line_len += used;
-                if self.line_len > MAX_LINE {
-                    return Err(());
-                }
+                let (used, ended) = self.line.feed(bytes, LINE_KEEP, MAX_LINE)?;
                 if ended {
                     self.end_line(kind, v)?;
                 }
@@ -186,23 +175,22 @@ impl Reader {
 
     /// The header line of a `kind` value is complete (in `self.line`, LF included).
     fn end_line(&mut self, kind: u8, v: &mut impl Visit) -> Result<(), ()> {
-        if self.line_len > self.line.len() {
-            // Cut at LINE_KEEP (CRLF unseen): only simple values may be that long.
-            if !matches!(kind, b'+' | b'-' | b',' | b'(') {
-                return Err(());
-            }
-        } else {
+        let whole = self.line.is_whole();
+        let mut line = std::mem::take(self.line.kept_mut());
+        if whole {
             // The whole line is here: check and strip the CRLF.
-            let body_len = self.line.len().checked_sub(2).ok_or(())?;
-            if self.line.get(body_len) != Some(&b'\r') {
+            let body_len = line.len().checked_sub(2).ok_or(())?;
+            if line.get(body_len) != Some(&b'\r') {
                 return Err(());
             }
-            self.line.truncate(body_len);
+            line.truncate(body_len);
+        } else if !matches!(kind, b'+' | b'-' | b',' | b'(') {
+            // Cut at LINE_KEEP (CRLF unseen): only simple values may be that long.
+            return Err(());
         }
-        let line = std::mem::take(&mut self.line);
         let depth = self.stack.len();
         let result = self.start_value(kind, &line, depth, v);
-        self.line = line;
+        *self.line.kept_mut() = line;
         result
     }
 
