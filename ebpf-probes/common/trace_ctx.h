@@ -129,23 +129,30 @@ static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __
  * it, the span is the one that header names; if the application sent its own context
  * header (an instrumented or forwarding app), that header names its parent; else the
  * thread's server span does. */
+/* The sk_msg program's note for this request: its outcome, and when it decided the client
+ * span (inserted it, or kept it for the TCP option), that span. True when decided: the
+ * request then needs no header parsing (sk_msg proved it has no context header). */
+static __always_inline bool client_from_note(struct sonde_data_event *ev, __u32 tid) {
+    struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
+    if (!note)
+        return false;
+    bool mine = note->sk == ev->sock_id;
+    bool decided = mine && note->kind == NOTE_CLIENT;
+    if (mine)
+        ev->inject_status = note->status;
+    if (decided) {
+        ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;
+        ev->ctx = note->ctx;
+        ev->parent_source = note->source;
+        ev->trace_flags = note->trace_flags;
+    }
+    bpf_map_delete_elem(&inject_notes, &tid);
+    return decided;
+}
+
 static __always_inline void on_client_request(struct sonde_data_event *ev,
                                               const struct sonde_parsed_ctx *in, __u32 tid) {
     ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;
-    struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
-    if (note) {
-        bool mine = note->sk == ev->sock_id;
-        if (mine)
-            ev->inject_status = note->status;
-        if (mine && note->kind == NOTE_CLIENT) {
-            ev->ctx = note->ctx;
-            ev->parent_source = note->source;
-            ev->trace_flags = note->trace_flags;
-            bpf_map_delete_elem(&inject_notes, &tid);
-            return;
-        }
-        bpf_map_delete_elem(&inject_notes, &tid);
-    }
     new_span_id(ev->ctx.span_id);
     if (follow_header(ev, in))
         return;
@@ -187,12 +194,15 @@ static __always_inline void decide_trace_ctx(struct scratch *s, __u32 tid) {
     struct sonde_data_event *ev = &s->ev;
     __u32 n = ev->captured_len;
     if (looks_like_http_request(ev->data, n)) {
+        bool ingress = ev->direction == SONDE_DIR_INGRESS;
+        if (!ingress && client_from_note(ev, tid))
+            return;
         /* Parsed once here, not in each branch: the parser is most of the verifier's
          * work for these programs. */
         struct sonde_parsed_ctx in = {};
         /* data[] is followed by the spare half of struct scratch: room for ctx_bytes. */
         sonde_parse_ctx((const struct ctx_bytes *)ev->data, n, &s->ctx_scan, &in);
-        if (ev->direction == SONDE_DIR_INGRESS)
+        if (ingress)
             on_server_request(ev, &in, tid);
         else
             on_client_request(ev, &in, tid);
