@@ -154,8 +154,9 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     };
 
     eprintln!(
-        "sonde: ready: {} hooks attached, {} process(es) traced",
+        "sonde: ready: {} hooks attached ({}), {} process(es) traced",
         probes.attached().len(),
+        probes.hook_summary(),
         counters
             .processes_traced
             .load(std::sync::atomic::Ordering::Relaxed)

@@ -58,6 +58,10 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Instead of the report: load every program of the probe object (none attached)
+        /// and show which ones this kernel's verifier accepts (`cargo xtask vm-test`).
+        #[arg(long, hide = true)]
+        verifier_matrix: bool,
     },
     /// Print the effective configuration and where each value comes from
     /// (flag, env, file, default); secrets are masked.

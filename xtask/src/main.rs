@@ -10,6 +10,7 @@ mod microbench;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,11 @@ enum Command {
     Test(test::Options),
     /// Measure the agent's overhead on nginx with wrk (no agent / empty probes / full).
     Bench(bench::Options),
+    /// Run the end-to-end checks on the host kernel and on Debian's 6.1 kernel in QEMU.
+    VmTest(vm::Options),
+    /// The checks `vm-test` runs on each kernel (started by the guest's /init).
+    #[command(hide = true)]
+    VmGuest(vm::guest::Options),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,8 @@ fn main() -> ExitCode {
         Command::Demo(opts) => demo::run(opts),
         Command::Test(opts) => test::run(opts),
         Command::Bench(opts) => bench::run(opts),
+        Command::VmTest(opts) => vm::run(opts),
+        Command::VmGuest(opts) => vm::guest::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -113,22 +113,7 @@ pub struct Probes {
 impl Probes {
     /// Loads the object (the kernel verifier runs here) and attaches every hook.
     pub fn load_and_attach(opts: &ProbeOptions) -> Result<Self> {
-        if !opts.ring_buffer_bytes.is_power_of_two() || opts.ring_buffer_bytes < 4096 {
-            bail!(
-                "ring buffer size must be a power of two of at least 4096 bytes, got {}",
-                opts.ring_buffer_bytes
-            );
-        }
-        let capture = opts.capture_bytes.min(abi::MAX_CAPTURE as u32);
-        let watch_exec = u8::from(opts.watch_exec);
-        let empty = u8::from(opts.empty_probes);
-        let mut ebpf = EbpfLoader::new()
-            .override_global("capture_bytes", &capture, true)
-            .override_global("watch_exec", &watch_exec, true)
-            .override_global("empty_probes", &empty, true)
-            .map_max_entries("events", opts.ring_buffer_bytes)
-            .load(PROBE_OBJECT)
-            .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")?;
+        let mut ebpf = load_object(opts)?;
 
         let mut attached = Vec::with_capacity(HOOKS.len());
         for hook in HOOKS {
@@ -234,6 +219,42 @@ impl Probes {
     pub fn attached(&self) -> &[ProgramHook] {
         &self.attached
     }
+
+    /// Which hook families run, for the startup line: `tracepoint 13, sock_ops+sk_msg`.
+    pub fn hook_summary(&self) -> String {
+        let tracepoints = self
+            .attached
+            .iter()
+            .filter(|h| matches!(h.hook, Hook::Tracepoint { .. }))
+            .count();
+        let injection = if self.injecting {
+            "sock_ops+sk_msg"
+        } else {
+            "no injection"
+        };
+        format!("tracepoint {tracepoints}, {injection}")
+    }
+}
+
+/// Creates the object's maps with `opts` baked into its globals. No program is loaded
+/// yet: each is loaded (verified) on its own, by its attach step or the verifier matrix.
+pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
+    if !opts.ring_buffer_bytes.is_power_of_two() || opts.ring_buffer_bytes < 4096 {
+        bail!(
+            "ring buffer size must be a power of two of at least 4096 bytes, got {}",
+            opts.ring_buffer_bytes
+        );
+    }
+    let capture = opts.capture_bytes.min(abi::MAX_CAPTURE as u32);
+    let watch_exec = u8::from(opts.watch_exec);
+    let empty = u8::from(opts.empty_probes);
+    EbpfLoader::new()
+        .override_global("capture_bytes", &capture, true)
+        .override_global("watch_exec", &watch_exec, true)
+        .override_global("empty_probes", &empty, true)
+        .map_max_entries("events", opts.ring_buffer_bytes)
+        .load(PROBE_OBJECT)
+        .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")
 }
 
 /// Every slot of a per-CPU counter array, summed over CPUs (unreadable slots are 0).
