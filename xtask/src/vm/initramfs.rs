@@ -13,8 +13,6 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 use cpio::newc::{Builder, ModeFileType};
 
-use crate::util::output;
-
 enum Entry {
     Dir,
     /// Copied from the host at write time.
@@ -143,20 +141,20 @@ fn write_entry<W: Write>(builder: Builder, data: &mut (impl Read + Seek), out: W
 
 /// The shared libraries (and the dynamic loader) `ldd` lists for `program`.
 fn shared_libraries(program: &Path) -> Result<Vec<PathBuf>> {
-    let text = output(Command::new("ldd").arg(program))
-        .or_else(|e| {
-            // ldd exits 1 with "not a dynamic executable" for static programs.
-            let static_binary = Command::new("file")
-                .arg(program)
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("statically linked"));
-            if static_binary {
-                Ok(String::new())
-            } else {
-                Err(e)
-            }
-        })
-        .with_context(|| format!("listing the libraries of {}", program.display()))?;
+    let out = Command::new("ldd")
+        .arg(program)
+        .output()
+        .with_context(|| format!("running ldd {}", program.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // ldd exits 1 with "not a dynamic executable" for static programs (busybox-static).
+        let said =
+            |bytes: &[u8]| String::from_utf8_lossy(bytes).contains("not a dynamic executable");
+        if said(&out.stdout) || said(&out.stderr) {
+            return Ok(Vec::new());
+        }
+        bail!("ldd {} failed with {}", program.display(), out.status);
+    }
     parse_ldd(&text)
 }
 

@@ -213,3 +213,55 @@ fn shorten(s: &str, max: usize) -> String {
         None => s.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serial console of a real `cargo xtask vm-test` run on Debian's 6.1 kernel
+    /// (SeaBIOS escape sequences included).
+    const CONSOLE: &str =
+        include_str!("../../../vm-tests/fixtures/console-6.1.0-56-cloud-amd64.log");
+
+    #[test]
+    fn a_real_console_gives_every_check_and_the_data_blocks() {
+        let leg = Leg::parse("vm 6.1", &CONSOLE.replace('\r', ""));
+        assert!(leg.finished);
+        assert!(leg.passed(), "{}", render(std::slice::from_ref(&leg)));
+        let doctor = leg.doctor_states();
+        assert_eq!(doctor.get("kprobes").map(String::as_str), Some("ok"));
+        assert_eq!(doctor.get("fentry").map(String::as_str), Some("ok"));
+        let matrix = leg.matrix();
+        assert_eq!(matrix.len(), 15);
+        assert_eq!(
+            matrix.get("sonde_sk_msg").map(String::as_str),
+            Some("ok (sk_msg)")
+        );
+        assert!(leg.hooks().contains("tracepoint"), "{}", leg.hooks());
+    }
+
+    #[test]
+    fn a_console_cut_before_the_end_marker_fails() {
+        let cut = CONSOLE
+            .find("SONDE-RESULT trace_http")
+            .and_then(|at| CONSOLE.get(..at))
+            .unwrap();
+        let leg = Leg::parse("vm 6.1", cut);
+        assert!(!leg.finished);
+        assert!(!leg.passed());
+        assert!(render(&[leg]).contains("FAIL  trace_http       not reported"));
+    }
+
+    #[test]
+    fn a_failed_check_fails_the_leg_and_keeps_its_detail() {
+        let text = CONSOLE.replace(
+            "SONDE-RESULT verifier_matrix pass 15 programs loaded",
+            "SONDE-RESULT verifier_matrix fail rejected by the verifier: sonde_sk_msg",
+        );
+        let leg = Leg::parse("vm 6.1", &text);
+        assert!(leg.finished && !leg.passed());
+        let result = leg.result("verifier_matrix").unwrap();
+        assert!(!result.pass);
+        assert_eq!(result.detail, "rejected by the verifier: sonde_sk_msg");
+    }
+}
