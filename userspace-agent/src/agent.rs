@@ -110,6 +110,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         empty_probes: opts.empty_probes,
         ring_buffer_bytes: ring_bytes,
         inject: !opts.no_inject && !opts.empty_probes,
+        hooks: opts.hooks,
     })?;
     if probes.injecting() {
         report_fionread_hazard();

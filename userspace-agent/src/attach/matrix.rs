@@ -11,20 +11,35 @@ use anyhow::Result;
 use aya::programs::{Program, ProgramError};
 use serde::Serialize;
 
-use super::probes::{ProbeOptions, load_object};
+use aya::Btf;
+
+use super::probes::{ProbeOptions, fexit_target, load_object};
 
 /// Verifier log lines kept for a rejected program: the verdict is at the end.
 const LOG_TAIL_LINES: usize = 20;
 
 /// How loading one program went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadState {
+    /// The verifier accepted it.
+    Ok,
+    /// The kernel has the program's hook family, and refused this program.
+    Rejected,
+    /// The kernel refuses the whole hook family (an empty program of that type fails
+    /// too, e.g. fentry under lockdown): not tried, and not a failure of the program.
+    Unavailable,
+}
+
+/// One row of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProgramLoad {
     /// The program's function name in the object, e.g. `sonde_tp_exit_write`.
     pub program: String,
     /// Its program type as aya names it, e.g. `tracepoint`, `sock_ops`.
     pub kind: &'static str,
-    pub ok: bool,
-    /// Why the load failed (empty when `ok`).
+    pub state: LoadState,
+    /// Why it was rejected or is unavailable (empty when `Ok`).
     pub error: String,
     /// The last lines of the verifier log when the verifier rejected it.
     pub log_tail: Vec<String>,
@@ -37,8 +52,9 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// No program was rejected (unavailable families are not failures).
     pub fn all_ok(&self) -> bool {
-        self.programs.iter().all(|p| p.ok)
+        self.programs.iter().all(|p| p.state != LoadState::Rejected)
     }
 }
 
@@ -46,19 +62,28 @@ impl Matrix {
 /// cannot be opened (maps, BTF); a program the verifier refuses is a row, not an error.
 pub fn load_every_program() -> Result<Matrix> {
     let mut ebpf = load_object(&ProbeOptions::default())?;
+    let fentry = crate::doctor::fentry_check();
+    let trampolines = if fentry.state == crate::doctor::State::Ok {
+        Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))
+    } else {
+        Err(format!("fentry {:?}: {}", fentry.state, fentry.detail).to_lowercase())
+    };
     let mut programs: Vec<ProgramLoad> = ebpf
         .programs_mut()
         .map(|(name, program)| {
-            let (kind, outcome) = load(program);
-            let (error, log_tail) = match outcome {
-                Ok(()) => (String::new(), Vec::new()),
-                Err(LoadFailure::Verifier { errno, log }) => (errno, tail(&log)),
-                Err(LoadFailure::Other(e)) => (e, Vec::new()),
+            let (kind, outcome) = load(name, program, trampolines.as_ref());
+            let (state, error, log_tail) = match outcome {
+                Ok(()) => (LoadState::Ok, String::new(), Vec::new()),
+                Err(LoadFailure::Unavailable(why)) => (LoadState::Unavailable, why, Vec::new()),
+                Err(LoadFailure::Verifier { errno, log }) => {
+                    (LoadState::Rejected, errno, tail(&log))
+                }
+                Err(LoadFailure::Other(e)) => (LoadState::Rejected, e, Vec::new()),
             };
             ProgramLoad {
                 program: name.to_owned(),
                 kind,
-                ok: error.is_empty(),
+                state,
                 error,
                 log_tail,
             }
@@ -69,6 +94,7 @@ pub fn load_every_program() -> Result<Matrix> {
 }
 
 enum LoadFailure {
+    Unavailable(String),
     Verifier { errno: String, log: String },
     Other(String),
 }
@@ -89,7 +115,12 @@ impl From<ProgramError> for LoadFailure {
 }
 
 /// Loads one program, by its type (each type's `load` is its own method in aya).
-fn load(program: &mut Program) -> (&'static str, Result<(), LoadFailure>) {
+/// `trampolines` is the kernel's BTF if fentry/fexit work here, else why not.
+fn load(
+    name: &str,
+    program: &mut Program,
+    trampolines: Result<&Btf, &String>,
+) -> (&'static str, Result<(), LoadFailure>) {
     let (kind, result) = match program {
         Program::TracePoint(p) => ("tracepoint", p.load()),
         Program::RawTracePoint(p) => ("raw_tracepoint", p.load()),
@@ -98,12 +129,23 @@ fn load(program: &mut Program) -> (&'static str, Result<(), LoadFailure>) {
         Program::SockOps(p) => ("sock_ops", p.load()),
         Program::SkMsg(p) => ("sk_msg", p.load()),
         Program::SkSkb(p) => ("sk_skb", p.load()),
-        // fentry/fexit need their target's BTF id at load time: add the arm with the
-        // first such program (the kind is named so the gap cannot pass silently).
+        Program::FExit(p) => {
+            let btf = match trampolines {
+                Ok(btf) => btf,
+                Err(why) => return ("fexit", Err(LoadFailure::Unavailable(why.clone()))),
+            };
+            let Some(function) = fexit_target(name) else {
+                let why =
+                    format!("{name} is not in attach/probes.rs HOOKS: no target to load it on");
+                return ("fexit", Err(LoadFailure::Other(why)));
+            };
+            ("fexit", p.load(function, btf))
+        }
+        // fentry/lsm/... need their target at load time: add the arm with the first such
+        // program (the kind is named so the gap cannot pass silently).
         other => {
             let kind = match other {
                 Program::FEntry(_) => "fentry",
-                Program::FExit(_) => "fexit",
                 _ => "other",
             };
             return (
@@ -136,21 +178,27 @@ pub fn print_matrix(matrix: &Matrix, json: bool, out: &mut impl Write) -> io::Re
         return writeln!(out);
     }
     for p in &matrix.programs {
-        let verdict = if p.ok { "ok" } else { "FAIL" };
+        let verdict = match p.state {
+            LoadState::Ok => "ok",
+            LoadState::Rejected => "FAIL",
+            LoadState::Unavailable => "n/a",
+        };
         writeln!(out, "{verdict:<4}  {:<14}  {}", p.kind, p.program)?;
-        if !p.ok {
+        if p.state != LoadState::Ok {
             writeln!(out, "      {}", p.error)?;
             for line in &p.log_tail {
                 writeln!(out, "      | {line}")?;
             }
         }
     }
-    let failed = matrix.programs.iter().filter(|p| !p.ok).count();
+    let count = |state| matrix.programs.iter().filter(|p| p.state == state).count();
     writeln!(
         out,
-        "{} programs, {} loaded, {failed} rejected",
+        "{} programs: {} loaded, {} rejected, {} unavailable on this kernel",
         matrix.programs.len(),
-        matrix.programs.len() - failed
+        count(LoadState::Ok),
+        count(LoadState::Rejected),
+        count(LoadState::Unavailable)
     )
 }
 

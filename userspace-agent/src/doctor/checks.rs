@@ -266,7 +266,7 @@ fn kprobes_check(release: Option<&str>) -> Check {
     }
 }
 
-fn fentry_check() -> Check {
+pub(crate) fn fentry_check() -> Check {
     const IMPACT: &str = "no BPF trampolines: socket-layer hooks fall back to syscall \
                           tracepoints (slightly higher overhead)";
     // tcp_sendmsg is what Sonde would hook; bpf_fentry_test1 exists only for tests

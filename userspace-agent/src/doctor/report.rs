@@ -56,10 +56,10 @@ impl Verdict {
             };
         }
 
+        // What `attach::probes` picks: fexit twins need trampolines; kprobes alone do not
+        // change the choice (no kprobe twins: they would not be cheaper than tracepoints).
         let hooks = if ok("fentry") {
-            "fentry socket hooks"
-        } else if ok("kprobes") {
-            "kprobe socket hooks"
+            "fexit syscall hooks (BPF trampolines)"
         } else {
             "syscall tracepoints"
         };

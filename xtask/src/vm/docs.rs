@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::results::{EXPECTED, Leg};
+use super::results::{EXPECTED, HOOK_CHOICES, Leg};
 
 /// Doctor checks that describe the kernel (capabilities and limits describe the user).
 const KERNEL_FEATURES: &[&str] = &[
@@ -64,9 +64,23 @@ pub fn kernels_md(legs: &[Leg]) -> String {
     }
 
     let _ = writeln!(out, "\n## Hooks the agent attached\n");
-    header(&mut out, "");
-    let hooks: Vec<String> = legs.iter().map(|l| escape(l.hooks())).collect();
-    let _ = writeln!(out, "| `sonde run` | {} |", hooks.join(" | "));
+    header(&mut out, "`sonde run --hooks`");
+    for choice in HOOK_CHOICES {
+        // `13 hooks attached (fexit 9, tracepoint 4, sock_ops+sk_msg), 1 process(es) traced`:
+        // the families are the part in parentheses.
+        let hooks: Vec<String> = legs
+            .iter()
+            .map(|l| {
+                let line = l.hooks(choice);
+                let families = line
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.split_once(')'))
+                    .map_or(line, |(inside, _)| inside);
+                escape(families)
+            })
+            .collect();
+        let _ = writeln!(out, "| `{choice}` | {} |", hooks.join(" | "));
+    }
 
     let _ = writeln!(out, "\n## Checks\n");
     header(&mut out, "check");

@@ -35,7 +35,13 @@ pub fn run(opts: Options) -> Result<()> {
     let Options { sonde, port } = opts;
     report("doctor", doctor(&sonde));
     report("verifier_matrix", verifier_matrix(&sonde));
-    report("trace_http", trace_http(&sonde, port));
+    // The hooks the agent picks on this kernel, then the tracepoints every kernel has:
+    // the same assertions must hold on both paths.
+    report("trace_http", trace_http(&sonde, port, "auto"));
+    report(
+        "trace_http_tracepoints",
+        trace_http(&sonde, port, "tracepoints"),
+    );
     Ok(())
 }
 
@@ -98,26 +104,35 @@ fn verifier_matrix(sonde: &Path) -> Result<String> {
     data("verifier_matrix", &matrix);
     let programs = matrix["programs"].as_array().map_or(&[][..], Vec::as_slice);
     ensure!(!programs.is_empty(), "the matrix lists no programs");
-    let rejected: Vec<&str> = programs
-        .iter()
-        .filter(|p| p["ok"] != Value::Bool(true))
-        .filter_map(|p| p["program"].as_str())
-        .collect();
+    let in_state = |state: &str| -> Vec<&str> {
+        programs
+            .iter()
+            .filter(|p| p["state"] == state)
+            .filter_map(|p| p["program"].as_str())
+            .collect()
+    };
+    let rejected = in_state("rejected");
     ensure!(
         all_ok && rejected.is_empty(),
         "rejected by the verifier: {}",
         rejected.join(", ")
     );
-    Ok(format!("{} programs loaded", programs.len()))
+    let unavailable = in_state("unavailable");
+    Ok(format!(
+        "{} of {} programs loaded, {} of a hook family this kernel refuses",
+        in_state("ok").len(),
+        programs.len(),
+        unavailable.len()
+    ))
 }
 
 /// A CGI script that answers with the `traceparent` header busybox httpd received.
 const ECHO_CGI: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"traceparent=$HTTP_TRACEPARENT\"\n";
 
-/// `sonde run -o json` over busybox httpd (server) and curl (client), both traced:
+/// `sonde run -o json --hooks HOOKS` over busybox httpd (server) and curl (client), both traced:
 /// a CLIENT and a SERVER span in one trace, the server's parent being the client span,
 /// and the server received the `traceparent` Sonde inserted, carrying the client's ids.
-fn trace_http(sonde: &Path, port: u16) -> Result<String> {
+fn trace_http(sonde: &Path, port: u16, hooks: &str) -> Result<String> {
     let dir = TempDir::new("sonde-vm-trace")?;
     let cgi = dir.path().join("cgi-bin");
     std::fs::create_dir_all(&cgi)?;
@@ -135,10 +150,12 @@ fn trace_http(sonde: &Path, port: u16) -> Result<String> {
     let stdout_path = dir.path().join("stdout");
     let stderr_path = dir.path().join("stderr");
     let mut cmd = Command::new(sonde);
-    cmd.args(["run", "-o", "json", "--", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path)?)
-        .stderr(std::fs::File::create(&stderr_path)?);
+    cmd.args([
+        "run", "-o", "json", "--hooks", hooks, "--", "sh", "-c", &script,
+    ])
+    .stdin(Stdio::null())
+    .stdout(std::fs::File::create(&stdout_path)?)
+    .stderr(std::fs::File::create(&stderr_path)?);
     let mut agent = ChildGuard::spawn("sonde run", &mut cmd, libc::SIGINT, Duration::from_secs(5))?;
     let status = agent.wait_timeout(TRACE_TIMEOUT)?;
     drop(agent);
@@ -148,7 +165,7 @@ fn trace_http(sonde: &Path, port: u16) -> Result<String> {
         .lines()
         .find_map(|l| l.strip_prefix("sonde: ready: "))
     {
-        data("hooks", &Value::String(ready.to_owned()));
+        data(&format!("hooks_{hooks}"), &Value::String(ready.to_owned()));
     }
     let status = status.with_context(|| {
         format!("sonde run did not finish within {TRACE_TIMEOUT:?}; stderr: {stderr}")

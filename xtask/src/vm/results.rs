@@ -34,8 +34,16 @@ pub struct Leg {
     pub problem: Option<String>,
 }
 
+/// The `sonde run --hooks` choices `trace_http*` run with.
+pub const HOOK_CHOICES: &[&str] = &["auto", "tracepoints"];
+
 /// The checks every leg must report, in order.
-pub const EXPECTED: &[&str] = &["doctor", "verifier_matrix", "trace_http"];
+pub const EXPECTED: &[&str] = &[
+    "doctor",
+    "verifier_matrix",
+    "trace_http",
+    "trace_http_tracepoints",
+];
 
 impl Leg {
     /// Reads the marker lines out of `text`; other lines (kernel, busybox) are ignored.
@@ -89,7 +97,7 @@ impl Leg {
         })
     }
 
-    /// `ok`/`FAIL` of each program in the verifier matrix, by program name.
+    /// `ok`/`FAIL`/`n/a` of each program in the verifier matrix, by program name.
     pub fn matrix(&self) -> BTreeMap<String, String> {
         rows(
             self.data.get("verifier_matrix"),
@@ -97,20 +105,21 @@ impl Leg {
             "program",
             |p| {
                 let kind = p["kind"].as_str().unwrap_or("?");
-                let verdict = if p["ok"] == Value::Bool(true) {
-                    "ok"
-                } else {
-                    "FAIL"
+                let verdict = match p["state"].as_str() {
+                    Some("ok") => "ok",
+                    Some("unavailable") => "n/a",
+                    _ => "FAIL",
                 };
                 format!("{verdict} ({kind})")
             },
         )
     }
 
-    /// Hook families the agent attached, from its startup line.
-    pub fn hooks(&self) -> &str {
+    /// Hook families the agent attached with `--hooks choice` (`auto`, `tracepoints`),
+    /// from its startup line.
+    pub fn hooks(&self, choice: &str) -> &str {
         self.data
-            .get("hooks")
+            .get(&format!("hooks_{choice}"))
             .and_then(Value::as_str)
             .unwrap_or("not reported")
     }
@@ -158,7 +167,9 @@ pub fn render(legs: &[Leg]) -> String {
                 }
             }
         }
-        let _ = writeln!(out, "   hooks: {}", leg.hooks());
+        for choice in HOOK_CHOICES {
+            let _ = writeln!(out, "   hooks ({choice}): {}", leg.hooks(choice));
+        }
     }
     let table = |title: &str, per_leg: Vec<BTreeMap<String, String>>, out: &mut String| {
         let names: std::collections::BTreeSet<&String> =
@@ -190,7 +201,7 @@ pub fn render(legs: &[Leg]) -> String {
             .and_then(|m| m["programs"].as_array())
             .into_iter()
             .flatten()
-            .filter(|p| p["ok"] != Value::Bool(true));
+            .filter(|p| p["state"] == "rejected");
         for p in rejected {
             let _ = writeln!(
                 out,
@@ -232,12 +243,25 @@ mod tests {
         assert_eq!(doctor.get("kprobes").map(String::as_str), Some("ok"));
         assert_eq!(doctor.get("fentry").map(String::as_str), Some("ok"));
         let matrix = leg.matrix();
-        assert_eq!(matrix.len(), 15);
+        assert_eq!(matrix.len(), 24);
+        assert_eq!(
+            matrix.get("sonde_fexit_write").map(String::as_str),
+            Some("ok (fexit)")
+        );
         assert_eq!(
             matrix.get("sonde_sk_msg").map(String::as_str),
             Some("ok (sk_msg)")
         );
-        assert!(leg.hooks().contains("tracepoint"), "{}", leg.hooks());
+        assert!(
+            leg.hooks("auto").contains("fexit 9"),
+            "{}",
+            leg.hooks("auto")
+        );
+        assert!(
+            leg.hooks("tracepoints").contains("tracepoint 13"),
+            "{}",
+            leg.hooks("tracepoints")
+        );
     }
 
     #[test]
@@ -254,10 +278,17 @@ mod tests {
 
     #[test]
     fn a_failed_check_fails_the_leg_and_keeps_its_detail() {
-        let text = CONSOLE.replace(
-            "SONDE-RESULT verifier_matrix pass 15 programs loaded",
-            "SONDE-RESULT verifier_matrix fail rejected by the verifier: sonde_sk_msg",
-        );
+        let text: String = CONSOLE
+            .lines()
+            .map(|line| {
+                if line.starts_with("SONDE-RESULT verifier_matrix pass") {
+                    "SONDE-RESULT verifier_matrix fail rejected by the verifier: sonde_sk_msg\n"
+                        .to_owned()
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
         let leg = Leg::parse("vm 6.1", &text);
         assert!(leg.finished && !leg.passed());
         let result = leg.result("verifier_matrix").unwrap();
