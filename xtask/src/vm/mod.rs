@@ -47,6 +47,10 @@ pub struct Options {
     /// Rewrite docs/kernels.md from this run's doctor reports and verifier matrices.
     #[arg(long)]
     write_docs: bool,
+    /// Use the debug build of sonde (the one `cargo xtask test` just built: CI saves a
+    /// release build of several minutes).
+    #[arg(long)]
+    debug: bool,
 }
 
 /// Inside the guest: the init script, at /init.
@@ -60,6 +64,7 @@ pub fn run(opts: Options) -> Result<()> {
         timeout,
         no_host,
         write_docs,
+        debug,
     } = opts;
     util::require_root("cargo xtask vm-test")?;
     util::catch_interrupts();
@@ -68,7 +73,7 @@ pub fn run(opts: Options) -> Result<()> {
     let run_dir = work.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
-    let sonde = util::build_sonde(true)?;
+    let sonde = util::build_sonde(!debug)?;
     let kernel = match kernel {
         Some(path) => Kernel::from_path(&path)?,
         None => kernel::debian_6_1(&work)?,
