@@ -106,6 +106,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "lockdown",
     "kprobes",
     "fentry",
+    "probe_write_user",
     "tracefs",
     "syscall_tracepoints",
     "cgroup2",

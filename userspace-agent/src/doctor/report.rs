@@ -70,7 +70,7 @@ impl Verdict {
                  spans are not linked across services"
                     .to_owned(),
             );
-        } else if !ok("lockdown") {
+        } else if !ok("probe_write_user") {
             limitations.push(
                 "traceparent injection uses sk_msg (bpf_probe_write_user refused)".to_owned(),
             );

@@ -173,6 +173,7 @@ fn verdict_prefers_cheapest_available_hooks() {
     );
     set(&mut checks, "kprobes", State::Missing);
     set(&mut checks, "lockdown", State::Denied);
+    set(&mut checks, "probe_write_user", State::Denied);
     let v = Verdict::from_checks(&checks);
     assert!(v.can_trace);
     assert_eq!(

@@ -15,6 +15,7 @@ const KERNEL_FEATURES: &[&str] = &[
     "lockdown",
     "kprobes",
     "fentry",
+    "probe_write_user",
     "tracefs",
     "syscall_tracepoints",
     "cgroup2",
