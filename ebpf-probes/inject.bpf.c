@@ -281,6 +281,10 @@ static long walk_head_word(__u64 idx, void *arg) {
         __u32 at = base + k;
         if (at + 3 > w->len || at >= HEAD_SCAN_MAX)
             return 1; /* ran out: incomplete */
+        /* Without the barrier clang drops the mask (the check proved it redundant) and
+         * adds base and k to the pointer one by one; 6.1's verifier cannot bound that sum
+         * ("unbounded memory access"), 6.18's can. */
+        barrier_var(at);
         const __u8 *p = w->d + (at & HEAD_MASK);
         if (p[0] != '\n')
             continue;

@@ -109,13 +109,24 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
     return 0;
 }
 
-/* Thin entry points: one per syscall, named sonde_tp_exit_<syscall>. */
+/* Thin entry points, two twins per syscall over one handler: the sys_exit tracepoint
+ * (sonde_tp_exit_<syscall>, works everywhere) and fexit on the syscall's function
+ * (sonde_fexit_<syscall>, needs BPF trampolines). attach/probes.rs attaches one of the
+ * two: fexit where the kernel allows it, because syscall tracepoints switch every process
+ * onto the slow syscall path while a trampoline costs only the calls it hooks. fexit sees
+ * the same pt_regs (syscall_regs()) and return value, so the handler is shared. */
 #define DATA_EXIT_HOOK(name, sys, dir, shape)                                                      \
     SEC("tracepoint/syscalls/sys_exit_" #name)                                                     \
     int sonde_tp_exit_##name(struct trace_event_raw_sys_exit *ctx) {                               \
         if (empty_probes)                                                                          \
             return 0;                                                                              \
         return on_data_exit(ctx->ret, sys, dir, shape);                                            \
+    }                                                                                              \
+    SEC("fexit/__x64_sys_" #name)                                                                  \
+    int BPF_PROG(sonde_fexit_##name, const struct pt_regs *regs, long ret) {                       \
+        if (empty_probes)                                                                          \
+            return 0;                                                                              \
+        return on_data_exit(ret, sys, dir, shape);                                                 \
     }
 
 DATA_EXIT_HOOK(read, SONDE_SYS_READ, SONDE_DIR_INGRESS, SHAPE_BUF)

@@ -110,6 +110,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         empty_probes: opts.empty_probes,
         ring_buffer_bytes: ring_bytes,
         inject: !opts.no_inject && !opts.empty_probes,
+        hooks: opts.hooks,
     })?;
     if probes.injecting() {
         report_fionread_hazard();
@@ -154,8 +155,9 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     };
 
     eprintln!(
-        "sonde: ready: {} hooks attached, {} process(es) traced",
+        "sonde: ready: {} hooks attached ({}), {} process(es) traced",
         probes.attached().len(),
+        probes.hook_summary(),
         counters
             .processes_traced
             .load(std::sync::atomic::Ordering::Relaxed)

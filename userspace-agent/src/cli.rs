@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::attach::probes::HookChoice;
 use crate::config::OtlpArgs;
 use crate::protocols::db::ParseOptions;
 
@@ -58,6 +59,10 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Instead of the report: load every program of the probe object (none attached)
+        /// and show which ones this kernel's verifier accepts (`cargo xtask vm-test`).
+        #[arg(long, hide = true)]
+        verifier_matrix: bool,
     },
     /// Print the effective configuration and where each value comes from
     /// (flag, env, file, default); secrets are masked.
@@ -145,6 +150,10 @@ pub struct TraceOptions {
     /// Query text on database spans: obfuscated (literals become `?`), raw, or off.
     #[arg(long, value_enum, default_value_t = DbQueryText::Obfuscated, value_name = "MODE")]
     pub db_query_text: DbQueryText,
+    /// Hooks for socket data: auto (fexit where the kernel allows BPF trampolines,
+    /// syscall tracepoints otherwise) or tracepoints.
+    #[arg(long, value_enum, default_value_t = HookChoice::Auto, value_name = "CHOICE")]
+    pub hooks: HookChoice,
     /// Benchmark floor: attach every hook, but every probe returns at once.
     #[arg(long, hide = true)]
     pub empty_probes: bool,

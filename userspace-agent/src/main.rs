@@ -28,7 +28,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", config::display::render(&config));
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Doctor { json } => {
+        Command::Doctor {
+            json,
+            verifier_matrix: true,
+        } => {
+            let matrix = sonde::attach::matrix::load_every_program()?;
+            sonde::attach::matrix::print_matrix(&matrix, json, &mut std::io::stdout())?;
+            return Ok(if matrix.all_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            });
+        }
+        Command::Doctor {
+            json,
+            verifier_matrix: false,
+        } => {
             let report = sonde::doctor::probe_host();
             sonde::doctor::print_report(&report, json, &mut std::io::stdout())?;
             return Ok(if report.verdict.can_trace {

@@ -11,6 +11,7 @@ mod microbench;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,11 @@ enum Command {
     Fuzz(fuzz::Options),
     /// Measure the agent's overhead on nginx with wrk (no agent / empty probes / full).
     Bench(bench::Options),
+    /// Run the end-to-end checks on the host kernel and on Debian's 6.1 kernel in QEMU.
+    VmTest(vm::Options),
+    /// The checks `vm-test` runs on each kernel (started by the guest's /init).
+    #[command(hide = true)]
+    VmGuest(vm::guest::Options),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,8 @@ fn main() -> ExitCode {
         Command::Test(opts) => test::run(opts),
         Command::Bench(opts) => bench::run(opts),
         Command::Fuzz(opts) => fuzz::run(opts),
+        Command::VmTest(opts) => vm::run(opts),
+        Command::VmGuest(opts) => vm::guest::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

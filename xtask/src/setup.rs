@@ -137,6 +137,23 @@ const NEEDS: &[Need] = &[
         alternatives: &[],
         program: None,
     },
+    // `cargo xtask vm-test`: the 6.1 kernel under QEMU, with a busybox initramfs.
+    Need {
+        package: "qemu-system-x86",
+        alternatives: &[],
+        program: Some("qemu-system-x86_64"),
+    },
+    Need {
+        package: "busybox-static",
+        // A dynamic busybox works too: its libraries go into the initramfs.
+        alternatives: &["busybox"],
+        program: None,
+    },
+    Need {
+        package: "cpio",
+        alternatives: &[],
+        program: Some("cpio"),
+    },
 ];
 
 const TRACEFS: &str = "/sys/kernel/tracing";

@@ -1,8 +1,9 @@
 //! Loading the probe object and attaching its programs.
 //!
 //! The object is built by build.rs from `ebpf-probes/sonde.bpf.c` and embedded in the
-//! binary. Which kernel hook runs each program is chosen here ([`Hook`]); on kernels
-//! with kprobes or fentry, cheaper twins can be added to [`HOOKS`] and chosen by probing.
+//! binary. Which kernel hook runs each program is chosen here ([`HOOKS`]): socket-data
+//! syscalls have fexit twins, attached when the kernel allows BPF trampolines (probed
+//! at startup, as `sonde doctor` does), syscall tracepoints otherwise.
 //!
 //! Detaching: every attachment is owned by a file descriptor of this process, so the
 //! kernel removes the programs when the agent exits for any reason, SIGKILL included.
@@ -10,12 +11,12 @@
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf, SkStorage, SockHash};
-use aya::programs::TracePoint;
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{FExit, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::inject;
-use crate::abi;
 use crate::metrics::Counters;
+use crate::{abi, doctor};
 
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sonde.bpf.o"));
 
@@ -27,6 +28,11 @@ pub enum Hook {
         category: &'static str,
         name: &'static str,
     },
+    /// fexit on a kernel function, through a BPF trampoline.
+    ///
+    /// Kernel requirements: BTF, BPF trampolines (x86_64, 5.5+), and a kernel that does
+    /// not refuse them (these 6.18 hosts do); `sonde doctor` calls this `fentry`.
+    Fexit { function: &'static str },
 }
 
 /// One program of the object and where it attaches.
@@ -36,34 +42,75 @@ pub struct ProgramHook {
     pub hook: Hook,
 }
 
-const fn tp(program: &'static str, category: &'static str, name: &'static str) -> ProgramHook {
-    ProgramHook {
-        program,
-        hook: Hook::Tracepoint { category, name },
+/// One event source and the programs that can provide it: a cheaper twin used when
+/// the kernel allows its hook family, and a tracepoint that works everywhere. Exactly
+/// one of the two is attached.
+#[derive(Clone, Copy, Debug)]
+pub struct HookSlot {
+    pub twin: Option<ProgramHook>,
+    pub tracepoint: ProgramHook,
+}
+
+const fn tp(program: &'static str, category: &'static str, name: &'static str) -> HookSlot {
+    HookSlot {
+        twin: None,
+        tracepoint: ProgramHook {
+            program,
+            hook: Hook::Tracepoint { category, name },
+        },
     }
 }
 
-/// Every program the agent attaches, in attach order (lifecycle hooks first, so a fork
-/// during attach is not missed by the data hooks).
-pub const HOOKS: &[ProgramHook] = &[
+/// A socket-data syscall: `sys_exit_<name>` tracepoint, or fexit on `__x64_sys_<name>`
+/// (syscalls.bpf.c builds both over one handler).
+macro_rules! syscall_exit {
+    ($name:literal) => {
+        HookSlot {
+            twin: Some(ProgramHook {
+                program: concat!("sonde_fexit_", $name),
+                hook: Hook::Fexit {
+                    function: concat!("__x64_sys_", $name),
+                },
+            }),
+            tracepoint: ProgramHook {
+                program: concat!("sonde_tp_exit_", $name),
+                hook: Hook::Tracepoint {
+                    category: "syscalls",
+                    name: concat!("sys_exit_", $name),
+                },
+            },
+        }
+    };
+}
+
+/// Every event source the agent attaches, in attach order (lifecycle hooks first, so a
+/// fork during attach is not missed by the data hooks).
+pub const HOOKS: &[HookSlot] = &[
     tp("sonde_tp_sched_fork", "sched", "sched_process_fork"),
     tp("sonde_tp_sched_exec", "sched", "sched_process_exec"),
     tp("sonde_tp_sched_exit", "sched", "sched_process_exit"),
     tp("sonde_tp_sock_state", "sock", "inet_sock_set_state"),
-    tp("sonde_tp_exit_read", "syscalls", "sys_exit_read"),
-    tp("sonde_tp_exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
-    tp("sonde_tp_exit_readv", "syscalls", "sys_exit_readv"),
-    tp("sonde_tp_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
-    tp("sonde_tp_exit_write", "syscalls", "sys_exit_write"),
-    tp("sonde_tp_exit_sendto", "syscalls", "sys_exit_sendto"),
-    tp("sonde_tp_exit_writev", "syscalls", "sys_exit_writev"),
-    tp("sonde_tp_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
-    tp(
-        "sonde_tp_exit_sendfile64",
-        "syscalls",
-        "sys_exit_sendfile64",
-    ),
+    syscall_exit!("read"),
+    syscall_exit!("recvfrom"),
+    syscall_exit!("readv"),
+    syscall_exit!("recvmsg"),
+    syscall_exit!("write"),
+    syscall_exit!("sendto"),
+    syscall_exit!("writev"),
+    syscall_exit!("sendmsg"),
+    syscall_exit!("sendfile64"),
 ];
+
+/// Which hooks carry socket data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookChoice {
+    /// fexit twins when the kernel allows BPF trampolines (probed at startup),
+    /// syscall tracepoints otherwise.
+    #[default]
+    Auto,
+    /// Syscall tracepoints only.
+    Tracepoints,
+}
 
 /// Settings baked into the programs at load time.
 #[derive(Clone, Debug)]
@@ -78,6 +125,8 @@ pub struct ProbeOptions {
     pub ring_buffer_bytes: u32,
     /// Insert `traceparent` into outgoing HTTP/1 requests (sock_ops + sk_msg).
     pub inject: bool,
+    /// Which hooks carry socket data.
+    pub hooks: HookChoice,
 }
 
 impl Default for ProbeOptions {
@@ -88,6 +137,7 @@ impl Default for ProbeOptions {
             empty_probes: false,
             ring_buffer_bytes: 8 << 20,
             inject: true,
+            hooks: HookChoice::Auto,
         }
     }
 }
@@ -116,28 +166,15 @@ pub struct Probes {
 impl Probes {
     /// Loads the object (the kernel verifier runs here) and attaches every hook.
     pub fn load_and_attach(opts: &ProbeOptions) -> Result<Self> {
-        if !opts.ring_buffer_bytes.is_power_of_two() || opts.ring_buffer_bytes < 4096 {
-            bail!(
-                "ring buffer size must be a power of two of at least 4096 bytes, got {}",
-                opts.ring_buffer_bytes
-            );
-        }
-        let capture = opts.capture_bytes.min(abi::MAX_CAPTURE as u32);
-        let watch_exec = u8::from(opts.watch_exec);
-        let empty = u8::from(opts.empty_probes);
-        let mut ebpf = EbpfLoader::new()
-            .override_global("capture_bytes", &capture, true)
-            .override_global("watch_exec", &watch_exec, true)
-            .override_global("empty_probes", &empty, true)
-            .map_max_entries("events", opts.ring_buffer_bytes)
-            .load(PROBE_OBJECT)
-            .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")?;
+        let mut ebpf = load_object(opts)?;
 
+        let mut twins = match opts.hooks {
+            HookChoice::Auto => Twins::probe(),
+            HookChoice::Tracepoints => Twins::Off,
+        };
         let mut attached = Vec::with_capacity(HOOKS.len());
-        for hook in HOOKS {
-            attach_one(&mut ebpf, hook)
-                .with_context(|| format!("attaching {} to {:?}", hook.program, hook.hook))?;
-            attached.push(*hook);
+        for slot in HOOKS {
+            attached.push(attach_slot(&mut ebpf, slot, &mut twins)?);
         }
 
         if opts.inject {
@@ -252,6 +289,48 @@ impl Probes {
     pub fn attached(&self) -> &[ProgramHook] {
         &self.attached
     }
+
+    /// Which hook families run, for the startup line: `fexit 9, tracepoint 4,
+    /// sock_ops+sk_msg`.
+    pub fn hook_summary(&self) -> String {
+        let count =
+            |family: fn(&Hook) -> bool| self.attached.iter().filter(|h| family(&h.hook)).count();
+        let fexit = count(|h| matches!(h, Hook::Fexit { .. }));
+        let tracepoints = count(|h| matches!(h, Hook::Tracepoint { .. }));
+        let injection = if self.injecting {
+            "sock_ops+sk_msg"
+        } else {
+            "no injection"
+        };
+        let mut parts = Vec::new();
+        if fexit > 0 {
+            parts.push(format!("fexit {fexit}"));
+        }
+        parts.push(format!("tracepoint {tracepoints}"));
+        parts.push(injection.to_owned());
+        parts.join(", ")
+    }
+}
+
+/// Creates the object's maps with `opts` baked into its globals. No program is loaded
+/// yet: each is loaded (verified) on its own, by its attach step or the verifier matrix.
+pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
+    if !opts.ring_buffer_bytes.is_power_of_two() || opts.ring_buffer_bytes < 4096 {
+        bail!(
+            "ring buffer size must be a power of two of at least 4096 bytes, got {}",
+            opts.ring_buffer_bytes
+        );
+    }
+    let capture = opts.capture_bytes.min(abi::MAX_CAPTURE as u32);
+    let watch_exec = u8::from(opts.watch_exec);
+    let empty = u8::from(opts.empty_probes);
+    EbpfLoader::new()
+        .override_global("capture_bytes", &capture, true)
+        .override_global("watch_exec", &watch_exec, true)
+        .override_global("empty_probes", &empty, true)
+        .map_max_entries("events", opts.ring_buffer_bytes)
+        .load(PROBE_OBJECT)
+        .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")
 }
 
 /// Every slot of a per-CPU counter array, summed over CPUs (unreadable slots are 0).
@@ -265,7 +344,59 @@ fn sum_per_cpu<const N: usize>(array: &PerCpuArray<MapData, u64>) -> [u64; N] {
     out
 }
 
-fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook) -> Result<()> {
+/// Whether fexit twins are tried, decided once per start.
+enum Twins {
+    /// The kernel loads and attaches an empty fentry program; its BTF names the targets.
+    On(Btf),
+    Off,
+}
+
+impl Twins {
+    /// The same probe as `sonde doctor`'s `fentry` check: an empty program, loaded and
+    /// attached for an instant, so a refusing kernel never sees Sonde's own programs.
+    fn probe() -> Self {
+        let check = doctor::fentry_check();
+        if check.state != doctor::State::Ok {
+            log::info!(
+                "fexit twins unavailable ({}); using tracepoints",
+                check.detail
+            );
+            return Self::Off;
+        }
+        match Btf::from_sys_fs() {
+            Ok(btf) => Self::On(btf),
+            Err(e) => {
+                log::info!("fexit twins unavailable (reading kernel BTF: {e}); using tracepoints");
+                Self::Off
+            }
+        }
+    }
+}
+
+/// Attaches the twin of `slot` if twins are on, else (or if that fails) its tracepoint.
+/// A twin that fails although the probe passed is a bug worth a warning; twins are then
+/// turned off for the rest of the slots, so the fallback is one predictable path.
+fn attach_slot(ebpf: &mut Ebpf, slot: &HookSlot, twins: &mut Twins) -> Result<ProgramHook> {
+    if let (Some(twin), Twins::On(btf)) = (slot.twin, &*twins) {
+        match attach_one(ebpf, &twin, Some(btf)) {
+            Ok(()) => return Ok(twin),
+            Err(e) => {
+                log::warn!(
+                    "{} on {:?} failed, using tracepoints from here on: {e:#}",
+                    twin.program,
+                    twin.hook
+                );
+                *twins = Twins::Off;
+            }
+        }
+    }
+    let tp = slot.tracepoint;
+    attach_one(ebpf, &tp, None)
+        .with_context(|| format!("attaching {} to {:?}", tp.program, tp.hook))?;
+    Ok(tp)
+}
+
+fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook, btf: Option<&Btf>) -> Result<()> {
     let program = ebpf
         .program_mut(hook.program)
         .with_context(|| format!("program {} missing from the object", hook.program))?;
@@ -275,8 +406,27 @@ fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook) -> Result<()> {
             tp.load().map_err(verifier_context)?;
             tp.attach(category, name)?;
         }
+        Hook::Fexit { function } => {
+            let btf = btf.context("fexit needs the kernel's BTF")?;
+            let fexit: &mut FExit = program.try_into()?;
+            fexit.load(function, btf).map_err(verifier_context)?;
+            fexit.attach()?;
+        }
     }
     Ok(())
+}
+
+/// The kernel function an fexit program of [`HOOKS`] attaches to (for the verifier
+/// matrix, which loads every program, attached or not).
+pub fn fexit_target(program: &str) -> Option<&'static str> {
+    HOOKS
+        .iter()
+        .filter_map(|slot| slot.twin)
+        .find(|twin| twin.program == program)
+        .and_then(|twin| match twin.hook {
+            Hook::Fexit { function } => Some(function),
+            Hook::Tracepoint { .. } => None,
+        })
 }
 
 /// aya puts the verifier log inside the error; keep all of it in the message.

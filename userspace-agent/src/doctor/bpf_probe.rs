@@ -175,24 +175,12 @@ const RETURN_ZERO: [Insn; 2] = [
 /// attaches it for an instant (the trampoline can be refused at attach time even
 /// when the load passes). Everything is closed before returning.
 pub fn try_fentry(btf_id: u32) -> Result<(), BpfError> {
-    let mut log = vec![0u8; 4096];
-    let license = c"GPL";
-    let mut attr = zeroed_attr();
-    // SAFETY: writing plain integers into the prog-load member of the union.
-    let load = unsafe { &mut attr.__bindgen_anon_3 };
-    load.prog_type = bpf_prog_type::BPF_PROG_TYPE_TRACING as u32;
-    load.expected_attach_type = bpf_attach_type::BPF_TRACE_FENTRY as u32;
-    load.attach_btf_id = btf_id;
-    load.insns = RETURN_ZERO.as_ptr() as u64;
-    load.insn_cnt = RETURN_ZERO.len() as u32;
-    load.license = license.as_ptr() as u64;
-    load.log_buf = log.as_mut_ptr() as u64;
-    load.log_size = log.len() as u32;
-    load.log_level = 1;
-    let prog = bpf_fd(bpf_cmd::BPF_PROG_LOAD, &mut attr, "BPF_PROG_LOAD").map_err(|mut e| {
-        e.log = summarize_log(&log);
-        e
-    })?;
+    let prog = prog_load(
+        &RETURN_ZERO,
+        bpf_prog_type::BPF_PROG_TYPE_TRACING,
+        bpf_attach_type::BPF_TRACE_FENTRY as u32,
+        btf_id,
+    )?;
 
     let mut attr = zeroed_attr();
     attr.raw_tracepoint.name = 0; // NULL name: attach to the BTF target given at load
@@ -205,13 +193,102 @@ pub fn try_fentry(btf_id: u32) -> Result<(), BpfError> {
     .map(drop)
 }
 
+/// `bpf_probe_write_user(NULL, stack, 8)`: a tracepoint program that only has to pass
+/// the verifier, which offers the helper only when lockdown allows it.
+const PROBE_WRITE_USER: [Insn; 8] = [
+    // *(u64 *)(r10 - 8) = 0  (BPF_ST | BPF_MEM | BPF_DW): the source must be initialised
+    Insn {
+        code: 0x7a,
+        regs: 0x0a,
+        off: -8,
+        imm: 0,
+    },
+    // r1 = 0  (destination: never run, only verified)
+    Insn {
+        code: 0xb7,
+        regs: 0x01,
+        off: 0,
+        imm: 0,
+    },
+    // r2 = r10  (BPF_ALU64 | BPF_MOV | BPF_X; src in the high nibble)
+    Insn {
+        code: 0xbf,
+        regs: 0xa2,
+        off: 0,
+        imm: 0,
+    },
+    // r2 += -8
+    Insn {
+        code: 0x07,
+        regs: 0x02,
+        off: 0,
+        imm: -8,
+    },
+    // r3 = 8
+    Insn {
+        code: 0xb7,
+        regs: 0x03,
+        off: 0,
+        imm: 8,
+    },
+    // call bpf_probe_write_user (helper 36)
+    Insn {
+        code: 0x85,
+        regs: 0,
+        off: 0,
+        imm: 36,
+    },
+    RETURN_ZERO[0],
+    RETURN_ZERO[1],
+];
+
+/// Whether the verifier accepts a program calling `bpf_probe_write_user`. The program
+/// is never attached, so it writes nothing.
+pub fn try_probe_write_user() -> Result<(), BpfError> {
+    prog_load(
+        &PROBE_WRITE_USER,
+        bpf_prog_type::BPF_PROG_TYPE_TRACEPOINT,
+        0,
+        0,
+    )
+    .map(drop)
+}
+
+/// BPF_PROG_LOAD of a GPL program; the first lines of the verifier log go into the error.
+fn prog_load(
+    insns: &[Insn],
+    prog_type: bpf_prog_type,
+    expected_attach_type: u32,
+    attach_btf_id: u32,
+) -> Result<OwnedFd, BpfError> {
+    let mut log = vec![0u8; 4096];
+    let license = c"GPL";
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the prog-load member of the union.
+    let load = unsafe { &mut attr.__bindgen_anon_3 };
+    load.prog_type = prog_type as u32;
+    load.expected_attach_type = expected_attach_type;
+    load.attach_btf_id = attach_btf_id;
+    load.insns = insns.as_ptr() as u64;
+    load.insn_cnt = insns.len() as u32;
+    load.license = license.as_ptr() as u64;
+    load.log_buf = log.as_mut_ptr() as u64;
+    load.log_size = log.len() as u32;
+    load.log_level = 1;
+    bpf_fd(bpf_cmd::BPF_PROG_LOAD, &mut attr, "BPF_PROG_LOAD").map_err(|mut e| {
+        e.log = summarize_log(&log);
+        e
+    })
+}
+
 fn fd_u32(fd: &OwnedFd) -> u32 {
     use std::os::fd::AsRawFd;
     // Valid fds are non-negative, so this cannot lose information.
     fd.as_raw_fd().unsigned_abs()
 }
 
-/// The verifier log up to the NUL, squeezed onto one short line.
+/// The verifier log up to the NUL, squeezed onto one short line. The verifier's
+/// reason comes last, so a long log keeps its end.
 fn summarize_log(log: &[u8]) -> String {
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]);
@@ -222,10 +299,12 @@ fn summarize_log(log: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(" | ");
     const MAX: usize = 200;
-    match line.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
+    let excess = line.chars().count().saturating_sub(MAX);
+    if excess == 0 {
+        return line;
     }
+    let tail: String = line.chars().skip(excess).collect();
+    format!("…{tail}")
 }
 
 #[cfg(test)]
@@ -238,6 +317,19 @@ mod tests {
             b"Tracing programs must provide btf_id\nprocessed 0 insns (limit 1000000)\n\0junk";
         assert_eq!(summarize_log(log), "Tracing programs must provide btf_id");
         assert_eq!(summarize_log(b"\0"), "");
+    }
+
+    #[test]
+    fn a_long_log_keeps_its_last_words() {
+        let mut log = "0: (b7) r1 = 0\n".repeat(40);
+        log.push_str("unknown func bpf_probe_write_user#36\n\0");
+        let summary = summarize_log(log.as_bytes());
+        assert!(summary.starts_with('…'), "{summary}");
+        assert!(
+            summary.ends_with("unknown func bpf_probe_write_user#36"),
+            "{summary}"
+        );
+        assert_eq!(summary.chars().count(), 201);
     }
 
     #[test]

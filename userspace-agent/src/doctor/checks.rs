@@ -50,6 +50,7 @@ pub fn probe_host() -> HostReport {
         lockdown_check(),
         kprobes_check(release.as_deref()),
         fentry_check(),
+        probe_write_user_check(),
         tracefs_check(&tracefs),
         syscall_tracepoints_check(&tracefs),
         cgroup2_check(&mounts),
@@ -266,7 +267,7 @@ fn kprobes_check(release: Option<&str>) -> Check {
     }
 }
 
-fn fentry_check() -> Check {
+pub(crate) fn fentry_check() -> Check {
     const IMPACT: &str = "no BPF trampolines: socket-layer hooks fall back to syscall \
                           tracepoints (slightly higher overhead)";
     // tcp_sendmsg is what Sonde would hook; bpf_fentry_test1 exists only for tests
@@ -305,6 +306,31 @@ fn fentry_check() -> Check {
             format!("fentry on {name} (BTF id {id}): {e}"),
             IMPACT,
         ),
+    }
+}
+
+fn probe_write_user_check() -> Check {
+    const IMPACT: &str = "library-level context injection (bpf_probe_write_user) is off; \
+                          outgoing HTTP/1 still gets traceparent through sk_msg";
+    match bpf_probe::try_probe_write_user() {
+        Ok(()) => Check::ok(
+            "probe_write_user",
+            "the verifier accepted a program calling bpf_probe_write_user (not attached)",
+        ),
+        // Under lockdown the verifier does not offer the helper at all: "program of this
+        // type cannot use helper" (6.18), "unknown func" (older kernels).
+        Err(e)
+            if e.errno == libc::EINVAL
+                && (e.log.contains("cannot use helper") || e.log.contains("unknown func")) =>
+        {
+            Check::bad(
+                "probe_write_user",
+                State::Denied,
+                format!("the verifier does not offer the helper (kernel lockdown): {e}"),
+                IMPACT,
+            )
+        }
+        Err(e) => Check::bad("probe_write_user", bpf_state(&e), e.to_string(), IMPACT),
     }
 }
 

@@ -20,6 +20,7 @@ mod tracefs;
 
 use serde::Serialize;
 
+pub(crate) use checks::fentry_check;
 pub use checks::probe_host;
 pub use report::{Verdict, print_report};
 pub use tracefs::ensure_tracefs;
@@ -105,6 +106,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "lockdown",
     "kprobes",
     "fentry",
+    "probe_write_user",
     "tracefs",
     "syscall_tracepoints",
     "cgroup2",

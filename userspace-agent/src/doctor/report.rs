@@ -56,10 +56,10 @@ impl Verdict {
             };
         }
 
+        // What `attach::probes` picks: fexit twins need trampolines; kprobes alone do not
+        // change the choice (no kprobe twins: they would not be cheaper than tracepoints).
         let hooks = if ok("fentry") {
-            "fentry socket hooks"
-        } else if ok("kprobes") {
-            "kprobe socket hooks"
+            "fexit syscall hooks (BPF trampolines)"
         } else {
             "syscall tracepoints"
         };
@@ -70,7 +70,7 @@ impl Verdict {
                  spans are not linked across services"
                     .to_owned(),
             );
-        } else if !ok("lockdown") {
+        } else if !ok("probe_write_user") {
             limitations.push(
                 "traceparent injection uses sk_msg (bpf_probe_write_user refused)".to_owned(),
             );

@@ -163,11 +163,17 @@ fn verdict_prefers_cheapest_available_hooks() {
     let mut checks = all_ok();
     assert_eq!(
         Verdict::from_checks(&checks).summary,
-        "Sonde can trace HTTP on this host using fentry socket hooks"
+        "Sonde can trace HTTP on this host using fexit syscall hooks (BPF trampolines)"
     );
+    // kprobes alone do not change the choice: there are no kprobe twins.
     set(&mut checks, "fentry", State::Denied);
+    assert_eq!(
+        Verdict::from_checks(&checks).summary,
+        "Sonde can trace HTTP on this host using syscall tracepoints"
+    );
     set(&mut checks, "kprobes", State::Missing);
     set(&mut checks, "lockdown", State::Denied);
+    set(&mut checks, "probe_write_user", State::Denied);
     let v = Verdict::from_checks(&checks);
     assert!(v.can_trace);
     assert_eq!(

@@ -1,0 +1,218 @@
+//! The verifier matrix: load every program of the probe object, not only the ones the
+//! current configuration attaches, and say which ones this kernel's verifier accepts.
+//!
+//! Nothing is attached, so no traffic is touched: a loaded but unattached program runs
+//! nowhere. `cargo xtask vm-test` runs this on each kernel and builds docs/kernels.md
+//! from it. Hidden behind `sonde doctor --verifier-matrix`.
+
+use std::io::{self, Write};
+
+use anyhow::Result;
+use aya::programs::{Program, ProgramError};
+use serde::Serialize;
+
+use aya::Btf;
+
+use super::probes::{ProbeOptions, fexit_target, load_object};
+
+/// Verifier log lines kept for a rejected program: the verdict is at the end.
+const LOG_TAIL_LINES: usize = 20;
+
+/// How loading one program went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadState {
+    /// The verifier accepted it.
+    Ok,
+    /// The kernel has the program's hook family, and refused this program.
+    Rejected,
+    /// The kernel refuses the whole hook family (an empty program of that type fails
+    /// too, e.g. fentry under lockdown): not tried, and not a failure of the program.
+    Unavailable,
+}
+
+/// One row of the matrix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgramLoad {
+    /// The program's function name in the object, e.g. `sonde_tp_exit_write`.
+    pub program: String,
+    /// Its program type as aya names it, e.g. `tracepoint`, `sock_ops`.
+    pub kind: &'static str,
+    pub state: LoadState,
+    /// Why it was rejected or is unavailable (empty when `Ok`).
+    pub error: String,
+    /// The last lines of the verifier log when the verifier rejected it.
+    pub log_tail: Vec<String>,
+}
+
+/// Every program in the object, loaded one by one, in name order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Matrix {
+    pub programs: Vec<ProgramLoad>,
+}
+
+impl Matrix {
+    /// No program was rejected (unavailable families are not failures).
+    pub fn all_ok(&self) -> bool {
+        self.programs.iter().all(|p| p.state != LoadState::Rejected)
+    }
+}
+
+/// Creates the maps once, then loads each program. Fails only if the object itself
+/// cannot be opened (maps, BTF); a program the verifier refuses is a row, not an error.
+pub fn load_every_program() -> Result<Matrix> {
+    let mut ebpf = load_object(&ProbeOptions::default())?;
+    let fentry = crate::doctor::fentry_check();
+    let trampolines = if fentry.state == crate::doctor::State::Ok {
+        Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))
+    } else {
+        Err(format!("fentry {:?}: {}", fentry.state, fentry.detail).to_lowercase())
+    };
+    let mut programs: Vec<ProgramLoad> = ebpf
+        .programs_mut()
+        .map(|(name, program)| {
+            let (kind, outcome) = load(name, program, trampolines.as_ref());
+            let (state, error, log_tail) = match outcome {
+                Ok(()) => (LoadState::Ok, String::new(), Vec::new()),
+                Err(LoadFailure::Unavailable(why)) => (LoadState::Unavailable, why, Vec::new()),
+                Err(LoadFailure::Verifier { errno, log }) => {
+                    (LoadState::Rejected, errno, tail(&log))
+                }
+                Err(LoadFailure::Other(e)) => (LoadState::Rejected, e, Vec::new()),
+            };
+            ProgramLoad {
+                program: name.to_owned(),
+                kind,
+                state,
+                error,
+                log_tail,
+            }
+        })
+        .collect();
+    programs.sort_by(|a, b| a.program.cmp(&b.program));
+    Ok(Matrix { programs })
+}
+
+enum LoadFailure {
+    Unavailable(String),
+    Verifier { errno: String, log: String },
+    Other(String),
+}
+
+impl From<ProgramError> for LoadFailure {
+    fn from(err: ProgramError) -> Self {
+        match err {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => Self::Verifier {
+                errno: format!("the verifier rejected it: {io_error}"),
+                log: verifier_log.to_string(),
+            },
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// Loads one program, by its type (each type's `load` is its own method in aya).
+/// `trampolines` is the kernel's BTF if fentry/fexit work here, else why not.
+fn load(
+    name: &str,
+    program: &mut Program,
+    trampolines: Result<&Btf, &String>,
+) -> (&'static str, Result<(), LoadFailure>) {
+    let (kind, result) = match program {
+        Program::TracePoint(p) => ("tracepoint", p.load()),
+        Program::RawTracePoint(p) => ("raw_tracepoint", p.load()),
+        Program::KProbe(p) => ("kprobe", p.load()),
+        Program::UProbe(p) => ("uprobe", p.load()),
+        Program::SockOps(p) => ("sock_ops", p.load()),
+        Program::SkMsg(p) => ("sk_msg", p.load()),
+        Program::SkSkb(p) => ("sk_skb", p.load()),
+        Program::FExit(p) => {
+            let btf = match trampolines {
+                Ok(btf) => btf,
+                Err(why) => return ("fexit", Err(LoadFailure::Unavailable(why.clone()))),
+            };
+            let Some(function) = fexit_target(name) else {
+                let why =
+                    format!("{name} is not in attach/probes.rs HOOKS: no target to load it on");
+                return ("fexit", Err(LoadFailure::Other(why)));
+            };
+            ("fexit", p.load(function, btf))
+        }
+        // fentry/lsm/... need their target at load time: add the arm with the first such
+        // program (the kind is named so the gap cannot pass silently).
+        other => {
+            let kind = match other {
+                Program::FEntry(_) => "fentry",
+                _ => "other",
+            };
+            return (
+                kind,
+                Err(LoadFailure::Other(format!(
+                    "the verifier matrix does not load {kind} programs yet"
+                ))),
+            );
+        }
+    };
+    (kind, result.map_err(LoadFailure::from))
+}
+
+/// The last [`LOG_TAIL_LINES`] non-empty lines of a verifier log.
+fn tail(log: &str) -> Vec<String> {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+    lines
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
+}
+
+/// Prints the matrix: one line per program, the log tail under each failure; or JSON.
+pub fn print_matrix(matrix: &Matrix, json: bool, out: &mut impl Write) -> io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, matrix)?;
+        return writeln!(out);
+    }
+    for p in &matrix.programs {
+        let verdict = match p.state {
+            LoadState::Ok => "ok",
+            LoadState::Rejected => "FAIL",
+            LoadState::Unavailable => "n/a",
+        };
+        writeln!(out, "{verdict:<4}  {:<14}  {}", p.kind, p.program)?;
+        if p.state != LoadState::Ok {
+            writeln!(out, "      {}", p.error)?;
+            for line in &p.log_tail {
+                writeln!(out, "      | {line}")?;
+            }
+        }
+    }
+    let count = |state| matrix.programs.iter().filter(|p| p.state == state).count();
+    writeln!(
+        out,
+        "{} programs: {} loaded, {} rejected, {} unavailable on this kernel",
+        matrix.programs.len(),
+        count(LoadState::Ok),
+        count(LoadState::Rejected),
+        count(LoadState::Unavailable)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines_and_skips_blank_ones() {
+        let log: String = (0..30).map(|i| format!("{i}: insn\n\n")).collect();
+        let kept = tail(&log);
+        assert_eq!(kept.len(), LOG_TAIL_LINES);
+        assert_eq!(kept.first().map(String::as_str), Some("10: insn"));
+        assert_eq!(kept.last().map(String::as_str), Some("29: insn"));
+        assert!(tail("").is_empty());
+    }
+}

@@ -1,0 +1,250 @@
+//! The checks themselves, run by `xtask vm-guest` inside the VM (started by
+//! `vm-tests/init`) and, for the host leg, on the host: the same code on both kernels.
+//!
+//! Output is line-based, for [`super::results`] to read off a serial console:
+//! `SONDE-RESULT <check> pass|fail <detail>` and `SONDE-DATA <name> <one-line JSON>`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use clap::Args;
+use serde_json::Value;
+
+use super::results::{DATA, RESULT};
+use crate::util::{ChildGuard, TempDir};
+
+#[derive(Debug, Args)]
+pub struct Options {
+    /// The agent to check.
+    #[arg(long, value_name = "PATH")]
+    sonde: PathBuf,
+    /// TCP port for the traced HTTP server (loopback).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+}
+
+/// Characters of a result's detail kept on its line.
+const MAX_DETAIL: usize = 2000;
+
+/// Under TCG, `sonde run` of a server and a client takes a few seconds; this is the cap.
+const TRACE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn run(opts: Options) -> Result<()> {
+    let Options { sonde, port } = opts;
+    report("doctor", doctor(&sonde));
+    report("verifier_matrix", verifier_matrix(&sonde));
+    // The hooks the agent picks on this kernel, then the tracepoints every kernel has:
+    // the same assertions must hold on both paths.
+    report("trace_http", trace_http(&sonde, port, "auto"));
+    report(
+        "trace_http_tracepoints",
+        trace_http(&sonde, port, "tracepoints"),
+    );
+    Ok(())
+}
+
+fn report(check: &str, outcome: Result<String>) {
+    let (verdict, detail) = match outcome {
+        Ok(detail) => ("pass", detail),
+        Err(e) => ("fail", format!("{e:#}")),
+    };
+    // One line per result, of bounded length (a verifier log can be megabytes): the
+    // reader splits on lines, and the full output is one rerun away.
+    let mut detail = detail.replace('\n', " | ");
+    if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL) {
+        detail.truncate(cut);
+        detail.push_str(" ...");
+    }
+    println!("{RESULT} {check} {verdict} {detail}");
+}
+
+fn data(name: &str, value: &Value) {
+    println!("{DATA} {name} {value}");
+}
+
+/// Runs `sonde ARGS`, expecting JSON on stdout and an exit status of 0 (yes) or 2 (no).
+fn sonde_json(sonde: &Path, args: &[&str]) -> Result<(bool, Value)> {
+    let out = Command::new(sonde)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} {}", sonde.display(), args.join(" ")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "sonde {} printed no JSON ({}); stderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    match out.status.code() {
+        Some(0) => Ok((true, value)),
+        Some(2) => Ok((false, value)),
+        _ => bail!("sonde {} exited with {}", args.join(" "), out.status),
+    }
+}
+
+/// `sonde doctor --json`: the report goes into the results; passes if Sonde can trace.
+fn doctor(sonde: &Path) -> Result<String> {
+    let (can_trace, report) = sonde_json(sonde, &["doctor", "--json"])?;
+    data("doctor", &report);
+    let summary = report["verdict"]["summary"]
+        .as_str()
+        .unwrap_or("no summary");
+    ensure!(can_trace, "{summary}");
+    Ok(summary.to_owned())
+}
+
+/// Every program of the object through this kernel's verifier.
+fn verifier_matrix(sonde: &Path) -> Result<String> {
+    let (all_ok, matrix) = sonde_json(sonde, &["doctor", "--verifier-matrix", "--json"])?;
+    data("verifier_matrix", &matrix);
+    let programs = matrix["programs"].as_array().map_or(&[][..], Vec::as_slice);
+    ensure!(!programs.is_empty(), "the matrix lists no programs");
+    let in_state = |state: &str| -> Vec<&str> {
+        programs
+            .iter()
+            .filter(|p| p["state"] == state)
+            .filter_map(|p| p["program"].as_str())
+            .collect()
+    };
+    let rejected = in_state("rejected");
+    ensure!(
+        all_ok && rejected.is_empty(),
+        "rejected by the verifier: {}",
+        rejected.join(", ")
+    );
+    let unavailable = in_state("unavailable");
+    Ok(format!(
+        "{} of {} programs loaded, {} of a hook family this kernel refuses",
+        in_state("ok").len(),
+        programs.len(),
+        unavailable.len()
+    ))
+}
+
+/// A CGI script that answers with the `traceparent` header busybox httpd received.
+const ECHO_CGI: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"traceparent=$HTTP_TRACEPARENT\"\n";
+
+/// `sonde run -o json --hooks HOOKS` over busybox httpd (server) and curl (client), both traced:
+/// a CLIENT and a SERVER span in one trace, the server's parent being the client span,
+/// and the server received the `traceparent` Sonde inserted, carrying the client's ids.
+fn trace_http(sonde: &Path, port: u16, hooks: &str) -> Result<String> {
+    let dir = TempDir::new("sonde-vm-trace")?;
+    let cgi = dir.path().join("cgi-bin");
+    std::fs::create_dir_all(&cgi)?;
+    std::fs::write(cgi.join("echo"), ECHO_CGI)?;
+    let mut perms = std::fs::metadata(cgi.join("echo"))?.permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(cgi.join("echo"), perms)?;
+
+    let docroot = dir.path().display();
+    let script = format!(
+        "busybox httpd -f -p 127.0.0.1:{port} -h {docroot} & server=$!; \
+         curl -sS --retry 30 --retry-connrefused --retry-delay 1 http://127.0.0.1:{port}/cgi-bin/echo; \
+         status=$?; kill $server; exit $status"
+    );
+    let stdout_path = dir.path().join("stdout");
+    let stderr_path = dir.path().join("stderr");
+    let mut cmd = Command::new(sonde);
+    cmd.args([
+        "run", "-o", "json", "--hooks", hooks, "--", "sh", "-c", &script,
+    ])
+    .stdin(Stdio::null())
+    .stdout(std::fs::File::create(&stdout_path)?)
+    .stderr(std::fs::File::create(&stderr_path)?);
+    let mut agent = ChildGuard::spawn("sonde run", &mut cmd, libc::SIGINT, Duration::from_secs(5))?;
+    let status = agent.wait_timeout(TRACE_TIMEOUT)?;
+    drop(agent);
+    let stdout = std::fs::read_to_string(&stdout_path)?;
+    let stderr = std::fs::read_to_string(&stderr_path)?;
+    if let Some(ready) = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("sonde: ready: "))
+    {
+        data(&format!("hooks_{hooks}"), &Value::String(ready.to_owned()));
+    }
+    let status = status.with_context(|| {
+        format!("sonde run did not finish within {TRACE_TIMEOUT:?}; stderr: {stderr}")
+    })?;
+    ensure!(
+        status.success(),
+        "sonde run exited with {status}; stderr: {stderr}"
+    );
+    check_trace(&stdout).with_context(|| format!("stdout: {stdout} stderr: {stderr}"))
+}
+
+/// The assertions of [`trace_http`] on `sonde run -o json` output.
+fn check_trace(stdout: &str) -> Result<String> {
+    let spans: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("a span line is not JSON")?;
+    let of_kind = |kind: &str| {
+        let found: Vec<&Value> = spans
+            .iter()
+            .filter(|s| span_kind(s) == Some(kind))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            other => Err(anyhow::anyhow!(
+                "expected one {kind} span, got {}",
+                other.len()
+            )),
+        }
+    };
+    let client = of_kind("CLIENT")?;
+    let server = of_kind("SERVER")?;
+    let id = |span: &Value, field: &str| span[field].as_str().unwrap_or_default().to_owned();
+    let (trace, client_id) = (id(client, "traceId"), id(client, "spanId"));
+    ensure!(
+        trace.len() == 32 && client_id.len() == 16,
+        "client span ids are malformed"
+    );
+    ensure!(
+        id(server, "traceId") == trace && id(server, "parentSpanId") == client_id,
+        "the SERVER span is not the child of the CLIENT span"
+    );
+    let echoed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent="))
+        .context("curl printed no echo line")?;
+    let expected = format!("00-{trace}-{client_id}-");
+    ensure!(
+        echoed.starts_with(&expected),
+        "the server received traceparent {echoed:?}, expected {expected}.."
+    );
+    let source = server["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["key"] == "sonde.parent.source")
+        .and_then(|a| a["value"]["stringValue"].as_str())
+        .unwrap_or("unset");
+    Ok(format!(
+        "CLIENT curl -> SERVER busybox httpd in trace {trace} (sonde.parent.source={source}); \
+         the server received the injected traceparent"
+    ))
+}
+
+/// `SERVER`/`CLIENT`/... from the OTLP JSON `kind` (a number or `SPAN_KIND_*`).
+fn span_kind(span: &Value) -> Option<&'static str> {
+    match &span["kind"] {
+        Value::Number(n) => match n.as_u64()? {
+            2 => Some("SERVER"),
+            3 => Some("CLIENT"),
+            _ => None,
+        },
+        Value::String(s) => match s.as_str() {
+            "SPAN_KIND_SERVER" => Some("SERVER"),
+            "SPAN_KIND_CLIENT" => Some("CLIENT"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
