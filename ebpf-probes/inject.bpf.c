@@ -118,7 +118,8 @@ struct tcp_opt {
 /* The note the sk_msg program left for the segment being sent, when this thread is
  * sending on this socket, no header carries the context, and the option has not gone. */
 static __always_inline struct inject_note *note_for_option(struct bpf_sock_ops *skops) {
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    /* bpf_get_current_pid_tgid() is not offered to sock_ops before Linux 6.x; the task is. */
+    __u32 tid = bpf_get_current_task_btf()->pid;
     struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
     if (!note || note->opt_sent || note->kind == NOTE_NO_CTX || note->status == SONDE_INJECT_DONE ||
         note->sk != (__u64)skops->sk)

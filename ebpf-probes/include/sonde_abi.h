@@ -52,10 +52,10 @@ enum sonde_ctx_role {
 
 /* How a span's parent was found (mirrors spans::ParentSource). */
 enum sonde_parent_source {
-    SONDE_PARENT_NONE = 0,   /* root span: new trace */
-    SONDE_PARENT_THREAD = 1, /* same thread was serving a request */
-    SONDE_PARENT_FORK = 2,   /* inherited from the thread or process that forked this one */
-    SONDE_PARENT_HEADER = 3, /* the request carried a trace context header (ctx_format) */
+    SONDE_PARENT_NONE = 0,       /* root span: new trace */
+    SONDE_PARENT_THREAD = 1,     /* same thread was serving a request */
+    SONDE_PARENT_FORK = 2,       /* inherited from the thread or process that forked this one */
+    SONDE_PARENT_HEADER = 3,     /* the request carried a trace context header (ctx_format) */
     SONDE_PARENT_TCP_OPTION = 4, /* no header: the peer's agent sent it in a TCP option */
 };
 

@@ -62,6 +62,7 @@ impl Matrix {
 /// cannot be opened (maps, BTF); a program the verifier refuses is a row, not an error.
 pub fn load_every_program() -> Result<Matrix> {
     let mut ebpf = load_object(&ProbeOptions::default())?;
+    let btf = Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"));
     let fentry = crate::doctor::fentry_check();
     let trampolines = if fentry.state == crate::doctor::State::Ok {
         Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))
@@ -71,7 +72,7 @@ pub fn load_every_program() -> Result<Matrix> {
     let mut programs: Vec<ProgramLoad> = ebpf
         .programs_mut()
         .map(|(name, program)| {
-            let (kind, outcome) = load(name, program, trampolines.as_ref());
+            let (kind, outcome) = load(name, program, trampolines.as_ref(), btf.as_ref());
             let (state, error, log_tail) = match outcome {
                 Ok(()) => (LoadState::Ok, String::new(), Vec::new()),
                 Err(LoadFailure::Unavailable(why)) => (LoadState::Unavailable, why, Vec::new()),
@@ -120,6 +121,7 @@ fn load(
     name: &str,
     program: &mut Program,
     trampolines: Result<&Btf, &String>,
+    btf: Result<&Btf, &String>,
 ) -> (&'static str, Result<(), LoadFailure>) {
     let (kind, result) = match program {
         Program::TracePoint(p) => ("tracepoint", p.load()),
@@ -129,6 +131,11 @@ fn load(
         Program::SockOps(p) => ("sock_ops", p.load()),
         Program::SkMsg(p) => ("sk_msg", p.load()),
         Program::SkSkb(p) => ("sk_skb", p.load()),
+        // The only iterator walks TCP sockets (inject.bpf.c sonde_iter_arm).
+        Program::Iter(p) => match btf {
+            Ok(btf) => ("iter", p.load("tcp", btf)),
+            Err(why) => return ("iter", Err(LoadFailure::Unavailable(why.clone()))),
+        },
         Program::FExit(p) => {
             let btf = match trampolines {
                 Ok(btf) => btf,
