@@ -69,6 +69,14 @@ pub fn postgres(setup_sql: &str) -> Server {
         .uid(uid)
         .gid(gid);
     let server = Server::spawn("postgres", cmd, port, dir);
+    // The port accepts before recovery ends ("the database system is starting up").
+    let ready = super::wait_until(std::time::Duration::from_secs(30), || {
+        Command::new(Path::new(PG_BIN).join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(ready, "postgres on {port} never became ready");
     run_ok(
         "psql",
         Command::new(Path::new(PG_BIN).join("psql"))
