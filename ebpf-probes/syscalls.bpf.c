@@ -104,7 +104,7 @@ static __always_inline int on_data_exit(long ret, __u8 sys, __u8 dir, enum paylo
 
     decide_trace_ctx(s, (__u32)pid_tgid);
     ev->fd = (__s32)regs->di;
-    ev->sent_bytes = dir == SONDE_DIR_EGRESS ? tcp_sent_bytes(si->sk) : 0;
+    ev->sent_bytes = inject_enabled && dir == SONDE_DIR_EGRESS ? tcp_sent_bytes(si->sk) : 0;
     submit_data(s);
     return 0;
 }

@@ -853,36 +853,73 @@ fn nginx_keepalive_upstream_large_responses_are_exact() {
 
 // ===== 6. killing the agent leaves open connections working =====
 
+/// The fixture's `keepalive` mode: one connection; request 0 when told to, then (after
+/// `pause_s` each) requests 1..=after on the same connection when told to resume.
+struct KeepAliveClient {
+    proc: Proc,
+    _dir: TempDir,
+    go: std::path::PathBuf,
+    phase: std::path::PathBuf,
+    resume: std::path::PathBuf,
+}
+
+impl KeepAliveClient {
+    fn spawn(server: &Server, tag: &str, after: usize, pause_s: f64) -> Self {
+        let dir = TempDir::new(tag);
+        let (go, phase, resume) = (dir.join("go"), dir.join("phase"), dir.join("resume"));
+        let mut cmd = Command::new(python());
+        cmd.arg(fixture("inject_client.py"))
+            .arg("keepalive")
+            .arg(server.port.to_string())
+            .arg(tag)
+            .args([&go, &phase, &resume])
+            .arg(after.to_string())
+            .env("SONDE_TEST_PAUSE_S", pause_s.to_string());
+        Self {
+            proc: Proc::spawn(cmd),
+            _dir: dir,
+            go,
+            phase,
+            resume,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// Opens the connection, sends request 0 and waits until its response is read.
+    fn first_request(&self) {
+        std::fs::write(&self.go, b"").expect("go file");
+        assert!(
+            wait_until(Duration::from_secs(20), || self.phase.exists()),
+            "the client's first request did not finish"
+        );
+    }
+
+    /// Sends the rest; the client's JSON report (`local_port`, `statuses`).
+    fn finish(self, when: &str) -> Value {
+        std::fs::write(&self.resume, b"").expect("resume file");
+        let out = self.proc.output();
+        assert!(
+            out.status.success(),
+            "the client failed {when}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the client's JSON report")
+    }
+}
+
 #[test]
 fn killed_agent_leaves_keepalive_connection_working() {
     require_tracing!();
     let server = echo_server();
-    let dir = TempDir::new("detach");
-    let (go, phase, resume) = (dir.join("go"), dir.join("phase"), dir.join("resume"));
     let after = 3;
-    let mut cmd = Command::new(python());
-    cmd.arg(fixture("inject_client.py"))
-        .arg("keepalive")
-        .arg(server.port.to_string())
-        .arg("ka")
-        .args([&go, &phase, &resume])
-        .arg(after.to_string());
-    let client = Proc::spawn(cmd);
+    let client = KeepAliveClient::spawn(&server, "ka", after, 0.0);
     let mut agent = AgentCmd::attach(&[client.pid()]).output("none").start();
-    std::fs::write(&go, b"").expect("go file");
-    assert!(
-        wait_until(Duration::from_secs(20), || phase.exists()),
-        "the client's first request did not finish"
-    );
+    client.first_request();
     agent.kill_hard();
-    std::fs::write(&resume, b"").expect("resume file");
-    let out = client.output();
-    assert!(
-        out.status.success(),
-        "the client failed after the agent was killed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("the client's JSON report");
+    let report = client.finish("after the agent was killed");
     assert_eq!(
         report["statuses"],
         serde_json::json!([200, 200, 200, 200]),
@@ -965,31 +1002,16 @@ fn tcp_option_carries_the_context_when_no_header_can() {
 fn connection_opened_before_attach_gets_traceparent_after_arming() {
     require_tracing!();
     let server = echo_server();
-    let dir = TempDir::new("prearm");
-    let (go, phase, resume) = (dir.join("go"), dir.join("phase"), dir.join("resume"));
     let after = 4;
-    let mut cmd = Command::new(python());
-    cmd.arg(fixture("inject_client.py"))
-        .arg("keepalive")
-        .arg(server.port.to_string())
-        .arg("pre")
-        .args([&go, &phase, &resume])
-        .arg(after.to_string())
-        .env("SONDE_TEST_PAUSE_S", "0.3");
-    let client = Proc::spawn(cmd);
-    std::fs::write(&go, b"").expect("go file");
-    assert!(
-        wait_until(Duration::from_secs(20), || phase.exists()),
-        "the client's first request did not finish"
-    );
+    let client = KeepAliveClient::spawn(&server, "pre", after, 0.3);
+    client.first_request();
     // The connection exists and has carried a request; only now does the agent attach.
     let mut agent = AgentCmd::attach(&[client.pid()]).output("none").start();
-    std::fs::write(&resume, b"").expect("resume file");
-    let out = client.output();
-    assert!(
-        out.status.success(),
-        "the client failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = client.finish("with the agent attached late");
+    assert_eq!(
+        report["statuses"],
+        serde_json::json!([200, 200, 200, 200, 200]),
+        "{report}"
     );
     let stopped = agent.stop_unchecked();
     let armed = stopped

@@ -10,5 +10,7 @@ const volatile __u32 capture_bytes = 2048;
 const volatile bool watch_exec = false;
 /* Benchmark floor: every program returns at once. */
 const volatile bool empty_probes = false;
+/* Injection is on: egress events report the socket's sent-byte count (re-enrolment). */
+const volatile bool inject_enabled = false;
 /* Below this many unread bytes, events do not wake userspace (it polls on a timer). */
 const volatile __u64 wakeup_bytes = 64 * 1024;

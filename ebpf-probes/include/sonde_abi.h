@@ -131,7 +131,7 @@ struct sonde_data_event {
     __s32 fd; /* the descriptor the process used */
     /* Egress: bytes the process has written to this socket so far (tcp_sock bytes_acked
      * + write_seq - snd_una; the agent compares it with TCP_INFO before re-enrolling the
-     * socket for injection). 0 for ingress. */
+     * socket for injection). 0 for ingress, and when injection is off. */
     __u64 sent_bytes;
     struct sonde_trace_ctx ctx; /* valid when ctx_role != SONDE_CTX_NONE */
     __u8 tail[SONDE_TAIL_BYTES];

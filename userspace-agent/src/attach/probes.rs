@@ -324,10 +324,12 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
     let capture = opts.capture_bytes.min(abi::MAX_CAPTURE as u32);
     let watch_exec = u8::from(opts.watch_exec);
     let empty = u8::from(opts.empty_probes);
+    let inject = u8::from(opts.inject);
     EbpfLoader::new()
         .override_global("capture_bytes", &capture, true)
         .override_global("watch_exec", &watch_exec, true)
         .override_global("empty_probes", &empty, true)
+        .override_global("inject_enabled", &inject, true)
         .map_max_entries("events", opts.ring_buffer_bytes)
         .load(PROBE_OBJECT)
         .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")
