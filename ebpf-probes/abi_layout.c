@@ -109,6 +109,7 @@ int main(void) {
     ENUM(SONDE_INJECT_FAILED);
     ENUM(SONDE_DROP_RINGBUF_FULL);
     ENUM(SONDE_DROP_READ_FAULT);
+    ENUM(SONDE_DROP_UNDECODED);
     ENUM(SONDE_DROP_MAX);
     printf("];\n");
     return 0;

@@ -4,6 +4,7 @@
  * family, so every family shares the maps in maps/maps.h.
  */
 #include "syscalls.bpf.c"
+#include "socket_layer.bpf.c"
 #include "process.bpf.c"
 #include "sockstate.bpf.c"
 #include "inject.bpf.c"

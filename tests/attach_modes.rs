@@ -202,3 +202,53 @@ fn doctor_text_and_json() {
         .expect("btf check");
     assert_eq!(btf["state"], "ok", "BTF is present on this host: {btf:#}");
 }
+
+/// The hooks the agent picks are the cheapest family `sonde doctor` finds here, and the
+/// startup line says which: on kernels with the socket-layer tracepoints (6.4+, this
+/// project's hosts), those; elsewhere the next family the doctor passes.
+#[test]
+fn auto_hooks_follow_the_doctor() {
+    require_tracing!();
+    let out = Command::new(sonde_bin())
+        .args(["doctor", "--json"])
+        .output()
+        .expect("running sonde doctor --json");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    let ok = |name: &str| {
+        v["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] == name && c["state"] == "ok")
+    };
+    let expected = [
+        ("socket_tracepoints", "socket-tracepoints"),
+        ("fentry", "fexit"),
+        ("kprobes", "kprobes"),
+        ("syscall_tracepoints", "syscall-tracepoints"),
+    ]
+    .into_iter()
+    .find(|(check, _)| ok(check))
+    .map(|(_, family)| family)
+    .expect("some hook family works on a host that can trace");
+
+    let server = Server::python_at("127.0.0.1");
+    // An explicit `--hooks auto` (SONDE_TEST_HOOKS does not apply): this test is about it.
+    let mut agent = AgentCmd::attach(&[server.pid()])
+        .arg("--hooks")
+        .arg("auto")
+        .start();
+    let stderr = agent.stderr();
+    let ready = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("sonde: ready: "))
+        .unwrap_or_else(|| panic!("no ready line in:\n{stderr}"));
+    assert!(
+        ready.contains(&format!("({expected}: ")),
+        "expected the {expected} hooks, the agent says: {ready}"
+    );
+    let c = curl(&[&server.url("/auto")]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    let tree = agent.collect(1);
+    tree.assert_names(&[(SERVER, "GET /auto")]);
+}

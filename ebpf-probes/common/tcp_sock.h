@@ -66,10 +66,8 @@ static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep) {
     return ino;
 }
 
-/* Fills info from the socket behind file; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
-static __always_inline void describe_socket(struct file *file, struct sock_info *info) {
-    struct socket *sock = BPF_CORE_READ(file, private_data);
-    struct sock *sk = BPF_CORE_READ(sock, sk);
+/* Fills info from sk; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
+static __always_inline void describe_sock(struct sock *sk, struct sock_info *info) {
     if (!sk)
         return;
     __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -92,6 +90,12 @@ static __always_inline void describe_socket(struct file *file, struct sock_info 
     }
 }
 
+/* Fills info from the socket behind file; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
+static __always_inline void describe_socket(struct file *file, struct sock_info *info) {
+    struct socket *sock = BPF_CORE_READ(file, private_data);
+    describe_sock(BPF_CORE_READ(sock, sk), info);
+}
+
 /*
  * The TCP socket behind fd, from the cache when this socket was seen before, or NULL.
  * A socket seen for the first time is also registered in known_socks, so its state
@@ -112,8 +116,24 @@ static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct s
     bpf_map_update_elem(&sock_cache, &ino, scratch, BPF_ANY);
     if (!scratch->sk)
         return NULL;
-    __u8 one = 1;
-    bpf_map_update_elem(&known_socks, &scratch->sk, &one, BPF_ANY);
+    bpf_map_update_elem(&known_socks, &scratch->sk, scratch, BPF_ANY);
+    return scratch;
+}
+
+/* The TCP socket sk, when a socket-layer hook was handed it: from known_socks when seen
+ * before (and not closed since: sockstate.bpf.c removes it), else described and added. */
+static __always_inline const struct sock_info *tcp_sock_of_sk(struct sock *sk,
+                                                              struct sock_info *scratch) {
+    __u64 key = (__u64)sk;
+    const struct sock_info *known = bpf_map_lookup_elem(&known_socks, &key);
+    if (known)
+        return known;
+
+    __builtin_memset(scratch, 0, sizeof(*scratch));
+    describe_sock(sk, scratch);
+    if (!scratch->sk)
+        return NULL;
+    bpf_map_update_elem(&known_socks, &key, scratch, BPF_ANY);
     return scratch;
 }
 

@@ -38,6 +38,7 @@ enum sonde_syscall {
     SONDE_SYS_RECVMSG = 7,
     SONDE_SYS_SENDMSG = 8,
     SONDE_SYS_SENDFILE = 9,
+    SONDE_SYS_SPLICE = 10,
 };
 
 /* What the kernel decided about trace context for a data event. */
@@ -83,6 +84,8 @@ enum sonde_inject_status {
 enum sonde_drop_reason {
     SONDE_DROP_RINGBUF_FULL = 0, /* ring buffer reserve/output failed */
     SONDE_DROP_READ_FAULT = 1,   /* user memory could not be read */
+    SONDE_DROP_UNDECODED = 2,    /* socket bytes moved by a syscall whose arguments do not
+                                  * describe them (io_uring, recvmmsg/sendmmsg) */
     SONDE_DROP_MAX = 8,
 };
 

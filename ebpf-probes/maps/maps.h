@@ -96,12 +96,13 @@ struct {
     __type(value, struct sock_info);
 } sock_cache SEC(".maps");
 
-/* Sockets data events have reported; state changes are forwarded only for these. */
+/* TCP sockets data events have reported, by kernel address, until they close: state
+ * changes are forwarded only for these, and socket-layer hooks find their ports here. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 65536);
     __type(key, __u64);
-    __type(value, __u8);
+    __type(value, struct sock_info);
 } known_socks SEC(".maps");
 
 /* Client sockets of traced processes the sk_msg program runs on, by socket cookie. A

@@ -279,6 +279,9 @@ fn read_lossy(p: &Path) -> String {
 /// How long the agent may take to load and attach its probes (debug build, 2 slow cores,
 /// several agents loading at once when tests run in parallel).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Set to a `--hooks` value to run every agent of the tests with that hook family.
+pub const HOOKS_ENV: &str = "SONDE_TEST_HOOKS";
 /// How long SIGINT may take to flush and exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -362,6 +365,14 @@ impl AgentCmd {
         let dir = TempDir::new("agent");
         let mut args: Vec<OsString> = vec![self.sub.into()];
         args.extend(self.args);
+        // `cargo xtask test` runs the data-capture suites a second time with another hook
+        // family (an explicit `--hooks` never falls back, so a broken family fails here).
+        if let Ok(hooks) = std::env::var(HOOKS_ENV)
+            && !hooks.is_empty()
+            && !args.iter().any(|a| a == "--hooks")
+        {
+            args.extend(["--hooks".into(), hooks.into()]);
+        }
         args.extend(["-o".into(), self.output.into(), "--ready-file".into()]);
         args.push(dir.join("ready").into_os_string());
         if !self.command.is_empty() {

@@ -22,6 +22,7 @@ pub const EV_EXIT: u8 = 4;
 
 pub const DROP_RINGBUF_FULL: u32 = 0;
 pub const DROP_READ_FAULT: u32 = 1;
+pub const DROP_UNDECODED: u32 = 2;
 pub const DROP_MAX: u32 = 8;
 
 pub const INJ_ENROLLED: u32 = 0;
@@ -274,6 +275,7 @@ const _: () = {
     assert!(enum_value("SONDE_INJECT_FAILED") == InjectStatus::Failed as u32);
     assert!(enum_value("SONDE_DROP_RINGBUF_FULL") == DROP_RINGBUF_FULL);
     assert!(enum_value("SONDE_DROP_READ_FAULT") == DROP_READ_FAULT);
+    assert!(enum_value("SONDE_DROP_UNDECODED") == DROP_UNDECODED);
     assert!(enum_value("SONDE_DROP_MAX") == DROP_MAX);
     assert!(enum_value("SONDE_INJ_ENROLLED") == INJ_ENROLLED);
     assert!(enum_value("SONDE_INJ_ENROL_FAILED") == INJ_ENROL_FAILED);

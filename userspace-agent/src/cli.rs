@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::attach::probes::HookChoice;
+use crate::attach::hooks::HookChoice;
 use crate::config::OtlpArgs;
 use crate::protocols::db::ParseOptions;
 
@@ -150,8 +150,8 @@ pub struct TraceOptions {
     /// Query text on database spans: obfuscated (literals become `?`), raw, or off.
     #[arg(long, value_enum, default_value_t = DbQueryText::Obfuscated, value_name = "MODE")]
     pub db_query_text: DbQueryText,
-    /// Hooks for socket data: auto (fexit where the kernel allows BPF trampolines,
-    /// syscall tracepoints otherwise) or tracepoints.
+    /// Hooks for socket data: auto (the first this kernel offers of socket-tracepoints,
+    /// fexit, kprobes, syscall-tracepoints) or one of them.
     #[arg(long, value_enum, default_value_t = HookChoice::Auto, value_name = "CHOICE")]
     pub hooks: HookChoice,
     /// Benchmark floor: attach every hook, but every probe returns at once.

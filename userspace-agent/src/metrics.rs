@@ -27,6 +27,7 @@ counters! {
     decode_errors: "ring-buffer records that could not be decoded",
     ringbuf_drops: "events the probes dropped because the ring buffer was full",
     read_faults: "payloads the probes could not read from process memory",
+    socket_io_undecoded: "socket reads/writes by syscalls whose bytes Sonde cannot locate (io_uring, recvmmsg/sendmmsg)",
     connections_tracked: "TCP connections seen carrying data",
     connections_evicted: "connections forgotten because the connection table was full",
     stale_connections: "connections replaced because their socket was reused unseen (missed close)",

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: what the agent costs a busy server. A benchmark, not a test.
 //!
 //! nginx (one worker) serves a 1 KiB file on loopback; `wrk -t1 -c16 --latency` loads it
-//! for `--seconds` per round. Five configurations alternate, in an order rotated every
+//! for `--seconds` per round. Seven configurations alternate, in an order rotated every
 //! round, because one round differs from the next by ±20% on these VMs (see
 //! docs/benchmarks.md):
 //!
@@ -9,6 +9,8 @@
 //! - `floor`: `sonde attach --pid <nginx> --empty-probes`: every hook attached, every probe
 //!   returns at once: the cost of the hooks themselves;
 //! - `full`:  `sonde attach --pid <nginx> -o none`: full tracing, spans not printed;
+//! - `floor_syscall` / `full_syscall`: the same with `--hooks syscall-tracepoints`, the
+//!   naive hooks (every process on the slow syscall path) the default hooks must beat;
 //! - `proxy_no_inject` / `proxy_inject`: wrk loads a second nginx that proxies to the first
 //!   over keep-alive upstream connections (a new proxy per run, so its upstream connections
 //!   open under the agent); the agent traces the proxy only, with
@@ -61,20 +63,30 @@ enum Config {
     None,
     Floor,
     Full,
+    FloorSyscall,
+    FullSyscall,
     ProxyNoInject,
     ProxyInject,
 }
 
 impl Config {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::None,
         Self::Floor,
         Self::Full,
+        Self::FloorSyscall,
+        Self::FullSyscall,
         Self::ProxyNoInject,
         Self::ProxyInject,
     ];
     /// The configurations that load nginx serving the file itself.
-    const DIRECT: [Self; 3] = [Self::None, Self::Floor, Self::Full];
+    const DIRECT: [Self; 5] = [
+        Self::None,
+        Self::Floor,
+        Self::Full,
+        Self::FloorSyscall,
+        Self::FullSyscall,
+    ];
     /// The configurations that load the proxy in front of it.
     const PROXY: [Self; 2] = [Self::ProxyNoInject, Self::ProxyInject];
 
@@ -83,6 +95,8 @@ impl Config {
             Self::None => "(a) no agent",
             Self::Floor => "(b) empty probes (floor)",
             Self::Full => "(c) full tracing (-o none)",
+            Self::FloorSyscall => "(f) empty probes, --hooks syscall-tracepoints",
+            Self::FullSyscall => "(g) full tracing, --hooks syscall-tracepoints",
             Self::ProxyNoInject => "(d) proxy, full, --no-inject",
             Self::ProxyInject => "(e) proxy, full, injection",
         }
@@ -93,6 +107,8 @@ impl Config {
             Self::None => "none",
             Self::Floor => "floor",
             Self::Full => "full",
+            Self::FloorSyscall => "floor_syscall",
+            Self::FullSyscall => "full_syscall",
             Self::ProxyNoInject => "proxy_no_inject",
             Self::ProxyInject => "proxy_inject",
         }
@@ -104,6 +120,8 @@ impl Config {
             Self::None => None,
             Self::Floor => Some(&["--empty-probes"]),
             Self::Full | Self::ProxyInject => Some(&[]),
+            Self::FloorSyscall => Some(&["--empty-probes", "--hooks", "syscall-tracepoints"]),
+            Self::FullSyscall => Some(&["--hooks", "syscall-tracepoints"]),
             Self::ProxyNoInject => Some(&["--no-inject"]),
         }
     }
@@ -228,7 +246,7 @@ pub fn run(opts: Options) -> Result<()> {
     drop(nginx);
 
     let micro_rounds = rounds.clamp(3, 10);
-    println!("bench: syscall-loop microbenchmark, {micro_rounds} rounds x 3 configs");
+    println!("bench: syscall-loop microbenchmark, {micro_rounds} rounds x 5 configs");
     let micro = crate::microbench::run(&sonde, micro_rounds)?;
 
     let summary = Summary::new(&samples);
@@ -262,6 +280,8 @@ pub fn run(opts: Options) -> Result<()> {
                 "none": micro.none_ns,
                 "floor": micro.floor_ns,
                 "full": micro.full_ns,
+                "floor_syscall": micro.floor_syscall_ns,
+                "full_syscall": micro.full_syscall_ns,
                 "events_per_request": crate::microbench::EVENTS_PER_REQUEST,
             },
         });
@@ -610,6 +630,21 @@ impl Summary {
             "| (c)/(b) full vs floor | {:.3} | |",
             self.ratio(Config::Full, Config::Floor)
         );
+        let _ = writeln!(
+            s,
+            "| (f)/(a) floor of the syscall tracepoints vs no agent | {:.3} | (the naive hooks) |",
+            self.ratio(Config::FloorSyscall, Config::None)
+        );
+        let _ = writeln!(
+            s,
+            "| (g)/(a) full tracing through syscall tracepoints vs no agent | {:.3} | |",
+            self.ratio(Config::FullSyscall, Config::None)
+        );
+        let _ = writeln!(
+            s,
+            "| (c)/(g) default hooks vs syscall tracepoints, full tracing | {:.3} | > 1: hooking less pays |",
+            self.ratio(Config::Full, Config::FullSyscall)
+        );
         let added = |c: Config| (1.0 / self.rps[&c] - 1.0 / self.rps[&Config::None]) * 1e6;
         let _ = writeln!(
             s,
@@ -722,6 +757,8 @@ impl Summary {
             "ratio_floor_none": self.ratio(Config::Floor, Config::None),
             "ratio_full_none": self.ratio(Config::Full, Config::None),
             "ratio_full_floor": self.ratio(Config::Full, Config::Floor),
+            "ratio_floor_syscall_none": self.ratio(Config::FloorSyscall, Config::None),
+            "ratio_full_syscall_none": self.ratio(Config::FullSyscall, Config::None),
             "ratio_proxy_inject_no_inject": self.ratio(Config::ProxyInject, Config::ProxyNoInject),
             "proxy_inject_counters_total": self.inject_counters,
             "full_cost_over_floor_cost": self.full_over_floor_cost(),
@@ -785,11 +822,14 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
         "# Benchmarks\n\n\
          What Sonde costs a busy server, measured by `cargo xtask bench` (see `xtask/src/bench.rs`).\n\n\
          nginx with one worker serves a 1 KiB file on loopback; `wrk -t1 -c16 --latency` loads it.\n\
-         Five configurations alternate, in an order rotated every round:\n\n\
+         Seven configurations alternate, in an order rotated every round:\n\n\
          - **(a) no agent**;\n\
          - **(b) empty probes**: `sonde attach --pid <nginx> --empty-probes`: every hook Sonde uses is \
          attached but each probe returns at once. This is the floor any design with these hooks pays;\n\
          - **(c) full tracing**: `sonde attach --pid <nginx> -o none`: spans are built but not printed;\n\
+         - **(f)** and **(g)**: (b) and (c) with `--hooks syscall-tracepoints`, the hooks that work on \
+         every kernel and put every process on the slow syscall path: what the default hooks \
+         (socket-layer tracepoints where the kernel has them) save;\n\
          - **(d)** and **(e)**: wrk loads a second nginx that proxies to the first over keep-alive \
          upstream connections; the agent traces the proxy with full tracing, (d) with `--no-inject`, \
          (e) with `traceparent` injection into its upstream requests (the default). (e)/(d) is what \

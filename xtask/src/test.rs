@@ -5,7 +5,10 @@
 //!    (skipped with `--no-lint`); a failure is reported but does not stop the tests;
 //! 2. `cargo build -p sonde` (debug); a failure stops here;
 //! 3. `cargo test --workspace --all-targets [ARGS...]` with `SONDE_BIN` set to that binary,
-//!    so the end-to-end tests in `tests/` run the agent just built.
+//!    so the end-to-end tests in `tests/` run the agent just built;
+//! 4. without ARGS: the suites about capturing socket data once more with
+//!    `--hooks syscall-tracepoints` (`SONDE_TEST_HOOKS`), so the family every kernel has
+//!    stays tested on hosts whose default is the socket-layer tracepoints.
 //!
 //! Ends with one line per step and exits non-zero if any step failed.
 
@@ -26,6 +29,17 @@ pub struct Options {
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
 }
+
+/// The end-to-end suites run a second time with `--hooks syscall-tracepoints`: every
+/// traffic shape, client, server, database and the propagation chain.
+const SYSCALL_HOOK_SUITES: &[&str] = &[
+    "http1_servers",
+    "http1_clients",
+    "http1_shapes",
+    "robustness",
+    "databases",
+    "propagation_chain",
+];
 
 struct Step {
     name: &'static str,
@@ -104,6 +118,17 @@ pub fn run(opts: Options) -> Result<()> {
             }
             exec(&mut cmd)
         });
+        if args.is_empty() {
+            step("cargo test (syscall hooks)", &mut steps, || {
+                let mut cmd: Command = cargo(&["test", "-p", "sonde-e2e"]);
+                for suite in SYSCALL_HOOK_SUITES {
+                    cmd.args(["--test", suite]);
+                }
+                cmd.env("SONDE_BIN", &sonde)
+                    .env("SONDE_TEST_HOOKS", "syscall-tracepoints");
+                exec(&mut cmd)
+            });
+        }
     }
 
     println!("xtask test: summary");
@@ -114,10 +139,10 @@ pub fn run(opts: Options) -> Result<()> {
     } in &steps
     {
         let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
-        println!("xtask test:   {name:<12} {verdict:<7} {secs:>6.1} s");
+        println!("xtask test:   {name:<28} {verdict:<7} {secs:>6.1} s");
     }
     if !built {
-        println!("xtask test:   cargo test   skipped (sonde did not build)");
+        println!("xtask test:   cargo test                   skipped (sonde did not build)");
     }
     let failed: Vec<&str> = steps
         .iter()

@@ -12,8 +12,10 @@ use aya::programs::{Program, ProgramError};
 use serde::Serialize;
 
 use aya::Btf;
+use aya_obj::btf::BtfKind;
 
-use super::probes::{ProbeOptions, fexit_target, load_object};
+use super::hooks::{Hook, hook_of};
+use super::probes::{ProbeOptions, load_object};
 
 /// Verifier log lines kept for a rejected program: the verdict is at the end.
 const LOG_TAIL_LINES: usize = 20;
@@ -127,6 +129,25 @@ fn load(
         Program::TracePoint(p) => ("tracepoint", p.load()),
         Program::RawTracePoint(p) => ("raw_tracepoint", p.load()),
         Program::KProbe(p) => ("kprobe", p.load()),
+        Program::BtfTracePoint(p) => {
+            let btf = match btf {
+                Ok(btf) => btf,
+                Err(why) => return ("tp_btf", Err(LoadFailure::Unavailable(why.clone()))),
+            };
+            let Some(Hook::BtfTracepoint { name: tracepoint }) = hook_of(name).map(|h| h.hook)
+            else {
+                return ("tp_btf", Err(no_target(name)));
+            };
+            // A kernel without the tracepoint lacks the family, it does not reject it.
+            if btf
+                .id_by_type_name_kind(&format!("btf_trace_{tracepoint}"), BtfKind::Typedef)
+                .is_err()
+            {
+                let why = format!("no {tracepoint} tracepoint in this kernel");
+                return ("tp_btf", Err(LoadFailure::Unavailable(why)));
+            }
+            ("tp_btf", p.load(tracepoint, btf))
+        }
         Program::UProbe(p) => ("uprobe", p.load()),
         Program::SockOps(p) => ("sock_ops", p.load()),
         Program::SkMsg(p) => ("sk_msg", p.load()),
@@ -141,10 +162,8 @@ fn load(
                 Ok(btf) => btf,
                 Err(why) => return ("fexit", Err(LoadFailure::Unavailable(why.clone()))),
             };
-            let Some(function) = fexit_target(name) else {
-                let why =
-                    format!("{name} is not in attach/probes.rs HOOKS: no target to load it on");
-                return ("fexit", Err(LoadFailure::Other(why)));
+            let Some(Hook::Fexit { function }) = hook_of(name).map(|h| h.hook) else {
+                return ("fexit", Err(no_target(name)));
             };
             ("fexit", p.load(function, btf))
         }
@@ -164,6 +183,12 @@ fn load(
         }
     };
     (kind, result.map_err(LoadFailure::from))
+}
+
+fn no_target(program: &str) -> LoadFailure {
+    LoadFailure::Other(format!(
+        "{program} is not in attach/hooks.rs: no target to load it on"
+    ))
 }
 
 /// The last [`LOG_TAIL_LINES`] non-empty lines of a verifier log.

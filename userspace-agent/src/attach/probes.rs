@@ -1,9 +1,8 @@
 //! Loading the probe object and attaching its programs.
 //!
 //! The object is built by build.rs from `ebpf-probes/sonde.bpf.c` and embedded in the
-//! binary. Which kernel hook runs each program is chosen here ([`HOOKS`]): socket-data
-//! syscalls have fexit twins, attached when the kernel allows BPF trampolines (probed
-//! at startup, as `sonde doctor` does), syscall tracepoints otherwise.
+//! binary. Which kernel hook runs each program is listed in [`super::hooks`]; the family
+//! of socket-data hooks is chosen here by probing the kernel (as `sonde doctor` does).
 //!
 //! Detaching: every attachment is owned by a file descriptor of this process, so the
 //! kernel removes the programs when the agent exits for any reason, SIGKILL included.
@@ -11,106 +10,15 @@
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf, SkStorage, SockHash};
-use aya::programs::{FExit, TracePoint};
+use aya::programs::{BtfTracePoint, FExit, KProbe, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+use super::hooks::{DataHooks, Hook, HookChoice, KernelHooks, LIFECYCLE, ProgramHook};
 use super::inject;
+use crate::abi;
 use crate::metrics::Counters;
-use crate::{abi, doctor};
 
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sonde.bpf.o"));
-
-/// A kernel attachment point for one program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    /// A static tracepoint: `category/name` under tracefs `events/`.
-    Tracepoint {
-        category: &'static str,
-        name: &'static str,
-    },
-    /// fexit on a kernel function, through a BPF trampoline.
-    ///
-    /// Kernel requirements: BTF, BPF trampolines (x86_64, 5.5+), and a kernel that does
-    /// not refuse them (these 6.18 hosts do); `sonde doctor` calls this `fentry`.
-    Fexit { function: &'static str },
-}
-
-/// One program of the object and where it attaches.
-#[derive(Clone, Copy, Debug)]
-pub struct ProgramHook {
-    pub program: &'static str,
-    pub hook: Hook,
-}
-
-/// One event source and the programs that can provide it: a cheaper twin used when
-/// the kernel allows its hook family, and a tracepoint that works everywhere. Exactly
-/// one of the two is attached.
-#[derive(Clone, Copy, Debug)]
-pub struct HookSlot {
-    pub twin: Option<ProgramHook>,
-    pub tracepoint: ProgramHook,
-}
-
-const fn tp(program: &'static str, category: &'static str, name: &'static str) -> HookSlot {
-    HookSlot {
-        twin: None,
-        tracepoint: ProgramHook {
-            program,
-            hook: Hook::Tracepoint { category, name },
-        },
-    }
-}
-
-/// A socket-data syscall: `sys_exit_<name>` tracepoint, or fexit on `__x64_sys_<name>`
-/// (syscalls.bpf.c builds both over one handler).
-macro_rules! syscall_exit {
-    ($name:literal) => {
-        HookSlot {
-            twin: Some(ProgramHook {
-                program: concat!("sonde_fexit_", $name),
-                hook: Hook::Fexit {
-                    function: concat!("__x64_sys_", $name),
-                },
-            }),
-            tracepoint: ProgramHook {
-                program: concat!("sonde_tp_exit_", $name),
-                hook: Hook::Tracepoint {
-                    category: "syscalls",
-                    name: concat!("sys_exit_", $name),
-                },
-            },
-        }
-    };
-}
-
-/// Every event source the agent attaches, in attach order (lifecycle hooks first, so a
-/// fork during attach is not missed by the data hooks).
-pub const HOOKS: &[HookSlot] = &[
-    tp("sonde_tp_sched_fork", "sched", "sched_process_fork"),
-    tp("sonde_tp_sched_exec", "sched", "sched_process_exec"),
-    tp("sonde_tp_sched_exit", "sched", "sched_process_exit"),
-    tp("sonde_tp_sock_state", "sock", "inet_sock_set_state"),
-    syscall_exit!("read"),
-    syscall_exit!("recvfrom"),
-    syscall_exit!("readv"),
-    syscall_exit!("recvmsg"),
-    syscall_exit!("write"),
-    syscall_exit!("sendto"),
-    syscall_exit!("writev"),
-    syscall_exit!("sendmsg"),
-    syscall_exit!("sendfile64"),
-];
-
-/// Which hooks carry socket data.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum HookChoice {
-    /// fexit twins when the kernel allows BPF trampolines (probed at startup),
-    /// syscall tracepoints otherwise.
-    #[default]
-    Auto,
-    /// Syscall tracepoints only.
-    Tracepoints,
-}
 
 /// Settings baked into the programs at load time.
 #[derive(Clone, Debug)]
@@ -160,6 +68,7 @@ pub struct Probes {
     drops: PerCpuArray<MapData, u64>,
     inject_counts: PerCpuArray<MapData, u64>,
     attached: Vec<ProgramHook>,
+    data_hooks: DataHooks,
     injecting: bool,
 }
 
@@ -168,14 +77,14 @@ impl Probes {
     pub fn load_and_attach(opts: &ProbeOptions) -> Result<Self> {
         let mut ebpf = load_object(opts)?;
 
-        let mut twins = match opts.hooks {
-            HookChoice::Auto => Twins::probe(),
-            HookChoice::Tracepoints => Twins::Off,
-        };
-        let mut attached = Vec::with_capacity(HOOKS.len());
-        for slot in HOOKS {
-            attached.push(attach_slot(&mut ebpf, slot, &mut twins)?);
+        let mut attached = Vec::new();
+        for hook in LIFECYCLE {
+            attach_one(&mut ebpf, hook, None)
+                .with_context(|| format!("attaching {} to {:?}", hook.program, hook.hook))?;
+            attached.push(*hook);
         }
+        let (data_hooks, data) = attach_data_hooks(&mut ebpf, opts.hooks)?;
+        attached.extend(data);
 
         if opts.inject {
             inject::attach(&mut ebpf).context("attaching the context injection programs")?;
@@ -196,6 +105,7 @@ impl Probes {
             drops,
             inject_counts,
             attached,
+            data_hooks,
             injecting: opts.inject,
         })
     }
@@ -231,6 +141,10 @@ impl Probes {
             drops[abi::DROP_RINGBUF_FULL as usize],
         );
         Counters::set(&counters.read_faults, drops[abi::DROP_READ_FAULT as usize]);
+        Counters::set(
+            &counters.socket_io_undecoded,
+            drops[abi::DROP_UNDECODED as usize],
+        );
         let inject = sum_per_cpu::<{ abi::INJ_MAX as usize }>(&self.inject_counts);
         for (slot, counter) in [
             (abi::INJ_ENROLLED, &counters.inject_sockets_enrolled),
@@ -290,25 +204,25 @@ impl Probes {
         &self.attached
     }
 
-    /// Which hook families run, for the startup line: `fexit 9, tracepoint 4,
+    /// Which family carries socket data.
+    pub fn data_hooks(&self) -> DataHooks {
+        self.data_hooks
+    }
+
+    /// What runs, for the startup line: `socket-tracepoints: 2, lifecycle tracepoints: 4,
     /// sock_ops+sk_msg`.
     pub fn hook_summary(&self) -> String {
-        let count =
-            |family: fn(&Hook) -> bool| self.attached.iter().filter(|h| family(&h.hook)).count();
-        let fexit = count(|h| matches!(h, Hook::Fexit { .. }));
-        let tracepoints = count(|h| matches!(h, Hook::Tracepoint { .. }));
+        let data = self.attached.len() - LIFECYCLE.len();
         let injection = if self.injecting {
             "sock_ops+sk_msg"
         } else {
             "no injection"
         };
-        let mut parts = Vec::new();
-        if fexit > 0 {
-            parts.push(format!("fexit {fexit}"));
-        }
-        parts.push(format!("tracepoint {tracepoints}"));
-        parts.push(injection.to_owned());
-        parts.join(", ")
+        format!(
+            "{}: {data}, lifecycle tracepoints: {}, {injection}",
+            self.data_hooks.name(),
+            LIFECYCLE.len()
+        )
     }
 }
 
@@ -346,89 +260,96 @@ fn sum_per_cpu<const N: usize>(array: &PerCpuArray<MapData, u64>) -> [u64; N] {
     out
 }
 
-/// Whether fexit twins are tried, decided once per start.
-enum Twins {
-    /// The kernel loads and attaches an empty fentry program; its BTF names the targets.
-    On(Btf),
-    Off,
-}
-
-impl Twins {
-    /// The same probe as `sonde doctor`'s `fentry` check: an empty program, loaded and
-    /// attached for an instant, so a refusing kernel never sees Sonde's own programs.
-    fn probe() -> Self {
-        let check = doctor::fentry_check();
-        if check.state != doctor::State::Ok {
-            log::info!(
-                "fexit twins unavailable ({}); using tracepoints",
-                check.detail
-            );
-            return Self::Off;
+/// Attaches the first family of socket-data hooks that `choice` allows and the kernel
+/// offers. A family that fails half-way is unloaded (its links go with it) before the
+/// next is tried, so exactly one family ever runs.
+fn attach_data_hooks(ebpf: &mut Ebpf, choice: HookChoice) -> Result<(DataHooks, Vec<ProgramHook>)> {
+    let kernel = KernelHooks::probe();
+    let mut refusals = Vec::new();
+    for &family in choice.candidates() {
+        if let Some(why) = kernel.unavailable(family) {
+            refusals.push(format!("{}: {why}", family.name()));
+            continue;
         }
-        match Btf::from_sys_fs() {
-            Ok(btf) => Self::On(btf),
+        let programs = family.programs(&kernel);
+        let btf = kernel.btf.as_ref().ok();
+        match programs
+            .iter()
+            .try_for_each(|hook| attach_one(ebpf, hook, btf))
+        {
+            Ok(()) => {
+                if !refusals.is_empty() {
+                    log::info!(
+                        "socket data through {} ({})",
+                        family.name(),
+                        refusals.join("; ")
+                    );
+                }
+                return Ok((family, programs));
+            }
             Err(e) => {
-                log::info!("fexit twins unavailable (reading kernel BTF: {e}); using tracepoints");
-                Self::Off
+                // Expected to work after the probe: worth a warning, then the next family.
+                log::warn!("attaching the {} hooks failed: {e:#}", family.name());
+                refusals.push(format!("{}: {e:#}", family.name()));
+                for hook in &programs {
+                    unload(ebpf, hook.program);
+                }
             }
         }
     }
+    bail!(
+        "no hooks for socket data can run here ({}); `sonde doctor` tells what this host allows",
+        refusals.join("; ")
+    )
 }
 
-/// Attaches the twin of `slot` if twins are on, else (or if that fails) its tracepoint.
-/// A twin that fails although the probe passed is a bug worth a warning; twins are then
-/// turned off for the rest of the slots, so the fallback is one predictable path.
-fn attach_slot(ebpf: &mut Ebpf, slot: &HookSlot, twins: &mut Twins) -> Result<ProgramHook> {
-    if let (Some(twin), Twins::On(btf)) = (slot.twin, &*twins) {
-        match attach_one(ebpf, &twin, Some(btf)) {
-            Ok(()) => return Ok(twin),
-            Err(e) => {
-                log::warn!(
-                    "{} on {:?} failed, using tracepoints from here on: {e:#}",
-                    twin.program,
-                    twin.hook
-                );
-                *twins = Twins::Off;
-            }
-        }
+/// Unloads `program` if it was loaded, detaching its links (best effort: used only to
+/// back out of a family that failed).
+fn unload(ebpf: &mut Ebpf, program: &str) {
+    use aya::programs::Program;
+    let result = match ebpf.program_mut(program) {
+        Some(Program::TracePoint(p)) => p.unload(),
+        Some(Program::BtfTracePoint(p)) => p.unload(),
+        Some(Program::FExit(p)) => p.unload(),
+        Some(Program::KProbe(p)) => p.unload(),
+        _ => Ok(()),
+    };
+    // NotLoaded is the normal case for the programs after the one that failed.
+    if let Err(e) = result
+        && !matches!(e, aya::programs::ProgramError::NotLoaded)
+    {
+        log::debug!("unloading {program}: {e}");
     }
-    let tp = slot.tracepoint;
-    attach_one(ebpf, &tp, None)
-        .with_context(|| format!("attaching {} to {:?}", tp.program, tp.hook))?;
-    Ok(tp)
 }
 
 fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook, btf: Option<&Btf>) -> Result<()> {
     let program = ebpf
         .program_mut(hook.program)
         .with_context(|| format!("program {} missing from the object", hook.program))?;
+    let btf = || btf.context("this hook needs the kernel's BTF");
     match hook.hook {
         Hook::Tracepoint { category, name } => {
             let tp: &mut TracePoint = program.try_into()?;
             tp.load().map_err(verifier_context)?;
             tp.attach(category, name)?;
         }
+        Hook::BtfTracepoint { name } => {
+            let tp: &mut BtfTracePoint = program.try_into()?;
+            tp.load(name, btf()?).map_err(verifier_context)?;
+            tp.attach()?;
+        }
         Hook::Fexit { function } => {
-            let btf = btf.context("fexit needs the kernel's BTF")?;
             let fexit: &mut FExit = program.try_into()?;
-            fexit.load(function, btf).map_err(verifier_context)?;
+            fexit.load(function, btf()?).map_err(verifier_context)?;
             fexit.attach()?;
+        }
+        Hook::Kretprobe { function } => {
+            let kprobe: &mut KProbe = program.try_into()?;
+            kprobe.load().map_err(verifier_context)?;
+            kprobe.attach(function, 0)?;
         }
     }
     Ok(())
-}
-
-/// The kernel function an fexit program of [`HOOKS`] attaches to (for the verifier
-/// matrix, which loads every program, attached or not).
-pub fn fexit_target(program: &str) -> Option<&'static str> {
-    HOOKS
-        .iter()
-        .filter_map(|slot| slot.twin)
-        .find(|twin| twin.program == program)
-        .and_then(|twin| match twin.hook {
-            Hook::Fexit { function } => Some(function),
-            Hook::Tracepoint { .. } => None,
-        })
 }
 
 /// aya puts the verifier log inside the error; keep all of it in the message.

@@ -175,10 +175,20 @@ const RETURN_ZERO: [Insn; 2] = [
 /// attaches it for an instant (the trampoline can be refused at attach time even
 /// when the load passes). Everything is closed before returning.
 pub fn try_fentry(btf_id: u32) -> Result<(), BpfError> {
+    try_tracing(btf_id, bpf_attach_type::BPF_TRACE_FENTRY)
+}
+
+/// Loads an empty `tp_btf` program on the raw tracepoint whose `btf_trace_<name>`
+/// typedef has BTF id `btf_id`, and attaches it for an instant.
+pub fn try_tp_btf(btf_id: u32) -> Result<(), BpfError> {
+    try_tracing(btf_id, bpf_attach_type::BPF_TRACE_RAW_TP)
+}
+
+fn try_tracing(btf_id: u32, attach: bpf_attach_type) -> Result<(), BpfError> {
     let prog = prog_load(
         &RETURN_ZERO,
         bpf_prog_type::BPF_PROG_TYPE_TRACING,
-        bpf_attach_type::BPF_TRACE_FENTRY as u32,
+        attach as u32,
         btf_id,
     )?;
 

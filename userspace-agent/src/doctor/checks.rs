@@ -53,6 +53,7 @@ pub fn probe_host() -> HostReport {
         probe_write_user_check(),
         tracefs_check(&tracefs),
         syscall_tracepoints_check(&tracefs),
+        socket_tracepoints_check(),
         cgroup2_check(&mounts),
         sockmap_fionread_check(),
     ];
@@ -262,14 +263,59 @@ fn kprobes_check(release: Option<&str>) -> Check {
             "kprobes",
             State::Missing,
             format!("{KPROBE_PMU} absent; {config}"),
-            "socket-layer hooks fall back to syscall tracepoints (slightly higher overhead)",
+            "no kretprobe hooks on the socket layer (used where neither socket \
+             tracepoints nor BPF trampolines exist)",
         )
     }
 }
 
+/// [`kprobes_check`] for the running kernel.
+pub(crate) fn kprobes_check_here() -> Check {
+    let release = sys::uname().ok().map(|(r, _)| r);
+    kprobes_check(release.as_deref())
+}
+
+/// The socket-layer tracepoints Sonde prefers for socket data (Linux 6.4+): present in
+/// BTF, and an empty `tp_btf` program loads and attaches on one.
+pub(crate) fn socket_tracepoints_check() -> Check {
+    const NAME: &str = "socket_tracepoints";
+    const IMPACT: &str = "socket data is hooked elsewhere (fexit, kprobes or syscall \
+                          tracepoints, in that order): syscall tracepoints put every process \
+                          of the host on the slow syscall path";
+    let id = Btf::from_sys_fs()
+        .map_err(|e| (State::Unknown, format!("reading kernel BTF: {e}")))
+        .and_then(|btf| {
+            btf.id_by_type_name_kind("btf_trace_sock_send_length", BtfKind::Typedef)
+                .map_err(|_| {
+                    (
+                        State::Missing,
+                        "no sock_send_length tracepoint in BTF (added in Linux 6.4)".to_owned(),
+                    )
+                })
+        });
+    let id = match id {
+        Ok(id) => id,
+        Err((state, detail)) => return Check::bad(NAME, state, detail, IMPACT),
+    };
+    match bpf_probe::try_tp_btf(id) {
+        Ok(()) => Check::ok(
+            NAME,
+            format!(
+                "loaded and attached an empty tp_btf program on sock_send_length (BTF id {id})"
+            ),
+        ),
+        Err(e) => Check::bad(
+            NAME,
+            bpf_state(&e),
+            format!("tp_btf on sock_send_length (BTF id {id}): {e}"),
+            IMPACT,
+        ),
+    }
+}
+
 pub(crate) fn fentry_check() -> Check {
-    const IMPACT: &str = "no BPF trampolines: socket-layer hooks fall back to syscall \
-                          tracepoints (slightly higher overhead)";
+    const IMPACT: &str = "no BPF trampolines: no fexit hooks on the socket layer (used \
+                          where socket tracepoints do not exist)";
     // tcp_sendmsg is what Sonde would hook; bpf_fentry_test1 exists only for tests
     // like this one, in case tcp_sendmsg is missing from BTF.
     let target = Btf::from_sys_fs()
@@ -366,7 +412,8 @@ fn tracefs_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
 }
 
 fn syscall_tracepoints_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
-    const IMPACT: &str = "Sonde cannot see socket reads and writes and traces nothing";
+    const IMPACT: &str = "the last resort for socket data is missing: without socket \
+                          tracepoints, fexit or kprobes Sonde sees no socket reads and writes";
     let Ok((root, _)) = tracefs else {
         return Check::bad(
             "syscall_tracepoints",

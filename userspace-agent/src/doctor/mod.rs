@@ -20,8 +20,8 @@ mod tracefs;
 
 use serde::Serialize;
 
-pub(crate) use checks::fentry_check;
 pub use checks::probe_host;
+pub(crate) use checks::{fentry_check, kprobes_check_here, socket_tracepoints_check};
 pub use report::{Verdict, print_report};
 pub use tracefs::ensure_tracefs;
 
@@ -109,6 +109,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "probe_write_user",
     "tracefs",
     "syscall_tracepoints",
+    "socket_tracepoints",
     "cgroup2",
     "sockmap_fionread",
     "CAP_BPF",

@@ -7,12 +7,21 @@ use serde::Serialize;
 use super::{Check, HostReport, State};
 
 /// Checks without which Sonde traces nothing.
-const REQUIRED: &[&str] = &[
-    "btf",
-    "bpf_syscall",
-    "ringbuf",
-    "tracefs",
-    "syscall_tracepoints",
+const REQUIRED: &[&str] = &["btf", "bpf_syscall", "ringbuf", "tracefs"];
+
+/// The checks behind each family of socket-data hooks, in the order `attach::hooks`
+/// prefers them, and how the verdict names the family. One of them is required.
+const DATA_HOOKS: &[(&str, &str)] = &[
+    (
+        "socket_tracepoints",
+        "socket-layer tracepoints (sock_send_length/sock_recv_length)",
+    ),
+    (
+        "fentry",
+        "fexit hooks on the socket layer (BPF trampolines)",
+    ),
+    ("kprobes", "kretprobes on the socket layer"),
+    ("syscall_tracepoints", "syscall tracepoints"),
 ];
 
 /// What the checks add up to.
@@ -34,7 +43,8 @@ impl Verdict {
                 .iter()
                 .any(|c| c.name == name && c.state == State::Ok)
         };
-        let blockers: Vec<String> = REQUIRED
+        let hooks = DATA_HOOKS.iter().find(|(check, _)| ok(check));
+        let mut blockers: Vec<String> = REQUIRED
             .iter()
             .filter(|name| !ok(name))
             .map(|name| {
@@ -45,6 +55,13 @@ impl Verdict {
                 format!("{name} ({state})")
             })
             .collect();
+        if hooks.is_none() {
+            let names: Vec<&str> = DATA_HOOKS.iter().map(|(check, _)| *check).collect();
+            blockers.push(format!(
+                "no socket-data hooks (none of {})",
+                names.join(", ")
+            ));
+        }
         if !blockers.is_empty() {
             return Self {
                 can_trace: false,
@@ -56,13 +73,7 @@ impl Verdict {
             };
         }
 
-        // What `attach::probes` picks: fexit twins need trampolines; kprobes alone do not
-        // change the choice (no kprobe twins: they would not be cheaper than tracepoints).
-        let hooks = if ok("fentry") {
-            "fexit syscall hooks (BPF trampolines)"
-        } else {
-            "syscall tracepoints"
-        };
+        let hooks = hooks.map_or("syscall tracepoints", |(_, what)| *what);
         let mut limitations = Vec::new();
         if !ok("cgroup2") || !ok("CAP_NET_ADMIN") {
             limitations.push(

@@ -161,15 +161,21 @@ fn set(checks: &mut [Check], name: &str, state: State) {
 #[test]
 fn verdict_prefers_cheapest_available_hooks() {
     let mut checks = all_ok();
+    let summary = |checks: &[Check]| Verdict::from_checks(checks).summary;
     assert_eq!(
-        Verdict::from_checks(&checks).summary,
-        "Sonde can trace HTTP on this host using fexit syscall hooks (BPF trampolines)"
+        summary(&checks),
+        "Sonde can trace HTTP on this host using socket-layer tracepoints \
+         (sock_send_length/sock_recv_length)"
     );
-    // kprobes alone do not change the choice: there are no kprobe twins.
+    set(&mut checks, "socket_tracepoints", State::Missing);
+    assert_eq!(
+        summary(&checks),
+        "Sonde can trace HTTP on this host using fexit hooks on the socket layer (BPF trampolines)"
+    );
     set(&mut checks, "fentry", State::Denied);
     assert_eq!(
-        Verdict::from_checks(&checks).summary,
-        "Sonde can trace HTTP on this host using syscall tracepoints"
+        summary(&checks),
+        "Sonde can trace HTTP on this host using kretprobes on the socket layer"
     );
     set(&mut checks, "kprobes", State::Missing);
     set(&mut checks, "lockdown", State::Denied);
@@ -181,6 +187,11 @@ fn verdict_prefers_cheapest_available_hooks() {
         "Sonde can trace HTTP on this host using syscall tracepoints"
     );
     assert_eq!(v.limitations.len(), 1, "{:?}", v.limitations);
+
+    set(&mut checks, "syscall_tracepoints", State::Missing);
+    let v = Verdict::from_checks(&checks);
+    assert!(!v.can_trace);
+    assert!(v.summary.contains("no socket-data hooks"), "{}", v.summary);
 }
 
 #[test]

@@ -18,6 +18,7 @@ const KERNEL_FEATURES: &[&str] = &[
     "probe_write_user",
     "tracefs",
     "syscall_tracepoints",
+    "socket_tracepoints",
     "cgroup2",
     "sockmap_fionread",
     "uprobes",
@@ -67,8 +68,8 @@ pub fn kernels_md(legs: &[Leg]) -> String {
     let _ = writeln!(out, "\n## Hooks the agent attached\n");
     header(&mut out, "`sonde run --hooks`");
     for choice in HOOK_CHOICES {
-        // `13 hooks attached (fexit 9, tracepoint 4, sock_ops+sk_msg), 1 process(es) traced`:
-        // the families are the part in parentheses.
+        // `6 hooks attached (socket-tracepoints: 2, lifecycle tracepoints: 4, sock_ops+sk_msg),
+        // 1 process(es) traced`: the families are the part in parentheses.
         let hooks: Vec<String> = legs
             .iter()
             .map(|l| {
@@ -89,6 +90,7 @@ pub fn kernels_md(legs: &[Leg]) -> String {
         let cells: Vec<&str> = legs
             .iter()
             .map(|l| match l.result(check) {
+                Some(r) if r.skipped => "skip (kernel lacks the hooks)",
                 Some(r) if r.pass => "pass",
                 Some(_) => "FAIL",
                 None => "-",

@@ -33,16 +33,62 @@ const TRACE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(opts: Options) -> Result<()> {
     let Options { sonde, port } = opts;
-    report("doctor", doctor(&sonde));
+    let doctor = doctor(&sonde);
+    let states = doctor
+        .as_ref()
+        .map(|(_, report)| doctor_states(report))
+        .unwrap_or_default();
+    report("doctor", doctor.map(|(summary, _)| summary));
     report("verifier_matrix", verifier_matrix(&sonde));
-    // The hooks the agent picks on this kernel, then the tracepoints every kernel has:
-    // the same assertions must hold on both paths.
+    // The hooks the agent picks on this kernel, then every family the kernel offers: the
+    // same assertions must hold on each path. A family the doctor says this kernel lacks
+    // is skipped, with the doctor's reason.
     report("trace_http", trace_http(&sonde, port, "auto"));
-    report(
-        "trace_http_tracepoints",
-        trace_http(&sonde, port, "tracepoints"),
-    );
+    for (family, doctor_check) in HOOK_FAMILIES {
+        let check = format!("trace_http_{}", family.replace('-', "_"));
+        match states.get(*doctor_check) {
+            Some((state, _)) if state == "ok" => {
+                report(&check, trace_http(&sonde, port, family));
+            }
+            Some((state, detail)) => skip(&check, &format!("{doctor_check} {state}: {detail}")),
+            None => report(
+                &check,
+                Err(anyhow::anyhow!("doctor has no {doctor_check} check")),
+            ),
+        }
+    }
     Ok(())
+}
+
+/// `--hooks` families, each with the `sonde doctor` check that says whether this
+/// kernel has it.
+pub const HOOK_FAMILIES: &[(&str, &str)] = &[
+    ("socket-tracepoints", "socket_tracepoints"),
+    ("fexit", "fentry"),
+    ("kprobes", "kprobes"),
+    ("syscall-tracepoints", "syscall_tracepoints"),
+];
+
+/// `(state, detail)` of each doctor check, by name.
+fn doctor_states(report: &Value) -> std::collections::BTreeMap<String, (String, String)> {
+    report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c["name"].as_str()?.to_owned(),
+                (
+                    c["state"].as_str()?.to_owned(),
+                    c["detail"].as_str().unwrap_or_default().to_owned(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+fn skip(check: &str, why: &str) {
+    print_result(check, "skip", why.to_owned());
 }
 
 fn report(check: &str, outcome: Result<String>) {
@@ -50,6 +96,10 @@ fn report(check: &str, outcome: Result<String>) {
         Ok(detail) => ("pass", detail),
         Err(e) => ("fail", format!("{e:#}")),
     };
+    print_result(check, verdict, detail);
+}
+
+fn print_result(check: &str, verdict: &str, detail: String) {
     // One line per result, of bounded length (a verifier log can be megabytes): the
     // reader splits on lines, and the full output is one rerun away.
     let mut detail = detail.replace('\n', " | ");
@@ -88,14 +138,15 @@ fn sonde_json(sonde: &Path, args: &[&str]) -> Result<(bool, Value)> {
 }
 
 /// `sonde doctor --json`: the report goes into the results; passes if Sonde can trace.
-fn doctor(sonde: &Path) -> Result<String> {
+fn doctor(sonde: &Path) -> Result<(String, Value)> {
     let (can_trace, report) = sonde_json(sonde, &["doctor", "--json"])?;
     data("doctor", &report);
     let summary = report["verdict"]["summary"]
         .as_str()
-        .unwrap_or("no summary");
+        .unwrap_or("no summary")
+        .to_owned();
     ensure!(can_trace, "{summary}");
-    Ok(summary.to_owned())
+    Ok((summary, report))
 }
 
 /// Every program of the object through this kernel's verifier.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-/// `SONDE-RESULT <check> pass|fail <detail>`
+/// `SONDE-RESULT <check> pass|skip|fail <detail>`
 pub const RESULT: &str = "SONDE-RESULT";
 /// `SONDE-DATA <name> <one-line JSON>`
 pub const DATA: &str = "SONDE-DATA";
@@ -17,7 +17,9 @@ const END: &str = "SONDE-END";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
     pub check: String,
+    /// Passed, or skipped because the kernel lacks what it checks (`skipped` says so).
     pub pass: bool,
+    pub skipped: bool,
     pub detail: String,
 }
 
@@ -34,15 +36,25 @@ pub struct Leg {
     pub problem: Option<String>,
 }
 
-/// The `sonde run --hooks` choices `trace_http*` run with.
-pub const HOOK_CHOICES: &[&str] = &["auto", "tracepoints"];
+/// The `sonde run --hooks` choices `trace_http*` run with (see guest.rs HOOK_FAMILIES).
+pub const HOOK_CHOICES: &[&str] = &[
+    "auto",
+    "socket-tracepoints",
+    "fexit",
+    "kprobes",
+    "syscall-tracepoints",
+];
 
-/// The checks every leg must report, in order.
+/// The checks every leg must report, in order (a `trace_http_*` check may be skipped
+/// where the kernel lacks its hook family).
 pub const EXPECTED: &[&str] = &[
     "doctor",
     "verifier_matrix",
     "trace_http",
-    "trace_http_tracepoints",
+    "trace_http_socket_tracepoints",
+    "trace_http_fexit",
+    "trace_http_kprobes",
+    "trace_http_syscall_tracepoints",
 ];
 
 impl Leg {
@@ -61,7 +73,8 @@ impl Leg {
                 };
                 leg.results.push(CheckResult {
                     check: check.to_owned(),
-                    pass: verdict == "pass",
+                    pass: verdict == "pass" || verdict == "skip",
+                    skipped: verdict == "skip",
                     detail: parts.next().unwrap_or_default().to_owned(),
                 });
             } else if let Some(rest) = after(line, DATA) {
@@ -115,7 +128,7 @@ impl Leg {
         )
     }
 
-    /// Hook families the agent attached with `--hooks choice` (`auto`, `tracepoints`),
+    /// Hook families the agent attached with `--hooks choice` (`auto`, `fexit`, ...),
     /// from its startup line.
     pub fn hooks(&self, choice: &str) -> &str {
         self.data
@@ -159,11 +172,15 @@ pub fn render(legs: &[Leg]) -> String {
         for name in EXPECTED {
             match leg.result(name) {
                 Some(r) => {
-                    let v = if r.pass { "pass" } else { "FAIL" };
-                    let _ = writeln!(out, "   {v:<4}  {name:<16} {}", shorten(&r.detail, 400));
+                    let v = match (r.pass, r.skipped) {
+                        (true, true) => "skip",
+                        (true, false) => "pass",
+                        (false, _) => "FAIL",
+                    };
+                    let _ = writeln!(out, "   {v:<4}  {name:<30} {}", shorten(&r.detail, 400));
                 }
                 None => {
-                    let _ = writeln!(out, "   FAIL  {name:<16} not reported");
+                    let _ = writeln!(out, "   FAIL  {name:<30} not reported");
                 }
             }
         }
@@ -273,7 +290,7 @@ mod tests {
         let leg = Leg::parse("vm 6.1", cut);
         assert!(!leg.finished);
         assert!(!leg.passed());
-        assert!(render(&[leg]).contains("FAIL  trace_http       not reported"));
+        assert!(render(&[leg]).contains("FAIL  trace_http                     not reported"));
     }
 
     #[test]

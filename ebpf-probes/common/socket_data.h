@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * One handler for socket data, whichever hook saw it: a syscall's exit (syscalls.bpf.c)
+ * or the socket layer inside the syscall (socket_layer.bpf.c). Either way the bytes are
+ * read from the syscall's own arguments, in the registers saved at syscall entry, and
+ * the event is the same.
+ */
+#pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include "sonde_abi.h"
+#include "common/capture.h"
+#include "common/config.h"
+#include "common/tcp_sock.h"
+#include "common/trace_ctx.h"
+#include "maps/maps.h"
+
+#define MSG_PEEK 2
+
+/* Socket-layer hooks do not know their syscall: it is read from the saved registers. */
+#define SYS_FROM_REGS 0
+
+/* How a syscall lays out its payload arguments. */
+enum payload_shape {
+    SHAPE_BUF,  /* (fd, buf, len): read, write, recvfrom, sendto */
+    SHAPE_IOV,  /* (fd, iov, iovcnt): readv, writev */
+    SHAPE_MSG,  /* (fd, msghdr): recvmsg, sendmsg */
+    SHAPE_NONE, /* (out_fd, in_fd, ...): sendfile, splice: no bytes in user memory */
+};
+
+static __always_inline enum payload_shape shape_of(__u8 sys) {
+    switch (sys) {
+    case SONDE_SYS_READ:
+    case SONDE_SYS_WRITE:
+    case SONDE_SYS_RECVFROM:
+    case SONDE_SYS_SENDTO:
+        return SHAPE_BUF;
+    case SONDE_SYS_READV:
+    case SONDE_SYS_WRITEV:
+        return SHAPE_IOV;
+    case SONDE_SYS_RECVMSG:
+    case SONDE_SYS_SENDMSG:
+        return SHAPE_MSG;
+    default:
+        return SHAPE_NONE;
+    }
+}
+
+/* The syscall a socket-layer hook fired inside (x86_64 numbers), or 0 for one whose
+ * arguments do not describe these bytes: io_uring, recvmmsg/sendmmsg (counted as
+ * SONDE_DROP_UNDECODED), or a direction the syscall cannot have. */
+static __always_inline __u8 syscall_of_regs(const struct pt_regs *regs, __u8 dir) {
+    long nr = regs->orig_ax;
+    if (dir == SONDE_DIR_INGRESS) {
+        switch (nr) {
+        case 0:
+            return SONDE_SYS_READ;
+        case 19:
+            return SONDE_SYS_READV;
+        case 45:
+            return SONDE_SYS_RECVFROM;
+        case 47:
+            return SONDE_SYS_RECVMSG;
+        }
+        return 0;
+    }
+    switch (nr) {
+    case 1:
+        return SONDE_SYS_WRITE;
+    case 20:
+        return SONDE_SYS_WRITEV;
+    case 44:
+        return SONDE_SYS_SENDTO;
+    case 46:
+        return SONDE_SYS_SENDMSG;
+    case 40:
+        return SONDE_SYS_SENDFILE;
+    case 275:
+        return SONDE_SYS_SPLICE;
+    }
+    return 0;
+}
+
+static __always_inline bool is_traced(__u32 tgid) {
+    return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
+}
+
+static __always_inline void submit_data(struct scratch *s) {
+    __u64 size = SONDE_DATA_HDR_SIZE + s->ev.captured_len;
+    if (size > sizeof(s->ev))
+        size = sizeof(s->ev);
+    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+                      ? BPF_RB_FORCE_WAKEUP
+                      : BPF_RB_NO_WAKEUP;
+    if (bpf_ringbuf_output(&events, &s->ev, size, flags))
+        count_drop(SONDE_DROP_RINGBUF_FULL);
+}
+
+/*
+ * ret bytes moved through a socket by the current task. sys is the syscall when the hook
+ * knows it (SYS_FROM_REGS otherwise); sk is the socket when the hook was handed it (NULL:
+ * found from the syscall's fd, and only TCP sockets pass).
+ */
+static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct sock *sk) {
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32;
+    if (!is_traced(tgid) || ret <= 0)
+        return 0;
+
+    struct pt_regs *regs = syscall_regs();
+    if (sys == SYS_FROM_REGS) {
+        sys = syscall_of_regs(regs, dir);
+        if (!sys) {
+            count_drop(SONDE_DROP_UNDECODED);
+            return 0;
+        }
+    }
+    /* MSG_PEEK leaves the bytes in the socket: the read that consumes them reports them. */
+    if ((sys == SONDE_SYS_RECVFROM && (regs->r10 & MSG_PEEK)) ||
+        (sys == SONDE_SYS_RECVMSG && (regs->dx & MSG_PEEK)))
+        return 0;
+    struct sock_info fresh;
+    const struct sock_info *si = sk ? tcp_sock_of_sk(sk, &fresh) : tcp_sock_of_fd(regs->di, &fresh);
+    if (!si)
+        return 0;
+
+    __u32 zero = 0;
+    struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+    if (!s)
+        return 0;
+    struct sonde_data_event *ev = &s->ev;
+    ev->kind = SONDE_EV_DATA;
+    ev->direction = dir;
+    ev->syscall = sys;
+    ev->ctx_role = SONDE_CTX_NONE;
+    ev->parent_source = SONDE_PARENT_NONE;
+    ev->ctx_format = SONDE_FMT_NONE;
+    ev->inject_status = SONDE_INJECT_NONE;
+    ev->trace_flags = 1;
+    ev->tail_len = 0;
+    ev->captured_len = 0;
+    ev->tgid = tgid;
+    ev->tid = (__u32)pid_tgid;
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->sock_id = si->sk;
+    ev->total_len = ret;
+    ev->family = si->family;
+    ev->local_port = si->local_port;
+    ev->remote_port = si->remote_port;
+    __builtin_memcpy(ev->local_addr, si->local_addr, sizeof(ev->local_addr));
+    __builtin_memcpy(ev->remote_addr, si->remote_addr, sizeof(ev->remote_addr));
+
+    switch (shape_of(sys)) {
+    case SHAPE_BUF:
+        capture_buf(s, (const __u8 *)regs->si, ret);
+        break;
+    case SHAPE_IOV:
+        capture_iov(s, (const struct iovec *)regs->si, regs->dx, ret);
+        break;
+    case SHAPE_MSG: {
+        struct user_msghdr msg;
+        if (bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si) == 0)
+            capture_iov(s, msg.msg_iov, msg.msg_iovlen, ret);
+        else
+            count_drop(SONDE_DROP_READ_FAULT);
+        break;
+    }
+    case SHAPE_NONE:
+        break;
+    }
+
+    decide_trace_ctx(s, (__u32)pid_tgid);
+    /* splice names its socket third; re-enrolment only needs the fd of plain writes. */
+    ev->fd = sys == SONDE_SYS_SPLICE ? -1 : (__s32)regs->di;
+    ev->sent_bytes = inject_enabled && dir == SONDE_DIR_EGRESS ? tcp_sent_bytes(si->sk) : 0;
+    submit_data(s);
+    return 0;
+}
