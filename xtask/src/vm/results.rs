@@ -260,25 +260,49 @@ mod tests {
         assert_eq!(doctor.get("kprobes").map(String::as_str), Some("ok"));
         assert_eq!(doctor.get("fentry").map(String::as_str), Some("ok"));
         let matrix = leg.matrix();
-        assert_eq!(matrix.len(), 24);
+        assert_eq!(matrix.len(), 28);
+        for program in ["sonde_fexit_inet_sendmsg", "sonde_fexit_inet6_recvmsg"] {
+            assert_eq!(
+                matrix.get(program).map(String::as_str),
+                Some("ok (fexit)"),
+                "{program}"
+            );
+        }
         assert_eq!(
-            matrix.get("sonde_fexit_write").map(String::as_str),
-            Some("ok (fexit)")
+            matrix.get("sonde_sock_send").map(String::as_str),
+            Some("n/a (tp_btf)"),
+            "6.1 has no sock_send_length tracepoint"
         );
         assert_eq!(
             matrix.get("sonde_sk_msg").map(String::as_str),
             Some("ok (sk_msg)")
         );
+        // 6.1 has no socket tracepoints: auto takes fexit on the socket layer, plus the
+        // sendfile hook (sendfile does not reach sendmsg before 6.5).
         assert!(
-            leg.hooks("auto").contains("fexit 9"),
+            leg.hooks("auto").contains("(fexit: 5,"),
             "{}",
             leg.hooks("auto")
         );
         assert!(
-            leg.hooks("tracepoints").contains("tracepoint 13"),
+            leg.hooks("kprobes").contains("(kprobes: 5,"),
             "{}",
-            leg.hooks("tracepoints")
+            leg.hooks("kprobes")
         );
+        assert!(
+            leg.hooks("syscall-tracepoints")
+                .contains("(syscall-tracepoints: 9,"),
+            "{}",
+            leg.hooks("syscall-tracepoints")
+        );
+        let skipped = leg
+            .result("trace_http_socket_tracepoints")
+            .expect("reported");
+        assert!(skipped.skipped && skipped.pass, "{skipped:?}");
+        for check in ["trace_http_fexit", "trace_http_kprobes"] {
+            let r = leg.result(check).expect("reported");
+            assert!(r.pass && !r.skipped, "{r:?}");
+        }
     }
 
     #[test]
