@@ -48,6 +48,7 @@ counters! {
     reenrolled: "keep-alive client sockets put back for injection after a complete exchange",
     reenrol_skipped: "keep-alive sockets left out: busy, gone, or opened before the agent attached",
     reenrol_dropped: "re-enrolment requests dropped because the queue was full",
+    reenrol_backoff: "keep-alive sockets not looked at: busy the last times (backoff)",
     db_calls: "database and cache calls that became spans",
     db_desync_bytes: "database and cache protocol bytes skipped while resynchronising",
     db_dropped_calls: "database and cache calls the parsers dropped without a span",

@@ -20,13 +20,20 @@
 //!
 //! then enrols it and checks again: if anything moved meanwhile, it takes the socket back
 //! out at once. The duplicate descriptor is closed before the next request is looked at.
+//!
+//! Each check takes the socket's lock several times (getsockname, TCP_INFO, ioctls), and
+//! the application may be waiting for that lock. A connection that is busy every time it
+//! is looked at (requests sent back to back) is therefore looked at less and less often:
+//! after n busy verdicts in a row, the next 2^n - 1 proposals are passed over (at most
+//! [`MAX_BACKOFF`]), until one attempt succeeds.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::mem;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, SkStorage, SockHash};
@@ -48,6 +55,10 @@ const SO_COOKIE: libc::c_int = 57;
 /// `inject_marks` value of a socket enrolled at connect with its transmit callback armed
 /// (MARK_ARMED in inject.bpf.c).
 const MARK_ARMED: u8 = 2;
+/// Proposals passed over at most, after busy verdicts in a row (see the module docs).
+const MAX_BACKOFF: u32 = 63;
+/// Connections with a backoff remembered; the table is cleared when it grows past this.
+const MAX_BACKOFFS: usize = 4096;
 /// `BPF_NOEXIST`: never replace an entry the kernel made.
 const BPF_NOEXIST: u64 = 1;
 
@@ -62,23 +73,40 @@ enum Skip {
     Busy,
 }
 
+/// Busy connections, by 4-tuple: shared so that the event loop passes over them without
+/// waking the worker.
+type Backoffs = Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Backoff>>>;
+
 pub struct Reenroller {
     tx: SyncSender<ReenrolRequest>,
     counters: Arc<Counters>,
+    backoff: Backoffs,
 }
 
 impl Reenroller {
     pub fn spawn(maps: InjectionMaps, counters: Arc<Counters>) -> io::Result<Self> {
         let (tx, rx) = sync_channel(QUEUE);
-        let worker_counters = Arc::clone(&counters);
+        let backoff = Backoffs::default();
+        let worker = Worker::new(maps, Arc::clone(&counters), Arc::clone(&backoff));
         thread::Builder::new()
             .name("sonde-reenrol".into())
-            .spawn(move || Worker::new(maps, worker_counters).run(rx))?;
-        Ok(Self { tx, counters })
+            .spawn(move || worker.run(rx))?;
+        Ok(Self {
+            tx,
+            counters,
+            backoff,
+        })
     }
 
-    /// Queues a connection; never blocks the event loop.
+    /// Queues a connection, unless it is being passed over; never blocks the event loop.
     pub fn submit(&self, req: ReenrolRequest) {
+        let passed_over = lock(&self.backoff)
+            .get_mut(&(req.local, req.remote))
+            .is_some_and(|b| !b.attempt());
+        if passed_over {
+            Counters::inc(&self.counters.reenrol_backoff);
+            return;
+        }
         match self.tx.try_send(req) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => Counters::inc(&self.counters.reenrol_dropped),
@@ -95,10 +123,47 @@ struct Worker {
     arm_tried: HashSet<u64>,
     counters: Arc<Counters>,
     pidfds: HashMap<u32, OwnedFd>,
+    /// Connections found busy (see the module docs).
+    backoff: Backoffs,
+}
+
+/// The backoff table, also after a panic elsewhere (it holds no invariant to protect).
+fn lock(
+    backoff: &Backoffs,
+) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, SocketAddr), Backoff>> {
+    backoff
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How often a connection was busy in a row, and how many proposals to pass over still.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Backoff {
+    busy_streak: u32,
+    pass_over: u32,
+}
+
+impl Backoff {
+    /// Whether to look at the connection this time (if not, one pass-over is used up).
+    fn attempt(&mut self) -> bool {
+        if self.pass_over == 0 {
+            return true;
+        }
+        self.pass_over -= 1;
+        false
+    }
+
+    /// Found busy: pass over twice as many proposals as last time.
+    fn busy(&mut self) {
+        self.busy_streak = self.busy_streak.saturating_add(1);
+        self.pass_over = (1u32 << self.busy_streak.min(16))
+            .saturating_sub(1)
+            .min(MAX_BACKOFF);
+    }
 }
 
 impl Worker {
-    fn new(maps: InjectionMaps, counters: Arc<Counters>) -> Self {
+    fn new(maps: InjectionMaps, counters: Arc<Counters>, backoff: Backoffs) -> Self {
         Self {
             sockhash: maps.sockhash,
             marks: maps.marks,
@@ -106,26 +171,62 @@ impl Worker {
             arm_tried: HashSet::new(),
             counters,
             pidfds: HashMap::new(),
+            backoff,
         }
     }
 
     fn run(mut self, rx: Receiver<ReenrolRequest>) {
-        while let Ok(req) = rx.recv() {
-            let mut outcome = self.reenrol(&req);
-            if let Err(Skip::NotOurs(cookie)) = outcome
-                && self.arm(cookie)
-            {
-                outcome = self.reenrol(&req);
-            }
-            log::debug!("re-enrol {req:?}: {outcome:?}");
-            match outcome {
-                Ok(()) => Counters::inc(&self.counters.reenrolled),
-                Err(Skip::Gone) => {
-                    self.pidfds.remove(&req.tgid);
+        let mut latest: HashMap<(SocketAddr, SocketAddr), ReenrolRequest> = HashMap::new();
+        while let Ok(first) = rx.recv() {
+            // Everything queued meanwhile: per connection only the newest proposal can
+            // still match (an older one's sent_bytes is stale), so the rest are dropped.
+            latest.clear();
+            for req in std::iter::once(first).chain(rx.try_iter()) {
+                if latest.insert((req.local, req.remote), req).is_some() {
                     Counters::inc(&self.counters.reenrol_skipped);
                 }
-                Err(Skip::NotOurs(_) | Skip::Busy) => Counters::inc(&self.counters.reenrol_skipped),
             }
+            for (key, req) in latest.drain() {
+                self.handle(key, &req);
+            }
+        }
+    }
+
+    fn handle(&mut self, key: (SocketAddr, SocketAddr), req: &ReenrolRequest) {
+        let passed_over = lock(&self.backoff)
+            .get_mut(&key)
+            .is_some_and(|b| !b.attempt());
+        if passed_over {
+            Counters::inc(&self.counters.reenrol_backoff);
+            return;
+        }
+        let mut outcome = self.reenrol(req);
+        if let Err(Skip::NotOurs(cookie)) = outcome
+            && self.arm(cookie)
+        {
+            outcome = self.reenrol(req);
+        }
+        log::debug!("re-enrol {req:?}: {outcome:?}");
+        match outcome {
+            Ok(()) => {
+                lock(&self.backoff).remove(&key);
+                Counters::inc(&self.counters.reenrolled);
+            }
+            Err(Skip::Gone) => {
+                lock(&self.backoff).remove(&key);
+                self.pidfds.remove(&req.tgid);
+                Counters::inc(&self.counters.reenrol_skipped);
+            }
+            Err(Skip::Busy) => {
+                let mut backoff = lock(&self.backoff);
+                if backoff.len() >= MAX_BACKOFFS {
+                    backoff.clear();
+                }
+                backoff.entry(key).or_default().busy();
+                drop(backoff);
+                Counters::inc(&self.counters.reenrol_skipped);
+            }
+            Err(Skip::NotOurs(_)) => Counters::inc(&self.counters.reenrol_skipped),
         }
     }
 
@@ -274,4 +375,38 @@ fn owned(ret: libc::c_long) -> Option<OwnedFd> {
     let fd = RawFd::try_from(ret).ok().filter(|fd| *fd >= 0)?;
     // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proposals attempted out of `n`, for a connection that is busy every time.
+    fn attempts_when_always_busy(n: usize) -> usize {
+        let mut b = Backoff::default();
+        let mut attempts = 0;
+        for _ in 0..n {
+            if b.attempt() {
+                attempts += 1;
+                b.busy();
+            }
+        }
+        attempts
+    }
+
+    #[test]
+    fn busy_connections_are_looked_at_less_and_less() {
+        let mut b = Backoff::default();
+        assert!(b.attempt(), "a new connection is looked at");
+        b.busy();
+        assert!(!b.attempt(), "one pass-over after the first busy verdict");
+        assert!(b.attempt());
+        b.busy();
+        assert_eq!((0..3).filter(|_| !b.attempt()).count(), 3);
+        assert!(b.attempt());
+        // Back-to-back traffic: looked at on proposals 0, 2, 6, 14, 30, 62, then one in 64.
+        assert_eq!(attempts_when_always_busy(64), 6);
+        let many = attempts_when_always_busy(64 * 1000);
+        assert!((1000..=1010).contains(&many), "{many}");
+    }
 }
