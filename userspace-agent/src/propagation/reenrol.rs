@@ -24,8 +24,8 @@
 //! Each check takes the socket's lock several times (getsockname, TCP_INFO, ioctls), and
 //! the application may be waiting for that lock. A connection that is busy every time it
 //! is looked at (requests sent back to back) is therefore looked at less and less often:
-//! after n busy verdicts in a row, the next 2^n - 1 proposals are passed over (at most
-//! [`MAX_BACKOFF`]), until one attempt succeeds.
+//! after [`BUSY_GRACE`] + n busy verdicts in a row, the next 2^n - 1 proposals are passed
+//! over (at most [`MAX_BACKOFF`]), until one attempt succeeds.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -55,6 +55,9 @@ const SO_COOKIE: libc::c_int = 57;
 /// `inject_marks` value of a socket enrolled at connect with its transmit callback armed
 /// (MARK_ARMED in inject.bpf.c).
 const MARK_ARMED: u8 = 2;
+/// Busy verdicts in a row that cost nothing yet: a connection that is idle now and then
+/// is still looked at every time.
+const BUSY_GRACE: u32 = 3;
 /// Proposals passed over at most, after busy verdicts in a row (see the module docs).
 const MAX_BACKOFF: u32 = 63;
 /// Connections with a backoff remembered; the table is cleared when it grows past this.
@@ -153,12 +156,11 @@ impl Backoff {
         false
     }
 
-    /// Found busy: pass over twice as many proposals as last time.
+    /// Found busy: past the grace, pass over twice as many proposals as last time.
     fn busy(&mut self) {
         self.busy_streak = self.busy_streak.saturating_add(1);
-        self.pass_over = (1u32 << self.busy_streak.min(16))
-            .saturating_sub(1)
-            .min(MAX_BACKOFF);
+        let n = self.busy_streak.saturating_sub(BUSY_GRACE).min(16);
+        self.pass_over = ((1u32 << n) - 1).min(MAX_BACKOFF);
     }
 }
 
@@ -397,15 +399,23 @@ mod tests {
     #[test]
     fn busy_connections_are_looked_at_less_and_less() {
         let mut b = Backoff::default();
-        assert!(b.attempt(), "a new connection is looked at");
+        for _ in 0..BUSY_GRACE {
+            assert!(b.attempt(), "within the grace, every proposal is looked at");
+            b.busy();
+        }
+        assert!(b.attempt());
         b.busy();
-        assert!(!b.attempt(), "one pass-over after the first busy verdict");
+        assert!(
+            !b.attempt(),
+            "one pass-over after the first busy verdict past the grace"
+        );
         assert!(b.attempt());
         b.busy();
         assert_eq!((0..3).filter(|_| !b.attempt()).count(), 3);
         assert!(b.attempt());
-        // Back-to-back traffic: looked at on proposals 0, 2, 6, 14, 30, 62, then one in 64.
-        assert_eq!(attempts_when_always_busy(64), 6);
+        // Back-to-back traffic: looked at on proposals 0, 1, 2, 3, 5, 9, 17, 33, 65, then
+        // one in 64.
+        assert_eq!(attempts_when_always_busy(66), 9);
         let many = attempts_when_always_busy(64 * 1000);
         assert!((1000..=1010).contains(&many), "{many}");
     }
