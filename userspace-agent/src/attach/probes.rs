@@ -204,11 +204,6 @@ impl Probes {
         &self.attached
     }
 
-    /// Which family carries socket data.
-    pub fn data_hooks(&self) -> DataHooks {
-        self.data_hooks
-    }
-
     /// What runs, for the startup line: `socket-tracepoints: 2, lifecycle tracepoints: 4,
     /// sock_ops+sk_msg`.
     pub fn hook_summary(&self) -> String {

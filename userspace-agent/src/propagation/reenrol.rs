@@ -59,7 +59,7 @@ const MARK_ARMED: u8 = 2;
 /// is still looked at every time.
 const BUSY_GRACE: u32 = 3;
 /// Proposals passed over at most, after busy verdicts in a row (see the module docs).
-const MAX_BACKOFF: u32 = 63;
+const MAX_BACKOFF: u32 = 15;
 /// Connections with a backoff remembered; the table is cleared when it grows past this.
 const MAX_BACKOFFS: usize = 4096;
 /// `BPF_NOEXIST`: never replace an entry the kernel made.
@@ -413,10 +413,9 @@ mod tests {
         b.busy();
         assert_eq!((0..3).filter(|_| !b.attempt()).count(), 3);
         assert!(b.attempt());
-        // Back-to-back traffic: looked at on proposals 0, 1, 2, 3, 5, 9, 17, 33, 65, then
-        // one in 64.
-        assert_eq!(attempts_when_always_busy(66), 9);
-        let many = attempts_when_always_busy(64 * 1000);
+        // Back-to-back traffic: looked at on proposals 0, 1, 2, 3, 5, 9, 17, then one in 16.
+        assert_eq!(attempts_when_always_busy(18), 7);
+        let many = attempts_when_always_busy(16 * 1000);
         assert!((1000..=1010).contains(&many), "{many}");
     }
 }
