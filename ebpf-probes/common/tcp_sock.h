@@ -129,6 +129,10 @@ static __always_inline const struct sock_info *tcp_sock_of_sk(struct sock *sk,
     if (known)
         return known;
 
+    /* A kernel socket (NFS, SMB, iSCSI...) used on behalf of the task's syscall has no
+     * file: those bytes are not the syscall's buffer. */
+    if (!BPF_CORE_READ(sk, sk_socket, file))
+        return NULL;
     __builtin_memset(scratch, 0, sizeof(*scratch));
     describe_sock(sk, scratch);
     if (!scratch->sk)
