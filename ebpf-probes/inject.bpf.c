@@ -334,7 +334,7 @@ static __always_inline void remember(__u32 tid, __u64 sk, const struct thread_ct
 /* Not an HTTP request (TLS, a database protocol): no header can be inserted, but the TCP
  * option can name the server span this thread is serving. */
 static __always_inline void remember_caller(__u32 tid, __u64 sk) {
-    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    struct thread_ctx *tc = thread_ctx_of(tid);
     if (!tc || tc->sock_id == sk)
         return;
     struct inject_note note = {};

@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
 #include "common/config.h"
+#include "common/trace_ctx.h"
 #include "maps/maps.h"
 
 static __always_inline void emit_proc_event(__u8 kind, __u32 tgid) {
@@ -36,7 +37,7 @@ int sonde_tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx) {
     bpf_map_update_elem(&traced_pids, &child, &value, BPF_ANY);
 
     __u32 tid = (__u32)pid_tgid;
-    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    struct thread_ctx *tc = thread_ctx_of(tid);
     if (tc) {
         struct thread_ctx inherited = *tc;
         inherited.source = SONDE_PARENT_FORK;

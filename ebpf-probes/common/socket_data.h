@@ -91,9 +91,12 @@ static __always_inline void submit_data(struct scratch *s) {
     __u64 size = SONDE_DATA_HDR_SIZE + s->ev.captured_len;
     if (size > sizeof(s->ev))
         size = sizeof(s->ev);
-    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-                      ? BPF_RB_FORCE_WAKEUP
-                      : BPF_RB_NO_WAKEUP;
+    /* Wake userspace once, when this record takes the unread data past wakeup_bytes: each
+     * wakeup is a self-IPI (a VM exit on virtual machines), and the agent's timer drains
+     * whatever piles up after a wakeup it has not acted on yet. */
+    __u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+    __u64 flags = avail < wakeup_bytes && avail + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                       : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&events, &s->ev, size, flags))
         count_drop(SONDE_DROP_RINGBUF_FULL);
 }
@@ -171,7 +174,9 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         break;
     }
 
-    decide_trace_ctx(s, (__u32)pid_tgid);
+    /* No bytes (sendfile, splice): nothing to decide a trace context from. */
+    if (ev->captured_len)
+        decide_trace_ctx(s, (__u32)pid_tgid);
     /* splice names its socket third; re-enrolment only needs the fd of plain writes. */
     ev->fd = sys == SONDE_SYS_SPLICE ? -1 : (__s32)regs->di;
     ev->sent_bytes = inject_enabled && dir == SONDE_DIR_EGRESS ? tcp_sent_bytes(si->sk) : 0;

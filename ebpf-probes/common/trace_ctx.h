@@ -9,6 +9,12 @@
 #include "common/http_detect.h"
 #include "maps/maps.h"
 
+/* The server span thread tid is working on, or NULL (none, or cleared). */
+static __always_inline struct thread_ctx *thread_ctx_of(__u32 tid) {
+    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    return tc && tc->sock_id ? tc : NULL;
+}
+
 static __always_inline void random_bytes(__u8 *dst, int words) {
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -88,15 +94,19 @@ static __always_inline void on_server_request(struct sonde_data_event *ev,
     tc.owner_tid = tid;
     tc.source = SONDE_PARENT_THREAD;
     tc.trace_flags = ev->trace_flags;
-    bpf_map_update_elem(&thread_ctxs, &tid, &tc, BPF_ANY);
+    /* In place when the thread has an entry (its previous request's, usually cleared). */
+    struct thread_ctx *slot = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    if (slot)
+        *slot = tc;
+    else
+        bpf_map_update_elem(&thread_ctxs, &tid, &tc, BPF_ANY);
 }
 
 /* An inherited context still describes live work: its owner is on the same span. */
 static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc) {
     if (tc->source != SONDE_PARENT_FORK)
         return true;
-    __u32 owner = tc->owner_tid;
-    struct thread_ctx *origin = bpf_map_lookup_elem(&thread_ctxs, &owner);
+    struct thread_ctx *origin = thread_ctx_of(tc->owner_tid);
     return origin &&
            __builtin_memcmp(origin->ctx.span_id, tc->ctx.span_id, sizeof(tc->ctx.span_id)) == 0;
 }
@@ -106,9 +116,9 @@ static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc) {
  * sk_msg program, which decides the IDs it inserts before the bytes leave. */
 static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __u64 sk) {
     new_span_id(out->ctx.span_id);
-    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    struct thread_ctx *tc = thread_ctx_of(tid);
     if (tc && !inherited_ctx_live(tc)) {
-        bpf_map_delete_elem(&thread_ctxs, &tid);
+        tc->sock_id = 0;
         tc = NULL;
     }
     if (tc && tc->sock_id != sk) {
@@ -170,16 +180,16 @@ static __always_inline void on_server_response(struct sonde_data_event *ev, __u3
     /* "HTTP/1.x NNN": looks_like_http_response() guaranteed at least 12 bytes. */
     if (ev->data[9] == '1')
         return;
-    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    struct thread_ctx *tc = thread_ctx_of(tid);
     if (tc && tc->sock_id == ev->sock_id)
-        bpf_map_delete_elem(&thread_ctxs, &tid);
+        tc->sock_id = 0;
 }
 
 /* Other bytes sent while the thread serves a request (a database or cache call): name that
  * request as their parent, so userspace can parent the call's span without parsing the
  * protocol here. Bytes on the server socket itself belong to the request, not a call. */
 static __always_inline void on_other_egress(struct sonde_data_event *ev, __u32 tid) {
-    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    struct thread_ctx *tc = thread_ctx_of(tid);
     if (!tc || tc->sock_id == ev->sock_id || !inherited_ctx_live(tc))
         return;
     ev->ctx_role = SONDE_CTX_IN_SPAN;

@@ -55,10 +55,13 @@ struct {
 
 /* The server span a thread is working on: set when a request arrives on a socket the
  * thread reads, inherited by forked threads and processes, cleared when the thread
- * starts the response. LRU: a thread that dies without exit cleanup cannot leak. */
+ * starts the response. LRU: a thread that dies without exit cleanup cannot leak.
+ * Cleared means sock_id == 0, written in place: a thread keeps its entry from one request
+ * to the next (map updates and deletes cost more than the stores). Read it only through
+ * thread_ctx_of() (trace_ctx.h). */
 struct thread_ctx {
     struct sonde_trace_ctx ctx;
-    __u64 sock_id;
+    __u64 sock_id; /* the request's socket; 0: cleared */
     /* The thread serving the request this context belongs to. An inherited (fork) entry
      * is valid only while that thread is still on the same span: a pool thread started
      * during one request must not parent calls made for later ones. */
