@@ -179,7 +179,9 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         decide_trace_ctx(s, (__u32)pid_tgid);
     /* splice names its socket third; re-enrolment only needs the fd of plain writes. */
     ev->fd = sys == SONDE_SYS_SPLICE ? -1 : (__s32)regs->di;
-    ev->sent_bytes = inject_enabled && dir == SONDE_DIR_EGRESS ? tcp_sent_bytes(si->sk) : 0;
+    ev->sent_bytes = 0;
+    if (inject_enabled && dir == SONDE_DIR_EGRESS)
+        ev->sent_bytes = sk ? tcp_sent_bytes_of(sk) : tcp_sent_bytes(si->sk);
     submit_data(s);
     return 0;
 }

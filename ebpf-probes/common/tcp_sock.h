@@ -141,6 +141,15 @@ static __always_inline const struct sock_info *tcp_sock_of_sk(struct sock *sk,
     return scratch;
 }
 
+/* The same from a socket the hook was handed (a BTF pointer): plain loads, no helper call
+ * per field. */
+static __always_inline __u64 tcp_sent_bytes_of(struct sock *sk) {
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+    if (!tp)
+        return 0;
+    return tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una);
+}
+
 /* Bytes the process has written to the TCP socket at kernel address sk, counted the
  * way userspace can count them too (TCP_INFO bytes_acked + SIOCOUTQ). */
 static __always_inline __u64 tcp_sent_bytes(__u64 sk) {
