@@ -91,12 +91,13 @@ static __always_inline void submit_data(struct scratch *s) {
     __u64 size = SONDE_DATA_HDR_SIZE + s->ev.captured_len;
     if (size > sizeof(s->ev))
         size = sizeof(s->ev);
-    /* Wake userspace once, when this record takes the unread data past wakeup_bytes: each
-     * wakeup is a self-IPI (a VM exit on virtual machines), and the agent's timer drains
-     * whatever piles up after a wakeup it has not acted on yet. */
-    __u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-    __u64 flags = avail < wakeup_bytes && avail + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-                                                                       : BPF_RB_NO_WAKEUP;
+    /* Past wakeup_bytes of unread data, every record wakes userspace (the kernel raises one
+     * wakeup at a time). Waking only when the threshold is crossed was measured: fewer
+     * interrupts, but the agent then lags behind a busy proxy, misses most keep-alive
+     * re-enrolments and adds milliseconds to its p99 (docs/benchmarks.md). */
+    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+                      ? BPF_RB_FORCE_WAKEUP
+                      : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&events, &s->ev, size, flags))
         count_drop(SONDE_DROP_RINGBUF_FULL);
 }
