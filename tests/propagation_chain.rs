@@ -356,15 +356,10 @@ fn cross_host_request(agent_a_flags: &[&str]) -> CrossHost {
         cmd = cmd.arg(*flag);
     }
     let mut agent_a = cmd.spawn_unready();
-    let a = agent_a.wait_exit(Duration::from_secs(60));
-    assert!(
-        a.status.success(),
-        "agent A (or curl in {}) failed: {}\n{}",
-        hosts.a,
-        a.status,
-        a.stderr
+    let a = agent_a.wait_exit_ok(
+        Duration::from_secs(60),
+        &format!("agent A (or curl in {})", hosts.a),
     );
-    assert_no_panic(&a.stderr);
     let b_spans = agent_b.collect(1).spans;
 
     let context = format!(

@@ -135,10 +135,6 @@ static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __
     out->trace_flags = 1;
 }
 
-/* A request left on sock_id: a client span. If the sk_msg program put a traceparent into
- * it, the span is the one that header names; if the application sent its own context
- * header (an instrumented or forwarding app), that header names its parent; else the
- * thread's server span does. */
 /* The sk_msg program's note for this request: its outcome, and when it decided the client
  * span (inserted it, or kept it for the TCP option), that span. True when decided: the
  * request then needs no header parsing (sk_msg proved it has no context header). */
@@ -160,6 +156,9 @@ static __always_inline bool client_from_note(struct sonde_data_event *ev, __u32 
     return decided;
 }
 
+/* A request left on sock_id (sk_msg did not decide it): a client span. If the application
+ * sent its own context header (an instrumented or forwarding app), that header names its
+ * parent; else the thread's server span does. */
 static __always_inline void on_client_request(struct sonde_data_event *ev,
                                               const struct sonde_parsed_ctx *in, __u32 tid) {
     ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;

@@ -591,6 +591,20 @@ impl Agent {
         self.finish(status)
     }
 
+    /// [`Agent::wait_exit`] for a `sonde run` whose command must succeed: exit status 0
+    /// and no panic, or the test fails with `what` and the agent's stderr.
+    pub fn wait_exit_ok(&mut self, timeout: Duration, what: &str) -> Stopped {
+        let stopped = self.wait_exit(timeout);
+        assert!(
+            stopped.status.success(),
+            "{what} failed ({}); stderr:\n{}",
+            stopped.status,
+            stopped.stderr
+        );
+        assert_no_panic(&stopped.stderr);
+        stopped
+    }
+
     fn finish(&mut self, status: ExitStatus) -> Stopped {
         let stderr = self.stderr();
         let stopped = Stopped {

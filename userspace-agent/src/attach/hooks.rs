@@ -76,18 +76,15 @@ const SOCKET_TRACEPOINTS: &[ProgramHook] = &[
     },
 ];
 
-/// The socket functions the fexit and kprobe families hook (both address families).
-const INET_FUNCTIONS: [&str; 4] = [
-    "inet_sendmsg",
-    "inet6_sendmsg",
-    "inet_recvmsg",
-    "inet6_recvmsg",
-];
-
 /// Where sendfile is seen when it does not go through sendmsg (before Linux 6.5).
 const SENDFILE_FUNCTION: &str = "__x64_sys_sendfile64";
 
+/// `fexit!("inet_sendmsg")` hooks that kernel function with program
+/// `sonde_fexit_inet_sendmsg`; `fexit!("name", FUNCTION)` names the program apart.
 macro_rules! fexit {
+    ($function:literal) => {
+        fexit!($function, $function)
+    };
     ($name:literal, $function:expr) => {
         ProgramHook {
             program: concat!("sonde_fexit_", $name),
@@ -98,7 +95,12 @@ macro_rules! fexit {
     };
 }
 
+/// `kretprobe!("inet_sendmsg")` hooks that kernel function with program
+/// `sonde_kret_inet_sendmsg`; `kretprobe!("name", FUNCTION)` names the program apart.
 macro_rules! kretprobe {
+    ($function:literal) => {
+        kretprobe!($function, $function)
+    };
     ($name:literal, $function:expr) => {
         ProgramHook {
             program: concat!("sonde_kret_", $name),
@@ -110,18 +112,18 @@ macro_rules! kretprobe {
 }
 
 const FEXIT: &[ProgramHook] = &[
-    fexit!("inet_sendmsg", INET_FUNCTIONS[0]),
-    fexit!("inet6_sendmsg", INET_FUNCTIONS[1]),
-    fexit!("inet_recvmsg", INET_FUNCTIONS[2]),
-    fexit!("inet6_recvmsg", INET_FUNCTIONS[3]),
+    fexit!("inet_sendmsg"),
+    fexit!("inet6_sendmsg"),
+    fexit!("inet_recvmsg"),
+    fexit!("inet6_recvmsg"),
 ];
 const FEXIT_SENDFILE: ProgramHook = fexit!("sendfile64", SENDFILE_FUNCTION);
 
 const KPROBES: &[ProgramHook] = &[
-    kretprobe!("inet_sendmsg", INET_FUNCTIONS[0]),
-    kretprobe!("inet6_sendmsg", INET_FUNCTIONS[1]),
-    kretprobe!("inet_recvmsg", INET_FUNCTIONS[2]),
-    kretprobe!("inet6_recvmsg", INET_FUNCTIONS[3]),
+    kretprobe!("inet_sendmsg"),
+    kretprobe!("inet6_sendmsg"),
+    kretprobe!("inet_recvmsg"),
+    kretprobe!("inet6_recvmsg"),
 ];
 const KPROBE_SENDFILE: ProgramHook = kretprobe!("sendfile64", SENDFILE_FUNCTION);
 

@@ -11,15 +11,16 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use aya::programs::links::FdLink;
 use aya::programs::{CgroupAttachMode, Iter, SkMsg, SockOps};
 use aya::{Btf, Ebpf};
-use aya_obj::generated::{bpf_attr, bpf_cmd};
+use aya_obj::generated::bpf_cmd;
 
 use super::probes::verifier_context;
+use crate::doctor::bpf_probe::{bpf_fd, zeroed_attr};
 use crate::doctor::parse;
 
 pub const SOCKOPS_PROGRAM: &str = "sonde_sockops";
@@ -114,7 +115,7 @@ impl ArmIterator {
         // SAFETY: writing plain integers into the iter-create member of the union.
         let create = unsafe { &mut attr.iter_create };
         create.link_fd = self.link.as_raw_fd() as u32;
-        let fd = bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr)?;
+        let fd = bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr, "BPF_ITER_CREATE")?;
         let mut seq = std::fs::File::from(fd);
         let mut sink = [0u8; 512];
         // The program prints nothing; reading to the end drives the walk.
@@ -126,31 +127,9 @@ impl ArmIterator {
 fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     let mut attr = zeroed_attr();
     attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
-    bpf_fd(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr)
-}
-
-fn zeroed_attr() -> bpf_attr {
-    // SAFETY: bpf_attr is a C union of integer fields; all-zero is valid and is what
-    // the kernel requires for every field we do not set.
-    unsafe { std::mem::zeroed() }
-}
-
-/// One bpf(2) command that returns a new file descriptor.
-fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
-    // SAFETY: `attr` is a valid, initialised bpf_attr whose pointers (none here) would
-    // outlive the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr as *mut bpf_attr,
-            std::mem::size_of::<bpf_attr>(),
-        )
-    };
-    let fd = i32::try_from(ret)
-        .ok()
-        .filter(|fd| *fd >= 0)
-        .ok_or_else(io::Error::last_os_error)?;
-    // SAFETY: a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(bpf_fd(
+        bpf_cmd::BPF_LINK_GET_FD_BY_ID,
+        &mut attr,
+        "BPF_LINK_GET_FD_BY_ID",
+    )?)
 }

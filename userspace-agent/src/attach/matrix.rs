@@ -66,15 +66,16 @@ pub fn load_every_program() -> Result<Matrix> {
     let mut ebpf = load_object(&ProbeOptions::default())?;
     let btf = Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"));
     let fentry = crate::doctor::fentry_check();
-    let trampolines = if fentry.state == crate::doctor::State::Ok {
-        Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))
-    } else {
-        Err(format!("fentry {:?}: {}", fentry.state, fentry.detail).to_lowercase())
-    };
+    let no_trampolines = (fentry.state != crate::doctor::State::Ok)
+        .then(|| format!("fentry {:?}: {}", fentry.state, fentry.detail).to_lowercase());
     let mut programs: Vec<ProgramLoad> = ebpf
         .programs_mut()
         .map(|(name, program)| {
-            let (kind, outcome) = load(name, program, trampolines.as_ref(), btf.as_ref());
+            let trampolines = match &no_trampolines {
+                Some(why) => Err(why),
+                None => btf.as_ref(),
+            };
+            let (kind, outcome) = load(name, program, trampolines, btf.as_ref());
             let (state, error, log_tail) = match outcome {
                 Ok(()) => (LoadState::Ok, String::new(), Vec::new()),
                 Err(LoadFailure::Unavailable(why)) => (LoadState::Unavailable, why, Vec::new()),

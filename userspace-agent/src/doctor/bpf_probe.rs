@@ -44,6 +44,12 @@ impl BpfError {
 
 impl std::error::Error for BpfError {}
 
+impl From<BpfError> for std::io::Error {
+    fn from(e: BpfError) -> Self {
+        std::io::Error::from_raw_os_error(e.errno)
+    }
+}
+
 impl fmt::Display for BpfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.errno {
@@ -58,14 +64,18 @@ impl fmt::Display for BpfError {
     }
 }
 
-fn zeroed_attr() -> bpf_attr {
+pub(crate) fn zeroed_attr() -> bpf_attr {
     // SAFETY: bpf_attr is a C union of integer fields; all-zero is valid and is what
     // the kernel requires for every field we do not set.
     unsafe { std::mem::zeroed() }
 }
 
 /// Issues one bpf(2) command that returns a new file descriptor.
-fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr, op: &'static str) -> Result<OwnedFd, BpfError> {
+pub(crate) fn bpf_fd(
+    cmd: bpf_cmd,
+    attr: &mut bpf_attr,
+    op: &'static str,
+) -> Result<OwnedFd, BpfError> {
     let size = std::mem::size_of::<bpf_attr>();
     // SAFETY: `attr` is a valid, initialised bpf_attr of `size` bytes, and every
     // pointer stored in it by our callers points to memory that outlives this call.

@@ -10,7 +10,7 @@
 //! `bpf_probe` hold every `unsafe` syscall, `tracefs` finds or mounts tracefs, `checks`
 //! turns observations into [`Check`]s, `report` prints them.
 
-mod bpf_probe;
+pub(crate) mod bpf_probe;
 mod checks;
 pub(crate) mod parse;
 mod report;

@@ -103,11 +103,7 @@ impl Reenroller {
 
     /// Queues a connection, unless it is being passed over; never blocks the event loop.
     pub fn submit(&self, req: ReenrolRequest) {
-        let passed_over = lock(&self.backoff)
-            .get_mut(&(req.local, req.remote))
-            .is_some_and(|b| !b.attempt());
-        if passed_over {
-            Counters::inc(&self.counters.reenrol_backoff);
+        if passed_over(&self.backoff, (req.local, req.remote), &self.counters) {
             return;
         }
         match self.tx.try_send(req) {
@@ -128,6 +124,16 @@ struct Worker {
     pidfds: HashMap<u32, OwnedFd>,
     /// Connections found busy (see the module docs).
     backoff: Backoffs,
+}
+
+/// Whether the connection is being passed over this time (one pass-over is then used up
+/// and counted).
+fn passed_over(backoff: &Backoffs, key: (SocketAddr, SocketAddr), counters: &Counters) -> bool {
+    let passed = lock(backoff).get_mut(&key).is_some_and(|b| !b.attempt());
+    if passed {
+        Counters::inc(&counters.reenrol_backoff);
+    }
+    passed
 }
 
 /// The backoff table, also after a panic elsewhere (it holds no invariant to protect).
@@ -159,7 +165,8 @@ impl Backoff {
     /// Found busy: past the grace, pass over twice as many proposals as last time.
     fn busy(&mut self) {
         self.busy_streak = self.busy_streak.saturating_add(1);
-        let n = self.busy_streak.saturating_sub(BUSY_GRACE).min(16);
+        // 2^4 - 1 already reaches MAX_BACKOFF; the min keeps the shift in range.
+        let n = self.busy_streak.saturating_sub(BUSY_GRACE).min(4);
         self.pass_over = ((1u32 << n) - 1).min(MAX_BACKOFF);
     }
 }
@@ -195,11 +202,8 @@ impl Worker {
     }
 
     fn handle(&mut self, key: (SocketAddr, SocketAddr), req: &ReenrolRequest) {
-        let passed_over = lock(&self.backoff)
-            .get_mut(&key)
-            .is_some_and(|b| !b.attempt());
-        if passed_over {
-            Counters::inc(&self.counters.reenrol_backoff);
+        // Checked again here: a busy verdict may have come after the proposal was queued.
+        if passed_over(&self.backoff, key, &self.counters) {
             return;
         }
         let mut outcome = self.reenrol(req);

@@ -1533,7 +1533,7 @@ impl FramingFields {
         } else if name.eq_ignore_ascii_case(b"content-length") {
             // RFC 9110 §8.6: a list of identical values is the same as one value.
             for item in value.split(|&b| b == b',').map(trim_ows) {
-                self.content_length = match (self.content_length, parse_decimal(item)) {
+                self.content_length = match (self.content_length, super::parse_decimal(item)) {
                     (ContentLength::Absent, Some(n)) => ContentLength::Valid(n),
                     (ContentLength::Valid(m), Some(n)) if m == n => ContentLength::Valid(n),
                     _ => ContentLength::Invalid,
@@ -1588,20 +1588,6 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !is_ows(b))
         .map_or(start, |i| i + 1);
     bytes.get(start..end).unwrap_or_default()
-}
-
-/// A non-negative decimal that fits in u64.
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &b| {
-        if b.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------------------

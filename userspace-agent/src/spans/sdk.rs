@@ -84,9 +84,8 @@ impl SdkProcesses {
             .map(|p| p.span_id);
         let evidence = match (kind, header_parent) {
             (SpanKind::Server, parent) => {
-                if self.servers.get(&tgid).is_none() {
-                    self.servers.insert(tgid, ());
-                }
+                // Refreshed on every request, so a busy server never ages out.
+                self.servers.entry(tgid);
                 if let Some(span_id) = parent {
                     self.received.insert((tgid, span_id), ());
                 }

@@ -51,7 +51,7 @@ impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
 impl<K: std::hash::Hash + Eq + Copy, V: Default> TwoGen<K, V> {
     /// The value for `k`, created if absent; an entry found in the old generation moves
     /// to the young one.
-    fn entry(&mut self, k: K) -> &mut V {
+    pub(super) fn entry(&mut self, k: K) -> &mut V {
         if !self.young.contains_key(&k) {
             let v = self.old.remove(&k).unwrap_or_default();
             if self.young.len() >= self.cap {

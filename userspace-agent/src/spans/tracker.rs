@@ -634,13 +634,15 @@ impl Tracker {
         to_unix: &dyn Fn(u64) -> u64,
         out: &mut Vec<Span>,
     ) {
+        // The process's own SDK reports its database calls (spans/sdk.rs).
+        if self.sdk.is_recognised(c.tgid) {
+            let n = calls.len() as u64;
+            Counters::add(&self.counters.db_calls, n);
+            Counters::add(&self.counters.spans_suppressed_sdk, n);
+            return;
+        }
         for call in calls {
             Counters::inc(&self.counters.db_calls);
-            // The process's own SDK reports its database calls (spans/sdk.rs).
-            if self.sdk.is_recognised(c.tgid) {
-                Counters::inc(&self.counters.spans_suppressed_sdk);
-                continue;
-            }
             Counters::inc(&self.counters.spans_built);
             let (local, remote, role) = (c.ends.local, c.ends.remote, c.role);
             let resource = (self.resources)(c.tgid);

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::results::{EXPECTED, HOOK_CHOICES, Leg};
+use super::results::{EXPECTED, Leg, hook_choices};
 
 /// Doctor checks that describe the kernel (capabilities and limits describe the user).
 const KERNEL_FEATURES: &[&str] = &[
@@ -67,7 +67,7 @@ pub fn kernels_md(legs: &[Leg]) -> String {
 
     let _ = writeln!(out, "\n## Hooks the agent attached\n");
     header(&mut out, "`sonde run --hooks`");
-    for choice in HOOK_CHOICES {
+    for choice in hook_choices() {
         // `6 hooks attached (socket-tracepoints: 2, lifecycle tracepoints: 4, sock_ops+sk_msg),
         // 1 process(es) traced`: the families are the part in parentheses.
         let hooks: Vec<String> = legs

@@ -36,14 +36,14 @@ pub struct Leg {
     pub problem: Option<String>,
 }
 
-/// The `sonde run --hooks` choices `trace_http*` run with (see guest.rs HOOK_FAMILIES).
-pub const HOOK_CHOICES: &[&str] = &[
-    "auto",
-    "socket-tracepoints",
-    "fexit",
-    "kprobes",
-    "syscall-tracepoints",
-];
+/// The `sonde run --hooks` choices `trace_http*` run with: `auto`, then every family.
+pub fn hook_choices() -> impl Iterator<Item = &'static str> {
+    std::iter::once("auto").chain(
+        super::guest::HOOK_FAMILIES
+            .iter()
+            .map(|(family, _)| *family),
+    )
+}
 
 /// The checks every leg must report, in order (a `trace_http_*` check may be skipped
 /// where the kernel lacks its hook family).
@@ -184,7 +184,7 @@ pub fn render(legs: &[Leg]) -> String {
                 }
             }
         }
-        for choice in HOOK_CHOICES {
+        for choice in hook_choices() {
             let _ = writeln!(out, "   hooks ({choice}): {}", leg.hooks(choice));
         }
     }

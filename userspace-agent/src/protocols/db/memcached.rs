@@ -29,6 +29,7 @@
 use std::collections::VecDeque;
 
 use super::framing::LineBuf;
+use super::sql;
 use super::{DbCall, DbParser, ParseOptions, ParserStats, Side};
 use crate::protocols::Segment;
 
@@ -334,11 +335,8 @@ impl MemcachedParser {
             "ms" => words.get(2),
             _ => None,
         };
-        if let Some(len) = data_len {
-            let Some(len) = parse_u64(len) else {
-                // memcached answers CLIENT_ERROR and reads no block.
-                return self.queue(line, &words, operation, reply, ts, out);
-            };
+        // A length that is not a number: memcached answers CLIENT_ERROR and reads no block.
+        if let Some(len) = data_len.and_then(|len| parse_u64(len)) {
             self.client.framing = Framing::Data { left: len + 2 };
         }
         self.queue(line, &words, operation, reply, ts, out)
@@ -395,13 +393,7 @@ impl MemcachedParser {
         } else {
             String::from_utf8_lossy(line).into_owned()
         };
-        if text.len() > max {
-            let mut end = max;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-        }
+        text.truncate(sql::cut(&text, max).len());
         text
     }
 
@@ -518,12 +510,10 @@ fn error_kind(line: &[u8]) -> Option<&'static str> {
 }
 
 fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 12 {
+    if digits.len() > 12 {
         return None;
     }
-    digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
+    crate::protocols::parse_decimal(digits)
 }
 
 impl DbParser for MemcachedParser {

@@ -37,7 +37,7 @@ mod resp;
 
 use std::collections::VecDeque;
 
-use super::{DbCall, DbParser, ParseOptions, ParserStats, Side};
+use super::{DbCall, DbParser, ParseOptions, ParserStats, Side, sql};
 use crate::protocols::Segment;
 use resp::{Reader, Visit};
 
@@ -800,13 +800,7 @@ fn error_parts(line: &[u8], obfuscate: bool) -> (String, String) {
 
 /// Cuts `s` to at most `max` bytes on a char boundary.
 fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(sql::cut(&s, max).len());
     s
 }
 

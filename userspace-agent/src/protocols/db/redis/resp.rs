@@ -329,12 +329,10 @@ fn parse_signed(line: &[u8]) -> Option<i64> {
 
 /// Parses a non-empty run of at most 19 ASCII digits.
 pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
+    if digits.len() > 19 {
         return None;
     }
-    digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
+    crate::protocols::parse_decimal(digits)
 }
 
 /// The integer a `:` line holds, if it is one.
