@@ -14,6 +14,9 @@
  * The bytes are the syscall's: its arguments are in the registers saved at syscall entry,
  * and its number says how to read them. Before Linux 6.5 sendfile reached TCP through
  * sendpage, not sendmsg: there the fexit and kprobe families add a sendfile64 hook.
+ *
+ * Where the hook is handed the result, failed and empty calls (EAGAIN reads of
+ * non-blocking servers) return before any map lookup.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -25,14 +28,14 @@
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sonde_sock_send, struct sock *sk, int ret, int flags) {
-    if (empty_probes)
+    if (empty_probes || ret <= 0)
         return 0;
     return on_socket_data(ret, SYS_FROM_REGS, SONDE_DIR_EGRESS, sk);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(sonde_sock_recv, struct sock *sk, int ret, int flags) {
-    if (empty_probes)
+    if (empty_probes || ret <= 0)
         return 0;
     return on_socket_data(ret, SYS_FROM_REGS, SONDE_DIR_INGRESS, sk);
 }
@@ -41,7 +44,7 @@ int BPF_PROG(sonde_sock_recv, struct sock *sk, int ret, int flags) {
     SEC("fexit/" #fn)                                                                              \
     int BPF_PROG(sonde_fexit_##fn, struct socket *sock, struct msghdr *msg, size_t size,           \
                  int ret) {                                                                        \
-        if (empty_probes)                                                                          \
+        if (empty_probes || ret <= 0)                                                              \
             return 0;                                                                              \
         return on_socket_data(ret, SYS_FROM_REGS, SONDE_DIR_EGRESS, sock->sk);                     \
     }                                                                                              \
@@ -56,7 +59,7 @@ int BPF_PROG(sonde_sock_recv, struct sock *sk, int ret, int flags) {
     SEC("fexit/" #fn)                                                                              \
     int BPF_PROG(sonde_fexit_##fn, struct socket *sock, struct msghdr *msg, size_t size,           \
                  int flags, int ret) {                                                             \
-        if (empty_probes)                                                                          \
+        if (empty_probes || ret <= 0)                                                              \
             return 0;                                                                              \
         return on_socket_data(ret, SYS_FROM_REGS, SONDE_DIR_INGRESS, sock->sk);                    \
     }                                                                                              \

@@ -44,7 +44,7 @@ fn resource(service: &str, pid: i64) -> Arc<Resource> {
     Arc::new(Resource {
         service_name: service.to_owned(),
         attributes: vec![
-            KeyValue::new("service.name", service),
+            KeyValue::new("service.name", service.to_owned()),
             KeyValue::new("process.pid", pid),
             KeyValue::new("telemetry.sdk.name", "sonde"),
         ],

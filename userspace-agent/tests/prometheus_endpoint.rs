@@ -17,7 +17,7 @@ fn resource(service: &str) -> Arc<Resource> {
     Arc::new(Resource {
         service_name: service.to_owned(),
         attributes: vec![
-            KeyValue::new("service.name", service),
+            KeyValue::new("service.name", service.to_owned()),
             KeyValue::new("service.instance.id", format!("{service}-1")),
         ],
     })

@@ -1,6 +1,6 @@
 //! Resources by pid, so `/proc` is read once per process rather than per span.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::spans::Resource;
@@ -28,7 +28,7 @@ pub struct ResourceCache {
 #[derive(Debug, Default)]
 struct Inner {
     /// pid -> (resource, last-use tick).
-    entries: HashMap<u32, (Arc<Resource>, u64)>,
+    entries: foldhash::HashMap<u32, (Arc<Resource>, u64)>,
     /// last-use tick -> pid; the first entry is the eviction candidate.
     by_use: BTreeMap<u64, u32>,
     tick: u64,

@@ -225,7 +225,6 @@ pub struct RequestHead {
 pub struct ResponseHead {
     pub version: Version,
     pub status: u16,
-    pub headers: Headers,
     /// The head block was not fully seen (gap, size bound or end of input).
     pub truncated: bool,
 }
@@ -1004,12 +1003,20 @@ impl Core {
         ts: u64,
         out: &mut Vec<Http1Event>,
     ) {
-        let (headers, framing) = parse_header_block(&head.block);
         // A cut head may lack the very fields that frame the body.
-        let framing = (!seen.truncated()).then_some(&framing);
+        let complete = !seen.truncated();
         let mut next = match head.line {
-            StartLine::Request(line) => self.start_request(head.ts_ns, line, headers, framing, out),
-            StartLine::Status(line) => self.start_response(head.ts_ns, line, headers, framing, out),
+            StartLine::Request(line) => {
+                let mut headers = Headers::with_capacity(head.block.len());
+                let framing = parse_header_block(&head.block, Some(&mut headers));
+                let framing = complete.then_some(&framing);
+                self.start_request(head.ts_ns, line, headers, framing, out)
+            }
+            StartLine::Status(line) => {
+                // Spans use no response field beyond those that frame the body: none is kept.
+                let framing = parse_header_block(&head.block, None);
+                self.start_response(head.ts_ns, line, complete.then_some(&framing), out)
+            }
         };
         if let Next::Body(Framing::Unknown { head_rest }) = &mut next {
             *head_rest = seen.rest_scanner();
@@ -1075,7 +1082,6 @@ impl Core {
         &mut self,
         ts_ns: u64,
         line: StatusLine,
-        headers: Headers,
         framing: Option<&FramingFields>,
         out: &mut Vec<Http1Event>,
     ) -> Next {
@@ -1093,7 +1099,6 @@ impl Core {
             head: ResponseHead {
                 version: line.version,
                 status,
-                headers,
                 truncated: framing.is_none(),
             },
         });
@@ -1475,17 +1480,23 @@ impl BlankLineScanner {
     /// Bytes up to and including the LF of the first blank line ("\r\n" or "\n") in
     /// `bytes`, if there is one.
     fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'\n' {
-                if self.line_len == 0 || (self.line_len == 1 && self.prev_cr) {
-                    *self = Self::default();
-                    return Some(i + 1);
-                }
-                *self = Self::default();
-            } else {
-                self.line_len = self.line_len.saturating_add(1);
-                self.prev_cr = b == b'\r';
+        // Line by line (memchr), not byte by byte: this runs over every request and
+        // response head.
+        let mut line_start = 0;
+        for lf in memchr::memchr_iter(b'\n', bytes) {
+            let line = bytes.get(line_start..lf).unwrap_or_default();
+            let len = self.line_len.saturating_add(line.len() as u64);
+            let ends_cr = line.last().map_or(self.prev_cr, |&b| b == b'\r');
+            *self = Self::default();
+            if len == 0 || (len == 1 && ends_cr) {
+                return Some(lf + 1);
             }
+            line_start = lf + 1;
+        }
+        let rest = bytes.get(line_start..).unwrap_or_default();
+        if let Some(&last) = rest.last() {
+            self.line_len = self.line_len.saturating_add(rest.len() as u64);
+            self.prev_cr = last == b'\r';
         }
         None
     }
@@ -1543,10 +1554,10 @@ impl FramingFields {
     }
 }
 
-/// Parses the header lines of `block` up to the blank line; a trailing line without its
-/// LF (cut head) is ignored because its value may be cut too.
-fn parse_header_block(block: &[u8]) -> (Headers, FramingFields) {
-    let mut headers = Headers::with_capacity(block.len());
+/// Parses the header lines of `block` up to the blank line into the fields that frame the
+/// body, keeping every field in `headers` when given; a trailing line without its LF (cut
+/// head) is ignored because its value may be cut too.
+fn parse_header_block(block: &[u8], mut headers: Option<&mut Headers>) -> FramingFields {
     let mut framing = FramingFields::default();
     let mut rest = block;
     while let Some(lf) = memchr::memchr(b'\n', rest) {
@@ -1557,7 +1568,9 @@ fn parse_header_block(block: &[u8]) -> (Headers, FramingFields) {
             break;
         }
         if matches!(line.first(), Some(b' ' | b'\t')) {
-            headers.append_folded(trim_ows(line));
+            if let Some(headers) = headers.as_deref_mut() {
+                headers.append_folded(trim_ows(line));
+            }
             continue;
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -1569,9 +1582,11 @@ fn parse_header_block(block: &[u8]) -> (Headers, FramingFields) {
         }
         let value = trim_ows(value.get(1..).unwrap_or_default());
         framing.observe(name, value);
-        headers.push(name, value);
+        if let Some(headers) = headers.as_deref_mut() {
+            headers.push(name, value);
+        }
     }
-    (headers, framing)
+    framing
 }
 
 /// RFC 9110 tchar.

@@ -24,7 +24,7 @@ pub fn span_id(n: u64) -> SpanId {
 pub fn resource(service: &str) -> Arc<Resource> {
     Arc::new(Resource {
         service_name: service.to_owned(),
-        attributes: vec![KeyValue::new("service.name", service)],
+        attributes: vec![KeyValue::new("service.name", service.to_owned())],
     })
 }
 

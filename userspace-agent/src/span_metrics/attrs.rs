@@ -16,7 +16,7 @@ pub enum AttrValue {
 impl From<&Value> for AttrValue {
     fn from(v: &Value) -> Self {
         match v {
-            Value::Str(s) => AttrValue::Str(s.clone()),
+            Value::Str(s) => AttrValue::Str(s.to_string()),
             Value::Int(i) => AttrValue::Int(*i),
             Value::Bool(b) => AttrValue::Bool(*b),
         }

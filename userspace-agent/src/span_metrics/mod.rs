@@ -101,7 +101,7 @@ pub fn agent_resource(host_name: &str) -> Resource {
             KeyValue::new("service.name", "sonde"),
             KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
             KeyValue::new("service.instance.id", format!("{host_name}:{pid}")),
-            KeyValue::new("host.name", host_name),
+            KeyValue::new("host.name", host_name.to_owned()),
             KeyValue::new("process.pid", i64::from(pid)),
         ],
     }

@@ -163,7 +163,7 @@ fn proto_attrs(attrs: &Attrs) -> Vec<ProtoKeyValue> {
 
 fn any_from_value(v: &Value) -> any_value::Value {
     match v {
-        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Str(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(i) => any_value::Value::IntValue(*i),
         Value::Bool(b) => any_value::Value::BoolValue(*b),
     }

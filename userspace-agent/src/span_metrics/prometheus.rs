@@ -177,7 +177,7 @@ fn job_instance(resource: &Resource) -> Labels {
     let mut labels = vec![("job".to_owned(), job)];
     if let Some(instance) = resource.get("service.instance.id") {
         let instance = match instance {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_string(),
             other => other.to_string(),
         };
         labels.push(("instance".to_owned(), instance));

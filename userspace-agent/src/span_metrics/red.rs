@@ -79,7 +79,7 @@ const KNOWN_METHODS: &[&str] = &[
 pub fn http_attributes(span: &Span) -> Attrs {
     let mut attrs = Attrs::new();
     let method = match span.attr("http.request.method") {
-        Some(Value::Str(m)) if KNOWN_METHODS.contains(&m.as_str()) => m.clone(),
+        Some(Value::Str(m)) if KNOWN_METHODS.contains(&m.as_ref()) => m.to_string(),
         _ => "_OTHER".to_owned(),
     };
     attrs.insert("http.request.method", method);

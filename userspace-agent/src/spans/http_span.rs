@@ -251,7 +251,7 @@ pub fn build_span(
         }
     }
     if let Some(ua) = request.headers.get("user-agent") {
-        attrs.push(KeyValue::new("user_agent.original", ua));
+        attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
     }
     // A GET without a body has no body size to report; an explicit Content-Length: 0 does.
     let body_declared = request.headers.get("content-length").is_some();

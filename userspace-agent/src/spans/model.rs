@@ -116,19 +116,20 @@ impl Status {
 /// An attribute value (the subset of OTLP `AnyValue` Sonde emits).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    Str(String),
+    /// Borrowed for the many fixed values ("http", "tcp", "1.1"): no allocation per span.
+    Str(Cow<'static, str>),
     Int(i64),
     Bool(bool),
 }
 
 impl From<String> for Value {
     fn from(v: String) -> Self {
-        Value::Str(v)
+        Value::Str(Cow::Owned(v))
     }
 }
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Str(v.to_owned())
+impl From<&'static str> for Value {
+    fn from(v: &'static str) -> Self {
+        Value::Str(Cow::Borrowed(v))
     }
 }
 impl From<i64> for Value {

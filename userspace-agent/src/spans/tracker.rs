@@ -6,7 +6,7 @@
 //! connect, so connections that were open before the agent attached are traced too:
 //! a process that reads a request is the server, one that writes a request the client.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -216,7 +216,8 @@ fn socket_addr(family: u8, addr: &[u8; 16], port: u16) -> SocketAddr {
 pub type ResourceFn = Box<dyn FnMut(u32) -> Arc<Resource> + Send>;
 
 pub struct Tracker {
-    conns: HashMap<u64, Conn>,
+    /// By kernel socket address: foldhash, not SipHash (the keys are not chosen by peers).
+    conns: foldhash::HashMap<u64, Conn>,
     join: TraceJoin,
     calls: CallJoin,
     db_options: ParseOptions,
@@ -238,7 +239,7 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(limits: Limits, resources: ResourceFn, counters: Arc<Counters>) -> Self {
         Self {
-            conns: HashMap::new(),
+            conns: foldhash::HashMap::default(),
             join: TraceJoin::default(),
             calls: CallJoin::default(),
             db_options: ParseOptions::default(),

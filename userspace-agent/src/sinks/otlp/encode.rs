@@ -105,7 +105,7 @@ pub fn encode_attributes(attributes: &[KeyValue]) -> Vec<ProtoKeyValue> {
 pub fn encode_value(value: &Value) -> AnyValue {
     AnyValue {
         value: Some(match value {
-            Value::Str(s) => any_value::Value::StringValue(s.clone()),
+            Value::Str(s) => any_value::Value::StringValue(s.to_string()),
             Value::Int(i) => any_value::Value::IntValue(*i),
             Value::Bool(b) => any_value::Value::BoolValue(*b),
         }),
@@ -121,7 +121,7 @@ mod tests {
         Arc::new(Resource {
             service_name: service.to_owned(),
             attributes: vec![
-                KeyValue::new("service.name", service),
+                KeyValue::new("service.name", service.to_owned()),
                 KeyValue::new("process.pid", pid),
             ],
         })
