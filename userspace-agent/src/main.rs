@@ -9,9 +9,6 @@ use sonde::attach::targets::Target;
 use sonde::cli::{Cli, Command};
 use sonde::config::{self, Config};
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse()) {
