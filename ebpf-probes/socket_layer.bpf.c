@@ -15,8 +15,10 @@
  * and its number says how to read them. Before Linux 6.5 sendfile reached TCP through
  * sendpage, not sendmsg: there the fexit and kprobe families add a sendfile64 hook.
  *
- * Where the hook is handed the result, failed and empty calls (EAGAIN reads of
- * non-blocking servers) return before any map lookup.
+ * The tracepoint and fexit programs drop failed and empty calls (EAGAIN reads of
+ * non-blocking servers) before any map lookup; the kretprobes leave that check to
+ * on_socket_data, after the traced-process lookup (checked first there, the kretprobe recv
+ * path fails 6.1's verifier).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>

@@ -87,25 +87,17 @@ static __always_inline bool is_traced(__u32 tgid) {
     return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
 }
 
-/* Records of one CPU between two looks at the ring's unread amount (see submit_data). */
-#define WAKEUP_CHECK_EVERY 8
-
 static __always_inline void submit_data(struct scratch *s) {
     __u64 size = SONDE_DATA_HDR_SIZE + s->ev.captured_len;
     if (size > sizeof(s->ev))
         size = sizeof(s->ev);
-    /* Past wakeup_bytes of unread data, records wake userspace (the kernel raises one
+    /* Past wakeup_bytes of unread data, every record wakes userspace (the kernel raises one
      * wakeup at a time). Waking only when the threshold is crossed was measured: fewer
      * interrupts, but the agent then lags behind a busy proxy, misses most keep-alive
-     * re-enrolments and adds milliseconds to its p99 (docs/benchmarks.md). The unread
-     * amount is read on every WAKEUP_CHECK_EVERY-th record of a CPU only: the query reads
-     * the consumer position, a cache line the agent keeps writing from another CPU. */
-    __u64 flags = BPF_RB_NO_WAKEUP;
-    if (++s->unchecked_records >= WAKEUP_CHECK_EVERY) {
-        s->unchecked_records = 0;
-        if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-            flags = BPF_RB_FORCE_WAKEUP;
-    }
+     * re-enrolments and adds milliseconds to its p99 (docs/benchmarks.md). */
+    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+                      ? BPF_RB_FORCE_WAKEUP
+                      : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&events, &s->ev, size, flags))
         count_drop(SONDE_DROP_RINGBUF_FULL);
 }

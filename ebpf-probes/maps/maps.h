@@ -28,7 +28,6 @@ struct scratch {
     struct sonde_data_event ev;
     __u8 spare[SONDE_MAX_CAPTURE];
     struct ctx_scan_state ctx_scan; /* trace-context parser state (see ctx_parse.h) */
-    __u32 unchecked_records;        /* since this CPU last looked at the ring (socket_data.h) */
 };
 
 struct {

@@ -145,6 +145,10 @@ struct Sample {
     hooks: Option<u64>,
     /// Agent peak RSS (VmHWM) in KiB, for agent configurations.
     agent_hwm_kib: Option<u64>,
+    /// CPU time per request of the traced nginx (master and workers), in µs.
+    server_cpu_us: Option<f64>,
+    /// CPU time per request of the agent, in µs.
+    agent_cpu_us: Option<f64>,
     counters: BTreeMap<String, u64>,
 }
 
@@ -273,6 +277,8 @@ pub fn run(opts: Options) -> Result<()> {
                 "requests": s.requests,
                 "hooks_attached": s.hooks,
                 "agent_vmhwm_kib": s.agent_hwm_kib,
+                "server_cpu_us_per_request": s.server_cpu_us,
+                "agent_cpu_us_per_request": s.agent_cpu_us,
                 "counters": s.counters,
             })).collect::<Vec<_>>(),
             "summary": summary.json(),
@@ -376,7 +382,17 @@ fn measure(
         None => None,
         Some(flags) => Some(attach_agent(sonde, target, flags, dir, &agent_log)?),
     };
+    let server_cpu0 = tree_cpu_ticks(target);
+    let agent_cpu0 = agent.as_ref().and_then(|a| tree_cpu_ticks(a.pid()));
     let run = wrk(url, seconds)?;
+    let per_request = |before: Option<u64>, pid: u32| {
+        let ticks = tree_cpu_ticks(pid)?.checked_sub(before?)?;
+        (run.requests > 0).then(|| ticks as f64 * 1e6 / clock_ticks_per_sec() / run.requests as f64)
+    };
+    let server_cpu_us = per_request(server_cpu0, target);
+    let agent_cpu_us = agent
+        .as_ref()
+        .and_then(|a| per_request(agent_cpu0, a.pid()));
     let mut agent_hwm_kib = None;
     let mut counters = BTreeMap::new();
     let mut hooks = None;
@@ -406,6 +422,8 @@ fn measure(
         requests: run.requests,
         hooks,
         agent_hwm_kib,
+        server_cpu_us,
+        agent_cpu_us,
         counters,
     })
 }
@@ -516,6 +534,35 @@ fn loadavg() -> Option<f64> {
 }
 
 /// Peak resident set size of a process, in KiB.
+/// User + system CPU time of pid and its direct children (nginx's workers), in clock ticks.
+fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    let mut total = cpu_ticks(pid)?;
+    for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        total += cpu_ticks(child).unwrap_or(0);
+    }
+    Some(total)
+}
+
+/// utime + stime of one process from /proc/PID/stat (fields 14 and 15; the command name,
+/// field 2, may hold spaces, so fields are counted after its closing parenthesis).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
@@ -528,6 +575,11 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 // ===== summary =====
+
+/// A per-request CPU time for the tables ("" when not measured).
+fn micros(us: Option<f64>) -> String {
+    us.map(|v| format!("{v:.2} µs")).unwrap_or_default()
+}
 
 pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -542,6 +594,9 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
 struct Summary {
     rps: BTreeMap<Config, f64>,
     p99: BTreeMap<Config, f64>,
+    /// Medians of the per-request CPU time of the traced nginx and of the agent, in µs.
+    server_cpu_us: BTreeMap<Config, Option<f64>>,
+    agent_cpu_us: BTreeMap<Config, Option<f64>>,
     errors: u64,
     full_hwm_kib: Option<u64>,
     full_counters: BTreeMap<String, u64>,
@@ -557,9 +612,20 @@ impl Summary {
         let of = |config: Config| samples.iter().filter(move |s| s.config == config);
         let mut rps = BTreeMap::new();
         let mut p99 = BTreeMap::new();
+        let mut server_cpu_us = BTreeMap::new();
+        let mut agent_cpu_us = BTreeMap::new();
+        let median_of = |values: Vec<f64>| (!values.is_empty()).then(|| median(values));
         for config in Config::ALL {
             rps.insert(config, median(of(config).map(|s| s.rps).collect()));
             p99.insert(config, median(of(config).map(|s| s.p99_ms).collect()));
+            server_cpu_us.insert(
+                config,
+                median_of(of(config).filter_map(|s| s.server_cpu_us).collect()),
+            );
+            agent_cpu_us.insert(
+                config,
+                median_of(of(config).filter_map(|s| s.agent_cpu_us).collect()),
+            );
         }
         let counters = |config: Config| {
             let mut sum = BTreeMap::new();
@@ -573,6 +639,8 @@ impl Summary {
         Self {
             rps,
             p99,
+            server_cpu_us,
+            agent_cpu_us,
             errors: samples.iter().map(|s| s.errors).sum(),
             full_hwm_kib: of(Config::Full).filter_map(|s| s.agent_hwm_kib).max(),
             full_counters: counters(Config::Full),
@@ -600,16 +668,18 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| configuration | median req/s | median p99 latency | req/s vs (a) |\n|---|---:|---:|---:|"
+            "| configuration | median req/s | median p99 latency | req/s vs (a) | nginx CPU per request | agent CPU per request |\n|---|---:|---:|---:|---:|---:|"
         );
         for config in Config::DIRECT {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.2} ms | {:.3} |",
+                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} |",
                 config.label(),
                 self.rps[&config],
                 self.p99[&config],
-                self.ratio(config, Config::None)
+                self.ratio(config, Config::None),
+                micros(self.server_cpu_us[&config]),
+                micros(self.agent_cpu_us[&config]),
             );
         }
         let full = self.ratio(Config::Full, Config::None);
@@ -707,16 +777,18 @@ impl Summary {
         let _ = writeln!(
             s,
             "\n### Injection (nginx proxying to nginx over keep-alive upstream connections, the proxy traced)\n\n\
-             | configuration | median req/s | median p99 latency | req/s vs (d) |\n|---|---:|---:|---:|"
+             | configuration | median req/s | median p99 latency | req/s vs (d) | proxy CPU per request | agent CPU per request |\n|---|---:|---:|---:|---:|---:|"
         );
         for config in Config::PROXY {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.2} ms | {:.3} |",
+                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} |",
                 config.label(),
                 self.rps[&config],
                 self.p99[&config],
-                self.ratio(config, Config::ProxyNoInject)
+                self.ratio(config, Config::ProxyNoInject),
+                micros(self.server_cpu_us[&config]),
+                micros(self.agent_cpu_us[&config]),
             );
         }
         let added =
@@ -746,14 +818,18 @@ impl Summary {
     }
 
     fn json(&self) -> serde_json::Value {
-        let per = |m: &BTreeMap<Config, f64>| {
+        fn per<T: Clone + Into<serde_json::Value>>(
+            m: &BTreeMap<Config, T>,
+        ) -> serde_json::Map<String, serde_json::Value> {
             m.iter()
-                .map(|(c, v)| (c.key().to_owned(), json!(v)))
-                .collect::<serde_json::Map<_, _>>()
-        };
+                .map(|(c, v)| (c.key().to_owned(), v.clone().into()))
+                .collect()
+        }
         json!({
             "median_requests_per_sec": per(&self.rps),
             "median_p99_ms": per(&self.p99),
+            "median_server_cpu_us_per_request": per(&self.server_cpu_us),
+            "median_agent_cpu_us_per_request": per(&self.agent_cpu_us),
             "ratio_floor_none": self.ratio(Config::Floor, Config::None),
             "ratio_full_none": self.ratio(Config::Full, Config::None),
             "ratio_full_floor": self.ratio(Config::Full, Config::Floor),
@@ -834,6 +910,9 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
          upstream connections; the agent traces the proxy with full tracing, (d) with `--no-inject`, \
          (e) with `traceparent` injection into its upstream requests (the default). (e)/(d) is what \
          injection costs.\n\n\
+         CPU per request is the user + system time of the traced nginx (master and workers) and of \
+         the agent during the wrk run, from /proc/PID/stat, divided by the requests wrk completed: \
+         it shows where the cost goes, with less noise than throughput.\n\n\
          Design targets: (c) keeps at least {TARGET_FULL_RATIO:.2} of (a)'s throughput, and full tracing \
          costs at most {TARGET_FULL_OVER_FLOOR}x the floor per request (time per request above (a)).\n\n\
          ## Latest run\n\n\

@@ -1730,6 +1730,21 @@ mod tests {
 
     use super::*;
     use std::collections::BTreeSet;
+
+    /// The blank line is found across calls, whatever the split.
+    #[test]
+    fn blank_line_scanner_across_calls() {
+        let scan = |parts: &[&[u8]]| {
+            let mut s = BlankLineScanner::default();
+            parts.iter().map(|p| s.scan(p)).collect::<Vec<_>>()
+        };
+        assert_eq!(scan(&[b"\r", b"\n"]), [None, Some(1)]);
+        assert_eq!(scan(&[b"a\r", b"\n\r\n"]), [None, Some(3)]);
+        assert_eq!(scan(&[b"", b"\n"]), [None, Some(1)]);
+        assert_eq!(scan(&[b"\r", b"\r\n", b"\r\n"]), [None, None, Some(2)]);
+        assert_eq!(scan(&[b"Host: x\r\n\r\nGET"]), [Some(11)]);
+        assert_eq!(scan(&[b"Host: x\r\n", b"\n"]), [None, Some(1)]);
+    }
     use std::ops::Range;
 
     // ------------------------------------------------------------------ harness ----
