@@ -199,6 +199,7 @@ fn doctor_text_and_json() {
 #[test]
 fn auto_hooks_follow_the_doctor() {
     require_tracing!();
+    let doctor = doctor_json();
     let expected = [
         ("socket_tracepoints", "socket-tracepoints"),
         ("fentry", "fexit"),
@@ -206,7 +207,7 @@ fn auto_hooks_follow_the_doctor() {
         ("syscall_tracepoints", "syscall-tracepoints"),
     ]
     .into_iter()
-    .find(|(check, _)| doctor_check_ok(check))
+    .find(|(check, _)| check_ok(&doctor, check))
     .map(|(_, family)| family)
     .expect("some hook family works on a host that can trace");
 
@@ -240,7 +241,7 @@ fn undecodable_socket_io_is_counted_not_guessed() {
     // Only the socket-layer families see inside sendmmsg; the syscall tracepoints do not
     // hook it at all. A kernel before 6.4 lacks them: nothing to test there (CI fails).
     if !tool_available(
-        doctor_check_ok("socket_tracepoints"),
+        check_ok(&doctor_json(), "socket_tracepoints"),
         "this kernel has no socket-layer tracepoints (Linux 6.4+)",
     ) {
         return;
@@ -292,9 +293,9 @@ fn doctor_json() -> Value {
     })
 }
 
-/// Whether `sonde doctor --json` reports check `name` as ok.
-fn doctor_check_ok(name: &str) -> bool {
-    doctor_json()["checks"]
+/// Whether the doctor's JSON report has check `name` ok.
+fn check_ok(doctor: &Value, name: &str) -> bool {
+    doctor["checks"]
         .as_array()
         .into_iter()
         .flatten()

@@ -303,6 +303,19 @@ pub struct Stopped {
     pub stderr: String,
 }
 
+impl Stopped {
+    /// Exit status 0 and no panic, or the test fails with `what` and the agent's stderr.
+    pub fn assert_clean(&self, what: &str) {
+        assert!(
+            self.status.success(),
+            "{what} ({}); stderr:\n{}",
+            self.status,
+            self.stderr
+        );
+        assert_no_panic(&self.stderr);
+    }
+}
+
 /// Builder for the agent's command line. Always `-o <output> --ready-file <tmp>`, the
 /// output being `json` unless [`AgentCmd::output`] says otherwise.
 pub struct AgentCmd {
@@ -541,13 +554,7 @@ impl Agent {
     /// invariants every span must hold ([`SpanTree::check_invariants`]).
     pub fn stop(&mut self) -> Vec<Value> {
         let stopped = self.stop_unchecked();
-        assert!(
-            stopped.status.success(),
-            "sonde should exit 0 on SIGINT, got {}; stderr:\n{}",
-            stopped.status,
-            stopped.stderr
-        );
-        assert_no_panic(&stopped.stderr);
+        stopped.assert_clean("sonde should exit 0 on SIGINT");
         let tree = SpanTree::new(stopped.spans.clone()).with_context(&stopped.stderr);
         tree.check_invariants();
         stopped.spans
@@ -595,13 +602,7 @@ impl Agent {
     /// and no panic, or the test fails with `what` and the agent's stderr.
     pub fn wait_exit_ok(&mut self, timeout: Duration, what: &str) -> Stopped {
         let stopped = self.wait_exit(timeout);
-        assert!(
-            stopped.status.success(),
-            "{what} failed ({}); stderr:\n{}",
-            stopped.status,
-            stopped.stderr
-        );
-        assert_no_panic(&stopped.stderr);
+        stopped.assert_clean(&format!("{what} failed"));
         stopped
     }
 
