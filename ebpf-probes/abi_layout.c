@@ -43,6 +43,8 @@ int main(void) {
     FIELD(sonde_data_event, trace_flags);
     FIELD(sonde_data_event, fd);
     FIELD(sonde_data_event, sent_bytes);
+    FIELD(sonde_data_event, folded_bytes);
+    FIELD(sonde_data_event, folded_ts_ns);
     FIELD(sonde_data_event, ctx);
     FIELD(sonde_data_event, tail);
     FIELD(sonde_data_event, data);
@@ -53,6 +55,19 @@ int main(void) {
     FIELD(sonde_sock_state_event, new_state);
     FIELD(sonde_sock_state_event, ts_ns);
     FIELD(sonde_sock_state_event, sock_id);
+    FIELD(sonde_sock_state_event, folded_bytes);
+    FIELD(sonde_sock_state_event, folded_ts_ns);
+    printf("];\n");
+    printf("pub const SOCK_INFO_SIZE: usize = %zu;\n", sizeof(struct sonde_sock_info));
+    printf("pub const SOCK_INFO_OFFSETS: &[(&str, usize)] = &[\n");
+    FIELD(sonde_sock_info, sk);
+    FIELD(sonde_sock_info, family);
+    FIELD(sonde_sock_info, local_port);
+    FIELD(sonde_sock_info, remote_port);
+    FIELD(sonde_sock_info, local_addr);
+    FIELD(sonde_sock_info, remote_addr);
+    FIELD(sonde_sock_info, folded_bytes);
+    FIELD(sonde_sock_info, folded_ts_ns);
     printf("];\n");
     printf("pub const EXEC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
     FIELD(sonde_exec_event, kind);

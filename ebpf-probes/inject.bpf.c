@@ -159,6 +159,7 @@ static __always_inline void read_option(struct bpf_sock_ops *skops) {
     ctx.ts_ns = bpf_ktime_get_ns();
     __u64 sk = (__u64)skops->sk;
     bpf_map_update_elem(&tcp_opt_ctxs, &sk, &ctx, BPF_ANY);
+    tcp_opt_seen = true;
     count_inject(SONDE_INJ_TCP_OPT_RECV);
 }
 

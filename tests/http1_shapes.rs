@@ -132,6 +132,84 @@ fn nginx_sendfile_ten_mib() {
     );
 }
 
+/// Scenario 5a': nginx answers two keep-alive requests with sendfile bodies, and the
+/// client keeps the connection open. The kernel folds payload-less egress into a per-socket
+/// total instead of reporting it: the first body is caught up by the second request's
+/// record, the second (nothing follows it) by the agent reading the kernel's total once the
+/// connection is quiet. Both spans must arrive while the connection is open, with their
+/// real sizes and end times.
+#[test]
+fn nginx_sendfile_keep_alive_then_quiet() {
+    require_tracing!();
+    let server = Server::nginx("nginx_static.conf", &[], |www| {
+        std::fs::write(www.join("a.bin"), vec![0x61; 300_000]).expect("writing a.bin");
+        std::fs::write(www.join("b.bin"), vec![0x62; 1024]).expect("writing b.bin");
+    });
+    let mut agent = Agent::attach(&[server.pid()]);
+    let mut conn = tcp(server.port);
+    let mut exchange = |path: &str, size: usize| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.write_all(req.as_bytes()).expect("send");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        let head_end = loop {
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = std::io::Read::read(&mut conn, &mut buf).expect("read");
+            assert!(n > 0, "server closed");
+            got.extend_from_slice(&buf[..n]);
+        };
+        while got.len() < head_end + size {
+            let n = std::io::Read::read(&mut conn, &mut buf).expect("read");
+            assert!(n > 0, "server closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got.len(), head_end + size, "exactly one response");
+        now_unix_nanos()
+    };
+    let a_done = exchange("/a.bin", 300_000);
+    let b_done = exchange("/b.bin", 1024);
+    let t0 = Instant::now();
+    let n = agent.wait_for_spans(2, Duration::from_secs(5));
+    let waited = t0.elapsed();
+    drop(conn);
+    let tree = agent.collect(2);
+    check!(
+        tree,
+        n >= 2,
+        "2 spans printed within 5 s while the connection was still open (got {n} after {waited:?})"
+    );
+    tree.assert_names(&[(SERVER, "GET /a.bin"), (SERVER, "GET /b.bin")]);
+    for (name, size, done) in [
+        ("GET /a.bin", 300_000, a_done),
+        ("GET /b.bin", 1024, b_done),
+    ] {
+        let s = tree.find(SERVER, name);
+        tree.assert_attr(s, "http.response.status_code", "200");
+        tree.assert_attr(s, "http.response.body.size", &size.to_string());
+        // The end is when the body was sent, not when the agent learnt of it.
+        check!(
+            tree,
+            s.end() <= done,
+            "{name} ends at {} ns, after the client had the whole body ({done} ns)",
+            s.end()
+        );
+        check!(
+            tree,
+            s.duration() < Duration::from_secs(1),
+            "{name} took {:?}",
+            s.duration()
+        );
+    }
+    eqnice!(
+        tree,
+        agent.counter("requests_timed_out"),
+        0,
+        "no request timed out"
+    );
+}
+
 /// Scenario 5b: Node writes 3 MiB chunked (no Content-Length) and waits 400 ms before
 /// the last write: the span ends after the last chunk, body size = wire bytes.
 #[test]

@@ -14,3 +14,5 @@ const volatile bool empty_probes = false;
 const volatile bool inject_enabled = false;
 /* Below this many unread bytes, events do not wake userspace (it polls on a timer). */
 const volatile __u64 wakeup_bytes = 64 * 1024;
+/* ...and then at most once per this many nanoseconds. */
+const volatile __u64 wakeup_gap_ns = 500 * 1000;

@@ -87,17 +87,26 @@ static __always_inline bool is_traced(__u32 tgid) {
     return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
 }
 
+/* When a record last woke userspace (shared by all CPUs; a lost race costs one extra
+ * wakeup). */
+__u64 last_wakeup_ns = 0;
+
 static __always_inline void submit_data(struct scratch *s) {
     __u64 size = SONDE_DATA_HDR_SIZE + s->ev.captured_len;
     if (size > sizeof(s->ev))
         size = sizeof(s->ev);
-    /* Past wakeup_bytes of unread data, every record wakes userspace (the kernel raises one
-     * wakeup at a time). Waking only when the threshold is crossed was measured: fewer
-     * interrupts, but the agent then lags behind a busy proxy, misses most keep-alive
-     * re-enrolments and adds milliseconds to its p99 (docs/benchmarks.md). */
-    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-                      ? BPF_RB_FORCE_WAKEUP
-                      : BPF_RB_NO_WAKEUP;
+    /* Past wakeup_bytes of unread data a record wakes userspace, at most once per
+     * wakeup_gap_ns: each wakeup is an interrupt on the traced thread's CPU, and a busy
+     * server would otherwise raise one per record while the agent drains. Waking only
+     * when the threshold is crossed was measured: the agent then lags behind a busy
+     * proxy, misses keep-alive re-enrolments and adds milliseconds to its p99
+     * (docs/benchmarks.md). */
+    __u64 flags = BPF_RB_NO_WAKEUP;
+    if (s->ev.ts_ns - last_wakeup_ns >= wakeup_gap_ns &&
+        bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes) {
+        flags = BPF_RB_FORCE_WAKEUP;
+        last_wakeup_ns = s->ev.ts_ns;
+    }
     if (bpf_ringbuf_output(&events, &s->ev, size, flags))
         count_drop(SONDE_DROP_RINGBUF_FULL);
 }
@@ -125,8 +134,22 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
     if ((sys == SONDE_SYS_RECVFROM && (regs->r10 & MSG_PEEK)) ||
         (sys == SONDE_SYS_RECVMSG && (regs->dx & MSG_PEEK)))
         return 0;
-    struct sock_info fresh;
-    const struct sock_info *si = sk ? tcp_sock_of_sk(sk, &fresh) : tcp_sock_of_fd(regs->di, &fresh);
+    struct sonde_sock_info fresh;
+    const struct sonde_sock_info *si;
+    if (sk) {
+        struct sonde_sock_info *known = known_sock(sk);
+        /* No bytes to show (sendfile, splice) on a socket already reported: folded, not a
+         * record. The socket's next record, its state changes or a userspace read of
+         * known_socks (a connection that went quiet) report them. */
+        if (known && shape_of(sys) == SHAPE_NONE) {
+            __sync_fetch_and_add(&known->folded_bytes, ret);
+            known->folded_ts_ns = bpf_ktime_get_ns();
+            return 0;
+        }
+        si = known ? known : new_tcp_sock(sk, &fresh);
+    } else {
+        si = tcp_sock_of_fd(regs->di, &fresh);
+    }
     if (!si)
         return 0;
 
@@ -150,6 +173,8 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
     ev->ts_ns = bpf_ktime_get_ns();
     ev->sock_id = si->sk;
     ev->total_len = ret;
+    ev->folded_bytes = si->folded_bytes;
+    ev->folded_ts_ns = si->folded_ts_ns;
     ev->family = si->family;
     ev->local_port = si->local_port;
     ev->remote_port = si->remote_port;

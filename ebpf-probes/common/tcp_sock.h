@@ -67,7 +67,7 @@ static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep) {
 }
 
 /* Fills info from sk; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
-static __always_inline void describe_sock(struct sock *sk, struct sock_info *info) {
+static __always_inline void describe_sock(struct sock *sk, struct sonde_sock_info *info) {
     if (!sk)
         return;
     __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -91,7 +91,7 @@ static __always_inline void describe_sock(struct sock *sk, struct sock_info *inf
 }
 
 /* Fills info from the socket behind file; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
-static __always_inline void describe_socket(struct file *file, struct sock_info *info) {
+static __always_inline void describe_socket(struct file *file, struct sonde_sock_info *info) {
     struct socket *sock = BPF_CORE_READ(file, private_data);
     describe_sock(BPF_CORE_READ(sock, sk), info);
 }
@@ -101,13 +101,14 @@ static __always_inline void describe_socket(struct file *file, struct sock_info 
  * A socket seen for the first time is also registered in known_socks, so its state
  * changes (close, reset) reach userspace.
  */
-static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct sock_info *scratch) {
+static __always_inline const struct sonde_sock_info *
+tcp_sock_of_fd(__u32 fd, struct sonde_sock_info *scratch) {
     struct file *file = NULL;
     __u64 ino = socket_ino_of_fd(fd, &file);
     if (!ino)
         return NULL;
 
-    const struct sock_info *cached = bpf_map_lookup_elem(&sock_cache, &ino);
+    const struct sonde_sock_info *cached = bpf_map_lookup_elem(&sock_cache, &ino);
     if (cached)
         return cached->sk ? cached : NULL;
 
@@ -120,14 +121,18 @@ static __always_inline const struct sock_info *tcp_sock_of_fd(__u32 fd, struct s
     return scratch;
 }
 
-/* The TCP socket sk, when a socket-layer hook was handed it: from known_socks when seen
- * before (and not closed since: sockstate.bpf.c removes it), else described and added. */
-static __always_inline const struct sock_info *tcp_sock_of_sk(struct sock *sk,
-                                                              struct sock_info *scratch) {
+/* The known_socks entry of sk: seen before, and not closed since (sockstate.bpf.c removes
+ * it). Writable: folded egress is counted in place. */
+static __always_inline struct sonde_sock_info *known_sock(struct sock *sk) {
     __u64 key = (__u64)sk;
-    const struct sock_info *known = bpf_map_lookup_elem(&known_socks, &key);
-    if (known)
-        return known;
+    return bpf_map_lookup_elem(&known_socks, &key);
+}
+
+/* The TCP socket sk, when a socket-layer hook was handed it and known_sock() did not know
+ * it: described and added, or NULL when it is not one. */
+static __always_inline const struct sonde_sock_info *new_tcp_sock(struct sock *sk,
+                                                                  struct sonde_sock_info *scratch) {
+    __u64 key = (__u64)sk;
 
     /* A kernel socket (NFS, SMB, iSCSI...) used on behalf of the task's syscall has no
      * file: those bytes are not the syscall's buffer. */

@@ -49,6 +49,8 @@ static __always_inline bool follow_header(struct sonde_data_event *ev,
 /* The context a peer's agent sent in a TCP option with this request (inject.bpf.c), taken
  * out whether or not it is used: it belongs to this request only. */
 static __always_inline bool take_tcp_option(__u64 sk, __u64 now_ns, struct tcp_opt_ctx *out) {
+    if (!tcp_opt_seen)
+        return false;
     struct tcp_opt_ctx *opt = bpf_map_lookup_elem(&tcp_opt_ctxs, &sk);
     if (!opt)
         return false;

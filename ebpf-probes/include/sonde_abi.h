@@ -136,6 +136,9 @@ struct sonde_data_event {
      * + write_seq - snd_una; the agent compares it with TCP_INFO before re-enrolling the
      * socket for injection). 0 for ingress, and when injection is off. */
     __u64 sent_bytes;
+    /* The socket's folded egress when this record was made (struct sonde_sock_info). */
+    __u64 folded_bytes;
+    __u64 folded_ts_ns;
     struct sonde_trace_ctx ctx; /* valid when ctx_role != SONDE_CTX_NONE */
     __u8 tail[SONDE_TAIL_BYTES];
     __u8 data[SONDE_MAX_CAPTURE];
@@ -151,6 +154,29 @@ struct sonde_sock_state_event {
     __u8 _pad[5];
     __u64 ts_ns;
     __u64 sock_id;
+    /* The socket's folded egress at the change (struct sonde_sock_info). */
+    __u64 folded_bytes;
+    __u64 folded_ts_ns;
+};
+
+/*
+ * What a TCP socket is, kept per socket while it carries traced data (the known_socks map,
+ * which userspace also reads). Egress with no bytes in user memory (sendfile, splice) is
+ * folded in here instead of getting a record of its own: every later record on the socket,
+ * and its state changes, carry the running total, and userspace reads it for a connection
+ * that went quiet mid-response. Each fold costs a counter update, not a ring record.
+ */
+struct sonde_sock_info {
+    __u64 sk; /* kernel address of struct sock; 0: not a TCP socket */
+    __u8 family;
+    __u8 _pad;
+    __u16 local_port;
+    __u16 remote_port;
+    __u8 _pad2[2];
+    __u8 local_addr[16];
+    __u8 remote_addr[16];
+    __u64 folded_bytes; /* total bytes folded so far */
+    __u64 folded_ts_ns; /* when the last of them was sent (CLOCK_MONOTONIC) */
 };
 
 /* Parts of an exec snapshot, at fixed offsets in sonde_exec_event.data. */

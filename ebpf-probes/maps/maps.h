@@ -81,31 +81,21 @@ struct {
 /* What a socket is, by its sockfs inode number (unique per socket, so an entry can never
  * describe a newer socket that reuses the same kernel memory). Saves walking file ->
  * socket -> sock and reading the 4-tuple on every event. sk == 0: not a TCP socket. */
-struct sock_info {
-    __u64 sk;
-    __u8 family;
-    __u8 _pad;
-    __u16 local_port;
-    __u16 remote_port;
-    __u8 _pad2[2];
-    __u8 local_addr[16];
-    __u8 remote_addr[16];
-};
-
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 65536);
     __type(key, __u64);
-    __type(value, struct sock_info);
+    __type(value, struct sonde_sock_info);
 } sock_cache SEC(".maps");
 
 /* TCP sockets data events have reported, by kernel address, until they close: state
- * changes are forwarded only for these, and socket-layer hooks find their ports here. */
+ * changes are forwarded only for these, socket-layer hooks find their ports and fold
+ * payload-less egress here, and userspace reads the folded total of quiet connections. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 65536);
     __type(key, __u64);
-    __type(value, struct sock_info);
+    __type(value, struct sonde_sock_info);
 } known_socks SEC(".maps");
 
 /* Client sockets of traced processes the sk_msg program runs on, by socket cookie. A
@@ -167,6 +157,10 @@ struct {
     __type(key, __u64);
     __type(value, struct tcp_opt_ctx);
 } tcp_opt_ctxs SEC(".maps");
+
+/* Set once the first option arrives: until then (most hosts: no peer agent sends one)
+ * requests skip the tcp_opt_ctxs lookup. */
+bool tcp_opt_seen = false;
 
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);

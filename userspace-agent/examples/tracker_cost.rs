@@ -40,6 +40,8 @@ fn header(dir: Direction, ts: u64, len: usize) -> RawDataHeader {
         _pad: 0,
         fd: 3,
         sent_bytes: 0,
+        folded_bytes: 0,
+        folded_ts_ns: 0,
         ctx: RawTraceCtx::default(),
         tail: [0; 8],
     }

@@ -74,6 +74,9 @@ pub struct RawDataHeader {
     pub fd: i32,
     /// Egress: bytes the process has written to the socket so far (0 for ingress).
     pub sent_bytes: u64,
+    /// The socket's folded egress when the record was made (see [`RawSockInfo`]).
+    pub folded_bytes: u64,
+    pub folded_ts_ns: u64,
     pub ctx: RawTraceCtx,
     pub tail: [u8; TAIL_BYTES],
 }
@@ -88,7 +91,32 @@ pub struct RawSockStateEvent {
     pub _pad: [u8; 5],
     pub ts_ns: u64,
     pub sock_id: u64,
+    /// The socket's folded egress at the change (see [`RawSockInfo`]).
+    pub folded_bytes: u64,
+    pub folded_ts_ns: u64,
 }
+
+/// `struct sonde_sock_info`: a `known_socks` value. Egress with no bytes to capture
+/// (sendfile, splice) gets no record: the kernel adds it to `folded_bytes` (a running
+/// total per socket) and stamps `folded_ts_ns`; later records on the socket carry both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawSockInfo {
+    pub sk: u64,
+    pub family: u8,
+    pub _pad: u8,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad2: [u8; 2],
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub folded_bytes: u64,
+    pub folded_ts_ns: u64,
+}
+
+// SAFETY: a repr(C) struct of integers and byte arrays with explicit padding fields: every
+// bit pattern is valid and it has no implicit padding.
+unsafe impl aya::Pod for RawSockInfo {}
 
 pub const EXEC_FILENAME_MAX: usize = 256;
 pub const EXEC_ARGS_MAX: usize = 1024;
@@ -235,6 +263,8 @@ const _: () = {
         trace_flags,
         fd,
         sent_bytes,
+        folded_bytes,
+        folded_ts_ns,
         ctx,
         tail
     );
@@ -245,7 +275,22 @@ const _: () = {
         old_state,
         new_state,
         ts_ns,
-        sock_id
+        sock_id,
+        folded_bytes,
+        folded_ts_ns
+    );
+    assert!(size_of::<RawSockInfo>() == SOCK_INFO_SIZE);
+    assert_layout!(
+        SOCK_INFO_OFFSETS,
+        RawSockInfo,
+        sk,
+        family,
+        local_port,
+        remote_port,
+        local_addr,
+        remote_addr,
+        folded_bytes,
+        folded_ts_ns
     );
     assert_layout!(PROC_EVENT_OFFSETS, RawProcEvent, kind, tgid, ts_ns);
     assert!(enum_value("SONDE_EV_DATA") == EV_DATA as u32);
@@ -617,6 +662,8 @@ mod tests {
             _pad: 0,
             fd: 3,
             sent_bytes: 0,
+            folded_bytes: 0,
+            folded_ts_ns: 0,
             ctx: RawTraceCtx::default(),
             tail: [0; TAIL_BYTES],
         };

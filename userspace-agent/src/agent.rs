@@ -43,6 +43,11 @@ pub enum Ended {
 }
 
 const TICK: Duration = Duration::from_millis(50);
+/// A connection with an exchange open and nothing reported for this long gets its folded
+/// egress read from the kernel (see `Loop::read_quiet_folded`).
+const QUIET_CONNECTION: Duration = Duration::from_millis(20);
+/// Kernel reads per tick for quiet connections (each is one map lookup syscall).
+const MAX_QUIET_READS: usize = 1024;
 /// How long `sonde run` waits for its command to exit after passing on a stop signal.
 const CHILD_GRACE: Duration = Duration::from_secs(10);
 
@@ -464,7 +469,10 @@ impl Loop {
                 }
                 _ = tick.tick() => {
                     // Probes skip wakeups for small amounts of data: drain on a timer too.
-                    self.drain(ring.get_mut(), sink);
+                    let drain_started_ns = WallClock::mono_now();
+                    if self.drain(ring.get_mut(), sink) {
+                        self.read_quiet_folded(drain_started_ns, sink);
+                    }
                     self.housekeeping(sink);
                     if let Some(c) = child.as_deref_mut()
                         && let Some(status) = c.try_wait().context("waiting for the child")?
@@ -491,12 +499,17 @@ impl Loop {
         Ok(ended)
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, sink: &mut dyn SpanSink) {
+    /// Reads the ring until it is empty (true) or a bounded number of records were read,
+    /// so the timer and signals stay responsive under load (false).
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, sink: &mut dyn SpanSink) -> bool {
         let clock = self.clock;
         let to_unix = move |ns| clock.to_unix_nanos(ns);
-        // Bounded per call so the timer and signals stay responsive under load.
+        let mut emptied = false;
         for _ in 0..65_536 {
-            let Some(item) = ring.next() else { break };
+            let Some(item) = ring.next() else {
+                emptied = true;
+                break;
+            };
             Counters::inc(&self.counters.events_read);
             match Event::decode(&item) {
                 Ok(Event::Data(ev)) => {
@@ -508,13 +521,23 @@ impl Loop {
                         }
                     }
                 }
-                Ok(Event::SockState(s)) => self.tracker.on_sock_state(
-                    s.sock_id,
-                    s.new_state,
-                    s.ts_ns,
-                    &to_unix,
-                    &mut self.spans,
-                ),
+                Ok(Event::SockState(s)) => {
+                    // Egress folded before the change (a sendfile'd body) comes first.
+                    self.tracker.catch_up_folded(
+                        s.sock_id,
+                        s.folded_bytes,
+                        s.folded_ts_ns,
+                        &to_unix,
+                        &mut self.spans,
+                    );
+                    self.tracker.on_sock_state(
+                        s.sock_id,
+                        s.new_state,
+                        s.ts_ns,
+                        &to_unix,
+                        &mut self.spans,
+                    );
+                }
                 Ok(Event::Exec {
                     tgid,
                     ts_ns,
@@ -539,6 +562,34 @@ impl Loop {
                 }
             }
         }
+        self.export(sink);
+        emptied
+    }
+
+    /// A connection that went quiet mid-exchange may have ended it with folded egress (a
+    /// sendfile'd body) that no later record will carry: read the kernel's total. Only
+    /// folds from before `drained_from_ns` are taken, when every record the connection
+    /// made before them has been read (the ring was drained empty since then).
+    fn read_quiet_folded(&mut self, drained_from_ns: u64, sink: &mut dyn SpanSink) {
+        let clock = self.clock;
+        let to_unix = move |ns| clock.to_unix_nanos(ns);
+        let quiet = self.tracker.quiet_open_exchanges(
+            drained_from_ns,
+            QUIET_CONNECTION.as_nanos() as u64,
+            MAX_QUIET_READS,
+        );
+        for sock in quiet {
+            if let Some(info) = self.probes.sock_info(sock)
+                && info.folded_ts_ns < drained_from_ns
+            {
+                self.tracker
+                    .on_sock_info(sock, &info, &to_unix, &mut self.spans);
+            }
+        }
+        self.export(sink);
+    }
+
+    fn export(&mut self, sink: &mut dyn SpanSink) {
         if !self.spans.is_empty() {
             let spans = std::mem::take(&mut self.spans);
             let n = spans.len() as u64;

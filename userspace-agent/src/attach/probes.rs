@@ -65,6 +65,7 @@ pub struct InjectionMaps {
 pub struct Probes {
     ebpf: Ebpf,
     traced: HashMap<MapData, u32, u32>,
+    known_socks: HashMap<MapData, u64, abi::RawSockInfo>,
     drops: PerCpuArray<MapData, u64>,
     inject_counts: PerCpuArray<MapData, u64>,
     attached: Vec<ProgramHook>,
@@ -94,6 +95,10 @@ impl Probes {
             ebpf.take_map("traced_pids")
                 .context("map traced_pids missing")?,
         )?;
+        let known_socks = HashMap::try_from(
+            ebpf.take_map("known_socks")
+                .context("map known_socks missing")?,
+        )?;
         let drops = PerCpuArray::try_from(ebpf.take_map("drops").context("map drops missing")?)?;
         let inject_counts = PerCpuArray::try_from(
             ebpf.take_map("inject_counts")
@@ -102,6 +107,7 @@ impl Probes {
         Ok(Self {
             ebpf,
             traced,
+            known_socks,
             drops,
             inject_counts,
             attached,
@@ -124,6 +130,12 @@ impl Probes {
         self.traced
             .insert(tgid, 1, 0)
             .with_context(|| format!("adding pid {tgid} to the traced set"))
+    }
+
+    /// What the kernel keeps about the socket at kernel address `sock` (its folded egress
+    /// included), or None once it closed.
+    pub fn sock_info(&self, sock: u64) -> Option<abi::RawSockInfo> {
+        self.known_socks.get(&sock, 0).ok()
     }
 
     /// The traced-pid map's fd, for a child to enroll itself between fork and exec.

@@ -17,7 +17,7 @@ use super::identity::{ParentLink, ParentSource, SpanIdentity};
 use super::model::{Resource, Span, SpanKind};
 use super::sdk::SdkProcesses;
 use super::trace_join::{CallJoin, ServerCall, TraceJoin, take_first_named};
-use crate::abi::{CtxFormat, CtxRole, DataEvent, Direction, InjectStatus};
+use crate::abi::{CtxFormat, CtxRole, DataEvent, Direction, InjectStatus, RawSockInfo};
 use crate::metrics::Counters;
 use crate::propagation::tracestate;
 use crate::protocols::db::{DbCall, ParseOptions};
@@ -96,6 +96,8 @@ struct HttpConn {
     fd: i32,
     /// Bytes written so far, as of the last egress event (see `ReenrolRequest`).
     sent_bytes: u64,
+    /// How much of the socket's folded egress (`RawSockInfo`) has been fed as segments.
+    folded_seen: u64,
 }
 
 /// A client connection whose last exchange just completed with nothing else in flight:
@@ -316,6 +318,7 @@ impl Tracker {
                 },
             );
         }
+        self.catch_up_folded(sock, h.folded_bytes, h.folded_ts_ns, to_unix, out);
         let Some(conn) = self.conns.get_mut(&sock) else {
             return;
         };
@@ -400,6 +403,8 @@ impl Tracker {
                 kernel_inject: InjectStatus::None,
                 fd: h.fd,
                 sent_bytes: 0,
+                // Folded before the connection was recognised: not part of its messages.
+                folded_seen: h.folded_bytes,
             }));
         }
         let c = match conn {
@@ -445,29 +450,136 @@ impl Tracker {
             }
             None => seg,
         };
+        Self::feed(
+            c,
+            request_side,
+            &seg,
+            &mut events,
+            Ctx {
+                join: &mut self.join,
+                sdk: &mut self.sdk,
+                resources: &mut self.resources,
+                counters: &self.counters,
+                limits: &self.limits,
+                to_unix,
+                out,
+                reenrol: self.reenrol.as_mut(),
+            },
+        );
+        self.scratch = events;
+    }
+
+    /// Feeds one segment to the stream of its direction and applies what it completes.
+    fn feed(
+        c: &mut HttpConn,
+        request_side: bool,
+        seg: &Segment<'_>,
+        events: &mut Vec<Http1Event>,
+        mut ctx: Ctx<'_>,
+    ) {
         if request_side {
-            c.requests.push(&seg, &mut events);
+            c.requests.push(seg, events);
         } else {
-            c.responses.push(&seg, &mut events);
+            c.responses.push(seg, events);
         }
         for event in events.drain(..) {
-            Self::apply(
-                c,
-                request_side,
-                event,
-                Ctx {
-                    join: &mut self.join,
-                    sdk: &mut self.sdk,
-                    resources: &mut self.resources,
-                    counters: &self.counters,
-                    limits: &self.limits,
-                    to_unix,
-                    out,
-                    reenrol: self.reenrol.as_mut(),
-                },
-            );
+            Self::apply(c, request_side, event, ctx.reborrow());
         }
+    }
+
+    /// Egress the kernel folded into the socket's running total instead of reporting it
+    /// (sendfile, splice: no bytes to show), up to `total`: fed as one segment, sent at
+    /// `ts_ns` (the last of them), ahead of whatever the socket reports next.
+    pub fn catch_up_folded(
+        &mut self,
+        sock: u64,
+        total: u64,
+        ts_ns: u64,
+        to_unix: &dyn Fn(u64) -> u64,
+        out: &mut Vec<Span>,
+    ) {
+        let Some(Conn::Http(c)) = self.conns.get_mut(&sock) else {
+            return;
+        };
+        let len = match total.checked_sub(c.folded_seen) {
+            Some(0) => return,
+            Some(len) => len,
+            // The kernel's entry was evicted and started again: nothing to recover.
+            None => {
+                c.folded_seen = total;
+                return;
+            }
+        };
+        c.folded_seen = total;
+        c.sent_bytes += len;
+        c.last_seen_ns = c.last_seen_ns.max(ts_ns);
+        let seg = Segment {
+            ts_ns,
+            len,
+            head: &[],
+            tail: &[],
+        };
+        let request_side = c.role.carries_requests(Direction::Egress);
+        let mut events = std::mem::take(&mut self.scratch);
+        events.clear();
+        Self::feed(
+            c,
+            request_side,
+            &seg,
+            &mut events,
+            Ctx {
+                join: &mut self.join,
+                sdk: &mut self.sdk,
+                resources: &mut self.resources,
+                counters: &self.counters,
+                limits: &self.limits,
+                to_unix,
+                out,
+                reenrol: self.reenrol.as_mut(),
+            },
+        );
         self.scratch = events;
+    }
+
+    /// Connections that went quiet (nothing reported for `quiet_ns`) with an exchange
+    /// still open: their end may be folded egress no later record will carry, so the
+    /// caller reads the kernel's total for them ([`Tracker::on_sock_info`]). At most
+    /// `limit`.
+    pub fn quiet_open_exchanges(&self, now_ns: u64, quiet_ns: u64, limit: usize) -> Vec<u64> {
+        self.conns
+            .iter()
+            .filter_map(|(sock, conn)| match conn {
+                Conn::Http(c)
+                    if !c.pending.is_empty()
+                        && now_ns.saturating_sub(c.last_seen_ns) >= quiet_ns =>
+                {
+                    Some(*sock)
+                }
+                _ => None,
+            })
+            .take(limit)
+            .collect()
+    }
+
+    /// The kernel's record of socket `sock`, read by userspace: catches up on its folded
+    /// egress, if it still describes the same connection.
+    pub fn on_sock_info(
+        &mut self,
+        sock: u64,
+        info: &RawSockInfo,
+        to_unix: &dyn Fn(u64) -> u64,
+        out: &mut Vec<Span>,
+    ) {
+        let local = socket_addr(info.family, &info.local_addr, info.local_port);
+        let remote = socket_addr(info.family, &info.remote_addr, info.remote_port);
+        let same = self
+            .conns
+            .get(&sock)
+            .and_then(Conn::ends)
+            .is_some_and(|ends| info.sk == sock && ends.local == local && ends.remote == remote);
+        if same {
+            self.catch_up_folded(sock, info.folded_bytes, info.folded_ts_ns, to_unix, out);
+        }
     }
 
     fn apply(c: &mut HttpConn, request_side: bool, event: Http1Event, mut ctx: Ctx<'_>) {
@@ -978,6 +1090,8 @@ mod tests {
         pub local_port: u16,
         pub remote_port: u16,
         pub tgid: u32,
+        /// The socket's folded egress total and its time (`RawSockInfo`).
+        pub folded: (u64, u64),
     }
 
     pub(super) fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
@@ -994,6 +1108,7 @@ mod tests {
             local_port: if sock == SERVER_SOCK { 8080 } else { 40000 },
             remote_port: if sock == SERVER_SOCK { 40000 } else { 8080 },
             tgid: 42,
+            folded: (0, 0),
         }
     }
 
@@ -1024,6 +1139,8 @@ mod tests {
             _pad: 0,
             fd: 3,
             sent_bytes: 0,
+            folded_bytes: e.folded.0,
+            folded_ts_ns: e.folded.1,
             ctx: e.ctx,
             tail: [0; TAIL_BYTES],
         };
@@ -1080,6 +1197,84 @@ mod tests {
         assert_eq!(attr(s, "client.port"), &Value::Int(40000));
         assert_eq!(attr(s, "user_agent.original"), &Value::Str("curl/8".into()));
         assert_eq!(s.status, Status::Unset);
+    }
+
+    /// sendfile'd bodies reach the tracker as the socket's folded total: carried by the
+    /// next record, or read from the kernel for a quiet connection (only when the kernel's
+    /// entry still describes the same 4-tuple).
+    #[test]
+    fn folded_egress_completes_responses() {
+        let (mut t, _) = tracker();
+        let mut out = Vec::new();
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n";
+        let req = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Ingress, 1000, req("/a").as_bytes()),
+            &mut out,
+        );
+        feed(
+            &mut t,
+            &ev(SERVER_SOCK, Direction::Egress, 1010, head),
+            &mut out,
+        );
+        assert!(out.is_empty(), "the body is still due");
+        // The next request's record carries the first body, sent at 1500.
+        let mut next = ev(SERVER_SOCK, Direction::Ingress, 2000, req("/b").as_bytes());
+        next.folded = (5000, 1500);
+        feed(&mut t, &next, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].start_unix_nano, out[0].end_unix_nano), (1000, 1500));
+        assert_eq!(attr(&out[0], "http.response.body.size"), &Value::Int(5000));
+
+        let mut head_b = ev(SERVER_SOCK, Direction::Egress, 2010, head);
+        head_b.folded = (5000, 1500);
+        feed(&mut t, &head_b, &mut out);
+        assert_eq!(out.len(), 1, "nothing new was folded");
+        assert_eq!(
+            t.quiet_open_exchanges(2010 + 50, 100, 10),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            t.quiet_open_exchanges(2010 + 100, 100, 10),
+            vec![SERVER_SOCK]
+        );
+        let mut info = RawSockInfo {
+            sk: SERVER_SOCK,
+            family: 2,
+            local_port: 8080,
+            remote_port: 40001, // another connection at this address: ignored
+            folded_bytes: 10_000,
+            folded_ts_ns: 2500,
+            ..RawSockInfo::default()
+        };
+        info.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        info.remote_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        t.on_sock_info(SERVER_SOCK, &info, &|ns| ns, &mut out);
+        assert_eq!(out.len(), 1);
+        info.remote_port = 40000;
+        t.on_sock_info(SERVER_SOCK, &info, &|ns| ns, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].name, "GET /b");
+        assert_eq!((out[1].start_unix_nano, out[1].end_unix_nano), (2000, 2500));
+        assert_eq!(attr(&out[1], "http.response.body.size"), &Value::Int(5000));
+
+        // A smaller total: the kernel's entry started again. Nothing is invented.
+        let mut again = ev(SERVER_SOCK, Direction::Ingress, 3000, req("/c").as_bytes());
+        again.folded = (100, 2900);
+        feed(&mut t, &again, &mut out);
+        feed(
+            &mut t,
+            &ev(
+                SERVER_SOCK,
+                Direction::Egress,
+                3010,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(attr(&out[2], "http.response.body.size"), &Value::Int(2));
     }
 
     #[test]
