@@ -14,6 +14,8 @@
  * The bytes are the syscall's: its arguments are in the registers saved at syscall entry,
  * and its number says how to read them. Before Linux 6.5 sendfile reached TCP through
  * sendpage, not sendmsg: there the fexit and kprobe families add a sendfile64 hook.
+ * Handed the socket, the tracepoint and fexit programs fold sendfile and splice on a known
+ * socket into its known_socks entry instead of reporting them (sonde_abi.h, sonde_sock_info).
  *
  * The tracepoint and fexit programs drop failed and empty calls (EAGAIN reads of
  * non-blocking servers) before any map lookup; the kretprobes leave that check to
