@@ -593,6 +593,11 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
 
 struct Summary {
     rps: BTreeMap<Config, f64>,
+    /// Median over rounds of each round's (c)/(a) and (b)/(a): the two sides of each ratio
+    /// ran seconds apart, so a host that is slower in some rounds (other tenants) moves
+    /// both; NaN without a round that has both.
+    paired_full_none: f64,
+    paired_floor_none: f64,
     p99: BTreeMap<Config, f64>,
     /// Medians of the per-request CPU time of the traced nginx and of the agent, in µs.
     server_cpu_us: BTreeMap<Config, Option<f64>>,
@@ -636,7 +641,21 @@ impl Summary {
             }
             sum
         };
+        let paired = |a: Config, b: Config| {
+            let ratios = samples
+                .iter()
+                .filter(|s| s.config == a)
+                .filter_map(|s| {
+                    of(b)
+                        .find(|t| t.round == s.round && t.rps > 0.0)
+                        .map(|t| s.rps / t.rps)
+                })
+                .collect();
+            median(ratios)
+        };
         Self {
+            paired_full_none: paired(Config::Full, Config::None),
+            paired_floor_none: paired(Config::Floor, Config::None),
             rps,
             p99,
             server_cpu_us,
@@ -694,6 +713,11 @@ impl Summary {
             s,
             "| (c)/(a) full vs no agent | {full:.3} | >= {TARGET_FULL_RATIO:.2}: {} |",
             verdict(full >= TARGET_FULL_RATIO)
+        );
+        let _ = writeln!(
+            s,
+            "| (c)/(a) and (b)/(a) paired by round (median of each round's ratio) | {:.3} and {:.3} | (less sensitive to the host's speed drifting between rounds) |",
+            self.paired_full_none, self.paired_floor_none
         );
         let _ = writeln!(
             s,
@@ -833,6 +857,8 @@ impl Summary {
             "ratio_floor_none": self.ratio(Config::Floor, Config::None),
             "ratio_full_none": self.ratio(Config::Full, Config::None),
             "ratio_full_floor": self.ratio(Config::Full, Config::Floor),
+            "ratio_full_none_paired_by_round": self.paired_full_none,
+            "ratio_floor_none_paired_by_round": self.paired_floor_none,
             "ratio_floor_syscall_none": self.ratio(Config::FloorSyscall, Config::None),
             "ratio_full_syscall_none": self.ratio(Config::FullSyscall, Config::None),
             "ratio_proxy_inject_no_inject": self.ratio(Config::ProxyInject, Config::ProxyNoInject),
@@ -962,6 +988,35 @@ mod tests {
         assert_eq!(run.requests, 74012);
         assert!((duration_ms("812.00us").expect("us") - 0.812).abs() < 1e-9);
         assert!((duration_ms("2.00s").expect("s") - 2000.0).abs() < 1e-9);
+    }
+
+    /// Round 2 ran on a host twice as slow: each round's ratio is still 0.9.
+    #[test]
+    fn ratios_paired_by_round() {
+        let sample = |round, config, rps| Sample {
+            round,
+            config,
+            rps,
+            p99_ms: 1.0,
+            errors: 0,
+            requests: 1,
+            hooks: None,
+            agent_hwm_kib: None,
+            server_cpu_us: None,
+            agent_cpu_us: None,
+            counters: BTreeMap::new(),
+        };
+        let samples = [
+            sample(1, Config::None, 100.0),
+            sample(1, Config::Full, 90.0),
+            sample(2, Config::None, 50.0),
+            sample(2, Config::Full, 45.0),
+            sample(3, Config::None, 100.0),
+            sample(3, Config::Full, 90.0),
+        ];
+        let summary = Summary::new(&samples);
+        assert!((summary.paired_full_none - 0.9).abs() < 1e-9);
+        assert!(summary.paired_floor_none.is_nan(), "no floor rounds");
     }
 
     #[test]
