@@ -205,8 +205,10 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         decide_trace_ctx(s, (__u32)pid_tgid);
     /* splice names its socket third; re-enrolment only needs the fd of plain writes. */
     ev->fd = sys == SONDE_SYS_SPLICE ? -1 : (__s32)regs->di;
+    /* Re-enrolment is for client sockets: a server's response head does not need it. */
     ev->sent_bytes = 0;
-    if (inject_enabled && dir == SONDE_DIR_EGRESS)
+    if (inject_enabled && dir == SONDE_DIR_EGRESS &&
+        !looks_like_http_response(ev->data, ev->captured_len))
         ev->sent_bytes = sk ? tcp_sent_bytes_of(sk) : tcp_sent_bytes(si->sk);
     submit_data(s);
     return 0;

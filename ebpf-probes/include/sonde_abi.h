@@ -134,7 +134,8 @@ struct sonde_data_event {
     __s32 fd; /* the descriptor the process used */
     /* Egress: bytes the process has written to this socket so far (tcp_sock bytes_acked
      * + write_seq - snd_una; the agent compares it with TCP_INFO before re-enrolling the
-     * socket for injection). 0 for ingress, and when injection is off. */
+     * socket for injection). 0 for ingress, for HTTP response heads (server sockets are
+     * never re-enrolled), and when injection is off. */
     __u64 sent_bytes;
     /* The socket's folded egress when this record was made (struct sonde_sock_info). */
     __u64 folded_bytes;

@@ -37,6 +37,14 @@ struct {
     __type(value, struct scratch);
 } scratch_map SEC(".maps");
 
+/* State of the per-CPU generator trace and span IDs come from (trace_ctx.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} id_rng SEC(".maps");
+
 /* Exec snapshots are built here (too large for the stack). */
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

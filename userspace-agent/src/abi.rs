@@ -72,7 +72,8 @@ pub struct RawDataHeader {
     pub _pad: u8,
     /// The descriptor the process used.
     pub fd: i32,
-    /// Egress: bytes the process has written to the socket so far (0 for ingress).
+    /// Egress: bytes the process has written to the socket so far (0 for ingress and for
+    /// HTTP response heads).
     pub sent_bytes: u64,
     /// The socket's folded egress when the record was made (see [`RawSockInfo`]).
     pub folded_bytes: u64,
