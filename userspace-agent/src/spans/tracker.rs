@@ -541,16 +541,18 @@ impl Tracker {
         self.scratch = events;
     }
 
-    /// Connections that went quiet (nothing reported for `quiet_ns`) with an exchange
-    /// still open: their end may be folded egress no later record will carry, so the
-    /// caller reads the kernel's total for them ([`Tracker::on_sock_info`]). At most
-    /// `limit`.
+    /// Server connections that went quiet (nothing reported for `quiet_ns`) in the middle
+    /// of a response: its end may be folded egress no later record will carry, so the
+    /// caller reads the kernel's total for them ([`Tracker::on_sock_info`]). A client's
+    /// folded request body needs no read: the response that completes its span comes
+    /// after it, carrying the total. At most `limit`.
     pub fn quiet_open_exchanges(&self, now_ns: u64, quiet_ns: u64, limit: usize) -> Vec<u64> {
         self.conns
             .iter()
             .filter_map(|(sock, conn)| match conn {
                 Conn::Http(c)
-                    if !c.pending.is_empty()
+                    if c.role == Role::Server
+                        && c.pending.front().is_some_and(|ex| ex.response.is_some())
                         && now_ns.saturating_sub(c.last_seen_ns) >= quiet_ns =>
                 {
                     Some(*sock)
@@ -1226,6 +1228,11 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].start_unix_nano, out[0].end_unix_nano), (1000, 1500));
         assert_eq!(attr(&out[0], "http.response.body.size"), &Value::Int(5000));
+        assert_eq!(
+            t.quiet_open_exchanges(2000 + 1000, 100, 10),
+            Vec::<u64>::new(),
+            "no response started: nothing can be folded into it"
+        );
 
         let mut head_b = ev(SERVER_SOCK, Direction::Egress, 2010, head);
         head_b.folded = (5000, 1500);
