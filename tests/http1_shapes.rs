@@ -150,21 +150,12 @@ fn nginx_sendfile_keep_alive_then_quiet() {
     let mut exchange = |path: &str, size: usize| {
         let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
         conn.write_all(req.as_bytes()).expect("send");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 65536];
-        let head_end = loop {
-            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = std::io::Read::read(&mut conn, &mut buf).expect("read");
-            assert!(n > 0, "server closed");
-            got.extend_from_slice(&buf[..n]);
-        };
-        while got.len() < head_end + size {
-            let n = std::io::Read::read(&mut conn, &mut buf).expect("read");
-            assert!(n > 0, "server closed");
-            got.extend_from_slice(&buf[..n]);
-        }
+        let mut got = read_head(&mut conn);
+        let head_end = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |i| i + 4);
+        read_more(&mut conn, &mut got, |got| got.len() >= head_end + size);
         assert_eq!(got.len(), head_end + size, "exactly one response");
         now_unix_nanos()
     };
@@ -320,13 +311,7 @@ fn responses_without_body_complete_promptly() {
     let mut conn = tcp(server.port);
     let mut exchange = |req: &str, expect_status: &str| {
         conn.write_all(req.as_bytes()).expect("send");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = std::io::Read::read(&mut conn, &mut buf).expect("read");
-            assert!(n > 0, "server closed");
-            got.extend_from_slice(&buf[..n]);
-        }
+        let got = read_head(&mut conn);
         let head = String::from_utf8_lossy(&got);
         assert!(
             head.starts_with(&format!("HTTP/1.1 {expect_status}")),
@@ -401,4 +386,24 @@ fn server_closes_mid_response() {
         "the close ends the span promptly ({:?})",
         s.duration()
     );
+}
+
+/// Reads until the first blank line; returns everything read, which may run past it (the
+/// caller checks).
+fn read_head(conn: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    read_more(conn, &mut got, |got| {
+        got.windows(4).any(|w| w == b"\r\n\r\n")
+    });
+    got
+}
+
+/// Appends what arrives on `conn` to `got` until `done(got)`; the server closing first fails.
+fn read_more(conn: &mut std::net::TcpStream, got: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    let mut buf = [0u8; 65536];
+    while !done(got) {
+        let n = std::io::Read::read(conn, &mut buf).expect("read");
+        assert!(n > 0, "server closed");
+        got.extend_from_slice(&buf[..n]);
+    }
 }

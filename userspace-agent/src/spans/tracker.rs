@@ -238,6 +238,23 @@ pub struct Tracker {
     reenrol: Option<Vec<ReenrolRequest>>,
 }
 
+/// The [`Ctx`] for `apply`, borrowed from the tracker field by field, so that a connection
+/// borrowed from `conns` can be used beside it.
+macro_rules! tracker_ctx {
+    ($tracker:ident, $to_unix:expr, $out:expr) => {
+        Ctx {
+            join: &mut $tracker.join,
+            sdk: &mut $tracker.sdk,
+            resources: &mut $tracker.resources,
+            counters: &$tracker.counters,
+            limits: &$tracker.limits,
+            to_unix: $to_unix,
+            out: $out,
+            reenrol: $tracker.reenrol.as_mut(),
+        }
+    };
+}
+
 impl Tracker {
     pub fn new(limits: Limits, resources: ResourceFn, counters: Arc<Counters>) -> Self {
         Self {
@@ -455,16 +472,7 @@ impl Tracker {
             request_side,
             &seg,
             &mut events,
-            Ctx {
-                join: &mut self.join,
-                sdk: &mut self.sdk,
-                resources: &mut self.resources,
-                counters: &self.counters,
-                limits: &self.limits,
-                to_unix,
-                out,
-                reenrol: self.reenrol.as_mut(),
-            },
+            tracker_ctx!(self, to_unix, out),
         );
         self.scratch = events;
     }
@@ -527,16 +535,7 @@ impl Tracker {
             request_side,
             &seg,
             &mut events,
-            Ctx {
-                join: &mut self.join,
-                sdk: &mut self.sdk,
-                resources: &mut self.resources,
-                counters: &self.counters,
-                limits: &self.limits,
-                to_unix,
-                out,
-                reenrol: self.reenrol.as_mut(),
-            },
+            tracker_ctx!(self, to_unix, out),
         );
         self.scratch = events;
     }
@@ -870,16 +869,7 @@ impl Tracker {
                     // A cut-off response stays pending and fails when the socket closes.
                     let mut events = Vec::new();
                     let _cut = c.responses.finish(&mut events);
-                    let mut ctx = Ctx {
-                        join: &mut self.join,
-                        sdk: &mut self.sdk,
-                        resources: &mut self.resources,
-                        counters: &self.counters,
-                        limits: &self.limits,
-                        to_unix,
-                        out,
-                        reenrol: self.reenrol.as_mut(),
-                    };
+                    let mut ctx = tracker_ctx!(self, to_unix, out);
                     for e in events {
                         Self::apply(c, false, e, ctx.reborrow());
                     }
@@ -896,16 +886,7 @@ impl Tracker {
             Conn::Db(c) => return self.close_db(c, to_unix, out),
             Conn::Unknown { .. } => return,
         };
-        let mut ctx = Ctx {
-            join: &mut self.join,
-            sdk: &mut self.sdk,
-            resources: &mut self.resources,
-            counters: &self.counters,
-            limits: &self.limits,
-            to_unix,
-            out,
-            reenrol: self.reenrol.as_mut(),
-        };
+        let mut ctx = tracker_ctx!(self, to_unix, out);
         let mut events = Vec::new();
         let _ = c.requests.finish(&mut events);
         for e in events.drain(..) {
