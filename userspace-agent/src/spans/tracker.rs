@@ -452,8 +452,6 @@ impl Tracker {
             c.kernel_inject = ev.inject_status;
         }
 
-        let mut events = std::mem::take(&mut self.scratch);
-        events.clear();
         let joined_bytes;
         let seg = match &replay {
             Some(held) => {
@@ -471,13 +469,13 @@ impl Tracker {
             c,
             request_side,
             &seg,
-            &mut events,
+            &mut self.scratch,
             tracker_ctx!(self, to_unix, out),
         );
-        self.scratch = events;
     }
 
-    /// Feeds one segment to the stream of its direction and applies what it completes.
+    /// Feeds one segment to the stream of its direction and applies what it completes;
+    /// `events` is scratch space, left empty.
     fn feed(
         c: &mut HttpConn,
         request_side: bool,
@@ -485,6 +483,7 @@ impl Tracker {
         events: &mut Vec<Http1Event>,
         mut ctx: Ctx<'_>,
     ) {
+        events.clear();
         if request_side {
             c.requests.push(seg, events);
         } else {
@@ -528,16 +527,13 @@ impl Tracker {
             tail: &[],
         };
         let request_side = c.role.carries_requests(Direction::Egress);
-        let mut events = std::mem::take(&mut self.scratch);
-        events.clear();
         Self::feed(
             c,
             request_side,
             &seg,
-            &mut events,
+            &mut self.scratch,
             tracker_ctx!(self, to_unix, out),
         );
-        self.scratch = events;
     }
 
     /// Server connections that went quiet (nothing reported for `quiet_ns`) in the middle
