@@ -27,6 +27,7 @@
 #include "common/config.h"
 #include "common/http_detect.h"
 #include "common/inject_line.h"
+#include "common/swar.h"
 #include "common/trace_ctx.h"
 #include "maps/maps.h"
 
@@ -227,17 +228,40 @@ int sonde_sockops(struct bpf_sock_ops *skops) {
 #define LINEARIZE_MAX (32 * 1024)
 _Static_assert(2 * HEAD_SCAN_MAX <= sizeof(((struct inject_scratch *)0)->head), "scratch size");
 
+/* Longest request line examined. */
+#define REQUEST_LINE_MAX 512
+
+struct line_walk {
+    const __u8 *d;
+    __u32 len;
+    __u32 end; /* just past the request line's CRLF; 0: none */
+};
+
+/* bpf_loop body: looks for the request line's end in 8 bytes, without a branch per byte
+ * (common/swar.h). */
+static long walk_line_word(__u64 idx, void *arg) {
+    struct line_walk *w = arg;
+    __u32 at = (__u32)idx * 8;
+    if (at >= w->len)
+        return 1;
+    /* Masked, so within the scratch buffer (twice HEAD_SCAN_MAX); bytes past len are
+     * stale, and a line end found there fails the length check below. */
+    __u64 word = *(const __u64 *)(w->d + (at & HEAD_MASK));
+    __u32 k = swar_first(swar_eq(word, '\r') | swar_eq(word, '\n'));
+    if (k == 8)
+        return 0;
+    __u32 i = at + k;
+    /* A bare LF is not something we will edit. */
+    if (i + 2 <= w->len && w->d[i & HEAD_MASK] == '\r' && w->d[(i + 1) & HEAD_MASK] == '\n')
+        w->end = i + 2;
+    return 1;
+}
+
 /* Offset just past the request line's CRLF, or 0 if it is not in the first bytes. */
 static __always_inline __u32 request_line_end(const __u8 *d, __u32 len) {
-    for (__u32 i = 0; i < 512; i++) {
-        if (i + 2 > len)
-            return 0;
-        if (d[i] == '\r')
-            return d[i + 1] == '\n' ? i + 2 : 0;
-        if (d[i] == '\n')
-            return 0; /* bare LF: not something we will edit */
-    }
-    return 0;
+    struct line_walk w = {.d = d, .len = len, .end = 0};
+    bpf_loop(REQUEST_LINE_MAX / 8, walk_line_word, &w, 0);
+    return w.end;
 }
 
 static __always_inline __u8 lower(__u8 c) {
@@ -306,6 +330,9 @@ static long walk_head_word(__u64 idx, void *arg) {
 static __always_inline enum head_scan scan_head(const __u8 *d, __u32 len, __u32 from) {
     if (from + 2 > len || from >= HEAD_SCAN_MAX)
         return HEAD_INCOMPLETE;
+    /* Keeps the mask, which the check above makes look redundant to clang (see
+     * walk_head_word). */
+    barrier_var(from);
     const __u8 *h = d + (from & HEAD_MASK);
     if (h[0] == '\r')
         return h[1] == '\n' ? HEAD_CLEAN : HEAD_INCOMPLETE;
@@ -385,7 +412,7 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
 
     /* "METHOD target HTTP/1.x\r\n", then a complete header block without a context header. */
     __u32 line_end = request_line_end(d, len);
-    bool line_ok = line_end >= 16 && line_end <= 512 &&
+    bool line_ok = line_end >= 16 && line_end <= REQUEST_LINE_MAX &&
                    has_prefix(d + ((line_end - 11) & HEAD_MASK), 8, " HTTP/1.", 8);
     enum head_scan head = line_ok ? scan_head(d, len, line_end) : HEAD_INCOMPLETE;
     if (head == HEAD_HAS_CTX) {

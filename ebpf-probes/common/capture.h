@@ -39,9 +39,15 @@ static __always_inline void capture_buf(struct scratch *s, const __u8 *buf, __u6
 
 /* The first len bytes spread over an iovec array (readv/writev/recvmsg/sendmsg).
  * Walks at most SONDE_MAX_IOV entries; the tail is taken from the last entry that
- * holds data, when the walk reached the end of the data. */
-static __always_inline void capture_iov(struct scratch *s, const struct iovec *iov, __u64 iovcnt,
-                                        __u64 len) {
+ * holds data, when the walk reached the end of the data. A global function: the verifier
+ * checks its loop once, on its own, instead of once for every path of every hook that
+ * reaches it (inlined, it was most of the 1M-instruction budget on some kernels). */
+__attribute__((noinline)) int capture_iov(struct scratch *s, __u64 iov_addr, __u64 iovcnt,
+                                          __u64 len) {
+    /* A user address: global functions take pointers to kernel memory only. */
+    const struct iovec *iov = (const struct iovec *)iov_addr;
+    if (!s)
+        return 0;
     struct sonde_data_event *ev = &s->ev;
     __u32 cap = capture_limit();
     __u64 consumed = 0;
@@ -78,7 +84,7 @@ static __always_inline void capture_iov(struct scratch *s, const struct iovec *i
     ev->captured_len = captured > cap ? cap : captured;
 
     if (consumed != len || len <= captured || !last_base)
-        return;
+        return 0;
     __u64 tl = len - captured;
     if (tl > last_take)
         tl = last_take;
@@ -86,4 +92,5 @@ static __always_inline void capture_iov(struct scratch *s, const struct iovec *i
         tl = SONDE_TAIL_BYTES;
     if (bpf_probe_read_user(ev->tail, tl, last_base + last_take - tl) == 0)
         ev->tail_len = tl;
+    return 0;
 }

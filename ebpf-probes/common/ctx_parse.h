@@ -34,6 +34,7 @@
 #endif
 #endif
 #include "sonde_abi.h"
+#include "common/swar.h"
 
 /* A decoded context. format == SONDE_FMT_NONE: no valid header. */
 struct sonde_parsed_ctx {
@@ -148,6 +149,11 @@ static __always_inline bool ctx_is_ows(__u8 c) {
     return c == ' ' || c == '\t';
 }
 
+/* A flag (0x80) in every byte of w that is not optional whitespace (SP or HTAB). */
+static __always_inline __u64 ctx_non_ows(__u64 w) {
+    return ~(swar_eq(w, ' ') | swar_eq(w, '\t')) & SWAR_80;
+}
+
 /* Records the value of field f that starts at p (after the name and colon). */
 static __always_inline void ctx_record(struct ctx_scan *s, enum ctx_field f, __u32 p, __u32 end) {
     struct ctx_scan_state *st = s->st;
@@ -157,11 +163,13 @@ static __always_inline void ctx_record(struct ctx_scan *s, enum ctx_field f, __u
             st->bad |= bit;
         return;
     }
-    /* Optional whitespace; more than 8 blanks is not a value we decode. */
-    for (int i = 0; i < 8 && p < end && ctx_is_ows(CTX_AT(s->d, p)); i++)
-        p++;
-    for (int i = 0; i < 8 && end > p && ctx_is_ows(CTX_AT(s->d, end - 1)); i++)
-        end--;
+    /* Optional whitespace; more than 8 blanks is not a value we decode. The byte before p
+     * is the colon and the byte at end is CR or LF, so neither count runs past the line;
+     * an all-blank value ends up empty. */
+    end -= swar_after_last(ctx_non_ows(CTX_LOAD64(&s->d[(end - 8) & CTX_MASK])));
+    p += swar_first(ctx_non_ows(CTX_LOAD64(&s->d[p & CTX_MASK])));
+    if (p > end)
+        p = end;
     st->present |= bit;
     st->v[f].start = p;
     st->v[f].end = end;
@@ -242,28 +250,6 @@ static __always_inline long ctx_line(struct ctx_scan *s, __u32 nl) {
     return 0;
 }
 
-/* Index of the lowest byte of w equal to '\n', 8 if none (SWAR: the lowest flagged
- * byte of the zero-byte test is exact; higher ones may be false positives). */
-static __always_inline __u32 ctx_first_newline(__u64 w) {
-    __u64 x = w ^ 0x0a0a0a0a0a0a0a0aULL;
-    __u64 m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
-    if (!m)
-        return 8;
-    __u64 low = m & -m;
-    __u32 k = 0;
-    if (!(low & 0xffffffffULL)) {
-        k += 4;
-        low >>= 32;
-    }
-    if (!(low & 0xffffULL)) {
-        k += 2;
-        low >>= 16;
-    }
-    if (!(low & 0xffULL))
-        k += 1;
-    return k;
-}
-
 /* One step of the scan: skip eight bytes without a newline, or handle one line.
  * Every step consumes at least one byte, so len steps always suffice. */
 static long ctx_scan_step(__u64 index, void *arg) {
@@ -274,7 +260,7 @@ static long ctx_scan_step(__u64 index, void *arg) {
     if (pos >= st->len)
         return 1;
     /* Bytes past len are stale memory (kernel) or padding (host): ignored below. */
-    __u32 k = ctx_first_newline(CTX_LOAD64(&s->d[pos & CTX_MASK]));
+    __u32 k = swar_first(swar_eq(CTX_LOAD64(&s->d[pos & CTX_MASK]), '\n'));
     if (k == 8) {
         st->pos = pos + 8;
         return 0;
@@ -288,28 +274,57 @@ static long ctx_scan_step(__u64 index, void *arg) {
     return done;
 }
 
-/* Up to max (<= 32) hex digits at [p, end) into *hi:*lo, right-aligned (fewer digits
- * mean leading zeros). Returns how many were read; stops at the first other byte. */
-static __always_inline __u32 ctx_hex(const __u8 *d, __u32 p, __u32 end, __u32 max, bool upper,
-                                     __u64 *hi, __u64 *lo) {
+/* The lower-case hex digits at the start of the 8 bytes w (first byte lowest): how many
+ * (0..8) in *n, and their value, first digit most significant. Straight-line arithmetic
+ * (common/swar.h): a loop with a branch per digit cost the verifier hundreds of thousands
+ * of instructions inside the X-Ray callback. */
+static __always_inline __u64 ctx_hex8(__u64 w, __u32 *n) {
+    __u64 x = w & SWAR_7F;
+    __u64 ascii = ~w & SWAR_80;
+    /* Per byte, bit 7 of (x | 0x80) - lo is x >= lo, and of (hi | 0x80) - x is x <= hi;
+     * neither subtraction borrows across bytes. */
+    __u64 digit = ((x | SWAR_80) - '0' * SWAR_01) & (('9' | 0x80) * SWAR_01 - x);
+    __u64 letter = ((x | SWAR_80) - 'a' * SWAR_01) & (('f' | 0x80) * SWAR_01 - x);
+    letter &= ascii;
+    __u64 invalid = ~((digit & ascii) | letter) & SWAR_80;
+    __u32 k = swar_first(invalid);
+    /* Nibble values ('a' is 0x61: low nibble 1, plus 9), first digit in the top byte,
+     * then pairs, quads and octets of nibbles packed: 8 nibbles in the low 32 bits. */
+    __u64 v = ((x & (0x0f * SWAR_01)) + 9 * (letter >> 7)) & (0x0f * SWAR_01);
+    v = __builtin_bswap64(v);
+    v = (v | (v >> 4)) & 0x00ff00ff00ff00ffULL;
+    v = (v | (v >> 8)) & 0x0000ffff0000ffffULL;
+    v = (v | (v >> 16)) & 0x00000000ffffffffULL;
+    *n = k;
+    return v >> (4 * (8 - k));
+}
+
+/* Up to max (<= 32) lower-case hex digits at [p, end) into *hi:*lo, right-aligned (fewer
+ * digits mean leading zeros). Returns how many were read; stops at the first other byte. */
+static __always_inline __u32 ctx_hex(const __u8 *d, __u32 p, __u32 end, __u32 max, __u64 *hi,
+                                     __u64 *lo) {
+    __u32 want = end > p ? end - p : 0;
+    if (want > max)
+        want = max;
     __u64 h = 0, l = 0;
     __u32 n = 0;
-    for (__u32 i = 0; i < 32; i++) {
-        if (i >= max || p + i >= end)
+    CTX_UNROLL
+    for (__u32 w = 0; w < 4; w++) {
+        __u32 k;
+        __u64 v = ctx_hex8(CTX_LOAD64(&d[(p + 8 * w) & CTX_MASK]), &k);
+        if (k > want - n) {
+            /* Digits past the ones wanted are not read: keep the first want - n. */
+            v >>= 4 * (k - (want - n));
+            k = want - n;
+        }
+        /* (h:l) << 4k, k <= 8: the bits l shifts out go to h (two shifts keep every
+         * shift count below 64). */
+        __u32 bits = 4 * k;
+        h = (h << bits) | ((l >> 32) >> (32 - bits));
+        l = (l << bits) | v;
+        n += k;
+        if (k < 8 || n >= want)
             break;
-        __u8 c = CTX_AT(d, p + i);
-        __u8 v;
-        if (c >= '0' && c <= '9')
-            v = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            v = c - 'a' + 10;
-        else if (upper && c >= 'A' && c <= 'F')
-            v = c - 'A' + 10;
-        else
-            break;
-        h = (h << 4) | (l >> 60);
-        l = (l << 4) | v;
-        n++;
     }
     *hi = h;
     *lo = l;
@@ -344,7 +359,7 @@ static __always_inline bool ctx_w3c(const __u8 *d, struct ctx_value v,
     if (end < p + 55)
         return false;
     __u64 hi, version, span, flags;
-    if (ctx_hex(d, p, p + 2, 2, false, &hi, &version) != 2 || version == 0xff)
+    if (ctx_hex(d, p, p + 2, 2, &hi, &version) != 2 || version == 0xff)
         return false;
     if (version == 0 && end != p + 55)
         return false;
@@ -353,9 +368,9 @@ static __always_inline bool ctx_w3c(const __u8 *d, struct ctx_value v,
     if (CTX_AT(d, p + 2) != '-' || CTX_AT(d, p + 35) != '-' || CTX_AT(d, p + 52) != '-')
         return false;
     __u64 thi, tlo;
-    if (ctx_hex(d, p + 3, p + 35, 32, false, &thi, &tlo) != 32 ||
-        ctx_hex(d, p + 36, p + 52, 16, false, &hi, &span) != 16 ||
-        ctx_hex(d, p + 53, p + 55, 2, false, &hi, &flags) != 2)
+    if (ctx_hex(d, p + 3, p + 35, 32, &thi, &tlo) != 32 ||
+        ctx_hex(d, p + 36, p + 52, 16, &hi, &span) != 16 ||
+        ctx_hex(d, p + 53, p + 55, 2, &hi, &flags) != 2)
         return false;
     return ctx_emit(out, thi, tlo, span, flags & CTX_SAMPLED, SONDE_FMT_W3C);
 }
@@ -375,13 +390,13 @@ static __always_inline bool ctx_b3(const __u8 *d, struct ctx_value v,
                                    struct sonde_parsed_ctx *out) {
     __u32 p = v.start, end = v.end;
     __u64 thi, tlo, hi, span, parent;
-    __u32 n = ctx_hex(d, p, end, 32, false, &thi, &tlo);
+    __u32 n = ctx_hex(d, p, end, 32, &thi, &tlo);
     if (n != 16 && n != 32)
         return false;
     p += n;
     if (p >= end || CTX_AT(d, p) != '-')
         return false;
-    if (ctx_hex(d, p + 1, end, 16, false, &hi, &span) != 16)
+    if (ctx_hex(d, p + 1, end, 16, &hi, &span) != 16)
         return false;
     p += 17;
     bool sampled = true; /* no decision yet: we record, so sampled */
@@ -394,7 +409,7 @@ static __always_inline bool ctx_b3(const __u8 *d, struct ctx_value v,
         sampled = s;
         p += 2;
         if (p < end) {
-            if (CTX_AT(d, p) != '-' || ctx_hex(d, p + 1, end, 16, false, &hi, &parent) != 16 ||
+            if (CTX_AT(d, p) != '-' || ctx_hex(d, p + 1, end, 16, &hi, &parent) != 16 ||
                 p + 17 != end)
                 return false;
         }
@@ -414,10 +429,10 @@ static __always_inline bool ctx_b3_multi(const __u8 *d, const struct ctx_scan_st
                                          struct sonde_parsed_ctx *out) {
     struct ctx_value t = s->v[CTX_F_B3_TRACEID], sp = s->v[CTX_F_B3_SPANID];
     __u64 thi, tlo, hi, span;
-    __u32 n = ctx_hex(d, t.start, t.end, 32, false, &thi, &tlo);
+    __u32 n = ctx_hex(d, t.start, t.end, 32, &thi, &tlo);
     if ((n != 16 && n != 32) || t.start + n != t.end)
         return false;
-    if (ctx_hex(d, sp.start, sp.end, 16, false, &hi, &span) != 16 || sp.start + 16 != sp.end)
+    if (ctx_hex(d, sp.start, sp.end, 16, &hi, &span) != 16 || sp.start + 16 != sp.end)
         return false;
     bool sampled = true;
     if (s->present & (1 << CTX_F_B3_SAMPLED)) {
@@ -547,10 +562,10 @@ static long ctx_xray_step(__u64 i, void *arg) {
         if ((st->xray_found & CTX_XRAY_ROOT) || !ctx_name_is(d, p, end, "Root=1-", 7) ||
             p + 40 > end || CTX_AT(d, p + 15) != '-' || !ctx_xray_field_end(d, p + 40, end))
             return 0;
-        if (ctx_hex(d, p + 7, p + 15, 8, false, &hi, &lo) != 8)
+        if (ctx_hex(d, p + 7, p + 15, 8, &hi, &lo) != 8)
             return 0;
         st->xray_thi = lo << 32;
-        if (ctx_hex(d, p + 16, p + 40, 24, false, &hi, &lo) != 24)
+        if (ctx_hex(d, p + 16, p + 40, 24, &hi, &lo) != 24)
             return 0;
         st->xray_thi |= hi;
         st->xray_tlo = lo;
@@ -558,8 +573,7 @@ static long ctx_xray_step(__u64 i, void *arg) {
         break;
     case 'P':
         if ((st->xray_found & CTX_XRAY_PARENT) || !ctx_name_is(d, p, end, "Parent=", 7) ||
-            !ctx_xray_field_end(d, p + 23, end) ||
-            ctx_hex(d, p + 7, p + 23, 16, false, &hi, &lo) != 16)
+            !ctx_xray_field_end(d, p + 23, end) || ctx_hex(d, p + 7, p + 23, 16, &hi, &lo) != 16)
             return 0;
         st->xray_parent = lo;
         st->xray_found |= CTX_XRAY_PARENT;

@@ -186,12 +186,12 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         capture_buf(s, (const __u8 *)regs->si, ret);
         break;
     case SHAPE_IOV:
-        capture_iov(s, (const struct iovec *)regs->si, regs->dx, ret);
+        capture_iov(s, regs->si, regs->dx, ret);
         break;
     case SHAPE_MSG: {
         struct user_msghdr msg;
         if (bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si) == 0)
-            capture_iov(s, msg.msg_iov, msg.msg_iovlen, ret);
+            capture_iov(s, (__u64)msg.msg_iov, msg.msg_iovlen, ret);
         else
             count_drop(SONDE_DROP_READ_FAULT);
         break;

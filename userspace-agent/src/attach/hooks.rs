@@ -195,19 +195,26 @@ impl DataHooks {
         programs
     }
 
+    /// Every program this family may attach, on any kernel.
+    pub fn every_program_of(self) -> impl Iterator<Item = ProgramHook> {
+        let (base, sendfile): (&[ProgramHook], &[ProgramHook]) = match self {
+            DataHooks::SocketTracepoints => (SOCKET_TRACEPOINTS, &[SYSCALL_SENDFILE]),
+            DataHooks::Fexit => (FEXIT, &[FEXIT_SENDFILE]),
+            DataHooks::Kprobes => (KPROBES, &[KPROBE_SENDFILE]),
+            DataHooks::SyscallTracepoints => (SYSCALL_TRACEPOINTS, &[]),
+        };
+        base.iter().chain(sendfile).copied()
+    }
+
     /// Every program any family may attach, for the verifier matrix.
     pub fn every_program() -> impl Iterator<Item = ProgramHook> {
-        [
-            SOCKET_TRACEPOINTS,
-            FEXIT,
-            &[FEXIT_SENDFILE],
-            KPROBES,
-            &[KPROBE_SENDFILE],
-            SYSCALL_TRACEPOINTS,
-        ]
-        .into_iter()
-        .flatten()
-        .copied()
+        // Each once: the socket-tracepoint family borrows the syscall family's sendfile
+        // hook, so only the syscall family lists it.
+        DataHooks::PREFERENCE.into_iter().flat_map(|family| {
+            family
+                .every_program_of()
+                .filter(move |h| family == DataHooks::SyscallTracepoints || *h != SYSCALL_SENDFILE)
+        })
     }
 }
 

@@ -20,6 +20,12 @@ use super::probes::{ProbeOptions, load_object};
 /// Verifier log lines kept for a rejected program: the verdict is at the end.
 const LOG_TAIL_LINES: usize = 20;
 
+/// Most instructions a program may take the verifier to check before the matrix calls it
+/// over budget: a quarter of the kernel's limit (1M). Verifiers differ in how well they
+/// prune, even between builds of one kernel version: a program that takes 300k here may
+/// take over a million elsewhere (as the trace-context parser once did).
+pub const VERIFIER_BUDGET: u32 = 250_000;
+
 /// How loading one program went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,12 +51,16 @@ pub struct ProgramLoad {
     pub error: String,
     /// The last lines of the verifier log when the verifier rejected it.
     pub log_tail: Vec<String>,
+    /// Instructions the verifier processed to accept it (kernels from 5.16 say).
+    pub verified_insns: Option<u32>,
 }
 
 /// Every program in the object, loaded one by one, in name order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Matrix {
     pub programs: Vec<ProgramLoad>,
+    /// [`VERIFIER_BUDGET`], for readers of the JSON (`cargo xtask vm-test`).
+    pub verifier_budget: u32,
 }
 
 impl Matrix {
@@ -76,6 +86,10 @@ pub fn load_every_program() -> Result<Matrix> {
                 None => btf.as_ref(),
             };
             let (kind, outcome) = load(name, program, trampolines, btf.as_ref());
+            let verified_insns = outcome
+                .is_ok()
+                .then(|| program.info().ok()?.verified_instruction_count())
+                .flatten();
             let (state, error, log_tail) = match outcome {
                 Ok(()) => (LoadState::Ok, String::new(), Vec::new()),
                 Err(LoadFailure::Unavailable(why)) => (LoadState::Unavailable, why, Vec::new()),
@@ -90,11 +104,15 @@ pub fn load_every_program() -> Result<Matrix> {
                 state,
                 error,
                 log_tail,
+                verified_insns,
             }
         })
         .collect();
     programs.sort_by(|a, b| a.program.cmp(&b.program));
-    Ok(Matrix { programs })
+    Ok(Matrix {
+        programs,
+        verifier_budget: VERIFIER_BUDGET,
+    })
 }
 
 enum LoadFailure {
@@ -216,7 +234,22 @@ pub fn print_matrix(matrix: &Matrix, json: bool, out: &mut impl Write) -> io::Re
             LoadState::Rejected => "FAIL",
             LoadState::Unavailable => "n/a",
         };
-        writeln!(out, "{verdict:<4}  {:<14}  {}", p.kind, p.program)?;
+        let insns = p
+            .verified_insns
+            .map(|n| {
+                let over = if n > VERIFIER_BUDGET {
+                    " OVER BUDGET"
+                } else {
+                    ""
+                };
+                format!("  {n} insns verified{over}")
+            })
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{verdict:<4}  {:<14}  {:<28}{insns}",
+            p.kind, p.program
+        )?;
         if p.state != LoadState::Ok {
             writeln!(out, "      {}", p.error)?;
             for line in &p.log_tail {
@@ -225,13 +258,20 @@ pub fn print_matrix(matrix: &Matrix, json: bool, out: &mut impl Write) -> io::Re
         }
     }
     let count = |state| matrix.programs.iter().filter(|p| p.state == state).count();
+    let most = matrix
+        .programs
+        .iter()
+        .filter_map(|p| p.verified_insns)
+        .max();
     writeln!(
         out,
-        "{} programs: {} loaded, {} rejected, {} unavailable on this kernel",
+        "{} programs: {} loaded, {} rejected, {} unavailable on this kernel; at most {} \
+         instructions verified (budget {VERIFIER_BUDGET}, kernel limit 1000000)",
         matrix.programs.len(),
         count(LoadState::Ok),
         count(LoadState::Rejected),
-        count(LoadState::Unavailable)
+        count(LoadState::Unavailable),
+        most.map_or_else(|| "?".to_owned(), |n| n.to_string())
     )
 }
 

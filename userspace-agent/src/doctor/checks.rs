@@ -31,7 +31,8 @@ const CAP_BPF: u32 = 39;
 /// cannot determine is reported as [`State::Unknown`].
 ///
 /// Side effects: mounts tracefs and securityfs if they are not mounted (the agent
-/// needs the former anyway), and briefly attaches an empty fentry program.
+/// needs the former anyway), briefly attaches an empty fentry program, and loads (never
+/// attaches) every program of the probe object.
 pub fn probe_host() -> HostReport {
     let uname = sys::uname();
     let release = uname.as_ref().ok().map(|(r, _)| r.clone());
@@ -54,9 +55,23 @@ pub fn probe_host() -> HostReport {
         tracefs_check(&tracefs),
         syscall_tracepoints_check(&tracefs),
         socket_tracepoints_check(),
-        cgroup2_check(&mounts),
-        sockmap_fionread_check(),
     ];
+    let can_load = ["bpf_syscall", "btf"].iter().all(|name| {
+        checks
+            .iter()
+            .any(|c| c.name == *name && c.state == State::Ok)
+    });
+    if can_load {
+        super::programs::check_programs(&mut checks);
+    } else {
+        checks.push(Check::bad(
+            "probe_programs",
+            State::Unknown,
+            "not loaded: needs the BPF syscall and kernel BTF",
+            "Sonde cannot load its probes here",
+        ));
+    }
+    checks.extend([cgroup2_check(&mounts), sockmap_fionread_check()]);
     checks.extend(CAPS.iter().map(|cap| capability_check(cap, cap_eff)));
     checks.push(uprobes_check(cap_eff));
     checks.push(unprivileged_bpf_check());

@@ -13,6 +13,7 @@
 pub(crate) mod bpf_probe;
 mod checks;
 pub(crate) mod parse;
+mod programs;
 mod report;
 pub(crate) mod sockmap;
 mod sys;
@@ -110,6 +111,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "tracefs",
     "syscall_tracepoints",
     "socket_tracepoints",
+    "probe_programs",
     "cgroup2",
     "sockmap_fionread",
     "CAP_BPF",

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Check, HostReport, State};
 
 /// Checks without which Sonde traces nothing.
-const REQUIRED: &[&str] = &["btf", "bpf_syscall", "ringbuf", "tracefs"];
+const REQUIRED: &[&str] = &["btf", "bpf_syscall", "ringbuf", "tracefs", "probe_programs"];
 
 /// The checks behind each family of socket-data hooks, in the order `attach::hooks`
 /// prefers them, and how the verdict names the family. One of them is required.

@@ -250,6 +250,20 @@ fn probe_host_structural_sanity() {
     }
     if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         assert_eq!(report.get("btf").map(|c| c.state), Some(State::Ok));
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // As root the doctor loads every program: a verifier that refuses one of
+            // ours on this kernel is a bug to fix, not a host limitation.
+            let programs = report.get("probe_programs");
+            assert_eq!(programs.map(|c| c.state), Some(State::Ok), "{programs:?}");
+            for family in ["socket_tracepoints", "syscall_tracepoints"] {
+                let check = report.get(family);
+                assert!(
+                    check.is_some_and(|c| !c.detail.contains("verifier rejects")),
+                    "{check:?}"
+                );
+            }
+        }
     }
     assert_eq!(report.verdict, Verdict::from_checks(&report.checks));
 

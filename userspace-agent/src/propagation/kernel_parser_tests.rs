@@ -183,6 +183,58 @@ fn w3c_optional_whitespace_and_name_case() {
     assert_eq!(parse(W3C_HEAD.replace("\r\n", "\n").as_bytes()), expect);
 }
 
+/// The whitespace and hex scans read eight bytes at a time: runs that end exactly at, or
+/// just past, a word boundary, and bytes that only differ from a digit by the high bit.
+#[test]
+fn word_at_a_time_edges() {
+    let expect = ctx(W3C_TRACE, W3C_SPAN, true, CtxFormat::W3c);
+    for blanks in 0..=8 {
+        for pad in [" ", "\t"] {
+            let ws = pad.repeat(blanks);
+            for line in [
+                format!("traceparent:{ws}{W3C_VALUE}"),
+                format!("traceparent:{W3C_VALUE}{ws}"),
+                format!("traceparent:{ws}{W3C_VALUE}{ws}"),
+            ] {
+                assert_eq!(parse(w3c_with(&line).as_bytes()), expect, "{line:?}");
+            }
+        }
+    }
+    // More than 8 blanks is not a value we decode, on either side.
+    for line in [
+        format!("traceparent:{}{W3C_VALUE}", " ".repeat(9)),
+        format!("traceparent:{W3C_VALUE}{}", " ".repeat(9)),
+        format!("traceparent:{}", " ".repeat(12)),
+        "traceparent:".to_owned(),
+    ] {
+        assert_eq!(parse(w3c_with(&line).as_bytes()), None, "{line:?}");
+    }
+
+    // '0' | 0x80 and 'a' | 0x80 are not digits, wherever they sit in a word.
+    for at in [3, 10, 11, 18, 34, 36, 51, 53, 54] {
+        for high in [
+            b'0' | 0x80,
+            b'a' | 0x80,
+            b'9' + 1,
+            b'a' - 1,
+            b'f' + 1,
+            b'0' - 1,
+        ] {
+            let mut head = W3C_HEAD.as_bytes().to_vec();
+            let value = W3C_HEAD.find(W3C_VALUE).expect("value in head");
+            head[value + at] = high;
+            assert_eq!(parse(&head), None, "byte {high:#x} at {at}");
+        }
+    }
+    // Every digit value, in every position of a word.
+    let trace = "0123456789abcdeffedcba9876543210";
+    let span = "a0b1c2d3e4f56789";
+    assert_eq!(
+        w3c_value(&format!("00-{trace}-{span}-01")),
+        ctx(trace, span, true, CtxFormat::W3c)
+    );
+}
+
 #[test]
 fn w3c_header_cut_by_the_capture_is_ignored() {
     let head = W3C_HEAD.as_bytes();

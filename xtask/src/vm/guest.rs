@@ -168,9 +168,26 @@ fn verifier_matrix(sonde: &Path) -> Result<String> {
         "rejected by the verifier: {}",
         rejected.join(", ")
     );
+    // Accepted with little headroom here means rejected by a stricter verifier elsewhere.
+    let budget = matrix["verifier_budget"]
+        .as_u64()
+        .context("the matrix names no verifier budget")?;
+    let insns = |p: &Value| p["verified_insns"].as_u64();
+    let over: Vec<String> = programs
+        .iter()
+        .filter(|p| insns(p).is_some_and(|n| n > budget))
+        .map(|p| format!("{} ({})", p["program"], insns(p).unwrap_or_default()))
+        .collect();
+    ensure!(
+        over.is_empty(),
+        "over the verifier budget of {budget} instructions: {}",
+        over.join(", ")
+    );
     let unavailable = in_state("unavailable");
+    let most = programs.iter().filter_map(insns).max().unwrap_or_default();
     Ok(format!(
-        "{} of {} programs loaded, {} of a hook family this kernel refuses",
+        "{} of {} programs loaded, {} of a hook family this kernel refuses; at most {most} \
+         instructions verified",
         in_state("ok").len(),
         programs.len(),
         unavailable.len()

@@ -110,7 +110,8 @@ impl Leg {
         })
     }
 
-    /// `ok`/`FAIL`/`n/a` of each program in the verifier matrix, by program name.
+    /// `ok`/`FAIL`/`n/a` of each program in the verifier matrix, with its kind and (when
+    /// the kernel says) the instructions its verification took, by program name.
     pub fn matrix(&self) -> BTreeMap<String, String> {
         rows(
             self.data.get("verifier_matrix"),
@@ -123,7 +124,10 @@ impl Leg {
                     Some("unavailable") => "n/a",
                     _ => "FAIL",
                 };
-                format!("{verdict} ({kind})")
+                match p["verified_insns"].as_u64() {
+                    Some(n) => format!("{verdict} ({kind}, {n} insns)"),
+                    None => format!("{verdict} ({kind})"),
+                }
             },
         )
     }
