@@ -12,7 +12,8 @@ const volatile bool watch_exec = false;
 const volatile bool empty_probes = false;
 /* Injection is on: egress events report the socket's sent-byte count (re-enrolment). */
 const volatile bool inject_enabled = false;
-/* Below this many unread bytes, events do not wake userspace (it polls on a timer). */
-const volatile __u64 wakeup_bytes = 64 * 1024;
-/* ...and then at most once per this many nanoseconds. */
-const volatile __u64 wakeup_gap_ns = 500 * 1000;
+/* Below this many unread bytes, events do not wake userspace (it polls on a timer)... */
+const volatile __u64 wakeup_bytes = 16 * 1024;
+/* ...and then at most once per this many nanoseconds. The agent sets both
+ * (--wakeup-bytes, --wakeup-gap-us); these are its defaults. */
+const volatile __u64 wakeup_gap_ns = 50 * 1000;

@@ -82,6 +82,23 @@ pub struct RawDataHeader {
     pub tail: [u8; TAIL_BYTES],
 }
 
+impl RawDataHeader {
+    /// The ring record the kernel would make of this header and `captured` bytes (its
+    /// `captured_len` is taken from them): for tests and benchmarks that replay traffic.
+    pub fn record(mut self, captured: &[u8]) -> Vec<u8> {
+        self.captured_len = u32::try_from(captured.len()).unwrap_or(u32::MAX);
+        // SAFETY: a repr(C) struct of integers and byte arrays whose padding is explicit
+        // fields: every byte of it is initialised, so it can be read as bytes.
+        let header = unsafe {
+            std::slice::from_raw_parts((&raw const self).cast::<u8>(), size_of::<Self>())
+        };
+        let mut record = Vec::with_capacity(header.len() + captured.len());
+        record.extend_from_slice(header);
+        record.extend_from_slice(captured);
+        record
+    }
+}
+
 /// `struct sonde_sock_state_event`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -670,13 +687,7 @@ mod tests {
         };
         header.tail[..3].copy_from_slice(b"xyz");
         header.tail_len = 3;
-        // SAFETY: plain-old-data struct viewed as bytes for the test record.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&raw const header).cast::<u8>(), size_of::<RawDataHeader>())
-        };
-        let mut rec = bytes.to_vec();
-        rec.extend_from_slice(captured);
-        rec
+        header.record(captured)
     }
 
     #[test]

@@ -114,6 +114,10 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         watch_exec: !exe_globs.is_empty(),
         empty_probes: opts.empty_probes,
         ring_buffer_bytes: ring_bytes,
+        wakeup: crate::attach::probes::Wakeup {
+            bytes: opts.wakeup_bytes.into(),
+            gap_ns: u64::from(opts.wakeup_gap_us) * 1000,
+        },
         inject: !opts.no_inject && !opts.empty_probes,
         hooks: opts.hooks,
     })?;

@@ -112,6 +112,11 @@ impl DbQueryText {
     }
 }
 
+/// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
+pub const DEFAULT_WAKEUP_BYTES: u32 = 16 * 1024;
+/// Default `--wakeup-gap-us`.
+pub const DEFAULT_WAKEUP_GAP_US: u32 = 50;
+
 #[derive(Clone, Debug, Args)]
 pub struct TraceOptions {
     /// Span output on stdout.
@@ -133,6 +138,16 @@ pub struct TraceOptions {
     /// Ring buffer size in MiB (power of two).
     #[arg(long, default_value_t = 8, value_name = "MIB")]
     pub ring_buffer_mib: u32,
+    /// Wake the agent once this many bytes of records wait unread (below that it reads
+    /// every 50 ms). Larger means fewer wakeups, but the agent then keeps a CPU for longer
+    /// at a time, which stalls a busy application sharing it (docs/benchmarks.md).
+    #[arg(long, default_value_t = DEFAULT_WAKEUP_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub wakeup_bytes: u32,
+    /// Least time between two wakeups, in µs (each is an interrupt on the CPU of the
+    /// traced thread whose record crossed the threshold).
+    #[arg(long, default_value_t = DEFAULT_WAKEUP_GAP_US, value_name = "US")]
+    pub wakeup_gap_us: u32,
     /// Tree output: print a trace once it has been quiet this long (ms).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub quiet_ms: u64,

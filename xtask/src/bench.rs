@@ -149,6 +149,8 @@ struct Sample {
     server_cpu_us: Option<f64>,
     /// CPU time per request of the agent, in µs.
     agent_cpu_us: Option<f64>,
+    /// Share of the host's CPU time left idle during the run.
+    idle_share: Option<f64>,
     counters: BTreeMap<String, u64>,
 }
 
@@ -279,6 +281,7 @@ pub fn run(opts: Options) -> Result<()> {
                 "agent_vmhwm_kib": s.agent_hwm_kib,
                 "server_cpu_us_per_request": s.server_cpu_us,
                 "agent_cpu_us_per_request": s.agent_cpu_us,
+                "host_idle_share": s.idle_share,
                 "counters": s.counters,
             })).collect::<Vec<_>>(),
             "summary": summary.json(),
@@ -384,7 +387,14 @@ fn measure(
     };
     let server_cpu0 = tree_cpu_ticks(target);
     let agent_cpu0 = agent.as_ref().and_then(|a| tree_cpu_ticks(a.pid()));
+    let host0 = host_cpu_ticks();
     let run = wrk(url, seconds)?;
+    let idle_share = host0
+        .zip(host_cpu_ticks())
+        .and_then(|((idle0, all0), (idle1, all1))| {
+            let all = all1.checked_sub(all0).filter(|t| *t > 0)?;
+            Some(idle1.saturating_sub(idle0) as f64 / all as f64)
+        });
     let per_request = |before: Option<u64>, pid: u32| {
         let ticks = tree_cpu_ticks(pid)?.checked_sub(before?)?;
         (run.requests > 0).then(|| ticks as f64 * 1e6 / clock_ticks_per_sec() / run.requests as f64)
@@ -424,6 +434,7 @@ fn measure(
         agent_hwm_kib,
         server_cpu_us,
         agent_cpu_us,
+        idle_share,
         counters,
     })
 }
@@ -557,6 +568,20 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// (idle + iowait, all) CPU time of the host so far, in clock ticks (/proc/stat).
+fn host_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((idle, ticks.iter().sum()))
+}
+
 fn clock_ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -575,6 +600,13 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 // ===== summary =====
+
+/// A share as a percentage for the tables ("" when not measured).
+fn percent(share: Option<f64>) -> String {
+    share
+        .map(|v| format!("{:.1}%", v * 100.0))
+        .unwrap_or_default()
+}
 
 /// A per-request CPU time for the tables ("" when not measured).
 fn micros(us: Option<f64>) -> String {
@@ -602,6 +634,8 @@ struct Summary {
     /// Medians of the per-request CPU time of the traced nginx and of the agent, in µs.
     server_cpu_us: BTreeMap<Config, Option<f64>>,
     agent_cpu_us: BTreeMap<Config, Option<f64>>,
+    /// Median share of the host's CPU left idle.
+    idle_share: BTreeMap<Config, Option<f64>>,
     errors: u64,
     full_hwm_kib: Option<u64>,
     full_counters: BTreeMap<String, u64>,
@@ -619,6 +653,7 @@ impl Summary {
         let mut p99 = BTreeMap::new();
         let mut server_cpu_us = BTreeMap::new();
         let mut agent_cpu_us = BTreeMap::new();
+        let mut idle_share = BTreeMap::new();
         let median_of = |values: Vec<f64>| (!values.is_empty()).then(|| median(values));
         for config in Config::ALL {
             rps.insert(config, median(of(config).map(|s| s.rps).collect()));
@@ -630,6 +665,10 @@ impl Summary {
             agent_cpu_us.insert(
                 config,
                 median_of(of(config).filter_map(|s| s.agent_cpu_us).collect()),
+            );
+            idle_share.insert(
+                config,
+                median_of(of(config).filter_map(|s| s.idle_share).collect()),
             );
         }
         let counters = |config: Config| {
@@ -660,6 +699,7 @@ impl Summary {
             p99,
             server_cpu_us,
             agent_cpu_us,
+            idle_share,
             errors: samples.iter().map(|s| s.errors).sum(),
             full_hwm_kib: of(Config::Full).filter_map(|s| s.agent_hwm_kib).max(),
             full_counters: counters(Config::Full),
@@ -687,18 +727,19 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| configuration | median req/s | median p99 latency | req/s vs (a) | nginx CPU per request | agent CPU per request |\n|---|---:|---:|---:|---:|---:|"
+            "| configuration | median req/s | median p99 latency | req/s vs (a) | nginx CPU per request | agent CPU per request | host CPU idle |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         for config in Config::DIRECT {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} |",
+                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} | {} |",
                 config.label(),
                 self.rps[&config],
                 self.p99[&config],
                 self.ratio(config, Config::None),
                 micros(self.server_cpu_us[&config]),
                 micros(self.agent_cpu_us[&config]),
+                percent(self.idle_share[&config]),
             );
         }
         let full = self.ratio(Config::Full, Config::None);
@@ -801,18 +842,19 @@ impl Summary {
         let _ = writeln!(
             s,
             "\n### Injection (nginx proxying to nginx over keep-alive upstream connections, the proxy traced)\n\n\
-             | configuration | median req/s | median p99 latency | req/s vs (d) | proxy CPU per request | agent CPU per request |\n|---|---:|---:|---:|---:|---:|"
+             | configuration | median req/s | median p99 latency | req/s vs (d) | proxy CPU per request | agent CPU per request | host CPU idle |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         for config in Config::PROXY {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} |",
+                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} | {} |",
                 config.label(),
                 self.rps[&config],
                 self.p99[&config],
                 self.ratio(config, Config::ProxyNoInject),
                 micros(self.server_cpu_us[&config]),
                 micros(self.agent_cpu_us[&config]),
+                percent(self.idle_share[&config]),
             );
         }
         let added =
@@ -854,6 +896,7 @@ impl Summary {
             "median_p99_ms": per(&self.p99),
             "median_server_cpu_us_per_request": per(&self.server_cpu_us),
             "median_agent_cpu_us_per_request": per(&self.agent_cpu_us),
+            "median_host_idle_share": per(&self.idle_share),
             "ratio_floor_none": self.ratio(Config::Floor, Config::None),
             "ratio_full_none": self.ratio(Config::Full, Config::None),
             "ratio_full_floor": self.ratio(Config::Full, Config::Floor),
@@ -938,7 +981,9 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
          injection costs.\n\n\
          CPU per request is the user + system time of the traced nginx (master and workers) and of \
          the agent during the wrk run, from /proc/PID/stat, divided by the requests wrk completed: \
-         it shows where the cost goes, with less noise than throughput.\n\n\
+         it shows where the cost goes, with less noise than throughput. Host CPU idle is the share \
+         of both CPUs' time nobody used during the run (/proc/stat): nginx and wrk keep each other \
+         busy, and it rises when the agent holds a CPU long enough to stall that pipeline.\n\n\
          Design targets: (c) keeps at least {TARGET_FULL_RATIO:.2} of (a)'s throughput, and full tracing \
          costs at most {TARGET_FULL_OVER_FLOOR}x the floor per request (time per request above (a)).\n\n\
          ## Latest run\n\n\
@@ -954,7 +999,8 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
          level, and there are no hardware counters: only medians over many alternating rounds mean \
          anything, and ratios between configurations of the same run are what to compare, never \
          absolute figures across machines. wrk, nginx and the agent share the two CPUs, so the \
-         agent's own CPU time shows up as lost throughput. A few hundred nanoseconds per hook are \
+         agent's own CPU time shows up as lost throughput, twice over when it comes in bursts \
+         longer than the work nginx and wrk keep in flight (host CPU idle). A few hundred nanoseconds per hook are \
          better seen with the syscall-loop microbenchmark (`xtask/bench/syscall_loop.c`, second \
          table): one process pinned to one CPU doing HTTP-shaped write/read pairs on a loopback \
          connection, 4 traced syscalls per request, the agent pinned to the other CPU. Its figures \
@@ -1004,6 +1050,7 @@ mod tests {
             agent_hwm_kib: None,
             server_cpu_us: None,
             agent_cpu_us: None,
+            idle_share: None,
             counters: BTreeMap::new(),
         };
         let samples = [

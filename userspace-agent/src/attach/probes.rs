@@ -31,10 +31,30 @@ pub struct ProbeOptions {
     pub empty_probes: bool,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// When a record wakes the agent: unread bytes, and least time between wakeups.
+    pub wakeup: Wakeup,
     /// Insert `traceparent` into outgoing HTTP/1 requests (sock_ops + sk_msg).
     pub inject: bool,
     /// Which hooks carry socket data.
     pub hooks: HookChoice,
+}
+
+/// When a record wakes the agent (`--wakeup-bytes`, `--wakeup-gap-us`): once `bytes` of
+/// records wait unread, at most once per `gap_ns`. Below the threshold the agent reads
+/// the ring on its 50 ms timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wakeup {
+    pub bytes: u64,
+    pub gap_ns: u64,
+}
+
+impl Default for Wakeup {
+    fn default() -> Self {
+        Self {
+            bytes: crate::cli::DEFAULT_WAKEUP_BYTES.into(),
+            gap_ns: u64::from(crate::cli::DEFAULT_WAKEUP_GAP_US) * 1000,
+        }
+    }
 }
 
 impl Default for ProbeOptions {
@@ -44,6 +64,7 @@ impl Default for ProbeOptions {
             watch_exec: false,
             empty_probes: false,
             ring_buffer_bytes: 8 << 20,
+            wakeup: Wakeup::default(),
             inject: true,
             hooks: HookChoice::Auto,
         }
@@ -246,7 +267,16 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
     let watch_exec = u8::from(opts.watch_exec);
     let empty = u8::from(opts.empty_probes);
     let inject = u8::from(opts.inject);
+    if opts.wakeup.bytes > u64::from(opts.ring_buffer_bytes) / 2 {
+        bail!(
+            "--wakeup-bytes {} must be at most half the ring buffer ({} bytes)",
+            opts.wakeup.bytes,
+            opts.ring_buffer_bytes
+        );
+    }
     EbpfLoader::new()
+        .override_global("wakeup_bytes", &opts.wakeup.bytes, true)
+        .override_global("wakeup_gap_ns", &opts.wakeup.gap_ns, true)
         .override_global("capture_bytes", &capture, true)
         .override_global("watch_exec", &watch_exec, true)
         .override_global("empty_probes", &empty, true)
@@ -369,5 +399,29 @@ pub(crate) fn verifier_context(err: aya::programs::ProgramError) -> anyhow::Erro
             anyhow::anyhow!("the kernel verifier rejected the program: {io_error}\n{verifier_log}")
         }
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checked before anything reaches the kernel: no privileges needed.
+    #[test]
+    fn a_wakeup_threshold_the_ring_cannot_reach_is_refused() {
+        let opts = ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            wakeup: Wakeup {
+                bytes: 1 << 20,
+                gap_ns: 0,
+            },
+            ..ProbeOptions::default()
+        };
+        let err = load_object(&opts).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("--wakeup-bytes 1048576 must be at most half")),
+            "{err:?}"
+        );
     }
 }

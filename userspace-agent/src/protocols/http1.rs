@@ -16,6 +16,7 @@
 //! - Memory per stream is bounded whatever the input (see the `MAX_*` constants), and no
 //!   input can make the parser panic.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::mem;
 
@@ -47,9 +48,11 @@ const MAX_STALLS: u32 = 4;
 
 /// What both start lines share before the minor version digit.
 const VERSION_PREFIX: &[u8] = b"HTTP/1.";
-/// The methods `looks_like_request` trusts before it has seen the whole request line.
-const STANDARD_METHODS: [&[u8]; 9] = [
-    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+/// The standard methods (RFC 9110 §9, RFC 5789): `looks_like_request` trusts them before
+/// it has seen the whole request line, and request heads borrow them instead of
+/// allocating a copy per request.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 /// How a chunked body ends when it has no extensions and no trailers; what we look for
 /// at segment ends after losing chunk sync.
@@ -211,7 +214,8 @@ impl Headers {
 /// A request head as far as it was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
+    /// Borrowed for the standard methods.
+    pub method: Cow<'static, str>,
     /// The raw request-target, e.g. "/a/b?x=1" (cut at 8 KiB).
     pub target: String,
     pub version: Version,
@@ -380,7 +384,10 @@ pub fn looks_like_request(bytes: &[u8]) -> bool {
     match parser.feed(bytes).1 {
         Progress::Done(_) => true,
         Progress::Bad => false,
-        Progress::More => parser.target_seen > 0 && STANDARD_METHODS.contains(&&parser.method[..]),
+        Progress::More => {
+            let method = parser.method.get(..parser.method_len).unwrap_or_default();
+            parser.target_seen > 0 && STANDARD_METHODS.iter().any(|m| m.as_bytes() == method)
+        }
     }
 }
 
@@ -962,6 +969,15 @@ impl Core {
     ) -> usize {
         let end = head.blank.scan(bytes);
         let take = end.unwrap_or(bytes.len());
+        // The usual case, a whole head in one segment: parsed where it lies, not copied.
+        if let Some(end) = end
+            && head.block.is_empty()
+            && end <= MAX_HEAD_BLOCK
+            && let Some(block) = bytes.get(..end)
+        {
+            self.finish_head_in(head.ts_ns, head.line, block, HeadSeen::Complete, ts, out);
+            return end;
+        }
         let stored = bounded_extend(
             &mut head.block,
             bytes.get(..take).unwrap_or(bytes),
@@ -1003,19 +1019,32 @@ impl Core {
         ts: u64,
         out: &mut Vec<Http1Event>,
     ) {
+        self.finish_head_in(head.ts_ns, head.line, &head.block, seen, ts, out);
+    }
+
+    /// `finish_head` for a head whose start line is `line` and header block `block`.
+    fn finish_head_in(
+        &mut self,
+        head_ts: u64,
+        line: StartLine,
+        block: &[u8],
+        seen: HeadSeen,
+        ts: u64,
+        out: &mut Vec<Http1Event>,
+    ) {
         // A cut head may lack the very fields that frame the body.
         let complete = !seen.truncated();
-        let mut next = match head.line {
+        let mut next = match line {
             StartLine::Request(line) => {
-                let mut headers = Headers::with_capacity(head.block.len());
-                let framing = parse_header_block(&head.block, Some(&mut headers));
+                let mut headers = Headers::with_capacity(block.len());
+                let framing = parse_header_block(block, Some(&mut headers));
                 let framing = complete.then_some(&framing);
-                self.start_request(head.ts_ns, line, headers, framing, out)
+                self.start_request(head_ts, line, headers, framing, out)
             }
             StartLine::Status(line) => {
                 // Spans use no response field beyond those that frame the body: none is kept.
-                let framing = parse_header_block(&head.block, None);
-                self.start_response(head.ts_ns, line, complete.then_some(&framing), out)
+                let framing = parse_header_block(block, None);
+                self.start_response(head_ts, line, complete.then_some(&framing), out)
             }
         };
         if let Next::Body(Framing::Unknown { head_rest }) = &mut next {
@@ -1134,11 +1163,11 @@ impl Core {
             State::StartLine {
                 parser: LineParser::Request(p),
                 ..
-            } => p.method.capacity() + p.target.capacity(),
+            } => p.method.len() + p.target.capacity(),
             State::Headers(head) => {
                 head.block.capacity()
                     + match &head.line {
-                        StartLine::Request(line) => line.method.capacity() + line.target.capacity(),
+                        StartLine::Request(line) => line.method.len() + line.target.capacity(),
                         StartLine::Status(_) => 0,
                     }
             }
@@ -1194,7 +1223,7 @@ fn response_body(status: u16, request: RequestKind, fields: Option<&FramingField
 
 #[derive(Debug)]
 struct RequestLine {
-    method: String,
+    method: Cow<'static, str>,
     target: String,
     version: Version,
 }
@@ -1284,12 +1313,30 @@ enum RequestPhase {
     Lf,
 }
 
+/// Room reserved for a request-target when its first byte arrives.
+const TARGET_RESERVE: usize = 64;
+
+/// A method token (upper-case ASCII, `-`, `_`: the parser accepts nothing else).
+fn method_name(token: &[u8]) -> Cow<'static, str> {
+    match STANDARD_METHODS.iter().find(|m| m.as_bytes() == token) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(String::from_utf8_lossy(token).into_owned()),
+    }
+}
+
+/// The kept target bytes as a String, reusing their buffer when they are UTF-8.
+fn target_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| bounded_string(e.as_bytes(), MAX_TARGET))
+}
+
 /// Incremental request-line parser: `method SP target SP HTTP/1.x CRLF`, keeping at
 /// most `MAX_TARGET` bytes of the target.
 #[derive(Debug)]
 struct RequestLineParser {
     phase: RequestPhase,
-    method: Vec<u8>,
+    /// Method bytes; no token longer than `MAX_METHOD` is accepted.
+    method: [u8; MAX_METHOD],
+    method_len: usize,
     target: Vec<u8>,
     target_seen: u64,
     version: Option<Version>,
@@ -1299,7 +1346,8 @@ impl RequestLineParser {
     fn new() -> Self {
         Self {
             phase: RequestPhase::Method,
-            method: Vec::new(),
+            method: [0; MAX_METHOD],
+            method_len: 0,
             target: Vec::new(),
             target_seen: 0,
             version: None,
@@ -1310,8 +1358,8 @@ impl RequestLineParser {
         let (used, progress) = feed_bytes(bytes, |b| self.step(b));
         let progress = match (progress, self.version) {
             (Progress::Done(()), Some(version)) => Progress::Done(RequestLine {
-                method: String::from_utf8_lossy(&self.method).into_owned(),
-                target: bounded_string(&self.target, MAX_TARGET),
+                method: method_name(self.method.get(..self.method_len).unwrap_or_default()),
+                target: target_string(mem::take(&mut self.target)),
                 version,
             }),
             (Progress::Done(()), None) | (Progress::Bad, _) => Progress::Bad,
@@ -1322,14 +1370,15 @@ impl RequestLineParser {
 
     fn step(&mut self, b: u8) -> Step {
         self.phase = match (self.phase, b) {
-            (RequestPhase::Method, b' ') if !self.method.is_empty() => RequestPhase::Target,
+            (RequestPhase::Method, b' ') if self.method_len > 0 => RequestPhase::Target,
             (RequestPhase::Method, _) => {
                 let valid =
-                    b.is_ascii_uppercase() || (!self.method.is_empty() && (b == b'-' || b == b'_'));
-                if !valid || self.method.len() >= MAX_METHOD {
+                    b.is_ascii_uppercase() || (self.method_len > 0 && (b == b'-' || b == b'_'));
+                let Some(slot) = self.method.get_mut(self.method_len).filter(|_| valid) else {
                     return Step::Bad;
-                }
-                self.method.push(b);
+                };
+                *slot = b;
+                self.method_len += 1;
                 RequestPhase::Method
             }
             (RequestPhase::Target, b' ') if self.target_seen > 0 => RequestPhase::Version(0),
@@ -1339,6 +1388,10 @@ impl RequestLineParser {
                 }
                 self.target_seen += 1;
                 if self.target.len() < MAX_TARGET {
+                    if self.target.capacity() == 0 {
+                        // Most targets fit: one allocation, which becomes the String.
+                        self.target.reserve(TARGET_RESERVE);
+                    }
                     self.target.push(b);
                 }
                 RequestPhase::Target
@@ -1573,13 +1626,15 @@ fn parse_header_block(block: &[u8], mut headers: Option<&mut Headers>) -> Framin
             }
             continue;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = line.split_at(colon);
-        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+        // The name is a token, ended by the colon (':' is no token byte).
+        let colon = line
+            .iter()
+            .position(|&b| !is_token_byte(b))
+            .unwrap_or(line.len());
+        if colon == 0 || line.get(colon) != Some(&b':') {
             continue;
         }
+        let (name, value) = line.split_at(colon);
         let value = trim_ows(value.get(1..).unwrap_or_default());
         framing.observe(name, value);
         if let Some(headers) = headers.as_deref_mut() {
@@ -1591,8 +1646,24 @@ fn parse_header_block(block: &[u8], mut headers: Option<&mut Headers>) -> Framin
 
 /// RFC 9110 tchar.
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN_BYTES[usize::from(b)]
 }
+
+/// `is_token_byte` by byte value: a header name is checked byte by byte on every request.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Trims optional whitespace (SP / HTAB) at both ends.
 fn trim_ows(bytes: &[u8]) -> &[u8] {
@@ -1837,7 +1908,7 @@ mod tests {
         match event {
             Http1Event::RequestStart { ts_ns, head } => Ev::Req {
                 ts: *ts_ns,
-                method: head.method.clone(),
+                method: head.method.to_string(),
                 target: head.target.clone(),
                 version: head.version.as_str(),
                 truncated: head.truncated,
@@ -2555,7 +2626,7 @@ mod tests {
         let heads = request_heads(&out);
         let summary: Vec<(&str, &str, Version)> = heads
             .iter()
-            .map(|h| (h.method.as_str(), h.target.as_str(), h.version))
+            .map(|h| (&*h.method, h.target.as_str(), h.version))
             .collect();
         assert_eq!(
             summary,
@@ -2730,7 +2801,7 @@ mod tests {
         let heads = request_heads(&out);
         assert!(heads[0].truncated);
         assert_eq!(
-            (heads[0].method.as_str(), heads[0].target.as_str()),
+            (&*heads[0].method, heads[0].target.as_str()),
             ("POST", "/big")
         );
         assert_eq!(heads[0].headers.get("host"), Some("x"));
@@ -2778,6 +2849,14 @@ mod tests {
     }
 
     #[test]
+    fn token_table_is_rfc9110_tchar() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_token_byte(b), tchar, "byte {b:#x}");
+        }
+    }
+
+    #[test]
     fn one_megabyte_header_line_is_bounded() {
         let mut bytes = b"GET /huge HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
         bytes.extend(vec![b'b'; 1 << 20]);
@@ -2790,7 +2869,9 @@ mod tests {
         for (i, chunk) in bytes.chunks(2048).enumerate() {
             stream.push(&Segment::complete(i as u64, chunk), &mut out);
             let retained = stream.core.retained_bytes();
-            assert!(retained <= MAX_HEAD_BLOCK + 64, "retained {retained}");
+            // The head block, the method and the request-target's first reservation.
+            let bound = MAX_HEAD_BLOCK + MAX_METHOD + TARGET_RESERVE;
+            assert!(retained <= bound, "retained {retained}");
         }
         let heads = request_heads(&out);
         assert_eq!(heads.len(), 1, "the rest is unknown framing: {out:?}");

@@ -74,13 +74,13 @@ pub fn build_span(
         SpanKind::Client => (ends.remote_ip(), ends.remote_ip()),
         SpanKind::Server => (ends.local_ip(), ends.remote_ip()),
     };
-    attrs.push(KeyValue::new("server.address", server_ip.to_owned()));
+    attrs.push(KeyValue::new("server.address", Arc::clone(server_ip)));
     attrs.push(KeyValue::new("server.port", i64::from(server.port())));
     if let Some(client) = client {
-        attrs.push(KeyValue::new("client.address", peer_ip.to_owned()));
+        attrs.push(KeyValue::new("client.address", Arc::clone(peer_ip)));
         attrs.push(KeyValue::new("client.port", i64::from(client.port())));
     }
-    attrs.push(KeyValue::new("network.peer.address", peer_ip.to_owned()));
+    attrs.push(KeyValue::new("network.peer.address", Arc::clone(peer_ip)));
     attrs.push(KeyValue::new(
         "network.peer.port",
         i64::from(ends.remote.port()),

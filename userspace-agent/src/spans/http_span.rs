@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::identity::SpanIdentity;
-use super::model::{KeyValue, Resource, Span, SpanKind, Status};
+use super::model::{KeyValue, Resource, Span, SpanKind, Status, Value};
 use crate::abi::InjectStatus;
 use crate::protocols::http1::{RequestHead, ResponseHead};
 
@@ -39,13 +39,13 @@ pub enum Outcome {
 }
 
 /// Endpoints of the connection, as the traced process sees them, with the addresses
-/// already rendered (once per connection rather than per span).
+/// rendered once per connection and shared by its spans' attributes.
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    local_ip: String,
-    remote_ip: String,
+    local_ip: Arc<str>,
+    remote_ip: Arc<str>,
 }
 
 impl Endpoints {
@@ -53,16 +53,16 @@ impl Endpoints {
         Self {
             local,
             remote,
-            local_ip: ip_string(&local),
-            remote_ip: ip_string(&remote),
+            local_ip: ip_string(&local).into(),
+            remote_ip: ip_string(&remote).into(),
         }
     }
 
-    pub fn local_ip(&self) -> &str {
+    pub fn local_ip(&self) -> &Arc<str> {
         &self.local_ip
     }
 
-    pub fn remote_ip(&self) -> &str {
+    pub fn remote_ip(&self) -> &Arc<str> {
         &self.remote_ip
     }
 }
@@ -122,20 +122,20 @@ pub fn redact_query(query: &str) -> String {
 }
 
 /// Splits `host[:port]` (with `[v6]` brackets) from a Host header.
-fn split_host(host: &str) -> (String, Option<u16>) {
+fn split_host(host: &str) -> (&str, Option<u16>) {
     let host = host.trim();
     if let Some(rest) = host.strip_prefix('[')
         && let Some((h, after)) = rest.split_once(']')
     {
         let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-        return (h.to_owned(), port);
+        return (h, port);
     }
     match host.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h.to_owned(), Some(port)),
-            Err(_) => (host.to_owned(), None),
+            Ok(port) => (h, Some(port)),
+            Err(_) => (host, None),
         },
-        _ => (host.to_owned(), None),
+        _ => (host, None),
     }
 }
 
@@ -181,15 +181,22 @@ pub fn build_span(
 
     let target = RequestTarget::parse(&request.target);
     let (path, query) = match target.path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (target.path_and_query.to_owned(), None),
+        Some((p, q)) => (p, Some(q)),
+        None => (target.path_and_query, None),
     };
     let name = format!("{} {}", request.method, path);
 
     let mut attrs = Vec::with_capacity(20);
     attrs.push(KeyValue::new("http.request.method", request.method.clone()));
-    attrs.push(KeyValue::new("url.path", path.clone()));
-    if let Some(q) = &query {
+    // Origin-form without a query (most requests): the target is the path, and is moved
+    // into this slot once nothing borrows it any more.
+    let path_is_target = path.len() == request.target.len();
+    let path_slot = attrs.len();
+    attrs.push(KeyValue::new(
+        "url.path",
+        if path_is_target { "" } else { path }.to_owned(),
+    ));
+    if let Some(q) = query {
         attrs.push(KeyValue::new("url.query", redact_query(q)));
     }
     attrs.push(KeyValue::new("url.scheme", "http"));
@@ -201,7 +208,7 @@ pub fn build_span(
     attrs.push(KeyValue::new("network.transport", "tcp"));
     attrs.push(KeyValue::new(
         "network.peer.address",
-        ends.remote_ip.clone(),
+        Arc::clone(&ends.remote_ip),
     ));
     attrs.push(KeyValue::new(
         "network.peer.port",
@@ -210,13 +217,13 @@ pub fn build_span(
     let host = request.headers.get("host").map(split_host);
     match kind {
         SpanKind::Server => {
-            let (addr, port) = match &host {
-                Some((h, p)) => (h.clone(), p.unwrap_or(ends.local.port())),
-                None => (ends.local_ip.clone(), ends.local.port()),
+            let (addr, port): (Value, u16) = match host {
+                Some((h, p)) => (h.to_owned().into(), p.unwrap_or(ends.local.port())),
+                None => (Arc::clone(&ends.local_ip).into(), ends.local.port()),
             };
             attrs.push(KeyValue::new("server.address", addr));
             attrs.push(KeyValue::new("server.port", i64::from(port)));
-            attrs.push(KeyValue::new("client.address", ends.remote_ip.clone()));
+            attrs.push(KeyValue::new("client.address", Arc::clone(&ends.remote_ip)));
             attrs.push(KeyValue::new("client.port", i64::from(ends.remote.port())));
         }
         SpanKind::Client => {
@@ -225,21 +232,19 @@ pub fn build_span(
             let named = target.authority.map(split_host).or(host);
             let scheme = target.scheme.unwrap_or("http");
             let default_port = if scheme == "https" { 443 } else { 80 };
-            let (addr, port, authority) = match &named {
-                Some((h, Some(p))) => (h.clone(), *p, format!("{}:{p}", bracket_v6(h))),
+            let (addr, port, authority): (Value, u16, String) = match named {
+                Some((h, Some(p))) => (h.to_owned().into(), p, format!("{}:{p}", bracket_v6(h))),
                 Some((h, None)) if target.authority.is_some() => {
-                    (h.clone(), default_port, bracket_v6(h))
+                    (h.to_owned().into(), default_port, bracket_v6(h))
                 }
-                Some((h, None)) => (h.clone(), ends.remote.port(), bracket_v6(h)),
+                Some((h, None)) => (h.to_owned().into(), ends.remote.port(), bracket_v6(h)),
                 None => {
                     let port = ends.remote.port();
-                    let addr = ends.remote_ip.clone();
-                    let authority = format!("{}:{port}", bracket_v6(&addr));
-                    (addr, port, authority)
+                    let authority = format!("{}:{port}", bracket_v6(&ends.remote_ip));
+                    (Arc::clone(&ends.remote_ip).into(), port, authority)
                 }
             };
             let q = query
-                .as_deref()
                 .map(|q| format!("?{}", redact_query(q)))
                 .unwrap_or_default();
             attrs.push(KeyValue::new(
@@ -313,6 +318,10 @@ pub fn build_span(
         }
     };
 
+    if path_is_target && let Some(slot) = attrs.get_mut(path_slot) {
+        slot.value = request.target.into();
+    }
+
     Span {
         trace_id: ident.trace_id,
         span_id: ident.span_id,
@@ -364,14 +373,11 @@ mod tests {
 
     #[test]
     fn host_header_forms() {
-        assert_eq!(
-            split_host("example.com:8080"),
-            ("example.com".into(), Some(8080))
-        );
-        assert_eq!(split_host("example.com"), ("example.com".into(), None));
-        assert_eq!(split_host("[::1]:80"), ("::1".into(), Some(80)));
-        assert_eq!(split_host("[::1]"), ("::1".into(), None));
-        assert_eq!(split_host("host:notaport"), ("host:notaport".into(), None));
+        assert_eq!(split_host("example.com:8080"), ("example.com", Some(8080)));
+        assert_eq!(split_host("example.com"), ("example.com", None));
+        assert_eq!(split_host("[::1]:80"), ("::1", Some(80)));
+        assert_eq!(split_host("[::1]"), ("::1", None));
+        assert_eq!(split_host("host:notaport"), ("host:notaport", None));
     }
 
     #[test]

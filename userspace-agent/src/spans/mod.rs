@@ -10,4 +10,4 @@ pub mod trace_join;
 pub mod tracker;
 
 pub use identity::{ParentLink, ParentSource, SpanIdentity};
-pub use model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId, Value};
+pub use model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, Text, TraceId, Value};

@@ -113,23 +113,102 @@ impl Status {
     }
 }
 
+/// The text of a string attribute, read as a `&str`. Fixed values ("http", "tcp", "GET")
+/// are borrowed and values a whole connection repeats (its addresses) shared, so neither
+/// costs an allocation per span; the rest is owned.
+#[derive(Clone)]
+pub enum Text {
+    Static(&'static str),
+    Shared(Arc<str>),
+    Owned(String),
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+/// Equal when the texts are, however each is held.
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+impl Eq for Text {}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(v: &'static str) -> Self {
+        Text::Static(v)
+    }
+}
+impl From<String> for Text {
+    fn from(v: String) -> Self {
+        Text::Owned(v)
+    }
+}
+impl From<Arc<str>> for Text {
+    fn from(v: Arc<str>) -> Self {
+        Text::Shared(v)
+    }
+}
+impl From<Cow<'static, str>> for Text {
+    fn from(v: Cow<'static, str>) -> Self {
+        match v {
+            Cow::Borrowed(s) => Text::Static(s),
+            Cow::Owned(s) => Text::Owned(s),
+        }
+    }
+}
+
 /// An attribute value (the subset of OTLP `AnyValue` Sonde emits).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// Borrowed for the many fixed values ("http", "tcp", "1.1"): no allocation per span.
-    Str(Cow<'static, str>),
+    Str(Text),
     Int(i64),
     Bool(bool),
 }
 
 impl From<String> for Value {
     fn from(v: String) -> Self {
-        Value::Str(Cow::Owned(v))
+        Value::Str(v.into())
+    }
+}
+impl From<Cow<'static, str>> for Value {
+    fn from(v: Cow<'static, str>) -> Self {
+        Value::Str(v.into())
     }
 }
 impl From<&'static str> for Value {
     fn from(v: &'static str) -> Self {
-        Value::Str(Cow::Borrowed(v))
+        Value::Str(v.into())
+    }
+}
+impl From<Arc<str>> for Value {
+    fn from(v: Arc<str>) -> Self {
+        Value::Str(v.into())
     }
 }
 impl From<i64> for Value {
