@@ -275,13 +275,14 @@ pub struct KernelHooks {
 
 impl KernelHooks {
     pub fn probe() -> Self {
-        let btf = Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"));
+        let btf = crate::doctor::kernel_btf();
         let has = |name: &str, kind: BtfKind| {
             btf.as_ref()
                 .is_ok_and(|b| b.id_by_type_name_kind(name, kind).is_ok())
         };
-        let socket_tracepoints = check_result(crate::doctor::socket_tracepoints_check());
-        let trampolines = check_result(crate::doctor::fentry_check());
+        let parsed = btf.as_ref().map_err(String::as_str);
+        let socket_tracepoints = check_result(crate::doctor::socket_tracepoints_check(parsed));
+        let trampolines = check_result(crate::doctor::fentry_check(parsed));
         let kprobes = check_result(crate::doctor::kprobes_check_here());
         let sendfile_via_sendmsg = has("splice_to_socket", BtfKind::Func);
         Self {

@@ -77,10 +77,13 @@ pub struct ArmIterator {
 }
 
 impl ArmIterator {
-    /// Loads and attaches the iterator. `None` (with the reason logged) when this kernel
-    /// cannot: such sockets then stay out of injection.
-    pub fn attach(ebpf: &mut Ebpf) -> Option<Self> {
-        match Self::try_attach(ebpf) {
+    /// Loads and attaches the iterator (`btf`: the kernel's). `None` (with the reason
+    /// logged) when this kernel cannot: such sockets then stay out of injection.
+    pub fn attach(ebpf: &mut Ebpf, btf: Result<&Btf, &String>) -> Option<Self> {
+        match btf
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|btf| Self::try_attach(ebpf, btf))
+        {
             Ok(it) => Some(it),
             Err(e) => {
                 log::info!(
@@ -91,13 +94,12 @@ impl ArmIterator {
         }
     }
 
-    fn try_attach(ebpf: &mut Ebpf) -> Result<Self> {
-        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+    fn try_attach(ebpf: &mut Ebpf, btf: &Btf) -> Result<Self> {
         let prog: &mut Iter = ebpf
             .program_mut(ARM_ITER_PROGRAM)
             .context("program sonde_iter_arm missing")?
             .try_into()?;
-        prog.load("tcp", &btf).map_err(verifier_context)?;
+        prog.load("tcp", btf).map_err(verifier_context)?;
         let link_id = prog.attach().context("attaching the tcp iterator")?;
         let link: FdLink = prog
             .take_link(link_id)

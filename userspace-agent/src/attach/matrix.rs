@@ -74,8 +74,8 @@ impl Matrix {
 /// cannot be opened (maps, BTF); a program the verifier refuses is a row, not an error.
 pub fn load_every_program() -> Result<Matrix> {
     let mut ebpf = load_object(&ProbeOptions::default())?;
-    let btf = Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"));
-    let fentry = crate::doctor::fentry_check();
+    let btf = crate::doctor::kernel_btf();
+    let fentry = crate::doctor::fentry_check(btf.as_ref().map_err(String::as_str));
     let no_trampolines = (fentry.state != crate::doctor::State::Ok)
         .then(|| format!("fentry {:?}: {}", fentry.state, fentry.detail).to_lowercase());
     let mut programs: Vec<ProgramLoad> = ebpf

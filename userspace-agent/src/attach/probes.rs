@@ -92,12 +92,17 @@ pub struct Probes {
     attached: Vec<ProgramHook>,
     data_hooks: DataHooks,
     injecting: bool,
+    /// Attached with the other programs, handed over with the injection maps.
+    arm_iterator: Option<inject::ArmIterator>,
 }
 
 impl Probes {
     /// Loads the object (the kernel verifier runs here) and attaches every hook.
     pub fn load_and_attach(opts: &ProbeOptions) -> Result<Self> {
         let mut ebpf = load_object(opts)?;
+        // Probed once: its parsed BTF (some 10 MB) serves every attach below, and is gone
+        // before the ring buffer is mapped.
+        let kernel = KernelHooks::probe();
 
         let mut attached = Vec::new();
         for hook in LIFECYCLE {
@@ -105,12 +110,15 @@ impl Probes {
                 .with_context(|| format!("attaching {} to {:?}", hook.program, hook.hook))?;
             attached.push(*hook);
         }
-        let (data_hooks, data) = attach_data_hooks(&mut ebpf, opts.hooks)?;
+        let (data_hooks, data) = attach_data_hooks(&mut ebpf, opts.hooks, &kernel)?;
         attached.extend(data);
 
+        let mut arm_iterator = None;
         if opts.inject {
             inject::attach(&mut ebpf).context("attaching the context injection programs")?;
+            arm_iterator = inject::ArmIterator::attach(&mut ebpf, kernel.btf.as_ref());
         }
+        drop(kernel);
 
         let traced = HashMap::try_from(
             ebpf.take_map("traced_pids")
@@ -134,6 +142,7 @@ impl Probes {
             attached,
             data_hooks,
             injecting: opts.inject,
+            arm_iterator,
         })
     }
 
@@ -210,7 +219,7 @@ impl Probes {
                 .take_map("inject_marks")
                 .context("map inject_marks missing or taken")?,
         )?;
-        let arming = match inject::ArmIterator::attach(&mut self.ebpf) {
+        let arming = match self.arm_iterator.take() {
             Some(iter) => Some((
                 HashMap::try_from(
                     self.ebpf
@@ -300,15 +309,18 @@ fn sum_per_cpu<const N: usize>(array: &PerCpuArray<MapData, u64>) -> [u64; N] {
 /// Attaches the first family of socket-data hooks that `choice` allows and the kernel
 /// offers. A family that fails half-way is unloaded (its links go with it) before the
 /// next is tried, so exactly one family ever runs.
-fn attach_data_hooks(ebpf: &mut Ebpf, choice: HookChoice) -> Result<(DataHooks, Vec<ProgramHook>)> {
-    let kernel = KernelHooks::probe();
+fn attach_data_hooks(
+    ebpf: &mut Ebpf,
+    choice: HookChoice,
+    kernel: &KernelHooks,
+) -> Result<(DataHooks, Vec<ProgramHook>)> {
     let mut refusals = Vec::new();
     for &family in choice.candidates() {
         if let Some(why) = kernel.unavailable(family) {
             refusals.push(format!("{}: {why}", family.name()));
             continue;
         }
-        let programs = family.programs(&kernel);
+        let programs = family.programs(kernel);
         let btf = kernel.btf.as_ref().ok();
         match programs
             .iter()

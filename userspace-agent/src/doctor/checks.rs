@@ -41,6 +41,8 @@ pub fn probe_host() -> HostReport {
         .ok()
         .and_then(|s| parse::parse_cap_eff(&s));
     let tracefs = tracefs::ensure_tracefs_with_origin();
+    let btf = kernel_btf();
+    let btf = btf.as_ref().map_err(String::as_str);
 
     let mut checks = vec![
         kernel_check(&uname),
@@ -50,11 +52,11 @@ pub fn probe_host() -> HostReport {
         ringbuf_check(),
         lockdown_check(),
         kprobes_check(release.as_deref()),
-        fentry_check(),
+        fentry_check(btf),
         probe_write_user_check(),
         tracefs_check(&tracefs),
         syscall_tracepoints_check(&tracefs),
-        socket_tracepoints_check(),
+        socket_tracepoints_check(btf),
     ];
     let can_load = ["bpf_syscall", "btf"].iter().all(|name| {
         checks
@@ -77,6 +79,11 @@ pub fn probe_host() -> HostReport {
     checks.push(unprivileged_bpf_check());
     checks.push(memlock_check(release.as_deref()));
     HostReport::new(checks)
+}
+
+/// The running kernel's BTF, parsed (what the hook checks look their targets up in).
+pub(crate) fn kernel_btf() -> Result<Btf, String> {
+    Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))
 }
 
 fn kernel_check(uname: &io::Result<(String, String)>) -> Check {
@@ -291,14 +298,15 @@ pub(crate) fn kprobes_check_here() -> Check {
 }
 
 /// The socket-layer tracepoints Sonde prefers for socket data (Linux 6.4+): present in
-/// BTF, and an empty `tp_btf` program loads and attaches on one.
-pub(crate) fn socket_tracepoints_check() -> Check {
+/// BTF, and an empty `tp_btf` program loads and attaches on one. `btf` is the kernel's,
+/// parsed once by the caller (it takes some 10 MB and tens of milliseconds).
+pub(crate) fn socket_tracepoints_check(btf: Result<&Btf, &str>) -> Check {
     const NAME: &str = "socket_tracepoints";
     const IMPACT: &str = "socket data is hooked elsewhere (fexit, kprobes or syscall \
                           tracepoints, in that order): syscall tracepoints put every process \
                           of the host on the slow syscall path";
-    let id = Btf::from_sys_fs()
-        .map_err(|e| (State::Unknown, format!("reading kernel BTF: {e}")))
+    let id = btf
+        .map_err(|e| (State::Unknown, e.to_owned()))
         .and_then(|btf| {
             btf.id_by_type_name_kind("btf_trace_sock_send_length", BtfKind::Typedef)
                 .map_err(|_| {
@@ -328,23 +336,23 @@ pub(crate) fn socket_tracepoints_check() -> Check {
     }
 }
 
-pub(crate) fn fentry_check() -> Check {
+/// BPF trampolines: an empty fentry program loads and attaches (`btf`: the kernel's, as
+/// for [`socket_tracepoints_check`]).
+pub(crate) fn fentry_check(btf: Result<&Btf, &str>) -> Check {
     const IMPACT: &str = "no BPF trampolines: no fexit hooks on the socket layer (used \
                           where socket tracepoints do not exist)";
     // tcp_sendmsg is what Sonde would hook; bpf_fentry_test1 exists only for tests
     // like this one, in case tcp_sendmsg is missing from BTF.
-    let target = Btf::from_sys_fs()
-        .map_err(|e| e.to_string())
-        .and_then(|btf| {
-            ["tcp_sendmsg", "bpf_fentry_test1"]
-                .into_iter()
-                .find_map(|name| {
-                    btf.id_by_type_name_kind(name, BtfKind::Func)
-                        .ok()
-                        .map(|id| (name, id))
-                })
-                .ok_or_else(|| "neither tcp_sendmsg nor bpf_fentry_test1 is in BTF".to_owned())
-        });
+    let target = btf.map_err(str::to_owned).and_then(|btf| {
+        ["tcp_sendmsg", "bpf_fentry_test1"]
+            .into_iter()
+            .find_map(|name| {
+                btf.id_by_type_name_kind(name, BtfKind::Func)
+                    .ok()
+                    .map(|id| (name, id))
+            })
+            .ok_or_else(|| "neither tcp_sendmsg nor bpf_fentry_test1 is in BTF".to_owned())
+    });
     let (name, id) = match target {
         Ok(t) => t,
         Err(e) => {

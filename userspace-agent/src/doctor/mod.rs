@@ -22,7 +22,7 @@ mod tracefs;
 use serde::Serialize;
 
 pub use checks::probe_host;
-pub(crate) use checks::{fentry_check, kprobes_check_here, socket_tracepoints_check};
+pub(crate) use checks::{fentry_check, kernel_btf, kprobes_check_here, socket_tracepoints_check};
 pub use report::{Verdict, print_report};
 pub use tracefs::ensure_tracefs;
 

@@ -184,7 +184,11 @@ pub fn build_span(
         Some((p, q)) => (p, Some(q)),
         None => (target.path_and_query, None),
     };
-    let name = format!("{} {}", request.method, path);
+    // Sized up front: format! would grow its buffer once on nearly every span.
+    let mut name = String::with_capacity(request.method.len() + 1 + path.len());
+    name.push_str(&request.method);
+    name.push(' ');
+    name.push_str(path);
 
     let mut attrs = Vec::with_capacity(20);
     attrs.push(KeyValue::new("http.request.method", request.method.clone()));
