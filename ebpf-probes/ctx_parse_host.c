@@ -6,14 +6,15 @@
 
 /* Returns 1 and fills out when data[0, len) carries a valid context, 0 when not, -1 when
  * len exceeds what the kernel can capture. */
-int sonde_ctx_parse_host(const __u8 *data, __u32 len, struct sonde_parsed_ctx *out) {
-    /* The kernel parses inside a buffer with spare room after the captured bytes, whose
-     * content is stale; fill the room with newlines so a read past len shows in tests. */
+int sonde_ctx_parse_host(const __u8 *data, __u32 len, __u8 stale, struct sonde_parsed_ctx *out) {
+    /* The kernel parses inside a buffer whose bytes after the captured ones are stale:
+     * they are `stale` here, and tests parse with different values, so that a result
+     * depending on a byte past len shows. */
     struct ctx_bytes buf;
     struct ctx_scan_state st;
     if (len > SONDE_MAX_CAPTURE)
         return -1;
-    memset(&buf, '\n', sizeof(buf));
+    memset(&buf, stale, sizeof(buf));
     memcpy(buf.b, data, len);
     memset(out, 0, sizeof(*out));
     return sonde_parse_ctx(&buf, len, &st, out);

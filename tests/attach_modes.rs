@@ -301,3 +301,55 @@ fn check_ok(doctor: &Value, name: &str) -> bool {
         .flatten()
         .any(|c| c["name"] == name && c["state"] == "ok")
 }
+
+/// Where cgroup2 is mounted, from /proc/mounts (hybrid hosts: /sys/fs/cgroup/unified).
+fn cgroup2_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, dir, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind == "cgroup2").then(|| dir.to_owned())
+        })
+        .collect()
+}
+
+/// Without what injection needs (here: no cgroup2, in a mount namespace of the agent's
+/// own), the agent says so and traces anyway instead of refusing to start.
+#[test]
+fn tracing_goes_on_without_injection_when_the_host_cannot_inject() {
+    require_tracing!();
+    if !tool_available(
+        Command::new("unshare").arg("--help").output().is_ok(),
+        "unshare (util-linux) runs the agent in a mount namespace without cgroup2",
+    ) {
+        return;
+    }
+    let server = Server::python();
+    // sh unmounts every cgroup2 ("$@" before the `--`), then execs the agent.
+    let script =
+        "while [ \"$1\" != -- ]; do umount \"$1\" || exit 1; shift; done; shift; exec \"$@\"";
+    let mut wrapper: Vec<String> = ["unshare", "--mount", "--propagation", "private"]
+        .into_iter()
+        .chain(["sh", "-c", script, "sh"])
+        .map(str::to_owned)
+        .collect();
+    wrapper.extend(cgroup2_mounts());
+    wrapper.push("--".to_owned());
+    let mut agent = AgentCmd::attach(&[server.pid()]).wrapped(&wrapper).start();
+    assert!(curl(&[&server.url("/no-inject-here")]).status.success());
+    let tree = agent.collect(1);
+    tree.assert_names(&[(SERVER, "GET /no-inject-here")]);
+    let stderr = agent.stopped().stderr.clone();
+    check!(
+        tree,
+        stderr.contains("traceparent injection is off: cgroup2 is not mounted"),
+        "the agent says why injection is off:\n{stderr}"
+    );
+    check!(
+        tree,
+        stderr.contains("no injection), 1 process(es) traced"),
+        "the startup line says injection is off:\n{stderr}"
+    );
+}

@@ -165,8 +165,12 @@ static __always_inline void ctx_record(struct ctx_scan *s, enum ctx_field f, __u
     }
     /* Optional whitespace; more than 8 blanks is not a value we decode. The byte before p
      * is the colon and the byte at end is CR or LF, so neither count runs past the line;
-     * an all-blank value ends up empty. */
-    end -= swar_after_last(ctx_non_ows(CTX_LOAD64(&s->d[(end - 8) & CTX_MASK])));
+     * an all-blank value ends up empty. The word ending at end starts at end - 8; a line
+     * that ends sooner (a 1-3 byte request line) has its first bytes shifted to the top,
+     * with zeros, which are not blanks, below them. */
+    __u64 last = end >= 8 ? CTX_LOAD64(&s->d[(end - 8) & CTX_MASK])
+                          : CTX_LOAD64(&s->d[0]) << (8 * (8 - (end & 7)));
+    end -= swar_after_last(ctx_non_ows(last));
     p += swar_first(ctx_non_ows(CTX_LOAD64(&s->d[p & CTX_MASK])));
     if (p > end)
         p = end;

@@ -324,6 +324,8 @@ pub struct AgentCmd {
     command: Vec<OsString>,
     env: Vec<(String, String)>,
     output: &'static str,
+    /// A command the agent runs under, its path and arguments appended (see `wrapped`).
+    wrapper: Vec<OsString>,
 }
 
 impl AgentCmd {
@@ -340,6 +342,7 @@ impl AgentCmd {
             command: Vec::new(),
             env: Vec::new(),
             output: "json",
+            wrapper: Vec::new(),
         }
     }
 
@@ -351,7 +354,15 @@ impl AgentCmd {
             command: command.iter().map(|s| s.as_ref().to_owned()).collect(),
             env: Vec::new(),
             output: "json",
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Runs the agent as the last arguments of `wrapper` (e.g. `unshare ... sh -c ...`),
+    /// which must end by exec'ing them, so the agent keeps the wrapper's pid.
+    pub fn wrapped<S: AsRef<std::ffi::OsStr>>(mut self, wrapper: &[S]) -> Self {
+        self.wrapper = wrapper.iter().map(|s| s.as_ref().to_owned()).collect();
+        self
     }
 
     /// Extra agent flags (`--port 8080`, `--duration 3`, ...).
@@ -394,7 +405,14 @@ impl AgentCmd {
         }
         let stdout = std::fs::File::create(dir.join("stdout")).expect("agent stdout file");
         let stderr = std::fs::File::create(dir.join("stderr")).expect("agent stderr file");
-        let mut cmd = Command::new(sonde_bin());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(sonde_bin());
+                cmd
+            }
+            None => Command::new(sonde_bin()),
+        };
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(stdout)

@@ -568,7 +568,9 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// (idle + iowait, all) CPU time of the host so far, in clock ticks (/proc/stat).
+/// (idle + iowait, all) CPU time of the host so far, in clock ticks (/proc/stat: user,
+/// nice, system, idle, iowait, irq, softirq, steal; guest time, after them, is already
+/// counted in user and nice).
 fn host_cpu_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks: Vec<u64> = stat
@@ -576,6 +578,7 @@ fn host_cpu_ticks() -> Option<(u64, u64)> {
         .next()?
         .strip_prefix("cpu ")?
         .split_whitespace()
+        .take(8)
         .filter_map(|t| t.parse().ok())
         .collect();
     let idle = ticks.get(3)? + ticks.get(4)?;

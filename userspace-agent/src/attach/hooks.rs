@@ -179,31 +179,22 @@ impl DataHooks {
         }
     }
 
-    /// The programs of this family on `kernel`: the socket-layer families add a sendfile
-    /// hook where sendfile does not reach sendmsg.
+    /// The programs of this family on `kernel`.
     pub fn programs(self, kernel: &KernelHooks) -> Vec<ProgramHook> {
-        let (base, sendfile) = match self {
-            DataHooks::SocketTracepoints => (SOCKET_TRACEPOINTS, SYSCALL_SENDFILE),
-            DataHooks::Fexit => (FEXIT, FEXIT_SENDFILE),
-            DataHooks::Kprobes => (KPROBES, KPROBE_SENDFILE),
-            DataHooks::SyscallTracepoints => return SYSCALL_TRACEPOINTS.to_vec(),
-        };
-        let mut programs = base.to_vec();
-        if !kernel.sendfile_via_sendmsg {
-            programs.push(sendfile);
-        }
-        programs
+        self.programs_where(kernel.sendfile_via_sendmsg).collect()
     }
 
-    /// Every program this family may attach, on any kernel.
-    pub fn every_program_of(self) -> impl Iterator<Item = ProgramHook> {
-        let (base, sendfile): (&[ProgramHook], &[ProgramHook]) = match self {
-            DataHooks::SocketTracepoints => (SOCKET_TRACEPOINTS, &[SYSCALL_SENDFILE]),
-            DataHooks::Fexit => (FEXIT, &[FEXIT_SENDFILE]),
-            DataHooks::Kprobes => (KPROBES, &[KPROBE_SENDFILE]),
-            DataHooks::SyscallTracepoints => (SYSCALL_TRACEPOINTS, &[]),
+    /// The programs of this family where sendfile does (or does not) reach sendmsg: the
+    /// socket-layer families add a sendfile hook where it does not.
+    pub fn programs_where(self, sendfile_via_sendmsg: bool) -> impl Iterator<Item = ProgramHook> {
+        let (base, sendfile) = match self {
+            DataHooks::SocketTracepoints => (SOCKET_TRACEPOINTS, Some(SYSCALL_SENDFILE)),
+            DataHooks::Fexit => (FEXIT, Some(FEXIT_SENDFILE)),
+            DataHooks::Kprobes => (KPROBES, Some(KPROBE_SENDFILE)),
+            DataHooks::SyscallTracepoints => (SYSCALL_TRACEPOINTS, None),
         };
-        base.iter().chain(sendfile).copied()
+        let sendfile = sendfile.filter(|_| !sendfile_via_sendmsg);
+        base.iter().copied().chain(sendfile)
     }
 
     /// Every program any family may attach, for the verifier matrix.
@@ -212,7 +203,7 @@ impl DataHooks {
         // hook, so only the syscall family lists it.
         DataHooks::PREFERENCE.into_iter().flat_map(|family| {
             family
-                .every_program_of()
+                .programs_where(false)
                 .filter(move |h| family == DataHooks::SyscallTracepoints || *h != SYSCALL_SENDFILE)
         })
     }
@@ -276,15 +267,11 @@ pub struct KernelHooks {
 impl KernelHooks {
     pub fn probe() -> Self {
         let btf = crate::doctor::kernel_btf();
-        let has = |name: &str, kind: BtfKind| {
-            btf.as_ref()
-                .is_ok_and(|b| b.id_by_type_name_kind(name, kind).is_ok())
-        };
         let parsed = btf.as_ref().map_err(String::as_str);
         let socket_tracepoints = check_result(crate::doctor::socket_tracepoints_check(parsed));
         let trampolines = check_result(crate::doctor::fentry_check(parsed));
         let kprobes = check_result(crate::doctor::kprobes_check_here());
-        let sendfile_via_sendmsg = has("splice_to_socket", BtfKind::Func);
+        let sendfile_via_sendmsg = btf.as_ref().is_ok_and(sendfile_via_sendmsg);
         Self {
             btf,
             socket_tracepoints,
@@ -304,6 +291,13 @@ impl KernelHooks {
             DataHooks::SyscallTracepoints => None,
         }
     }
+}
+
+/// Whether sendfile to a TCP socket goes through sendmsg on the kernel `btf` describes
+/// (Linux 6.5+: `splice_to_socket`).
+pub fn sendfile_via_sendmsg(btf: &Btf) -> bool {
+    btf.id_by_type_name_kind("splice_to_socket", BtfKind::Func)
+        .is_ok()
 }
 
 fn check_result(check: crate::doctor::Check) -> Result<(), String> {

@@ -37,8 +37,8 @@ fn cgroup2_root() -> Result<PathBuf> {
         .context("cgroup2 is not mounted; it is needed for sock_ops (mount -t cgroup2 none /sys/fs/cgroup)")
 }
 
-/// Loads and attaches both programs. On error nothing stays enrolled: the sk_msg
-/// program is attached first, and sock_ops (which enrols) last.
+/// Loads and attaches both programs. On error nothing stays attached: the sk_msg
+/// program is attached first, and taken out again if sock_ops (which enrols) fails.
 pub fn attach(ebpf: &mut Ebpf) -> Result<()> {
     let sockhash_fd = {
         let map = ebpf.map(SOCKHASH).context("map inject_socks missing")?;
@@ -55,6 +55,19 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<()> {
     msg.attach(&sockhash_fd)
         .context("attaching the sk_msg program to its sockhash")?;
 
+    let ops = attach_sock_ops(ebpf);
+    if ops.is_err()
+        && let Some(program) = ebpf.program_mut(SK_MSG_PROGRAM)
+        && let Ok(msg) = <&mut SkMsg>::try_from(program)
+        && let Err(e) = msg.unload()
+    {
+        log::debug!("unloading {SK_MSG_PROGRAM}: {e}");
+    }
+    ops
+}
+
+/// sock_ops on the cgroup2 root: enrols client sockets of traced processes.
+fn attach_sock_ops(ebpf: &mut Ebpf) -> Result<()> {
     let root = cgroup2_root()?;
     let cgroup = File::open(&root).with_context(|| format!("opening {}", root.display()))?;
     let ops: &mut SockOps = ebpf
@@ -79,7 +92,7 @@ pub struct ArmIterator {
 impl ArmIterator {
     /// Loads and attaches the iterator (`btf`: the kernel's). `None` (with the reason
     /// logged) when this kernel cannot: such sockets then stay out of injection.
-    pub fn attach(ebpf: &mut Ebpf, btf: Result<&Btf, &String>) -> Option<Self> {
+    pub fn attach(ebpf: &mut Ebpf, btf: Result<&Btf, &str>) -> Option<Self> {
         match btf
             .map_err(|e| anyhow::anyhow!("{e}"))
             .and_then(|btf| Self::try_attach(ebpf, btf))

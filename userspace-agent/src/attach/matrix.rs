@@ -16,6 +16,7 @@ use aya_obj::btf::BtfKind;
 
 use super::hooks::{Hook, hook_of};
 use super::probes::{ProbeOptions, load_object};
+use crate::doctor::{Check, State};
 
 /// Verifier log lines kept for a rejected program: the verdict is at the end.
 const LOG_TAIL_LINES: usize = 20;
@@ -71,21 +72,27 @@ impl Matrix {
 }
 
 /// Creates the maps once, then loads each program. Fails only if the object itself
-/// cannot be opened (maps, BTF); a program the verifier refuses is a row, not an error.
+/// cannot be opened (maps, BTF); a program the kernel refuses is a row, not an error.
 pub fn load_every_program() -> Result<Matrix> {
-    let mut ebpf = load_object(&ProbeOptions::default())?;
     let btf = crate::doctor::kernel_btf();
-    let fentry = crate::doctor::fentry_check(btf.as_ref().map_err(String::as_str));
-    let no_trampolines = (fentry.state != crate::doctor::State::Ok)
+    let btf = btf.as_ref().map_err(String::as_str);
+    load_every_program_with(btf, &crate::doctor::fentry_check(btf))
+}
+
+/// [`load_every_program`] with the kernel's BTF and the fentry check already at hand
+/// (the doctor has both; a second parsed BTF would cost some 10 MB more).
+pub fn load_every_program_with(btf: Result<&Btf, &str>, fentry: &Check) -> Result<Matrix> {
+    let mut ebpf = load_object(&ProbeOptions::default())?;
+    let no_trampolines = (fentry.state != State::Ok)
         .then(|| format!("fentry {:?}: {}", fentry.state, fentry.detail).to_lowercase());
     let mut programs: Vec<ProgramLoad> = ebpf
         .programs_mut()
         .map(|(name, program)| {
             let trampolines = match &no_trampolines {
-                Some(why) => Err(why),
-                None => btf.as_ref(),
+                Some(why) => Err(why.as_str()),
+                None => btf,
             };
-            let (kind, outcome) = load(name, program, trampolines, btf.as_ref());
+            let (kind, outcome) = load(name, program, trampolines, btf);
             let verified_insns = outcome
                 .is_ok()
                 .then(|| program.info().ok()?.verified_instruction_count())
@@ -141,8 +148,8 @@ impl From<ProgramError> for LoadFailure {
 fn load(
     name: &str,
     program: &mut Program,
-    trampolines: Result<&Btf, &String>,
-    btf: Result<&Btf, &String>,
+    trampolines: Result<&Btf, &str>,
+    btf: Result<&Btf, &str>,
 ) -> (&'static str, Result<(), LoadFailure>) {
     let (kind, result) = match program {
         Program::TracePoint(p) => ("tracepoint", p.load()),
@@ -151,7 +158,7 @@ fn load(
         Program::BtfTracePoint(p) => {
             let btf = match btf {
                 Ok(btf) => btf,
-                Err(why) => return ("tp_btf", Err(LoadFailure::Unavailable(why.clone()))),
+                Err(why) => return ("tp_btf", Err(LoadFailure::Unavailable(why.to_owned()))),
             };
             let Some(Hook::BtfTracepoint { name: tracepoint }) = hook_of(name).map(|h| h.hook)
             else {
@@ -174,12 +181,12 @@ fn load(
         // The only iterator walks TCP sockets (inject.bpf.c sonde_iter_arm).
         Program::Iter(p) => match btf {
             Ok(btf) => ("iter", p.load("tcp", btf)),
-            Err(why) => return ("iter", Err(LoadFailure::Unavailable(why.clone()))),
+            Err(why) => return ("iter", Err(LoadFailure::Unavailable(why.to_owned()))),
         },
         Program::FExit(p) => {
             let btf = match trampolines {
                 Ok(btf) => btf,
-                Err(why) => return ("fexit", Err(LoadFailure::Unavailable(why.clone()))),
+                Err(why) => return ("fexit", Err(LoadFailure::Unavailable(why.to_owned()))),
             };
             let Some(Hook::Fexit { function }) = hook_of(name).map(|h| h.hook) else {
                 return ("fexit", Err(no_target(name)));
@@ -245,11 +252,8 @@ pub fn print_matrix(matrix: &Matrix, json: bool, out: &mut impl Write) -> io::Re
                 format!("  {n} insns verified{over}")
             })
             .unwrap_or_default();
-        writeln!(
-            out,
-            "{verdict:<4}  {:<14}  {:<28}{insns}",
-            p.kind, p.program
-        )?;
+        let line = format!("{verdict:<4}  {:<14}  {:<28}{insns}", p.kind, p.program);
+        writeln!(out, "{}", line.trim_end())?;
         if p.state != LoadState::Ok {
             writeln!(out, "      {}", p.error)?;
             for line in &p.log_tail {

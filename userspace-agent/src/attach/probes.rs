@@ -113,10 +113,23 @@ impl Probes {
         let (data_hooks, data) = attach_data_hooks(&mut ebpf, opts.hooks, &kernel)?;
         attached.extend(data);
 
+        // Injection is worth having, not worth refusing to trace for (no cgroup2, no
+        // CAP_NET_ADMIN, a verifier that refuses its programs): say so and go on.
+        let mut injecting = false;
         let mut arm_iterator = None;
         if opts.inject {
-            inject::attach(&mut ebpf).context("attaching the context injection programs")?;
-            arm_iterator = inject::ArmIterator::attach(&mut ebpf, kernel.btf.as_ref());
+            match inject::attach(&mut ebpf) {
+                Ok(()) => {
+                    injecting = true;
+                    let btf = kernel.btf.as_ref().map_err(String::as_str);
+                    arm_iterator = inject::ArmIterator::attach(&mut ebpf, btf);
+                }
+                Err(e) => log::warn!(
+                    "traceparent injection is off: {e:#}. Spans are built as usual, but a \
+                     service on another host starts its own trace (--no-inject says this is \
+                     intended)"
+                ),
+            }
         }
         drop(kernel);
 
@@ -141,7 +154,7 @@ impl Probes {
             inject_counts,
             attached,
             data_hooks,
-            injecting: opts.inject,
+            injecting,
             arm_iterator,
         })
     }

@@ -64,14 +64,16 @@ pub fn probe_host() -> HostReport {
             .any(|c| c.name == *name && c.state == State::Ok)
     });
     if can_load {
-        super::programs::check_programs(&mut checks);
+        super::programs::check_programs(&mut checks, btf);
     } else {
-        checks.push(Check::bad(
-            "probe_programs",
-            State::Unknown,
-            "not loaded: needs the BPF syscall and kernel BTF",
-            "Sonde cannot load its probes here",
-        ));
+        for name in ["probe_programs", "inject_programs"] {
+            checks.push(Check::bad(
+                name,
+                State::Unknown,
+                "not loaded: needs the BPF syscall and kernel BTF",
+                "Sonde cannot load its probes here",
+            ));
+        }
     }
     checks.extend([cgroup2_check(&mounts), sockmap_fionread_check()]);
     checks.extend(CAPS.iter().map(|cap| capability_check(cap, cap_eff)));

@@ -112,6 +112,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "syscall_tracepoints",
     "socket_tracepoints",
     "probe_programs",
+    "inject_programs",
     "cgroup2",
     "sockmap_fionread",
     "CAP_BPF",

@@ -1,12 +1,14 @@
-//! Sonde's own programs through this kernel's verifier.
+//! Sonde's own programs, loaded (never attached) on this kernel.
 //!
 //! A kernel can offer a hook (an empty program loads on it) and still refuse the program
 //! Sonde runs there: verifiers differ in how much work they accept, even between builds
-//! of one kernel version. So the doctor loads the real programs (the verifier matrix,
-//! nothing attached) and judges each hook family by its own programs.
+//! of one kernel version. So the doctor loads the real programs (the verifier matrix)
+//! and judges each hook family by the programs it would attach on this kernel.
 
-use crate::attach::hooks::{DataHooks, LIFECYCLE};
-use crate::attach::matrix::{LoadState, Matrix, ProgramLoad};
+use aya::Btf;
+
+use crate::attach::hooks::{DataHooks, LIFECYCLE, sendfile_via_sendmsg};
+use crate::attach::matrix::{LoadState, Matrix, ProgramLoad, load_every_program_with};
 
 use super::{Check, State};
 
@@ -18,27 +20,40 @@ const FAMILY_CHECKS: &[(DataHooks, &str)] = &[
     (DataHooks::SyscallTracepoints, "syscall_tracepoints"),
 ];
 
-/// Loads every program and folds the outcome into `checks`: see [`judge`].
-pub(super) fn check_programs(checks: &mut Vec<Check>) {
-    match crate::attach::matrix::load_every_program() {
+const REPORT: &str = "`sonde doctor --verifier-matrix` shows why; please report it";
+
+/// Loads every program and folds the outcome into `checks` (which must hold the family
+/// checks, `fentry` among them): see [`judge`]. `btf` is the kernel's.
+pub(super) fn check_programs(checks: &mut Vec<Check>, btf: Result<&Btf, &str>) {
+    let fentry = checks.iter().find(|c| c.name == "fentry").cloned();
+    let fentry = fentry.unwrap_or_else(|| super::fentry_check(btf));
+    match load_every_program_with(btf, &fentry) {
         Ok(matrix) => {
-            let check = judge(&matrix, checks);
-            checks.push(check);
+            let via_sendmsg = btf.is_ok_and(sendfile_via_sendmsg);
+            let [lifecycle, inject] = judge(&matrix, checks, via_sendmsg);
+            checks.extend([lifecycle, inject]);
         }
-        Err(e) => checks.push(Check::bad(
-            "probe_programs",
-            State::Unknown,
-            format!("could not open the probe object: {e:#}"),
-            "Sonde cannot load its probes here",
-        )),
+        Err(e) => {
+            for name in ["probe_programs", "inject_programs"] {
+                checks.push(Check::bad(
+                    name,
+                    State::Unknown,
+                    format!("could not open the probe object: {e:#}"),
+                    "Sonde cannot load its probes here",
+                ));
+            }
+        }
     }
 }
 
-/// Marks a family whose programs the verifier rejects as denied (the agent falls back
-/// to the next family, and so does the verdict), and returns the `probe_programs` check
-/// for the programs every run loads: process and connection lifecycle, and injection.
-pub(super) fn judge(matrix: &Matrix, checks: &mut [Check]) -> Check {
-    let rejected = |p: &&ProgramLoad| p.state == LoadState::Rejected;
+/// Marks a family some of whose programs this kernel refuses as denied (the agent falls
+/// back to the next family, and so does the verdict), and returns the `probe_programs`
+/// check (process and connection lifecycle: every run needs them) and the
+/// `inject_programs` check (sock_ops, sk_msg and the arming iterator: without them the
+/// agent traces without injecting). `via_sendmsg`: sendfile reaches sendmsg here, so the
+/// families need no sendfile program of their own.
+pub(super) fn judge(matrix: &Matrix, checks: &mut [Check], via_sendmsg: bool) -> [Check; 2] {
+    let refused = |p: &&ProgramLoad| p.state == LoadState::Rejected;
     for (family, name) in FAMILY_CHECKS {
         let Some(check) = checks
             .iter_mut()
@@ -46,65 +61,89 @@ pub(super) fn judge(matrix: &Matrix, checks: &mut [Check]) -> Check {
         else {
             continue;
         };
-        let refused: Vec<&ProgramLoad> = matrix
+        let programs: Vec<&ProgramLoad> = matrix
             .programs
             .iter()
-            .filter(rejected)
-            .filter(|p| family.every_program_of().any(|h| h.program == p.program))
+            .filter(refused)
+            .filter(|p| {
+                family
+                    .programs_where(via_sendmsg)
+                    .any(|h| h.program == p.program)
+            })
             .collect();
-        if !refused.is_empty() {
+        if !programs.is_empty() {
             check.state = State::Denied;
             check.detail = format!(
-                "{}; but this kernel's verifier rejects Sonde's {}",
+                "{}; but this kernel refuses Sonde's {}",
                 check.detail,
-                describe(&refused)
+                describe(&programs)
             );
             check.impact = format!(
-                "Sonde cannot use the {} hooks here and falls back to the next family \
-                 (`sonde doctor --verifier-matrix` shows the verifier's log; please report it)",
+                "Sonde cannot use the {} hooks here and falls back to the next family ({REPORT})",
                 family.name()
             );
         }
     }
 
-    let in_a_family = |p: &ProgramLoad| DataHooks::every_program().any(|h| h.program == p.program);
-    let refused: Vec<&ProgramLoad> = matrix
+    let lifecycle = |p: &ProgramLoad| LIFECYCLE.iter().any(|h| h.program == p.program);
+    let data = |p: &ProgramLoad| DataHooks::every_program().any(|h| h.program == p.program);
+    let count = |state| matrix.programs.iter().filter(|p| p.state == state).count();
+
+    let refused_lifecycle: Vec<&ProgramLoad> = matrix
         .programs
         .iter()
-        .filter(rejected)
-        .filter(|p| !in_a_family(p))
+        .filter(refused)
+        .filter(|p| lifecycle(p))
         .collect();
-    if refused.is_empty() {
-        let count = |state| matrix.programs.iter().filter(|p| p.state == state).count();
+    let probe_programs = if refused_lifecycle.is_empty() {
         let mut detail = format!(
-            "this kernel's verifier accepts {} of Sonde's programs; {} need hooks it lacks",
+            "this kernel loads {} of Sonde's programs; {} need hooks it lacks",
             count(LoadState::Ok),
             count(LoadState::Unavailable)
         );
-        let data_refused = count(LoadState::Rejected);
-        if data_refused > 0 {
+        let refused_elsewhere = count(LoadState::Rejected);
+        if refused_elsewhere > 0 {
             detail.push_str(&format!(
-                "; {data_refused} socket-data programs are rejected (their hook family above)"
+                "; it refuses {refused_elsewhere} (under their hook family or inject_programs)"
             ));
         }
-        return Check::ok("probe_programs", detail);
-    }
-    let lifecycle = refused
-        .iter()
-        .any(|p| LIFECYCLE.iter().any(|h| h.program == p.program));
-    let impact = if lifecycle {
-        "Sonde cannot run here: it follows processes and connections with these programs"
+        Check::ok("probe_programs", detail)
     } else {
-        "`sonde attach` fails while injection is on: `--no-inject` runs without these programs"
+        Check::bad(
+            "probe_programs",
+            State::Denied,
+            format!("this kernel refuses {}", describe(&refused_lifecycle)),
+            format!(
+                "Sonde cannot run here: it follows processes and connections with these \
+                 programs ({REPORT})"
+            ),
+        )
     };
-    Check::bad(
-        "probe_programs",
-        State::Denied,
-        format!("this kernel's verifier rejects {}", describe(&refused)),
-        format!(
-            "{impact} (`sonde doctor --verifier-matrix` shows the verifier's log; please report it)"
-        ),
-    )
+
+    let injection: Vec<&ProgramLoad> = matrix
+        .programs
+        .iter()
+        .filter(|p| !lifecycle(p) && !data(p))
+        .collect();
+    let refused_injection: Vec<&ProgramLoad> = injection.iter().copied().filter(refused).collect();
+    let inject_programs = if refused_injection.is_empty() {
+        let names: Vec<&str> = injection.iter().map(|p| p.program.as_str()).collect();
+        Check::ok(
+            "inject_programs",
+            format!("this kernel loads {}", names.join(", ")),
+        )
+    } else {
+        Check::bad(
+            "inject_programs",
+            State::Denied,
+            format!("this kernel refuses {}", describe(&refused_injection)),
+            format!(
+                "no traceparent injection: the agent traces without it and says so at start \
+                 ({REPORT})"
+            ),
+        )
+    };
+    [probe_programs, inject_programs]
 }
 
 /// "sonde_a, sonde_b (the verifier rejected it: ...)": names, and the first reason.
@@ -143,8 +182,24 @@ mod tests {
         Check::ok(name, "hook offered")
     }
 
+    /// The checks the verdict needs besides the ones under test.
+    fn basics() -> Vec<Check> {
+        [
+            "btf",
+            "bpf_syscall",
+            "ringbuf",
+            "tracefs",
+            "cgroup2",
+            "CAP_NET_ADMIN",
+            "uprobes",
+        ]
+        .into_iter()
+        .map(offered)
+        .collect()
+    }
+
     #[test]
-    fn a_family_whose_programs_are_rejected_is_denied() {
+    fn a_family_whose_programs_are_refused_is_denied() {
         let matrix = matrix(vec![
             row("sonde_sock_send", LoadState::Rejected),
             row("sonde_sock_recv", LoadState::Ok),
@@ -157,13 +212,13 @@ mod tests {
             offered("socket_tracepoints"),
             offered("syscall_tracepoints"),
         ];
-        let programs = judge(&matrix, &mut checks);
+        let [programs, inject] = judge(&matrix, &mut checks, true);
 
         assert_eq!(checks[0].state, State::Denied);
         assert!(
             checks[0]
                 .detail
-                .contains("rejects Sonde's sonde_sock_send (")
+                .contains("refuses Sonde's sonde_sock_send (the verifier rejected it")
         );
         assert!(checks[0].impact.contains("socket-tracepoints"));
         assert_eq!(checks[1].state, State::Ok, "{:?}", checks[1]);
@@ -172,25 +227,15 @@ mod tests {
         assert!(
             programs
                 .detail
-                .contains("accepts 4 of Sonde's programs; 1 need"),
+                .contains("loads 4 of Sonde's programs; 1 need hooks it lacks; it refuses 1"),
             "{programs:?}"
         );
-        assert!(
-            programs
-                .detail
-                .contains("1 socket-data programs are rejected")
-        );
+        assert_eq!(inject.state, State::Ok, "{inject:?}");
 
         // The verdict then names the family the agent falls back to.
-        let verdict = super::super::Verdict::from_checks(&[
-            Check::ok("btf", ""),
-            Check::ok("bpf_syscall", ""),
-            Check::ok("ringbuf", ""),
-            Check::ok("tracefs", ""),
-            programs,
-            checks[0].clone(),
-            checks[1].clone(),
-        ]);
+        let mut all = basics();
+        all.extend([programs, inject, checks[0].clone(), checks[1].clone()]);
+        let verdict = super::super::Verdict::from_checks(&all);
         assert!(verdict.can_trace);
         assert!(
             verdict.summary.ends_with("syscall tracepoints"),
@@ -199,22 +244,53 @@ mod tests {
     }
 
     #[test]
-    fn rejected_lifecycle_or_injection_programs_are_reported_with_their_cost() {
+    fn a_sendfile_hook_this_kernel_does_not_need_is_not_held_against_its_family() {
+        let matrix = matrix(vec![
+            row("sonde_sock_send", LoadState::Ok),
+            row("sonde_sock_recv", LoadState::Ok),
+            row("sonde_tp_exit_sendfile64", LoadState::Rejected),
+        ]);
+        let mut checks = vec![offered("socket_tracepoints")];
+        judge(&matrix, &mut checks, true);
+        assert_eq!(checks[0].state, State::Ok, "sendfile reaches sendmsg here");
+        judge(&matrix, &mut checks, false);
+        assert_eq!(checks[0].state, State::Denied, "here the family needs it");
+    }
+
+    #[test]
+    fn refused_lifecycle_programs_block_and_refused_injection_only_limits() {
         let lifecycle = matrix(vec![
             row("sonde_tp_sched_exec", LoadState::Rejected),
             row("sonde_sk_msg", LoadState::Ok),
         ]);
-        let check = judge(&lifecycle, &mut []);
-        assert_eq!(check.state, State::Denied);
-        assert!(check.detail.contains("sonde_tp_sched_exec"));
-        assert!(check.impact.starts_with("Sonde cannot run here"));
+        let [programs, inject] = judge(&lifecycle, &mut [], true);
+        assert_eq!(programs.state, State::Denied);
+        assert!(programs.detail.contains("sonde_tp_sched_exec"));
+        assert!(programs.impact.starts_with("Sonde cannot run here"));
+        assert_eq!(inject.state, State::Ok);
+        let mut all = basics();
+        all.extend([offered("socket_tracepoints"), programs, inject]);
+        assert!(!super::super::Verdict::from_checks(&all).can_trace);
 
         let injection = matrix(vec![
             row("sonde_tp_sched_exec", LoadState::Ok),
             row("sonde_sk_msg", LoadState::Rejected),
+            row("sonde_sockops", LoadState::Ok),
         ]);
-        let check = judge(&injection, &mut []);
-        assert_eq!(check.state, State::Denied);
-        assert!(check.impact.contains("--no-inject"), "{check:?}");
+        let [programs, inject] = judge(&injection, &mut [], true);
+        assert_eq!(programs.state, State::Ok);
+        assert_eq!(inject.state, State::Denied);
+        assert!(inject.detail.contains("refuses sonde_sk_msg"), "{inject:?}");
+        let mut all = basics();
+        all.extend([offered("socket_tracepoints"), programs, inject]);
+        let verdict = super::super::Verdict::from_checks(&all);
+        assert!(verdict.can_trace, "{verdict:?}");
+        assert!(
+            verdict
+                .limitations
+                .iter()
+                .any(|l| l.starts_with("no traceparent injection")),
+            "{verdict:?}"
+        );
     }
 }

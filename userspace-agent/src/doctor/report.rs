@@ -81,6 +81,12 @@ impl Verdict {
                  spans are not linked across services"
                     .to_owned(),
             );
+        } else if !ok("inject_programs") {
+            limitations.push(
+                "no traceparent injection (this kernel refuses its programs): spans are not \
+                 linked across services"
+                    .to_owned(),
+            );
         } else if !ok("probe_write_user") {
             limitations.push(
                 "traceparent injection uses sk_msg (bpf_probe_write_user refused)".to_owned(),

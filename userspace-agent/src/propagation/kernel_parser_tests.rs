@@ -22,10 +22,10 @@ struct RawParsed {
 }
 
 unsafe extern "C" {
-    fn sonde_ctx_parse_host(data: *const u8, len: u32, out: *mut RawParsed) -> i32;
+    fn sonde_ctx_parse_host(data: *const u8, len: u32, stale: u8, out: *mut RawParsed) -> i32;
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Parsed {
     trace_id: String,
     span_id: String,
@@ -37,13 +37,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What the kernel would decide for a request whose captured prefix is `head`.
+/// What the kernel would decide for a request whose captured prefix is `head`, whatever
+/// stale bytes follow it in the kernel's buffer: a line end, a blank or a hex digit there
+/// must change nothing.
 fn parse(head: &[u8]) -> Option<Parsed> {
+    let results: Vec<Option<Parsed>> = [b'\n', b' ', b'\t', b'a', b'0']
+        .into_iter()
+        .map(|stale| parse_after(head, stale))
+        .collect();
+    for (stale, result) in results.iter().enumerate().skip(1) {
+        assert_eq!(
+            result, &results[0],
+            "stale padding #{stale} changed the result"
+        );
+    }
+    results.into_iter().next().flatten()
+}
+
+fn parse_after(head: &[u8], stale: u8) -> Option<Parsed> {
     let mut out = RawParsed::default();
     let len = u32::try_from(head.len()).expect("test heads are small");
     // SAFETY: `head` is valid for `len` bytes and `out` is a writable RawParsed, which
     // has the layout of `struct sonde_parsed_ctx`; the C code reads and writes nothing else.
-    let found = unsafe { sonde_ctx_parse_host(head.as_ptr(), len, &mut out) };
+    let found = unsafe { sonde_ctx_parse_host(head.as_ptr(), len, stale, &mut out) };
     assert!(found == 0 || found == 1, "ctx_parse_host returned {found}");
     let format = match out.format {
         0 => CtxFormat::None,
@@ -226,6 +242,36 @@ fn word_at_a_time_edges() {
             assert_eq!(parse(&head), None, "byte {high:#x} at {at}");
         }
     }
+    // Each format's value starting at each offset within a word.
+    let (b3_trace, b3_span) = ("c27e576d4e73fe625e484872bbd8f2a7", "b112849bdd53265c");
+    let b3_multi = format!("X-B3-TraceId: {b3_trace}\r\nX-B3-SpanId: {b3_span}");
+    let cases = [
+        (format!("traceparent: {W3C_VALUE}"), expect.clone()),
+        (
+            format!("b3: {b3_trace}-{b3_span}-1"),
+            ctx(b3_trace, b3_span, true, CtxFormat::B3),
+        ),
+        (b3_multi, ctx(b3_trace, b3_span, true, CtxFormat::B3Multi)),
+        (
+            format!("uber-trace-id: {JAEGER_VALUE}"),
+            parse(JAEGER_HEAD.as_bytes()),
+        ),
+        (
+            format!("X-Amzn-Trace-Id: {XRAY_VALUE}"),
+            parse(XRAY_HEAD.as_bytes()),
+        ),
+    ];
+    for (line, want) in &cases {
+        assert!(want.is_some(), "{line}");
+        for shift in 0..8 {
+            let head = format!(
+                "GET / HTTP/1.1\r\nX-Pad: {}\r\n{line}\r\n\r\n",
+                "p".repeat(shift)
+            );
+            assert_eq!(&parse(head.as_bytes()), want, "{head:?}");
+        }
+    }
+
     // Every digit value, in every position of a word.
     let trace = "0123456789abcdeffedcba9876543210";
     let span = "a0b1c2d3e4f56789";
@@ -293,7 +339,7 @@ fn heads_longer_than_the_capture_limit_are_refused() {
     let mut out = RawParsed::default();
     let big = vec![b'a'; crate::abi::MAX_CAPTURE + 1];
     // SAFETY: as in `parse`.
-    let r = unsafe { sonde_ctx_parse_host(big.as_ptr(), big.len() as u32, &mut out) };
+    let r = unsafe { sonde_ctx_parse_host(big.as_ptr(), big.len() as u32, b'\n', &mut out) };
     assert_eq!(r, -1);
     // A header right at the end of the largest capture is still found.
     let mut head = W3C_HEAD.replace("Accept: */*\r\n", "");

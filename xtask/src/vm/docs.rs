@@ -19,6 +19,8 @@ const KERNEL_FEATURES: &[&str] = &[
     "tracefs",
     "syscall_tracepoints",
     "socket_tracepoints",
+    "probe_programs",
+    "inject_programs",
     "cgroup2",
     "sockmap_fionread",
     "uprobes",

@@ -176,7 +176,10 @@ fn verifier_matrix(sonde: &Path) -> Result<String> {
     let over: Vec<String> = programs
         .iter()
         .filter(|p| insns(p).is_some_and(|n| n > budget))
-        .map(|p| format!("{} ({})", p["program"], insns(p).unwrap_or_default()))
+        .map(|p| {
+            let name = p["program"].as_str().unwrap_or("?");
+            format!("{name} ({})", insns(p).unwrap_or_default())
+        })
         .collect();
     ensure!(
         over.is_empty(),
