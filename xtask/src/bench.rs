@@ -51,6 +51,10 @@ pub struct Options {
     /// Benchmark database servers (pgbench, redis-benchmark) instead of nginx.
     #[arg(long)]
     db: bool,
+    /// An extra flag for every agent the benchmark starts, e.g.
+    /// `--agent-arg=--wakeup-bytes=65536`; repeatable.
+    #[arg(long = "agent-arg", value_name = "ARG", allow_hyphen_values = true)]
+    agent_args: Vec<String>,
 }
 
 /// Throughput with full tracing, as a fraction of no agent: at least this.
@@ -162,6 +166,7 @@ pub fn run(opts: Options) -> Result<()> {
         write_docs,
         sonde_bin,
         db,
+        agent_args,
     } = opts;
     if rounds == 0 || seconds == 0 {
         bail!("--rounds and --seconds must be at least 1");
@@ -179,6 +184,9 @@ pub fn run(opts: Options) -> Result<()> {
     };
 
     if db {
+        if !agent_args.is_empty() {
+            bail!("--agent-arg applies to the nginx benchmark, not to --db");
+        }
         let table = crate::bench_db::run(&sonde, rounds, seconds)?;
         println!("\n{rounds} rounds, medians; the agent traces the database server.\n\n{table}");
         return Ok(());
@@ -202,6 +210,12 @@ pub fn run(opts: Options) -> Result<()> {
     );
     wrk(&url, 1).context("warm-up")?;
 
+    let bench = Bench {
+        sonde: &sonde,
+        agent_args: &agent_args,
+        dir: dir.path(),
+        seconds,
+    };
     let mut samples = Vec::new();
     for round in 0..rounds {
         let mut order = Config::ALL;
@@ -224,15 +238,7 @@ pub fn run(opts: Options) -> Result<()> {
                 Some((proxy, proxy_url)) => (proxy.pid(), proxy_url.as_str()),
                 None => (nginx.pid(), url.as_str()),
             };
-            let sample = measure(
-                &sonde,
-                dir.path(),
-                target,
-                target_url,
-                seconds,
-                round,
-                config,
-            )?;
+            let sample = measure(&bench, target, target_url, round, config)?;
             drop(proxy);
             println!(
                 "bench: round {:>2} {:<28} {:>9.0} req/s  p99 {:>7.2} ms{}",
@@ -301,8 +307,9 @@ pub fn run(opts: Options) -> Result<()> {
     if write_docs {
         let path = util::workspace_root().join("docs/benchmarks.md");
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-        std::fs::write(&path, docs_page(&table, &machine, &command)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let page = docs_page(&table, &machine, &command)? + kept_notes(&old);
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
         println!("bench: wrote {}", path.display());
     }
     Ok(())
@@ -371,19 +378,36 @@ fn start_nginx(dir: &Path, port: u16, role: &NginxRole) -> Result<ChildGuard> {
     Ok(nginx)
 }
 
+/// What every run of one benchmark shares.
+struct Bench<'a> {
+    sonde: &'a Path,
+    /// `--agent-arg`s, after each configuration's own flags.
+    agent_args: &'a [String],
+    dir: &'a Path,
+    seconds: u32,
+}
+
 fn measure(
-    sonde: &Path,
-    dir: &Path,
+    bench: &Bench<'_>,
     target: u32,
     url: &str,
-    seconds: u32,
     round: u32,
     config: Config,
 ) -> Result<Sample> {
+    let Bench {
+        sonde,
+        agent_args,
+        dir,
+        seconds,
+    } = *bench;
     let agent_log = dir.join(format!("sonde-{round}-{}.stderr", config.key()));
     let mut agent = match config.agent_flags() {
         None => None,
-        Some(flags) => Some(attach_agent(sonde, target, flags, dir, &agent_log)?),
+        Some(flags) => {
+            let extra = agent_args.iter().map(String::as_str);
+            let flags: Vec<&str> = flags.iter().copied().chain(extra).collect();
+            Some(attach_agent(sonde, target, &flags, dir, &agent_log)?)
+        }
     };
     let server_cpu0 = tree_cpu_ticks(target);
     let agent_cpu0 = agent.as_ref().and_then(|a| tree_cpu_ticks(a.pid()));
@@ -964,6 +988,17 @@ fn machine(sonde: &Path) -> Result<serde_json::Value> {
     }))
 }
 
+/// Where docs/benchmarks.md's hand-written notes start: `--write-docs` keeps them.
+const KEPT_MARKER: &str = "<!-- kept by cargo xtask bench --write-docs: notes below -->";
+
+/// The hand-written part of the page (from [`KEPT_MARKER`] on), or nothing.
+fn kept_notes(old_page: &str) -> &str {
+    old_page
+        .find(KEPT_MARKER)
+        .and_then(|at| old_page.get(at..))
+        .map_or("", |notes| notes)
+}
+
 fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<String> {
     let date = util::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
     Ok(format!(
@@ -1022,6 +1057,16 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_written_notes_survive_a_rewrite() {
+        let page = format!("# Benchmarks\nold table\n\n{KEPT_MARKER}\n## Notes\nkept\n");
+        assert_eq!(
+            kept_notes(&page),
+            format!("{KEPT_MARKER}\n## Notes\nkept\n")
+        );
+        assert_eq!(kept_notes("# Benchmarks\nno notes\n"), "");
+    }
 
     #[test]
     fn wrk_latency_output_is_parsed() {
