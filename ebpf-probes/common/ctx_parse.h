@@ -283,18 +283,11 @@ static long ctx_scan_step(__u64 index, void *arg) {
  * (common/swar.h): a loop with a branch per digit cost the verifier hundreds of thousands
  * of instructions inside the X-Ray callback. */
 static __always_inline __u64 ctx_hex8(__u64 w, __u32 *n) {
-    __u64 x = w & SWAR_7F;
-    __u64 ascii = ~w & SWAR_80;
-    /* Per byte, bit 7 of (x | 0x80) - lo is x >= lo, and of (hi | 0x80) - x is x <= hi;
-     * neither subtraction borrows across bytes. */
-    __u64 digit = ((x | SWAR_80) - '0' * SWAR_01) & (('9' | 0x80) * SWAR_01 - x);
-    __u64 letter = ((x | SWAR_80) - 'a' * SWAR_01) & (('f' | 0x80) * SWAR_01 - x);
-    letter &= ascii;
-    __u64 invalid = ~((digit & ascii) | letter) & SWAR_80;
-    __u32 k = swar_first(invalid);
+    __u64 letter = swar_in(w, 'a', 'f');
+    __u32 k = swar_first(~(swar_in(w, '0', '9') | letter) & SWAR_80);
     /* Nibble values ('a' is 0x61: low nibble 1, plus 9), first digit in the top byte,
      * then pairs, quads and octets of nibbles packed: 8 nibbles in the low 32 bits. */
-    __u64 v = ((x & (0x0f * SWAR_01)) + 9 * (letter >> 7)) & (0x0f * SWAR_01);
+    __u64 v = ((w & (0x0f * SWAR_01)) + 9 * (letter >> 7)) & (0x0f * SWAR_01);
     v = __builtin_bswap64(v);
     v = (v | (v >> 4)) & 0x00ff00ff00ff00ffULL;
     v = (v | (v >> 8)) & 0x0000ffff0000ffffULL;

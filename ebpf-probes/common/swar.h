@@ -29,6 +29,16 @@ static inline __attribute__((always_inline)) __u64 swar_eq(__u64 w, __u8 c) {
     return swar_zero(w ^ (c * SWAR_01));
 }
 
+/* A flag in every byte of w from lo to hi (both below 0x80; bytes with the high bit set
+ * are never in range). Per byte, bit 7 of (x | 0x80) - lo says x >= lo and of
+ * (hi | 0x80) - x says x <= hi; neither subtraction borrows across bytes. */
+static inline __attribute__((always_inline)) __u64 swar_in(__u64 w, __u8 lo, __u8 hi) {
+    __u64 x = w & SWAR_7F;
+    __u64 ge = (x | SWAR_80) - lo * SWAR_01;
+    __u64 le = (hi | 0x80) * SWAR_01 - x;
+    return ge & le & ~w & SWAR_80;
+}
+
 /* How many bytes are flagged in m (0..8). */
 static inline __attribute__((always_inline)) __u32 swar_count(__u64 m) {
     return ((m >> 7) * SWAR_01) >> 56;

@@ -996,7 +996,7 @@ fn kept_notes(old_page: &str) -> &str {
     old_page
         .find(KEPT_MARKER)
         .and_then(|at| old_page.get(at..))
-        .map_or("", |notes| notes)
+        .unwrap_or_default()
 }
 
 fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<String> {

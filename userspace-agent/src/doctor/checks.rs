@@ -58,23 +58,7 @@ pub fn probe_host() -> HostReport {
         syscall_tracepoints_check(&tracefs),
         socket_tracepoints_check(btf),
     ];
-    let can_load = ["bpf_syscall", "btf"].iter().all(|name| {
-        checks
-            .iter()
-            .any(|c| c.name == *name && c.state == State::Ok)
-    });
-    if can_load {
-        super::programs::check_programs(&mut checks, btf);
-    } else {
-        for name in ["probe_programs", "inject_programs"] {
-            checks.push(Check::bad(
-                name,
-                State::Unknown,
-                "not loaded: needs the BPF syscall and kernel BTF",
-                "Sonde cannot load its probes here",
-            ));
-        }
-    }
+    super::programs::check_programs(&mut checks, btf);
     checks.extend([cgroup2_check(&mounts), sockmap_fionread_check()]);
     checks.extend(CAPS.iter().map(|cap| capability_check(cap, cap_eff)));
     checks.push(uprobes_check(cap_eff));

@@ -22,28 +22,29 @@ const FAMILY_CHECKS: &[(DataHooks, &str)] = &[
 
 const REPORT: &str = "`sonde doctor --verifier-matrix` shows why; please report it";
 
-/// Loads every program and folds the outcome into `checks` (which must hold the family
-/// checks, `fentry` among them): see [`judge`]. `btf` is the kernel's.
+/// Loads every program and folds the outcome into `checks`, which hold the checks made
+/// before (the family checks, `fentry`, `bpf_syscall` and `btf` among them): see [`judge`].
+/// `btf` is the kernel's.
 pub(super) fn check_programs(checks: &mut Vec<Check>, btf: Result<&Btf, &str>) {
-    let fentry = checks.iter().find(|c| c.name == "fentry").cloned();
-    let fentry = fentry.unwrap_or_else(|| super::fentry_check(btf));
-    match load_every_program_with(btf, &fentry) {
-        Ok(matrix) => {
-            let via_sendmsg = btf.is_ok_and(sendfile_via_sendmsg);
-            let [lifecycle, inject] = judge(&matrix, checks, via_sendmsg);
-            checks.extend([lifecycle, inject]);
-        }
-        Err(e) => {
-            for name in ["probe_programs", "inject_programs"] {
-                checks.push(Check::bad(
-                    name,
-                    State::Unknown,
-                    format!("could not open the probe object: {e:#}"),
-                    "Sonde cannot load its probes here",
-                ));
-            }
-        }
-    }
+    let check = |name: &str| checks.iter().find(|c| c.name == name);
+    let ok = |name: &str| check(name).is_some_and(|c| c.state == State::Ok);
+    let matrix = match check("fentry") {
+        Some(fentry) if ok("bpf_syscall") && ok("btf") => load_every_program_with(btf, fentry)
+            .map_err(|e| format!("could not open the probe object: {e:#}")),
+        _ => Err("not loaded: needs the BPF syscall and kernel BTF".to_owned()),
+    };
+    let judged = match matrix {
+        Ok(matrix) => judge(&matrix, checks, btf.is_ok_and(sendfile_via_sendmsg)),
+        Err(why) => ["probe_programs", "inject_programs"].map(|name| {
+            Check::bad(
+                name,
+                State::Unknown,
+                why.clone(),
+                "Sonde cannot load its probes here",
+            )
+        }),
+    };
+    checks.extend(judged);
 }
 
 /// Marks a family some of whose programs this kernel refuses as denied (the agent falls
@@ -95,7 +96,12 @@ pub(super) fn judge(matrix: &Matrix, checks: &mut [Check], via_sendmsg: bool) ->
         .filter(refused)
         .filter(|p| lifecycle(p))
         .collect();
-    let probe_programs = if refused_lifecycle.is_empty() {
+    let probe_programs = refusal(
+        "probe_programs",
+        &refused_lifecycle,
+        "Sonde cannot run here: it follows processes and connections with these programs",
+    )
+    .unwrap_or_else(|| {
         let mut detail = format!(
             "this kernel loads {} of Sonde's programs; {} need hooks it lacks",
             count(LoadState::Ok),
@@ -108,17 +114,7 @@ pub(super) fn judge(matrix: &Matrix, checks: &mut [Check], via_sendmsg: bool) ->
             ));
         }
         Check::ok("probe_programs", detail)
-    } else {
-        Check::bad(
-            "probe_programs",
-            State::Denied,
-            format!("this kernel refuses {}", describe(&refused_lifecycle)),
-            format!(
-                "Sonde cannot run here: it follows processes and connections with these \
-                 programs ({REPORT})"
-            ),
-        )
-    };
+    });
 
     let injection: Vec<&ProgramLoad> = matrix
         .programs
@@ -126,24 +122,32 @@ pub(super) fn judge(matrix: &Matrix, checks: &mut [Check], via_sendmsg: bool) ->
         .filter(|p| !lifecycle(p) && !data(p))
         .collect();
     let refused_injection: Vec<&ProgramLoad> = injection.iter().copied().filter(refused).collect();
-    let inject_programs = if refused_injection.is_empty() {
+    let inject_programs = refusal(
+        "inject_programs",
+        &refused_injection,
+        "no traceparent injection: the agent traces without it and says so at start",
+    )
+    .unwrap_or_else(|| {
         let names: Vec<&str> = injection.iter().map(|p| p.program.as_str()).collect();
         Check::ok(
             "inject_programs",
             format!("this kernel loads {}", names.join(", ")),
         )
-    } else {
-        Check::bad(
-            "inject_programs",
-            State::Denied,
-            format!("this kernel refuses {}", describe(&refused_injection)),
-            format!(
-                "no traceparent injection: the agent traces without it and says so at start \
-                 ({REPORT})"
-            ),
-        )
-    };
+    });
     [probe_programs, inject_programs]
+}
+
+/// The check `name` denied for the `refused` programs and what that costs, or `None`
+/// when none was refused.
+fn refusal(name: &'static str, refused: &[&ProgramLoad], impact: &str) -> Option<Check> {
+    (!refused.is_empty()).then(|| {
+        Check::bad(
+            name,
+            State::Denied,
+            format!("this kernel refuses {}", describe(refused)),
+            format!("{impact} ({REPORT})"),
+        )
+    })
 }
 
 /// "sonde_a, sonde_b (the verifier rejected it: ...)": names, and the first reason.

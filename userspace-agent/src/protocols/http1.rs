@@ -385,8 +385,10 @@ pub fn looks_like_request(bytes: &[u8]) -> bool {
         Progress::Done(_) => true,
         Progress::Bad => false,
         Progress::More => {
-            let method = parser.method.get(..parser.method_len).unwrap_or_default();
-            parser.target_seen > 0 && STANDARD_METHODS.iter().any(|m| m.as_bytes() == method)
+            parser.target_seen > 0
+                && STANDARD_METHODS
+                    .iter()
+                    .any(|m| m.as_bytes() == parser.method())
         }
     }
 }
@@ -1354,11 +1356,16 @@ impl RequestLineParser {
         }
     }
 
+    /// The method bytes seen so far.
+    fn method(&self) -> &[u8] {
+        self.method.get(..self.method_len).unwrap_or_default()
+    }
+
     fn feed(&mut self, bytes: &[u8]) -> (usize, Progress<RequestLine>) {
         let (used, progress) = feed_bytes(bytes, |b| self.step(b));
         let progress = match (progress, self.version) {
             (Progress::Done(()), Some(version)) => Progress::Done(RequestLine {
-                method: method_name(self.method.get(..self.method_len).unwrap_or_default()),
+                method: method_name(self.method()),
                 target: target_string(mem::take(&mut self.target)),
                 version,
             }),
