@@ -673,7 +673,7 @@ struct Summary {
     hooks: Option<u64>,
 }
 
-/// Full tracing over the floor, per request (`Summary::cost_over_floor`).
+/// Full tracing's cost per request over the floor's (`Summary::cost_over_floor`).
 struct CostOverFloor {
     /// Time per request, 1/throughput: (b)'s req/s over (c)'s.
     time: f64,
@@ -751,18 +751,23 @@ impl Summary {
         self.rps[&a] / self.rps[&b]
     }
 
-    /// "Full tracing costs at most 1.3x the floor per request", read three ways (the
-    /// issue leaves "cost" open), each as full over floor:
+    /// Time per request (1/throughput) above no agent's, in µs; negative when `config`
+    /// ran faster than no agent (noise).
+    fn time_added_us(&self, config: Config) -> f64 {
+        (1.0 / self.rps[&config] - 1.0 / self.rps[&Config::None]) * 1e6
+    }
+
+    /// "Full tracing costs at most 1.3x the floor per request", read in the three ways
+    /// [`CostOverFloor`] lists, since the issue leaves "cost" open.
     fn cost_over_floor(&self) -> CostOverFloor {
-        let t = |c: Config| 1.0 / self.rps[&c];
         let cpu = |c: Config| Some(self.server_cpu_us[&c]? + self.agent_cpu_us[&c].unwrap_or(0.0));
-        let added_floor = t(Config::Floor) - t(Config::None);
+        let added_floor = self.time_added_us(Config::Floor);
         CostOverFloor {
-            time: t(Config::Full) / t(Config::Floor),
+            time: self.ratio(Config::Floor, Config::Full),
             cpu: cpu(Config::Full)
                 .zip(cpu(Config::Floor))
-                .map(|(f, b)| f / b),
-            added: (added_floor > 0.0).then(|| (t(Config::Full) - t(Config::None)) / added_floor),
+                .map(|(full, floor)| full / floor),
+            added: (added_floor > 0.0).then(|| self.time_added_us(Config::Full) / added_floor),
         }
     }
 
@@ -823,38 +828,30 @@ impl Summary {
             "| (c)/(g) default hooks vs syscall tracepoints, full tracing | {:.3} | > 1: hooking less pays |",
             self.ratio(Config::Full, Config::FullSyscall)
         );
-        let added = |c: Config| (1.0 / self.rps[&c] - 1.0 / self.rps[&Config::None]) * 1e6;
         let _ = writeln!(
             s,
             "| time per request above (a): floor / full | {:.2} µs / {:.2} µs | |",
-            added(Config::Floor),
-            added(Config::Full)
+            self.time_added_us(Config::Floor),
+            self.time_added_us(Config::Full)
         );
         let cost = self.cost_over_floor();
-        let target = |x: Option<f64>| match x {
-            Some(x) => format!(
-                "{x:.2} | <= {TARGET_FULL_OVER_FLOOR}: {}",
-                verdict(x <= TARGET_FULL_OVER_FLOOR)
-            ),
-            None => format!(
-                "n/a | <= {TARGET_FULL_OVER_FLOOR}: not computable, the floor costs nothing measurable here"
-            ),
-        };
-        let _ = writeln!(
-            s,
-            "| full / floor, time per request (1/throughput) | {} |",
-            target(Some(cost.time))
-        );
-        let _ = writeln!(
-            s,
-            "| full / floor, CPU per request (nginx + agent) | {} |",
-            target(cost.cpu)
-        );
-        let _ = writeln!(
-            s,
-            "| full / floor, time per request added to (a) | {} |",
-            target(cost.added)
-        );
+        for (reading, value) in [
+            ("time per request (1/throughput)", Some(cost.time)),
+            ("CPU per request (nginx + agent)", cost.cpu),
+            ("time per request added to (a)", cost.added),
+        ] {
+            let _ = match value {
+                Some(x) => writeln!(
+                    s,
+                    "| full / floor, {reading} | {x:.2} | <= {TARGET_FULL_OVER_FLOOR}: {} |",
+                    verdict(x <= TARGET_FULL_OVER_FLOOR)
+                ),
+                None => writeln!(
+                    s,
+                    "| full / floor, {reading} | n/a | <= {TARGET_FULL_OVER_FLOOR}: not computable, the floor costs nothing measurable here |"
+                ),
+            };
+        }
         let get = |name: &str| self.full_counters.get(name).copied().unwrap_or(0);
         let lost: Vec<String> = self
             .full_counters
@@ -1072,10 +1069,10 @@ fn docs_page(table: &str, machine: &serde_json::Value, command: &str) -> Result<
          agent's own CPU time shows up as lost throughput, twice over when it comes in bursts \
          longer than the work nginx and wrk keep in flight (host CPU idle). A few hundred \
          nanoseconds per hook are better seen with the syscall-loop microbenchmark \
-         (`xtask/bench/syscall_loop.c`, second \
-         table): one process pinned to one CPU doing HTTP-shaped write/read pairs on a loopback \
-         connection, 4 traced syscalls per request, the agent pinned to the other CPU. Its figures \
-         repeat within a few percent from run to run.\n\n",
+         (`xtask/bench/syscall_loop.c`, second table): one process pinned to one CPU doing \
+         HTTP-shaped write/read pairs on a loopback connection, 4 traced syscalls per request, \
+         the agent pinned to the other CPU. Its figures repeat within a few percent from run to \
+         run.\n\n",
         date = date.trim(),
         nproc = machine["nproc"],
         cpu = machine["cpu"].as_str().unwrap_or("?"),
@@ -1117,7 +1114,6 @@ mod tests {
         assert!((duration_ms("2.00s").expect("s") - 2000.0).abs() < 1e-9);
     }
 
-    /// Round 2 ran on a host twice as slow: each round's ratio is still 0.9.
     fn sample(round: u32, config: Config, rps: f64) -> Sample {
         Sample {
             round,
@@ -1135,6 +1131,7 @@ mod tests {
         }
     }
 
+    /// Round 2 ran on a host twice as slow: each round's ratio is still 0.9.
     #[test]
     fn ratios_paired_by_round() {
         let samples = [
