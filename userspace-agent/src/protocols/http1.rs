@@ -22,6 +22,12 @@ use std::mem;
 
 pub use super::segment::Segment;
 
+mod conn;
+mod sniff;
+
+pub use conn::Http1Conn;
+pub use sniff::{MAX_UNDECIDED, sniff};
+
 /// Most header-block bytes (after the start line) kept while waiting for the blank line.
 const MAX_HEAD_BLOCK: usize = 16 * 1024;
 /// Most header fields kept per head; framing still looks at every field.

@@ -16,15 +16,8 @@
 //!   off; passwords and authentication messages never leave the parser.
 
 use super::Segment;
-
-/// Which direction of the connection a segment belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// Bytes the client sent: requests (queries, commands).
-    Client,
-    /// Bytes the server sent: responses.
-    Server,
-}
+use super::parser::{CallOf, Message, Parser, Report};
+pub use super::parser::{ParserStats, Side};
 
 /// `db.system.name` values (OpenTelemetry database semantic conventions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,26 +89,54 @@ pub struct DbCall {
     pub extra: Vec<(&'static str, String)>,
 }
 
-/// What a parser counted instead of reporting.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ParserStats {
-    /// Bytes the parser could not frame and skipped while resynchronising.
-    pub desync_bytes: u64,
-    /// Requests dropped without a span (connection closed, lost sync, queue full).
-    pub dropped_calls: u64,
-    /// The connection switched to TLS after an SSLRequest/STARTTLS: no more plaintext.
-    pub tls_upgrades: u64,
-    /// Bytes deliberately left unparsed (e.g. the feed after Redis `MONITOR`).
-    pub unparsed_bytes: u64,
-}
-
-/// One connection's parser.
-pub trait DbParser {
+/// One connection's parser, reporting finished calls.
+pub trait DbParser: Send {
     /// Feeds one segment; finished exchanges are appended to `out`.
     fn push(&mut self, side: Side, seg: &Segment<'_>, out: &mut Vec<DbCall>);
     /// The connection closed: flush what can be reported (never a guess).
     fn finish(&mut self, out: &mut Vec<DbCall>);
     fn stats(&self) -> ParserStats;
+}
+
+/// A database parser as a [`Parser`]: each finished call is one [`Message::Call`].
+pub struct CallParser<P> {
+    inner: P,
+    /// Reused between segments.
+    calls: Vec<DbCall>,
+}
+
+impl<P: DbParser + 'static> CallParser<P> {
+    pub fn boxed(inner: P) -> Box<dyn Parser> {
+        Box::new(Self {
+            inner,
+            calls: Vec::new(),
+        })
+    }
+
+    fn report(&mut self, out: &mut dyn Report) {
+        for call in self.calls.drain(..) {
+            out.message(Message::Call(CallOf::Db(call)));
+        }
+    }
+}
+
+impl<P: DbParser + 'static> Parser for CallParser<P> {
+    fn push(&mut self, from: Side, seg: &Segment<'_>, out: &mut dyn Report) {
+        self.inner.push(from, seg, &mut self.calls);
+        self.report(out);
+    }
+
+    /// Database protocols end their messages by framing, never by a half-close.
+    fn end_of_stream(&mut self, _from: Side, _out: &mut dyn Report) {}
+
+    fn finish(&mut self, out: &mut dyn Report) {
+        self.inner.finish(&mut self.calls);
+        self.report(out);
+    }
+
+    fn stats(&self) -> ParserStats {
+        self.inner.stats()
+    }
 }
 
 mod framing;
