@@ -1,6 +1,7 @@
 //! What the agent spends per HTTP exchange once the kernel has reported it: ring records
-//! decoded, bytes parsed, request and response paired, the span built (and dropped, as
-//! `-o none` does). The traffic is what `cargo xtask bench` loads nginx with: wrk's
+//! decoded and sorted by connection (capture), bytes parsed, request and response paired,
+//! the span built (spans), run through the pipeline (SDK suppression, redaction) and
+//! dropped, as `-o none` does. The traffic is what `cargo xtask bench` loads nginx with: wrk's
 //! keep-alive GETs of a 1 KiB file that nginx answers with a header `writev` and a
 //! `sendfile` (folded into the next record, docs/architecture.md). Run with
 //! `cargo bench -p sonde --bench agent_path`.
@@ -12,13 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use sonde::abi::{CtxRole, EV_DATA, Event, RawDataHeader, RawTraceCtx, TAIL_BYTES};
+use sonde::abi::{CtxRole, EV_DATA, RawDataHeader, RawTraceCtx, TAIL_BYTES};
+use sonde::capture::{Capture, TableLimits, WallClock};
 use sonde::metrics::Counters;
+use sonde::pipeline::Pipeline;
 use sonde::process::ResourceCache;
 use sonde::process::resource::ResourceOverrides;
-use sonde::spans::tracker::{Limits, Tracker};
+use sonde::spans::{Limits, Session, SpanBuilder};
 
-/// Exchanges per measured batch (each batch starts a new tracker).
+/// Exchanges per measured batch (each batch starts a new capture and span builder).
 const BATCH: u64 = 256;
 
 /// The system allocator, counting allocations: the bench reports them per exchange.
@@ -113,19 +116,23 @@ fn nginx_exchanges(c: &mut Criterion) {
     let tgid = std::process::id();
     let resources = Arc::new(ResourceCache::with_overrides(ResourceOverrides::default()));
     let batch = records(BATCH, tgid);
+    let clock = WallClock::sample();
     let run = || {
         let cache = Arc::clone(&resources);
-        let mut tracker = Tracker::new(
+        let counters = Arc::new(Counters::default());
+        let mut capture: Capture<Session> =
+            Capture::new(TableLimits::default(), clock, Arc::clone(&counters));
+        let mut builder = SpanBuilder::new(
             Limits::default(),
             Box::new(move |pid| cache.get_or_load(pid)),
-            Arc::new(Counters::default()),
+            Arc::clone(&counters),
         );
+        let mut pipeline = Pipeline::standard(counters);
         let mut spans = Vec::new();
         for record in &batch {
-            if let Ok(Event::Data(ev)) = Event::decode(black_box(record)) {
-                tracker.on_data(&ev, &|ns| ns + 1_700_000_000_000_000_000, &mut spans);
-            }
+            capture.record(black_box(record), &mut builder);
         }
+        pipeline.run(builder.take_emitted(), &mut spans);
         assert_eq!(spans.len() as u64, BATCH, "one span per exchange");
         black_box(spans);
     };

@@ -7,17 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
-use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::abi::Event;
 use crate::attach::probes::{ProbeOptions, Probes};
 use crate::attach::targets::{self, Target};
-use crate::capture::clock::WallClock;
+use crate::capture::ring::RingReader;
+use crate::capture::{Capture, IdleClient, ProcessRecord, TableLimits, WallClock};
 use crate::cli::{OutputFormat, TraceOptions};
 use crate::config::{Config, Signal};
 use crate::metrics::Counters;
+use crate::pipeline::Pipeline;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
 use crate::propagation::reenrol::Reenroller;
 use crate::sinks::otlp::ExportOptions;
@@ -25,8 +24,7 @@ use crate::sinks::{FanoutSink, JsonLinesSink, OtlpSink, SpanSink, TreeSink};
 use crate::span_metrics::export::{MetricsExporter, export_interval};
 use crate::span_metrics::serve::PrometheusServer;
 use crate::span_metrics::{SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource};
-use crate::spans::Span;
-use crate::spans::tracker::{Limits, ReenrolRequest, Tracker};
+use crate::spans::{Limits, Session, Span, SpanBuilder};
 
 /// What to trace.
 pub enum Mode {
@@ -142,19 +140,19 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         }
         Mode::Run(cmd) => child = Some(spawn_traced(cmd, &mut probes, &counters)?),
     }
-    let tracker_resources = Arc::clone(&resources);
-    let mut tracker = Tracker::new(
+    let builder_resources = Arc::clone(&resources);
+    let mut builder = SpanBuilder::new(
         Limits {
             request_timeout_ns: (opts.request_timeout.max(0.001) * 1e9) as u64,
             ..Limits::default()
         },
-        Box::new(move |pid| tracker_resources.get_or_load(pid)),
+        Box::new(move |pid| builder_resources.get_or_load(pid)),
         Arc::clone(&counters),
     )
-    .with_db_options(opts.db_query_text.parse_options());
+    .with_parse_options(opts.db_query_text.parse_options());
     let reenroller = match probes.take_injection_maps()? {
         Some(maps) => {
-            tracker.enable_reenrol();
+            builder.enable_idle_clients();
             Some(
                 Reenroller::spawn(maps, Arc::clone(&counters))
                     .context("starting the re-enrolment thread")?,
@@ -177,21 +175,31 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
 
     let mut loop_state = Loop {
         probes,
-        tracker,
+        capture: Capture::new(
+            TableLimits::default(),
+            WallClock::sample(),
+            Arc::clone(&counters),
+        ),
+        builder,
+        pipeline: Pipeline::standard(Arc::clone(&counters)),
         reenroller,
-        reenrol_batch: Vec::new(),
-        clock: WallClock::sample(),
+        idle_clients: Vec::new(),
         counters: Arc::clone(&counters),
         resources,
         exe_globs,
         spans: Vec::new(),
     };
     let ended = loop_state
-        .run(ring, child.as_mut(), opts.duration, &mut *sink)
+        .run(
+            RingReader::new(ring)?,
+            child.as_mut(),
+            opts.duration,
+            &mut *sink,
+        )
         .await;
 
     // Detach first so nothing more arrives, then flush what is buffered.
-    loop_state.tracker.shutdown();
+    loop_state.capture.shutdown(&mut loop_state.builder);
     if let Err(e) = sink.shutdown() {
         eprintln!("sonde: flushing spans: {e:#}");
     }
@@ -421,32 +429,29 @@ fn enroll_self(map_fd: std::os::fd::RawFd) -> std::io::Result<()> {
     }
 }
 
+/// The event loop's state: the stages from ring to sink.
 struct Loop {
     probes: Probes,
-    tracker: Tracker,
+    capture: Capture<Session>,
+    builder: SpanBuilder,
+    pipeline: Pipeline,
     reenroller: Option<Reenroller>,
-    reenrol_batch: Vec<ReenrolRequest>,
-    clock: WallClock,
+    idle_clients: Vec<IdleClient>,
     counters: Arc<Counters>,
     resources: Arc<ResourceCache>,
     exe_globs: Vec<glob::Pattern>,
+    /// Spans the pipeline passed, for the sink.
     spans: Vec<Span>,
 }
 
 impl Loop {
     async fn run(
         &mut self,
-        ring: RingBuf<MapData>,
+        mut ring: RingReader,
         mut child: Option<&mut Child>,
         duration: Option<f64>,
         sink: &mut dyn SpanSink,
     ) -> Result<Ended> {
-        // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as
-        // long as the RingBuf lives, and the RingBuf lives inside this AsyncFd.
-        let mut ring =
-            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-                .map_err(|e| e.into_parts().1)
-                .context("polling the ring buffer")?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigusr1 = signal(SignalKind::user_defined1())?;
@@ -466,16 +471,15 @@ impl Loop {
 
         let ended = loop {
             tokio::select! {
-                guard = ring.readable_mut() => {
-                    let mut guard = guard.context("ring buffer poll")?;
-                    self.drain(guard.get_inner_mut(), sink);
-                    guard.clear_ready();
+                drained = ring.drain_when_readable(|record| self.record(record)) => {
+                    drained?;
+                    self.export(sink);
                 }
                 _ = tick.tick() => {
                     // Probes skip wakeups for small amounts of data: drain on a timer too.
                     let drain_started_ns = WallClock::mono_now();
-                    if self.drain(ring.get_mut(), sink) {
-                        self.read_quiet_folded(drain_started_ns, sink);
+                    if ring.drain(|record| self.record(record)) {
+                        self.read_quiet_folded(drain_started_ns);
                     }
                     self.housekeeping(sink);
                     if let Some(c) = child.as_deref_mut()
@@ -483,7 +487,8 @@ impl Loop {
                     {
                         // Let its last events arrive before leaving.
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        self.drain(ring.get_mut(), sink);
+                        ring.drain(|record| self.record(record));
+                        self.export(sink);
                         break Ended::Child(exit_code(status));
                     }
                     if child_stop_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -499,101 +504,67 @@ impl Loop {
                 }
             }
         };
-        self.drain(ring.get_mut(), sink);
+        ring.drain(|record| self.record(record));
+        self.export(sink);
         Ok(ended)
     }
 
-    /// Reads the ring until it is empty (true) or a bounded number of records were read,
-    /// so the timer and signals stay responsive under load (false).
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, sink: &mut dyn SpanSink) -> bool {
-        let clock = self.clock;
-        let to_unix = move |ns| clock.to_unix_nanos(ns);
-        let mut emptied = false;
-        for _ in 0..65_536 {
-            let Some(item) = ring.next() else {
-                emptied = true;
-                break;
-            };
-            Counters::inc(&self.counters.events_read);
-            match Event::decode(&item) {
-                Ok(Event::Data(ev)) => {
-                    self.tracker.on_data(&ev, &to_unix, &mut self.spans);
-                    if let Some(reenroller) = &self.reenroller {
-                        self.tracker.take_reenrol_requests(&mut self.reenrol_batch);
-                        for req in self.reenrol_batch.drain(..) {
-                            reenroller.submit(req);
-                        }
-                    }
-                }
-                Ok(Event::SockState(s)) => {
-                    // Egress folded before the change (a sendfile'd body) comes first.
-                    self.tracker.catch_up_folded(
-                        s.sock_id,
-                        s.folded_bytes,
-                        s.folded_ts_ns,
-                        &to_unix,
-                        &mut self.spans,
-                    );
-                    self.tracker.on_sock_state(
-                        s.sock_id,
-                        s.new_state,
-                        s.ts_ns,
-                        &to_unix,
-                        &mut self.spans,
-                    );
-                }
-                Ok(Event::Exec {
+    /// One ring-buffer record through capture (and the span builder behind it).
+    fn record(&mut self, record: &[u8]) {
+        match self.capture.record(record, &mut self.builder) {
+            Some(ProcessRecord::Exec {
+                tgid,
+                ts_ns,
+                snapshot,
+            }) => {
+                let facts = ProcessFacts::from_exec_snapshot(
                     tgid,
                     ts_ns,
-                    snapshot,
-                }) => {
-                    let facts = ProcessFacts::from_exec_snapshot(
-                        tgid,
-                        ts_ns,
-                        snapshot.filename,
-                        snapshot.args,
-                        snapshot.env,
-                    );
-                    self.on_exec(&facts, snapshot.traced);
-                }
-                Ok(Event::Exit { tgid, .. }) => {
-                    self.resources.remove(tgid);
-                    self.tracker.process_exited(tgid);
-                }
-                Err(e) => {
-                    Counters::inc(&self.counters.decode_errors);
-                    log::debug!("undecodable ring record: {e}");
-                }
+                    snapshot.filename,
+                    snapshot.args,
+                    snapshot.env,
+                );
+                self.on_exec(&facts, snapshot.traced);
+            }
+            Some(ProcessRecord::Exit { tgid }) => {
+                self.resources.remove(tgid);
+                self.pipeline.process_exited(tgid);
+            }
+            None => {}
+        }
+        if let Some(reenroller) = &self.reenroller {
+            self.builder.take_idle_clients(&mut self.idle_clients);
+            for idle in self.idle_clients.drain(..) {
+                reenroller.submit(idle);
             }
         }
-        self.export(sink);
-        emptied
     }
 
     /// A connection that went quiet mid-exchange may have ended it with folded egress (a
     /// sendfile'd body) that no later record will carry: read the kernel's total. Only
     /// folds from before `drained_from_ns` are taken, when every record the connection
     /// made before them has been read (the ring was drained empty since then).
-    fn read_quiet_folded(&mut self, drained_from_ns: u64, sink: &mut dyn SpanSink) {
-        let clock = self.clock;
-        let to_unix = move |ns| clock.to_unix_nanos(ns);
-        let quiet = self.tracker.quiet_open_exchanges(
-            drained_from_ns,
+    fn read_quiet_folded(&mut self, drained_from_ns: u64) {
+        let quiet = self.capture.quiet_awaiting_folded(
+            self.capture.now_ns(),
             QUIET_CONNECTION.as_nanos() as u64,
             MAX_QUIET_READS,
         );
         for sock in quiet {
-            if let Some(info) = self.probes.sock_info(sock)
-                && info.folded_ts_ns < drained_from_ns
-            {
-                self.tracker
-                    .on_sock_info(sock, &info, &to_unix, &mut self.spans);
+            if let Some(info) = self.probes.sock_info(sock) {
+                self.capture
+                    .folded_read(&info, drained_from_ns, &mut self.builder);
             }
         }
-        self.export(sink);
     }
 
+    /// What the span builder emitted, through the pipeline, to the sink.
     fn export(&mut self, sink: &mut dyn SpanSink) {
+        if !self.builder.has_emitted() {
+            return;
+        }
+        self.pipeline
+            .run(self.builder.take_emitted(), &mut self.spans);
         if !self.spans.is_empty() {
             let spans = std::mem::take(&mut self.spans);
             let n = spans.len() as u64;
@@ -619,7 +590,10 @@ impl Loop {
     }
 
     fn housekeeping(&mut self, sink: &mut dyn SpanSink) {
-        self.tracker.tick(WallClock::mono_now());
+        let now = self.capture.now_ns();
+        self.capture.tick(now, &mut self.builder);
+        self.builder.tick(now);
+        self.export(sink);
         if let Err(e) = sink.tick(now_unix()) {
             log::warn!("sink tick failed: {e:#}");
         }

@@ -3,7 +3,8 @@
 //! Data flows top to bottom through these modules: `attach` loads and attaches the
 //! probes, `capture` turns ring-buffer records into ordered per-connection byte
 //! streams, `protocols` parses them (pure functions, no I/O), `spans` pairs requests
-//! with responses and builds spans, `sinks` print or export them.
+//! with responses and builds spans, `pipeline` keeps, changes or drops them, `sinks`
+//! print, export or store them. `agent` wires the stages together.
 
 pub mod abi;
 pub mod agent;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod metrics;
+pub mod pipeline;
 pub mod process;
 pub mod propagation;
 pub mod protocols;

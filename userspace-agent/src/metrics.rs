@@ -57,6 +57,7 @@ counters! {
     spans_built: "spans built",
     spans_dropped: "spans dropped by a full or failing sink",
     spans_suppressed_sdk: "spans not emitted: their process is traced by its own OpenTelemetry SDK",
+    pipeline_dropped: "spans dropped by the pipeline because too many waited for the sinks at once",
     processes_traced: "processes added to the traced set",
     attach_failures: "processes that could not be traced (gone, or not permitted)",
     spans_exported: "spans an OTLP collector accepted",

@@ -1,6 +1,6 @@
 //! Kernel timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to Unix time.
 
-/// Maps monotonic nanoseconds to Unix nanoseconds with an offset sampled once.
+/// Maps the kernel's monotonic nanoseconds to Unix nanoseconds with an offset sampled once.
 #[derive(Clone, Copy, Debug)]
 pub struct WallClock {
     offset_ns: i128,
@@ -28,6 +28,12 @@ impl WallClock {
         Self {
             offset_ns: real - (m1 + m2) / 2,
         }
+    }
+
+    /// A clock whose "Unix" time is the kernel's: tests feed timestamps they can read back.
+    #[cfg(test)]
+    pub(crate) fn identity() -> Self {
+        Self { offset_ns: 0 }
     }
 
     pub fn to_unix_nanos(&self, mono_ns: u64) -> u64 {

@@ -1,6 +1,6 @@
 //! Processes that trace themselves with an OpenTelemetry SDK. Sonde's spans for such a
 //! process would duplicate the SDK's (same requests, other span IDs), so once one is
-//! recognised its spans are dropped before the sinks.
+//! recognised its spans are dropped here, before the sinks (`spans_suppressed_sdk`).
 //!
 //! A process is recognised by what it sends:
 //! - an OTLP trace export: `POST .../v1/traces` (OTLP/HTTP). gRPC export is HTTP/2,
@@ -18,10 +18,10 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::identity::{ParentSource, SpanIdentity};
-use super::model::{SpanId, SpanKind};
-use super::trace_join::TwoGen;
-use crate::protocols::http1::RequestHead;
+use super::{Stage, Verdict};
+use crate::metrics::Counters;
+use crate::spans::trace_join::TwoGen;
+use crate::spans::{ParentSource, RequestSeen, Span, SpanId, SpanKind};
 
 /// Recognised processes kept at most (entries leave when their process exits).
 const MAX_RECOGNISED: usize = 16_384;
@@ -68,16 +68,16 @@ impl Default for SdkProcesses {
 }
 
 impl SdkProcesses {
-    /// A request of process `tgid` whose head is complete, with the identity its span
-    /// will have. Returns the evidence when this request is the one that gives the
-    /// process away (once per process).
-    pub fn on_request(
-        &mut self,
-        tgid: u32,
-        kind: SpanKind,
-        ident: &SpanIdentity,
-        request: &RequestHead,
-    ) -> Option<Evidence> {
+    /// A request whose head is complete, with the identity its span will have. Returns
+    /// the evidence when this request is the one that gives the process away (once per
+    /// process).
+    pub fn on_request(&mut self, seen: &RequestSeen) -> Option<Evidence> {
+        let RequestSeen {
+            tgid,
+            kind,
+            ident,
+            otlp_trace_export,
+        } = *seen;
         let header_parent = ident
             .parent
             .filter(|p| matches!(p.source, ParentSource::Header(_)))
@@ -91,7 +91,7 @@ impl SdkProcesses {
                 }
                 None
             }
-            (SpanKind::Client, _) if is_trace_export(request) => Some(Evidence::ExportsTraces),
+            (SpanKind::Client, _) if otlp_trace_export => Some(Evidence::ExportsTraces),
             (SpanKind::Client, Some(span_id))
                 if self.servers.get(&tgid).is_some()
                     && self.received.get(&(tgid, span_id)).is_none() =>
@@ -123,20 +123,53 @@ impl SdkProcesses {
     }
 }
 
-/// `POST <anything>/v1/traces`, the OTLP/HTTP trace export (OTLP specification,
-/// "OTLP/HTTP Request"); the request-target may be absolute-form via a proxy.
-fn is_trace_export(request: &RequestHead) -> bool {
-    let path = request.target.split(['?', '#']).next().unwrap_or_default();
-    request.method == "POST" && path.ends_with("/v1/traces")
+/// The pipeline stage: learns from requests, drops the spans of recognised processes.
+pub struct SdkSuppression {
+    processes: SdkProcesses,
+    counters: std::sync::Arc<Counters>,
+}
+
+impl SdkSuppression {
+    pub fn new(counters: std::sync::Arc<Counters>) -> Self {
+        Self {
+            processes: SdkProcesses::default(),
+            counters,
+        }
+    }
+}
+
+impl Stage for SdkSuppression {
+    fn request(&mut self, seen: &RequestSeen) {
+        if let Some(evidence) = self.processes.on_request(seen) {
+            log::warn!(
+                "pid {}: {evidence}, so an OpenTelemetry SDK traces it; its spans are left to \
+                 that SDK from now on (counter spans_suppressed_sdk)",
+                seen.tgid
+            );
+        }
+    }
+
+    fn span(&mut self, tgid: u32, _span: &mut Span) -> Verdict {
+        if self.processes.is_recognised(tgid) {
+            Counters::inc(&self.counters.spans_suppressed_sdk);
+            Verdict::Drop
+        } else {
+            Verdict::Keep
+        }
+    }
+
+    fn process_exited(&mut self, tgid: u32) {
+        self.processes.exited(tgid);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::abi::CtxFormat;
-    use crate::protocols::http1::{Http1Event, RequestStream, Segment};
-    use crate::spans::identity::ParentLink;
-    use crate::spans::model::TraceId;
+    use crate::protocols::http1::{Http1Event, RequestHead, RequestStream, Segment};
+    use crate::spans::semconv::http::is_otlp_trace_export;
+    use crate::spans::{ParentLink, SpanIdentity, TraceId};
 
     const CURL_IN: &[u8] = include_bytes!("testdata/curl_traceparent_in.http");
     const SDK_OUT: &[u8] = include_bytes!("testdata/sdk_urllib_out.http");
@@ -194,6 +227,16 @@ mod tests {
         }
     }
 
+    /// What the span builder reports of a request: its facts, the head itself stays there.
+    fn seen(tgid: u32, kind: SpanKind, ident: &SpanIdentity, head: &RequestHead) -> RequestSeen {
+        RequestSeen {
+            tgid,
+            kind,
+            ident: *ident,
+            otlp_trace_export: is_otlp_trace_export(head),
+        }
+    }
+
     fn no_header() -> SpanIdentity {
         SpanIdentity::new_root()
     }
@@ -208,18 +251,18 @@ mod tests {
         // Same trace, new span: the SDK's CLIENT span.
         assert_eq!(served_ident.trace_id, sent_ident.trace_id);
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Server, &served_ident, &served),
+            sdk.on_request(&seen(APP, SpanKind::Server, &served_ident, &served)),
             None
         );
         assert!(!sdk.is_recognised(APP));
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Client, &sent_ident, &sent),
+            sdk.on_request(&seen(APP, SpanKind::Client, &sent_ident, &sent)),
             Some(Evidence::OwnContextHeader)
         );
         assert!(sdk.is_recognised(APP));
         // Reported once.
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Client, &sent_ident, &sent),
+            sdk.on_request(&seen(APP, SpanKind::Client, &sent_ident, &sent)),
             None
         );
         assert!(sdk.is_recognised(APP));
@@ -229,10 +272,15 @@ mod tests {
     fn sdk_root_trace_is_recognised_without_an_incoming_header() {
         let mut sdk = SdkProcesses::default();
         let served = head(b"GET /call HTTP/1.1\r\nHost: a\r\n\r\n");
-        sdk.on_request(APP, SpanKind::Server, &no_header(), &served);
+        sdk.on_request(&seen(APP, SpanKind::Server, &no_header(), &served));
         let sent = head(SDK_OUT);
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Client, &from_traceparent(&sent), &sent),
+            sdk.on_request(&seen(
+                APP,
+                SpanKind::Client,
+                &from_traceparent(&sent),
+                &sent
+            )),
             Some(Evidence::OwnContextHeader)
         );
     }
@@ -242,14 +290,19 @@ mod tests {
         let mut sdk = SdkProcesses::default();
         let served = head(CURL_IN);
         let forwarded = head(NGINX_FORWARD);
-        sdk.on_request(APP, SpanKind::Server, &from_traceparent(&served), &served);
+        sdk.on_request(&seen(
+            APP,
+            SpanKind::Server,
+            &from_traceparent(&served),
+            &served,
+        ));
         assert_eq!(
-            sdk.on_request(
+            sdk.on_request(&seen(
                 APP,
                 SpanKind::Client,
                 &from_traceparent(&forwarded),
                 &forwarded
-            ),
+            )),
             None
         );
         assert!(!sdk.is_recognised(APP));
@@ -259,22 +312,22 @@ mod tests {
     fn a_header_received_by_another_process_does_not_count_as_forwarded() {
         let mut sdk = SdkProcesses::default();
         let served = head(CURL_IN);
-        sdk.on_request(
+        sdk.on_request(&seen(
             APP + 1,
             SpanKind::Server,
             &from_traceparent(&served),
             &served,
-        );
+        ));
         let other = head(b"GET /other HTTP/1.1\r\nHost: a\r\n\r\n");
-        sdk.on_request(APP, SpanKind::Server, &no_header(), &other);
+        sdk.on_request(&seen(APP, SpanKind::Server, &no_header(), &other));
         let forwarded = head(NGINX_FORWARD);
         assert_eq!(
-            sdk.on_request(
+            sdk.on_request(&seen(
                 APP,
                 SpanKind::Client,
                 &from_traceparent(&forwarded),
                 &forwarded
-            ),
+            )),
             Some(Evidence::OwnContextHeader)
         );
         assert!(!sdk.is_recognised(APP + 1));
@@ -286,7 +339,12 @@ mod tests {
         let mut sdk = SdkProcesses::default();
         let sent = head(CURL_IN);
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Client, &from_traceparent(&sent), &sent),
+            sdk.on_request(&seen(
+                APP,
+                SpanKind::Client,
+                &from_traceparent(&sent),
+                &sent
+            )),
             None
         );
         assert!(!sdk.is_recognised(APP));
@@ -297,7 +355,7 @@ mod tests {
         let mut sdk = SdkProcesses::default();
         let export = head(SDK_EXPORT);
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Client, &no_header(), &export),
+            sdk.on_request(&seen(APP, SpanKind::Client, &no_header(), &export)),
             Some(Evidence::ExportsTraces)
         );
         assert!(sdk.is_recognised(APP));
@@ -315,14 +373,14 @@ mod tests {
         ] {
             let h = head(req);
             assert_eq!(
-                sdk.on_request(APP, SpanKind::Client, &no_header(), &h),
+                sdk.on_request(&seen(APP, SpanKind::Client, &no_header(), &h)),
                 None
             );
         }
         // A server receiving exports (a collector) is not exporting.
         let export = head(SDK_EXPORT);
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Server, &no_header(), &export),
+            sdk.on_request(&seen(APP, SpanKind::Server, &no_header(), &export)),
             None
         );
         assert!(!sdk.is_recognised(APP));
@@ -335,7 +393,7 @@ mod tests {
             b"POST http://collector:4318/v1/traces?x=1 HTTP/1.1\r\nHost: collector\r\nContent-Length: 0\r\n\r\n",
         );
         assert_eq!(
-            sdk.on_request(APP, SpanKind::Client, &no_header(), &h),
+            sdk.on_request(&seen(APP, SpanKind::Client, &no_header(), &h)),
             Some(Evidence::ExportsTraces)
         );
     }

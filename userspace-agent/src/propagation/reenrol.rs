@@ -41,8 +41,8 @@ use socket2::SockRef;
 
 use crate::attach::inject::ArmIterator;
 use crate::attach::probes::InjectionMaps;
+use crate::capture::IdleClient as ReenrolRequest;
 use crate::metrics::Counters;
-use crate::spans::tracker::ReenrolRequest;
 
 /// Requests waiting for the worker; more are dropped (and counted).
 const QUEUE: usize = 4096;

@@ -8,20 +8,21 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use super::identity::{ParentLink, ParentSource, SpanIdentity};
-use super::model::{SpanId, TraceId};
+use super::model::{Span, SpanId, TraceId};
 use crate::abi::CtxFormat;
+use crate::metrics::Counters;
 
 /// Bounded map with two generations: when the young one is full it becomes the old
 /// one and the previous old one is dropped. Recent entries always survive.
 #[derive(Debug)]
-pub(super) struct TwoGen<K, V> {
+pub struct TwoGen<K, V> {
     young: HashMap<K, V>,
     old: HashMap<K, V>,
     cap: usize,
 }
 
 impl<K: std::hash::Hash + Eq, V> TwoGen<K, V> {
-    pub(super) fn new(cap: usize) -> Self {
+    pub fn new(cap: usize) -> Self {
         Self {
             young: HashMap::new(),
             old: HashMap::new(),
@@ -29,21 +30,21 @@ impl<K: std::hash::Hash + Eq, V> TwoGen<K, V> {
         }
     }
 
-    pub(super) fn insert(&mut self, k: K, v: V) {
+    pub fn insert(&mut self, k: K, v: V) {
         if self.young.len() >= self.cap {
             self.old = std::mem::take(&mut self.young);
         }
         self.young.insert(k, v);
     }
 
-    pub(super) fn remove(&mut self, k: &K) {
+    pub fn remove(&mut self, k: &K) {
         self.young.remove(k);
         self.old.remove(k);
     }
 }
 
 impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
-    pub(super) fn get(&self, k: &K) -> Option<V> {
+    pub fn get(&self, k: &K) -> Option<V> {
         self.young.get(k).or_else(|| self.old.get(k)).copied()
     }
 }
@@ -51,7 +52,7 @@ impl<K: std::hash::Hash + Eq, V: Copy> TwoGen<K, V> {
 impl<K: std::hash::Hash + Eq + Copy, V: Default> TwoGen<K, V> {
     /// The value for `k`, created if absent; an entry found in the old generation moves
     /// to the young one.
-    pub(super) fn entry(&mut self, k: K) -> &mut V {
+    pub fn entry(&mut self, k: K) -> &mut V {
         if !self.young.contains_key(&k) {
             let v = self.old.remove(&k).unwrap_or_default();
             if self.young.len() >= self.cap {
@@ -211,11 +212,26 @@ impl TraceJoin {
 /// bytes), so a call one side lost cannot shift every later pair.
 #[derive(Debug)]
 pub struct CallJoin {
-    /// Traced database servers, by the client's (local, remote): the server's socket id.
-    servers: TwoGen<Tuple, u64>,
+    /// Traced database servers, by the client's (local, remote), with their finished
+    /// calls waiting for the traced client's span, oldest first.
+    servers: HashMap<Tuple, VecDeque<HeldCall>>,
     /// Traced database clients, by (local, remote), with their finished calls that no
     /// server span has claimed yet (kept only while the server is traced too).
     clients: TwoGen<Tuple, VecDeque<FinishedCall>>,
+}
+
+/// Traced server connections remembered at most; beyond, one is forgotten (its waiting
+/// spans released, counted) for each new one.
+const MAX_SERVERS: usize = 32_768;
+
+/// A traced server's span waiting for the span of the traced client that sent its call.
+#[derive(Debug)]
+pub struct HeldCall {
+    /// The process the span belongs to.
+    pub tgid: u32,
+    pub span: Span,
+    /// Unix ns when it started waiting.
+    pub since_ns: u64,
 }
 
 #[derive(Debug)]
@@ -239,7 +255,7 @@ pub enum ServerCall {
 impl Default for CallJoin {
     fn default() -> Self {
         Self {
-            servers: TwoGen::new(32_768),
+            servers: HashMap::new(),
             clients: TwoGen::new(32_768),
         }
     }
@@ -250,21 +266,71 @@ impl CallJoin {
         self.clients.entry((local, remote));
     }
 
-    pub fn server_seen(&mut self, local: SocketAddr, remote: SocketAddr, sock_id: u64) {
-        self.servers.insert((remote, local), sock_id);
+    /// A traced server's connection (its local, remote). Spans it had waiting when the
+    /// table was full are `released` (counted).
+    pub fn server_seen(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        counters: &Counters,
+        released: &mut Vec<HeldCall>,
+    ) {
+        let key = (remote, local);
+        if self.servers.len() >= MAX_SERVERS
+            && !self.servers.contains_key(&key)
+            && let Some(evict) = self.servers.keys().next().copied()
+        {
+            self.server_gone(evict, counters, released);
+        }
+        self.servers.entry(key).or_default();
     }
 
     pub fn client_closed(&mut self, local: SocketAddr, remote: SocketAddr) {
         self.clients.remove(&(local, remote));
     }
 
-    pub fn server_closed(&mut self, local: SocketAddr, remote: SocketAddr) {
-        self.servers.remove(&(remote, local));
+    /// The traced server's connection closed: its waiting spans go out unjoined.
+    pub fn server_closed(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        counters: &Counters,
+        released: &mut Vec<HeldCall>,
+    ) {
+        self.server_gone((remote, local), counters, released);
     }
 
-    /// The traced server's socket id for a client connection, if the server is traced.
-    pub fn server_of(&self, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
-        self.servers.get(&(local, remote))
+    fn server_gone(&mut self, key: Tuple, counters: &Counters, released: &mut Vec<HeldCall>) {
+        if let Some(held) = self.servers.remove(&key) {
+            Counters::add(&counters.db_unjoined_server_calls, held.len() as u64);
+            released.extend(held);
+        }
+    }
+
+    /// A traced client's call named `name` finished on (local, remote): the traced
+    /// server's span of it, if it is waiting. `None` when the server is traced but has
+    /// not finished it (see [`Self::client_finished`]) or is not traced.
+    pub fn take_waiting(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        name: &str,
+        counters: &Counters,
+    ) -> Option<HeldCall> {
+        let queue = self.servers.get_mut(&(local, remote))?;
+        let before = queue.len();
+        let found = take_first_named(queue, name, |h| &h.span.name)?;
+        // The calls before it were lost by this side's parser: they can never match.
+        Counters::add(
+            &counters.db_unjoined_server_calls,
+            (before - queue.len() - 1) as u64,
+        );
+        Some(found)
+    }
+
+    /// Whether the server of a client connection (local, remote) is traced.
+    pub fn server_traced(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.servers.contains_key(&(local, remote))
     }
 
     /// A client call finished and no server span was waiting for it: keep it for the
@@ -308,6 +374,47 @@ impl CallJoin {
                 },
             ),
             None => ServerCall::Wait,
+        }
+    }
+
+    /// A server span waits on its connection (local, remote) for its client's; beyond
+    /// `max_waiting` the oldest is released unjoined (counted).
+    pub fn hold(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        call: HeldCall,
+        max_waiting: usize,
+        counters: &Counters,
+        released: &mut Vec<HeldCall>,
+    ) {
+        let queue = self.servers.entry((remote, local)).or_default();
+        if queue.len() >= max_waiting
+            && let Some(oldest) = queue.pop_front()
+        {
+            Counters::inc(&counters.db_unjoined_server_calls);
+            released.push(oldest);
+        }
+        queue.push_back(call);
+    }
+
+    /// Server spans that waited longer than `wait_ns` at `now_ns` go out unjoined.
+    pub fn release_expired(
+        &mut self,
+        now_ns: u64,
+        wait_ns: u64,
+        counters: &Counters,
+        released: &mut Vec<HeldCall>,
+    ) {
+        for queue in self.servers.values_mut() {
+            while queue
+                .front()
+                .is_some_and(|h| now_ns.saturating_sub(h.since_ns) > wait_ns)
+                && let Some(h) = queue.pop_front()
+            {
+                Counters::inc(&counters.db_unjoined_server_calls);
+                released.push(h);
+            }
         }
     }
 }
@@ -426,8 +533,9 @@ mod tests {
             ServerCall::Root
         );
         join.client_seen(client, server);
-        join.server_seen(server, client, 7);
-        assert_eq!(join.server_of(client, server), Some(7));
+        let counters = Counters::default();
+        join.server_seen(server, client, &counters, &mut Vec::new());
+        assert!(join.server_traced(client, server));
         // The server finished first: it must wait.
         assert_eq!(
             join.server_finished(server, client, "SELECT t"),

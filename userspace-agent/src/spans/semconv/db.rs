@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use super::http_span::Endpoints;
-use super::identity::{ParentLink, ParentSource, SpanIdentity};
-use super::model::{KeyValue, Resource, Span, SpanKind, Status, TraceId, Value};
+use crate::capture::Endpoints;
 use crate::protocols::db::{DbCall, DbSystem};
+use crate::spans::identity::{ParentLink, ParentSource, SpanIdentity};
+use crate::spans::model::{KeyValue, Resource, Span, SpanKind, Status, TraceId, Value};
 
 const PARENT_SOURCE_KEY: &str = "sonde.parent.source";
 
@@ -19,7 +19,6 @@ pub fn build_span(
     kind: SpanKind,
     ends: &Endpoints,
     resource: Arc<Resource>,
-    to_unix: impl Fn(u64) -> u64,
 ) -> Span {
     let DbCall {
         start_ns,
@@ -102,8 +101,8 @@ pub fn build_span(
         parent_span_id: ident.parent.map(|p| p.span_id),
         name,
         kind,
-        start_unix_nano: to_unix(start_ns),
-        end_unix_nano: to_unix(end_ns.max(start_ns)),
+        start_unix_nano: start_ns,
+        end_unix_nano: end_ns.max(start_ns),
         status,
         attributes: attrs,
         resource,
@@ -166,7 +165,6 @@ mod tests {
             SpanKind::Client,
             &ends(),
             resource(),
-            |ns| ns,
         );
         assert_eq!(s.name, "SELECT nosuch");
         assert_eq!((s.start_unix_nano, s.end_unix_nano), (10, 30));
@@ -203,7 +201,6 @@ mod tests {
             SpanKind::Server,
             &server_ends,
             resource(),
-            |ns| ns,
         );
         let get = |s: &Span, k| s.attr(k).map(ToString::to_string);
         assert_eq!(get(&s, "server.port").as_deref(), Some("6379"));

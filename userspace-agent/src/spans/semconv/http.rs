@@ -1,70 +1,47 @@
 //! An HTTP/1 exchange becomes a span: name, status and semantic-convention attributes
-//! (OpenTelemetry HTTP semconv, stable since v1.23).
+//! (OpenTelemetry HTTP semconv, stable since v1.23). Query values are kept here and
+//! redacted by `pipeline::redact` before anything leaves the agent.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::identity::SpanIdentity;
-use super::model::{KeyValue, Resource, Span, SpanKind, Status, Value};
 use crate::abi::InjectStatus;
+use crate::capture::Endpoints;
 use crate::protocols::http1::{RequestHead, ResponseHead};
+use crate::spans::identity::SpanIdentity;
+use crate::spans::model::{KeyValue, Resource, Span, SpanKind, Status, Value};
+use crate::spans::pairing::Outcome;
 
-/// A request and what has been seen of its response.
-#[derive(Debug)]
-pub struct Exchange {
+/// What an HTTP/1 exchange's span is built from.
+pub struct HttpExchange {
     pub ident: SpanIdentity,
     /// W3C `tracestate` that came with the header the parent was taken from.
     pub trace_state: Option<String>,
     pub resource: Arc<Resource>,
     pub request: RequestHead,
-    /// Monotonic ns: first request byte (server: read; client: written).
+    /// First request byte (server: read; client: written), Unix ns.
     pub start_ns: u64,
     pub request_body_bytes: Option<u64>,
     pub response: Option<ResponseHead>,
     pub response_body_bytes: Option<u64>,
-    /// Counted as timed out: still waits for its response, which must not pair with
-    /// the next request, but it makes no span.
-    pub timed_out: bool,
     /// Client side: what the sk_msg program did to the request's bytes.
     pub inject: InjectStatus,
 }
 
-/// How an exchange ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The full response was seen; end is its last byte.
-    Complete { end_ns: u64 },
-    /// The connection closed or reset before a full response.
-    Cut { end_ns: u64, response_started: bool },
+/// `POST <anything>/v1/traces`, the OTLP/HTTP trace export (OTLP specification,
+/// "OTLP/HTTP Request"); the request-target may be absolute-form via a proxy. A fact
+/// about a request that `pipeline::sdk` reads.
+pub fn is_otlp_trace_export(request: &RequestHead) -> bool {
+    let path = request.target.split(['?', '#']).next().unwrap_or_default();
+    request.method == "POST" && path.ends_with("/v1/traces")
 }
 
-/// Endpoints of the connection, as the traced process sees them, with the addresses
-/// rendered once per connection and shared by its spans' attributes.
-#[derive(Clone, Debug)]
-pub struct Endpoints {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    local_ip: Arc<str>,
-    remote_ip: Arc<str>,
-}
-
-impl Endpoints {
-    pub fn new(local: SocketAddr, remote: SocketAddr) -> Self {
-        Self {
-            local,
-            remote,
-            local_ip: ip_string(&local).into(),
-            remote_ip: ip_string(&remote).into(),
-        }
-    }
-
-    pub fn local_ip(&self) -> &Arc<str> {
-        &self.local_ip
-    }
-
-    pub fn remote_ip(&self) -> &Arc<str> {
-        &self.remote_ip
-    }
+/// The W3C `tracestate` header of a request (every occurrence, in order).
+pub fn tracestate(request: &RequestHead) -> impl Iterator<Item = &str> {
+    request
+        .headers
+        .iter()
+        .filter(|(name, _)| *name == "tracestate")
+        .map(|(_, value)| value)
 }
 
 /// A request-target (RFC 9112 §3.2): origin-form `/p?q`, or absolute-form
@@ -109,18 +86,6 @@ impl<'a> RequestTarget<'a> {
     }
 }
 
-/// Query values can carry secrets (tokens, emails): keep keys, redact every value.
-pub fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) => format!("{k}=REDACTED"),
-            None => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// Splits `host[:port]` (with `[v6]` brackets) from a Host header.
 fn split_host(host: &str) -> (&str, Option<u16>) {
     let host = host.trim();
@@ -148,25 +113,9 @@ fn bracket_v6(host: &str) -> String {
     }
 }
 
-fn ip_string(addr: &SocketAddr) -> String {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => v6.ip().to_string(),
-        },
-        SocketAddr::V4(v4) => v4.ip().to_string(),
-    }
-}
-
 /// Builds the span of a finished exchange.
-pub fn build_span(
-    ex: Exchange,
-    kind: SpanKind,
-    ends: &Endpoints,
-    outcome: Outcome,
-    to_unix: impl Fn(u64) -> u64,
-) -> Span {
-    let Exchange {
+pub fn build_span(ex: HttpExchange, kind: SpanKind, ends: &Endpoints, outcome: Outcome) -> Span {
+    let HttpExchange {
         ident,
         trace_state,
         resource,
@@ -175,7 +124,6 @@ pub fn build_span(
         request_body_bytes,
         response,
         response_body_bytes,
-        timed_out: _,
         inject,
     } = ex;
 
@@ -201,7 +149,7 @@ pub fn build_span(
         if path_is_target { "" } else { path }.to_owned(),
     ));
     if let Some(q) = query {
-        attrs.push(KeyValue::new("url.query", redact_query(q)));
+        attrs.push(KeyValue::new("url.query", q.to_owned()));
     }
     attrs.push(KeyValue::new("url.scheme", "http"));
     attrs.push(KeyValue::new("network.protocol.name", "http"));
@@ -212,7 +160,7 @@ pub fn build_span(
     attrs.push(KeyValue::new("network.transport", "tcp"));
     attrs.push(KeyValue::new(
         "network.peer.address",
-        Arc::clone(&ends.remote_ip),
+        Arc::clone(ends.remote_ip()),
     ));
     attrs.push(KeyValue::new(
         "network.peer.port",
@@ -223,11 +171,14 @@ pub fn build_span(
         SpanKind::Server => {
             let (addr, port): (Value, u16) = match host {
                 Some((h, p)) => (h.to_owned().into(), p.unwrap_or(ends.local.port())),
-                None => (Arc::clone(&ends.local_ip).into(), ends.local.port()),
+                None => (Arc::clone(ends.local_ip()).into(), ends.local.port()),
             };
             attrs.push(KeyValue::new("server.address", addr));
             attrs.push(KeyValue::new("server.port", i64::from(port)));
-            attrs.push(KeyValue::new("client.address", Arc::clone(&ends.remote_ip)));
+            attrs.push(KeyValue::new(
+                "client.address",
+                Arc::clone(ends.remote_ip()),
+            ));
             attrs.push(KeyValue::new("client.port", i64::from(ends.remote.port())));
         }
         SpanKind::Client => {
@@ -244,13 +195,11 @@ pub fn build_span(
                 Some((h, None)) => (h.to_owned().into(), ends.remote.port(), bracket_v6(h)),
                 None => {
                     let port = ends.remote.port();
-                    let authority = format!("{}:{port}", bracket_v6(&ends.remote_ip));
-                    (Arc::clone(&ends.remote_ip).into(), port, authority)
+                    let authority = format!("{}:{port}", bracket_v6(ends.remote_ip()));
+                    (Arc::clone(ends.remote_ip()).into(), port, authority)
                 }
             };
-            let q = query
-                .map(|q| format!("?{}", redact_query(q)))
-                .unwrap_or_default();
+            let q = query.map(|q| format!("?{q}")).unwrap_or_default();
             attrs.push(KeyValue::new(
                 "url.full",
                 format!("{scheme}://{authority}{path}{q}"),
@@ -333,8 +282,8 @@ pub fn build_span(
         trace_state,
         name,
         kind,
-        start_unix_nano: to_unix(start_ns),
-        end_unix_nano: to_unix(end_ns.max(start_ns)),
+        start_unix_nano: start_ns,
+        end_unix_nano: end_ns.max(start_ns),
         status,
         attributes: attrs,
         resource,
@@ -344,15 +293,6 @@ pub fn build_span(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_values_are_redacted_keys_kept() {
-        assert_eq!(
-            redact_query("a=1&token=s3cr3t&flag"),
-            "a=REDACTED&token=REDACTED&flag"
-        );
-        assert_eq!(redact_query(""), "");
-    }
 
     #[test]
     fn absolute_form_targets() {
@@ -388,11 +328,5 @@ mod tests {
     fn ipv6_hosts_are_bracketed_in_urls() {
         assert_eq!(bracket_v6("::1"), "[::1]");
         assert_eq!(bracket_v6("example.com"), "example.com");
-    }
-
-    #[test]
-    fn mapped_ipv4_prints_as_ipv4() {
-        let a: SocketAddr = "[::ffff:127.0.0.1]:80".parse().expect("addr");
-        assert_eq!(ip_string(&a), "127.0.0.1");
     }
 }

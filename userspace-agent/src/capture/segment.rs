@@ -1,0 +1,57 @@
+//! What capture hands on: the bytes one syscall (or library call) moved on a connection,
+//! with who moved them and what the kernel decided about their trace context.
+
+use crate::abi::{CtxFormat, CtxRole, Direction, InjectStatus, KernelParentSource, RawTraceCtx};
+use crate::protocols::Segment;
+
+/// Who moved the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub tgid: u32,
+    pub tid: u32,
+    /// The descriptor the process used.
+    pub fd: i32,
+}
+
+/// The kernel's trace decision for the bytes (see `common/trace_ctx.h`): which role they
+/// play, the IDs it chose, how it found the parent, and what injection did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelMark {
+    pub role: CtxRole,
+    pub ctx: RawTraceCtx,
+    pub parent_source: KernelParentSource,
+    pub format: CtxFormat,
+    pub inject: InjectStatus,
+}
+
+impl KernelMark {
+    /// Bytes the kernel made no decision about.
+    pub const NONE: KernelMark = KernelMark {
+        role: CtxRole::None,
+        ctx: RawTraceCtx {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            parent_span_id: [0; 8],
+        },
+        parent_source: KernelParentSource::None,
+        format: CtxFormat::None,
+        inject: InjectStatus::None,
+    };
+}
+
+/// Bytes of one direction of a connection, in order with the others of that connection.
+/// Timestamps are Unix nanoseconds (capture converts the kernel's clock once).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnSegment<'a> {
+    pub direction: Direction,
+    pub origin: Origin,
+    pub seg: Segment<'a>,
+    pub mark: KernelMark,
+}
+
+impl ConnSegment<'_> {
+    /// Every byte the call moved was captured (nothing is missing after the head).
+    pub fn fully_captured(&self) -> bool {
+        self.seg.head.len() as u64 == self.seg.len
+    }
+}

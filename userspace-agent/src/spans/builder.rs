@@ -1,0 +1,602 @@
+//! The span builder: capture's consumer. Each connection's bytes go to its protocol's
+//! parser (picked once by `protocols::registry::detect`); the messages it reports are
+//! paired, given their identity and parents, and finished exchanges become spans,
+//! emitted in order with the requests seen start (for the pipeline).
+
+use std::sync::Arc;
+
+use super::Emitted;
+use super::identity::{ParentLink, ParentSource, SpanIdentity};
+use super::marks::KernelMarks;
+use super::model::{Resource, Span};
+use super::pairing::{Exchange, Outcome, Pairing};
+use super::semconv;
+use super::session::{Active, Role, Session};
+use super::trace_join::{CallJoin, HeldCall, ServerCall, TraceJoin};
+use crate::abi::{CtxFormat, InjectStatus};
+use crate::capture::held::Prefix;
+use crate::capture::{Conn, ConnId, ConnSegment, Consumer, Endpoints, IdleClient};
+use crate::metrics::Counters;
+use crate::propagation::tracestate;
+use crate::protocols::Segment;
+use crate::protocols::db::{DbCall, ParseOptions};
+use crate::protocols::parser::{
+    CallOf, Message, ParserStats, Reply, Report, RequestHeadOf, Side, StreamId,
+};
+use crate::protocols::registry::{self, Detection, PROTOCOLS, Protocol};
+
+/// Limits that keep the span builder's memory bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests in flight per connection (pipelining depth).
+    pub max_pending: usize,
+    /// A request without a complete response after this long is dropped and counted.
+    pub request_timeout_ns: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pending: 64,
+            request_timeout_ns: 30_000_000_000,
+        }
+    }
+}
+
+/// How long a traced database server's span waits for the span of the traced client
+/// that sent its query before it is reported on its own.
+const DB_JOIN_WAIT_NS: u64 = 2_000_000_000;
+
+/// Supplies the resource of a traced process (the process cache in production).
+pub type ResourceFn = Box<dyn FnMut(u32) -> Arc<Resource> + Send>;
+
+pub struct SpanBuilder {
+    protocols: &'static [Protocol],
+    parse_options: ParseOptions,
+    join: TraceJoin,
+    calls: CallJoin,
+    limits: Limits,
+    resources: ResourceFn,
+    counters: Arc<Counters>,
+    /// What was built since the last [`SpanBuilder::take_emitted`], in order.
+    emitted: Vec<Emitted>,
+    /// Re-enrolment candidates since the last `take_idle_clients` (None: injection off).
+    idle_clients: Option<Vec<IdleClient>>,
+    /// Scratch for server spans released unjoined.
+    released: Vec<HeldCall>,
+}
+
+impl SpanBuilder {
+    pub fn new(limits: Limits, resources: ResourceFn, counters: Arc<Counters>) -> Self {
+        Self {
+            protocols: PROTOCOLS,
+            parse_options: ParseOptions::default(),
+            join: TraceJoin::default(),
+            calls: CallJoin::default(),
+            limits,
+            resources,
+            counters,
+            emitted: Vec::new(),
+            idle_clients: None,
+            released: Vec::new(),
+        }
+    }
+
+    /// Options for the parsers (query text obfuscation).
+    pub fn with_parse_options(mut self, opts: ParseOptions) -> Self {
+        self.parse_options = opts;
+        self
+    }
+
+    /// Another protocol registry (tests: a toy protocol).
+    pub fn with_protocols(mut self, protocols: &'static [Protocol]) -> Self {
+        self.protocols = protocols;
+        self
+    }
+
+    /// Collect client connections that went idle (injection is on: they may be
+    /// re-enrolled).
+    pub fn enable_idle_clients(&mut self) {
+        self.idle_clients.get_or_insert_with(Vec::new);
+    }
+
+    /// Idle clients collected since the last call, oldest first.
+    pub fn take_idle_clients(&mut self, into: &mut Vec<IdleClient>) {
+        if let Some(list) = self.idle_clients.as_mut() {
+            into.append(list);
+        }
+    }
+
+    /// Everything built since the last call, in order.
+    pub fn take_emitted(&mut self) -> std::vec::Drain<'_, Emitted> {
+        self.emitted.drain(..)
+    }
+
+    pub fn has_emitted(&self) -> bool {
+        !self.emitted.is_empty()
+    }
+
+    /// Housekeeping not tied to one connection: database server spans that waited in
+    /// vain for their client's go out on their own.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.calls
+            .release_expired(now_ns, DB_JOIN_WAIT_NS, &self.counters, &mut self.released);
+        self.emit_released();
+    }
+
+    fn emit_released(&mut self) {
+        for held in self.released.drain(..) {
+            self.emitted.push(Emitted::Span {
+                tgid: held.tgid,
+                span: held.span,
+            });
+        }
+    }
+
+    /// The first bytes of a connection whose protocol is not known yet.
+    fn detect(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>) {
+        // Folded egress has no bytes to recognise anything by.
+        if seg.seg.head.is_empty() {
+            return;
+        }
+        let (held, counted) = match std::mem::take(&mut conn.state) {
+            Session::Holding(held) => (Some(held), false),
+            Session::Unknown => (None, true),
+            Session::Undetected | Session::Active(_) => (None, false),
+        };
+        let prefix = Prefix::new(held, seg);
+        let (local_port, remote_port) = (conn.ends.local.port(), conn.ends.remote.port());
+        let dir = seg.direction;
+        let server_port = |sender| match Role::of_process(dir, sender) {
+            Role::Client => remote_port,
+            Role::Server => local_port,
+        };
+        match registry::detect(
+            self.protocols,
+            prefix.bytes(),
+            server_port,
+            seg.fully_captured(),
+        ) {
+            Detection::Found { protocol, sender } => {
+                self.start(conn, protocol, Role::of_process(dir, sender));
+                let replay = prefix.segment(seg);
+                self.feed(conn, seg, &replay);
+            }
+            Detection::NeedMore => conn.state = Session::Holding(prefix.hold(seg)),
+            Detection::Unknown => {
+                if !counted {
+                    Counters::inc(&self.counters.unknown_protocol_connections);
+                }
+                conn.state = Session::Unknown;
+            }
+        }
+    }
+
+    fn start(&mut self, conn: &mut Conn<Session>, protocol: &'static Protocol, role: Role) {
+        if protocol.db_system.is_some() {
+            let (local, remote) = (conn.ends.local, conn.ends.remote);
+            match role {
+                Role::Client => self.calls.client_seen(local, remote),
+                Role::Server => {
+                    self.calls
+                        .server_seen(local, remote, &self.counters, &mut self.released);
+                    self.emit_released();
+                }
+            }
+        }
+        conn.state = Session::Active(Box::new(Active {
+            protocol,
+            role,
+            parser: (protocol.parser)(self.parse_options),
+            pairing: Pairing::default(),
+            marks: KernelMarks::new(protocol.kernel_view, self.limits.max_pending),
+            stats_seen: ParserStats::default(),
+        }));
+    }
+
+    /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
+    fn feed(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>, bytes: &Segment<'_>) {
+        let ConnPart { info, active } = ConnPart::of(conn);
+        let Some(active) = active else {
+            return;
+        };
+        let Active {
+            protocol,
+            role,
+            parser,
+            pairing,
+            marks,
+            ..
+        } = &mut **active;
+        let request_side = role.carries_requests(seg.direction);
+        marks.observe(*role, request_side, bytes.ts_ns, &seg.mark);
+        let sender = role.sender(seg.direction);
+        let mut handler = Handler::new(self, &info, (*protocol, *role), pairing, marks, false);
+        parser.push(sender, bytes, &mut handler);
+        self.account(active);
+    }
+
+    /// Folds what the parser counted since the last look into the agent's counters.
+    fn account(&self, active: &mut Active) {
+        let now = active.parser.stats();
+        let before = std::mem::replace(&mut active.stats_seen, now);
+        let add = |c: &std::sync::atomic::AtomicU64, n: u64, m: u64| {
+            Counters::add(c, n.saturating_sub(m));
+        };
+        let c = &self.counters;
+        add(&c.http_desyncs, now.desyncs, before.desyncs);
+        add(&c.db_desync_bytes, now.desync_bytes, before.desync_bytes);
+        add(&c.db_dropped_calls, now.dropped_calls, before.dropped_calls);
+        add(&c.db_tls_connections, now.tls_upgrades, before.tls_upgrades);
+    }
+}
+
+/// What a message handler needs of the connection, copied out so the session can be
+/// borrowed beside it.
+struct ConnInfo {
+    ends: Endpoints,
+    tgid: u32,
+    last_seen_ns: u64,
+    idle: IdleClient,
+}
+
+struct ConnPart<'a> {
+    info: ConnInfo,
+    active: Option<&'a mut Box<Active>>,
+}
+
+impl<'a> ConnPart<'a> {
+    fn of(conn: &'a mut Conn<Session>) -> Self {
+        let info = ConnInfo {
+            ends: conn.ends.clone(),
+            tgid: conn.tgid,
+            last_seen_ns: conn.last_seen_ns,
+            idle: conn.idle_client(),
+        };
+        let active = match &mut conn.state {
+            Session::Active(a) => Some(a),
+            _ => None,
+        };
+        Self { info, active }
+    }
+}
+
+impl Consumer<Session> for SpanBuilder {
+    fn segment(&mut self, _id: ConnId, conn: &mut Conn<Session>, seg: &ConnSegment<'_>) {
+        if matches!(conn.state, Session::Active(_)) {
+            self.feed(conn, seg, &seg.seg);
+        } else {
+            self.detect(conn, seg);
+        }
+    }
+
+    /// Our side stopped writing: a server's response delimited by close ends here. A
+    /// response cut short stays pending and fails when the socket closes.
+    fn write_closed(&mut self, _id: ConnId, conn: &mut Conn<Session>, _ts_ns: u64) {
+        let ConnPart { info, active } = ConnPart::of(conn);
+        let Some(active) = active else {
+            return;
+        };
+        let Active {
+            protocol,
+            role,
+            parser,
+            pairing,
+            marks,
+            ..
+        } = &mut **active;
+        if *role != Role::Server {
+            return;
+        }
+        let mut handler = Handler::new(self, &info, (*protocol, *role), pairing, marks, false);
+        parser.end_of_stream(Side::Server, &mut handler);
+        self.account(active);
+    }
+
+    /// The connection is gone: finish what can be finished, fail the rest.
+    fn closed(&mut self, _id: ConnId, mut conn: Conn<Session>, ts_ns: u64) {
+        let ConnPart { info, active } = ConnPart::of(&mut conn);
+        let Some(active) = active else {
+            return;
+        };
+        let Active {
+            protocol,
+            role,
+            parser,
+            pairing,
+            marks,
+            ..
+        } = &mut **active;
+        let (role, protocol) = (*role, *protocol);
+        let mut handler = Handler::new(self, &info, (protocol, role), pairing, marks, true);
+        parser.finish(&mut handler);
+        let cut_end = handler.cut_end;
+        for ex in pairing.drain() {
+            let response_started = ex.response.is_some();
+            let end_ns = cut_end
+                .filter(|_| response_started)
+                .unwrap_or(ts_ns.max(info.last_seen_ns));
+            let outcome = Outcome::Cut {
+                end_ns,
+                response_started,
+            };
+            finish_exchange(self, &info, role, ex, outcome);
+        }
+        self.account(active);
+        if protocol.db_system.is_some() {
+            let (local, remote) = (info.ends.local, info.ends.remote);
+            match role {
+                Role::Client => self.calls.client_closed(local, remote),
+                Role::Server => {
+                    self.calls
+                        .server_closed(local, remote, &self.counters, &mut self.released);
+                    self.emit_released();
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, conn: &mut Conn<Session>, now_ns: u64) -> bool {
+        match &mut conn.state {
+            Session::Active(a) => {
+                a.pairing
+                    .time_out(now_ns, self.limits.request_timeout_ns, &self.counters)
+            }
+            _ => false,
+        }
+    }
+
+    fn shutdown(&mut self, conn: Conn<Session>) {
+        if let Session::Active(a) = &conn.state {
+            a.pairing.count_unfinished(&self.counters);
+        }
+    }
+}
+
+/// Applies one connection's messages, as its parser reports them.
+struct Handler<'a> {
+    b: &'a mut SpanBuilder,
+    conn: &'a ConnInfo,
+    protocol: &'static Protocol,
+    role: Role,
+    pairing: &'a mut Pairing,
+    marks: &'a mut KernelMarks,
+    /// The connection closed: where the server's message was cut, if it was.
+    keep_cuts: bool,
+    cut_end: Option<u64>,
+}
+
+impl<'a> Handler<'a> {
+    fn new(
+        b: &'a mut SpanBuilder,
+        conn: &'a ConnInfo,
+        (protocol, role): (&'static Protocol, Role),
+        pairing: &'a mut Pairing,
+        marks: &'a mut KernelMarks,
+        keep_cuts: bool,
+    ) -> Self {
+        Self {
+            b,
+            conn,
+            protocol,
+            role,
+            pairing,
+            marks,
+            keep_cuts,
+            cut_end: None,
+        }
+    }
+
+    fn request(&mut self, stream: StreamId, ts_ns: u64, head: RequestHeadOf) -> Reply {
+        let b = &mut *self.b;
+        let (ident, inject) = self.marks.for_request();
+        let mut ident = ident.unwrap_or_else(SpanIdentity::new_root);
+        ident.trace_id = b.join.resolve(ident.trace_id);
+        let (local, remote) = (self.conn.ends.local, self.conn.ends.remote);
+        match self.role {
+            // A parent the kernel took from a header wins over a same-host guess.
+            Role::Server => b.join.server_request(local, remote, &mut ident),
+            Role::Client => {
+                b.join
+                    .client_request(local, remote, &ident, inject == InjectStatus::Injected)
+            }
+        }
+        let RequestHeadOf::Http1(http) = &head;
+        b.emitted.push(Emitted::Request(super::RequestSeen {
+            tgid: self.conn.tgid,
+            kind: self.role.kind(),
+            ident,
+            otlp_trace_export: semconv::http::is_otlp_trace_export(http),
+        }));
+        // tracestate travels with a traceparent, and only that one was validated.
+        let trace_state = ident
+            .parent
+            .and_then(|p| p.source.header_format())
+            .filter(|f| *f == CtxFormat::W3c)
+            .and_then(|_| tracestate::from_headers(semconv::http::tracestate(http)));
+        let ex = Exchange {
+            stream,
+            ident,
+            trace_state,
+            resource: (b.resources)(self.conn.tgid),
+            request: head,
+            start_ns: ts_ns,
+            request_body_bytes: None,
+            response: None,
+            response_body_bytes: None,
+            timed_out: false,
+            inject,
+        };
+        self.pairing.request(ex, b.limits.max_pending, &b.counters)
+    }
+
+    fn response_end(&mut self, stream: StreamId, ts_ns: u64, body_bytes: u64) {
+        let Some(ex) = self.pairing.response_end(stream, body_bytes) else {
+            return;
+        };
+        finish_exchange(
+            self.b,
+            self.conn,
+            self.role,
+            ex,
+            Outcome::Complete { end_ns: ts_ns },
+        );
+        if self.role == Role::Client
+            && self.pairing.is_empty()
+            && let Some(idle) = self.b.idle_clients.as_mut()
+        {
+            idle.push(self.conn.idle);
+        }
+    }
+
+    /// A finished database or cache call becomes a span; a traced client's span and the
+    /// traced server's span of the same call are joined.
+    fn call(&mut self, call: DbCall, system: crate::protocols::db::DbSystem) {
+        let b = &mut *self.b;
+        Counters::inc(&b.counters.db_calls);
+        let (local, remote) = (self.conn.ends.local, self.conn.ends.remote);
+        let tgid = self.conn.tgid;
+        let resource = (b.resources)(tgid);
+        let ident = match self.role {
+            Role::Client => {
+                let mut ident = self
+                    .marks
+                    .for_call(call.start_ns)
+                    .unwrap_or_else(SpanIdentity::new_root);
+                ident.trace_id = b.join.resolve(ident.trace_id);
+                ident
+            }
+            Role::Server => SpanIdentity::new_root(),
+        };
+        let mut span = semconv::db::build_span(
+            call,
+            system,
+            ident,
+            self.role.kind(),
+            &self.conn.ends,
+            resource,
+        );
+        match self.role {
+            Role::Client => {
+                self.join_waiting_server(&span);
+                self.b.emitted.push(Emitted::Span { tgid, span });
+            }
+            Role::Server => match b.calls.server_finished(local, remote, &span.name) {
+                ServerCall::Parent(trace_id, link) => {
+                    semconv::db::adopt(&mut span, trace_id, link);
+                    b.emitted.push(Emitted::Span { tgid, span });
+                }
+                ServerCall::Root => b.emitted.push(Emitted::Span { tgid, span }),
+                ServerCall::Wait => {
+                    let held = HeldCall {
+                        tgid,
+                        span,
+                        since_ns: self.conn.last_seen_ns,
+                    };
+                    b.calls.hold(
+                        local,
+                        remote,
+                        held,
+                        b.limits.max_pending,
+                        &b.counters,
+                        &mut b.released,
+                    );
+                    b.emit_released();
+                }
+            },
+        }
+    }
+
+    /// A traced client's call finished: the traced server's span of it, if it is
+    /// waiting, becomes its child; otherwise the server will find it when it finishes.
+    fn join_waiting_server(&mut self, client: &Span) {
+        let b = &mut *self.b;
+        let (local, remote) = (self.conn.ends.local, self.conn.ends.remote);
+        if !b.calls.server_traced(local, remote) {
+            return;
+        }
+        match b
+            .calls
+            .take_waiting(local, remote, &client.name, &b.counters)
+        {
+            Some(mut held) => {
+                let link = ParentLink {
+                    span_id: client.span_id,
+                    source: ParentSource::LocalPeer,
+                };
+                semconv::db::adopt(&mut held.span, client.trace_id, link);
+                b.emitted.push(Emitted::Span {
+                    tgid: held.tgid,
+                    span: held.span,
+                });
+            }
+            None => {
+                let ident = SpanIdentity {
+                    trace_id: client.trace_id,
+                    span_id: client.span_id,
+                    parent: None,
+                };
+                b.calls.client_finished(local, remote, &client.name, &ident);
+            }
+        }
+    }
+}
+
+impl Report for Handler<'_> {
+    fn message(&mut self, msg: Message) -> Reply {
+        match msg {
+            Message::Request {
+                stream,
+                ts_ns,
+                head,
+            } => return self.request(stream, ts_ns, head),
+            Message::Response { stream, head, .. } => {
+                self.pairing.response(stream, head, &self.b.counters);
+            }
+            Message::RequestEnd {
+                stream, body_bytes, ..
+            } => self.pairing.request_end(stream, body_bytes),
+            Message::ResponseEnd {
+                stream,
+                ts_ns,
+                body_bytes,
+            } => self.response_end(stream, ts_ns, body_bytes),
+            Message::Call(CallOf::Db(call)) => {
+                if let Some(system) = self.protocol.db_system {
+                    self.call(call, system);
+                }
+            }
+            Message::Desync { .. } => self.marks.forget(),
+            Message::Cut { from, ts_ns } => {
+                if self.keep_cuts && from == Side::Server {
+                    self.cut_end = Some(ts_ns);
+                }
+            }
+        }
+        Reply::Continue
+    }
+}
+
+/// A finished exchange becomes a span (unless it already timed out).
+fn finish_exchange(
+    b: &mut SpanBuilder,
+    conn: &ConnInfo,
+    role: Role,
+    ex: Exchange,
+    outcome: Outcome,
+) {
+    if role == Role::Client {
+        b.join
+            .client_done(conn.ends.local, conn.ends.remote, ex.ident.span_id);
+    }
+    // Already counted as timed out: its response only had to be consumed.
+    if ex.timed_out {
+        return;
+    }
+    let mut span = semconv::exchange_span(ex, role.kind(), &conn.ends, outcome);
+    span.trace_id = b.join.resolve(span.trace_id);
+    b.emitted.push(Emitted::Span {
+        tgid: conn.tgid,
+        span,
+    });
+}

@@ -1,0 +1,100 @@
+//! What the span builder keeps per connection: nothing yet (bytes held while the
+//! protocol is undecided), or the protocol's parser, the exchanges in flight and the
+//! kernel's decisions waiting for their requests.
+//!
+//! Which side the traced process is on is decided from the bytes, not from accept or
+//! connect, so connections that were open before the agent attached are traced too: a
+//! process that reads a request is the server, one that writes a request the client.
+
+use super::marks::KernelMarks;
+use super::model::SpanKind;
+use super::pairing::Pairing;
+use crate::abi::Direction;
+use crate::capture::ConnState;
+use crate::capture::held::Held;
+use crate::protocols::parser::{Parser, ParserStats, Side};
+use crate::protocols::registry::Protocol;
+
+/// Which side of the protocol the traced process is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+impl Role {
+    pub fn kind(self) -> SpanKind {
+        match self {
+            Role::Server => SpanKind::Server,
+            Role::Client => SpanKind::Client,
+        }
+    }
+
+    /// Does this direction carry requests for this role?
+    pub fn carries_requests(self, dir: Direction) -> bool {
+        matches!(
+            (self, dir),
+            (Role::Server, Direction::Ingress) | (Role::Client, Direction::Egress)
+        )
+    }
+
+    /// The role of a process that moved, in `dir`, bytes that `sender` sends.
+    pub fn of_process(dir: Direction, sender: Side) -> Role {
+        match (dir, sender) {
+            (Direction::Egress, Side::Client) | (Direction::Ingress, Side::Server) => Role::Client,
+            (Direction::Egress, Side::Server) | (Direction::Ingress, Side::Client) => Role::Server,
+        }
+    }
+
+    /// Which peer sent bytes moving in `dir`.
+    pub fn sender(self, dir: Direction) -> Side {
+        if self.carries_requests(dir) {
+            Side::Client
+        } else {
+            Side::Server
+        }
+    }
+}
+
+/// A connection as the span builder knows it.
+#[derive(Debug, Default)]
+pub enum Session {
+    /// No protocol recognised yet.
+    #[default]
+    Undetected,
+    /// Its first bytes are too short to tell yet.
+    Holding(Held),
+    /// Bytes no protocol Sonde parses (counted once).
+    Unknown,
+    Active(Box<Active>),
+}
+
+/// A connection whose protocol and side are known.
+pub struct Active {
+    pub protocol: &'static Protocol,
+    pub role: Role,
+    pub parser: Box<dyn Parser>,
+    pub pairing: Pairing,
+    pub marks: KernelMarks,
+    /// What the parser had counted at the last look (its counts are cumulative).
+    pub stats_seen: ParserStats,
+}
+
+impl std::fmt::Debug for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Active")
+            .field("protocol", &self.protocol)
+            .field("role", &self.role)
+            .field("pairing", &self.pairing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnState for Session {
+    /// A server mid-response: its end may be a sendfile'd body folded into the socket's
+    /// running total. A client's folded request body needs no read: the response that
+    /// completes its span comes after it, carrying the total.
+    fn awaits_folded_egress(&self) -> bool {
+        matches!(self, Session::Active(a) if a.role == Role::Server && a.pairing.response_under_way())
+    }
+}
