@@ -20,7 +20,7 @@ use crate::pipeline::Pipeline;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
 use crate::propagation::reenrol::Reenroller;
 use crate::sinks::otlp::ExportOptions;
-use crate::sinks::{FanoutSink, JsonLinesSink, OtlpSink, SpanSink, TreeSink};
+use crate::sinks::{FanoutSink, JsonLinesSink, NullSink, OtlpSink, SpanSink, TreeSink};
 use crate::span_metrics::export::{MetricsExporter, export_interval};
 use crate::span_metrics::serve::PrometheusServer;
 use crate::span_metrics::{SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource};
@@ -333,20 +333,6 @@ fn make_stdout_sink(opts: &TraceOptions) -> Box<dyn SpanSink> {
             ))
         }
         OutputFormat::None => Box::new(NullSink),
-    }
-}
-
-struct NullSink;
-
-impl SpanSink for NullSink {
-    fn export(&mut self, _spans: Vec<Span>, _now: u64) -> Result<()> {
-        Ok(())
-    }
-    fn tick(&mut self, _now: u64) -> Result<()> {
-        Ok(())
-    }
-    fn shutdown(&mut self) -> Result<()> {
-        Ok(())
     }
 }
 

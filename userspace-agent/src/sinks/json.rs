@@ -3,9 +3,8 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 
-use super::SpanSink;
+use super::{SinkError, SpanSink};
 use super::otlp_json::OtlpSpan;
 use crate::spans::Span;
 
@@ -41,34 +40,35 @@ impl<W: Write> JsonLinesSink<W> {
 }
 
 impl<W: Write> SpanSink for JsonLinesSink<W> {
-    fn export(&mut self, spans: Vec<Span>, _now_unix_nano: u64) -> anyhow::Result<()> {
+    fn export(&mut self, spans: Vec<Span>, _now_unix_nano: u64) -> Result<(), SinkError> {
         if spans.is_empty() {
             return Ok(());
         }
         self.buf.clear();
         for span in &spans {
-            serde_json::to_writer(&mut self.buf, &OtlpSpan::from(span))
-                .context("encoding span as JSON")?;
+            serde_json::to_writer(&mut self.buf, &OtlpSpan::from(span))?;
             self.buf.push(b'\n');
         }
         let written = self
             .writer
             .write_all(&self.buf)
             .and_then(|()| self.writer.flush())
-            .context("writing JSON spans");
+            .map_err(SinkError::io("writing JSON spans"));
         if self.buf.capacity() > MAX_RETAINED_BUFFER {
             self.buf = Vec::new();
         }
         written
     }
 
-    fn tick(&mut self, _now_unix_nano: u64) -> anyhow::Result<()> {
+    fn tick(&mut self, _now_unix_nano: u64) -> Result<(), SinkError> {
         // Nothing is held back between batches.
         Ok(())
     }
 
-    fn shutdown(&mut self) -> anyhow::Result<()> {
-        self.writer.flush().context("flushing JSON spans")
+    fn shutdown(&mut self) -> Result<(), SinkError> {
+        self.writer
+            .flush()
+            .map_err(SinkError::io("flushing JSON spans"))
     }
 }
 

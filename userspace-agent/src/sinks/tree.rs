@@ -17,9 +17,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::Context;
 
-use super::SpanSink;
+use super::{SinkError, SpanSink};
 use crate::spans::{Span, TraceId};
 
 /// How long a trace must be quiet before it prints, unless the caller chooses otherwise.
@@ -140,19 +139,19 @@ impl<W: Write> TreeSink<W> {
     }
 
     /// Writes `out` in one go, so traces are never interleaved with other output.
-    fn write(&mut self, out: &str) -> anyhow::Result<()> {
+    fn write(&mut self, out: &str) -> Result<(), SinkError> {
         if out.is_empty() {
             return Ok(());
         }
         self.writer
             .write_all(out.as_bytes())
             .and_then(|()| self.writer.flush())
-            .context("writing trace tree")
+            .map_err(SinkError::io("writing trace tree"))
     }
 }
 
 impl<W: Write> SpanSink for TreeSink<W> {
-    fn export(&mut self, spans: Vec<Span>, now_unix_nano: u64) -> anyhow::Result<()> {
+    fn export(&mut self, spans: Vec<Span>, now_unix_nano: u64) -> Result<(), SinkError> {
         let mut out = String::new();
         for span in spans {
             self.accept(span, now_unix_nano, &mut out);
@@ -160,7 +159,7 @@ impl<W: Write> SpanSink for TreeSink<W> {
         self.write(&out)
     }
 
-    fn tick(&mut self, now_unix_nano: u64) -> anyhow::Result<()> {
+    fn tick(&mut self, now_unix_nano: u64) -> Result<(), SinkError> {
         let mut out = String::new();
         while let Some((last_arrival, id)) = self.by_last_arrival.first().copied() {
             if now_unix_nano.saturating_sub(last_arrival) < self.quiet_for_nanos {
@@ -174,12 +173,14 @@ impl<W: Write> SpanSink for TreeSink<W> {
         self.write(&out)
     }
 
-    fn shutdown(&mut self) -> anyhow::Result<()> {
+    fn shutdown(&mut self) -> Result<(), SinkError> {
         let mut out = String::new();
         while let Some((_, id)) = self.by_last_arrival.pop_first() {
             self.render(id, &mut out);
         }
         self.write(&out)?;
-        self.writer.flush().context("flushing trace tree")
+        self.writer
+            .flush()
+            .map_err(SinkError::io("flushing trace tree"))
     }
 }

@@ -32,7 +32,7 @@ pub use snapshot::{MetricData, MetricSnapshot, Point, Snapshot};
 pub use store::{InstrumentDesc, InstrumentKind};
 
 use crate::metrics::Counters;
-use crate::sinks::SpanSink;
+use crate::sinks::{SinkError, SpanSink};
 use crate::spans::{KeyValue, Resource, Span};
 use histogram::SERVICE_GRAPH_BOUNDS;
 use service_graph::ServiceGraph;
@@ -306,17 +306,17 @@ impl SpanMetricsSink {
 }
 
 impl SpanSink for SpanMetricsSink {
-    fn export(&mut self, spans: Vec<Span>, now_unix_nano: u64) -> anyhow::Result<()> {
+    fn export(&mut self, spans: Vec<Span>, now_unix_nano: u64) -> Result<(), SinkError> {
         self.metrics.record(&spans, now_unix_nano);
         Ok(())
     }
 
-    fn tick(&mut self, now_unix_nano: u64) -> anyhow::Result<()> {
+    fn tick(&mut self, now_unix_nano: u64) -> Result<(), SinkError> {
         self.metrics.tick(now_unix_nano);
         Ok(())
     }
 
-    fn shutdown(&mut self) -> anyhow::Result<()> {
+    fn shutdown(&mut self) -> Result<(), SinkError> {
         self.metrics.flush();
         Ok(())
     }

@@ -92,9 +92,8 @@ impl Pairing {
     /// A response ended: the oldest exchange of its stream, if its response had started.
     pub fn response_end(&mut self, stream: StreamId, body_bytes: u64) -> Option<Exchange> {
         let i = self.pending.iter().position(|ex| ex.stream == stream)?;
-        if self.pending[i].response.is_none() {
-            return None;
-        }
+        // Its response has not started: this end belongs to no request of ours.
+        self.pending[i].response.as_ref()?;
         let mut ex = self.pending.remove(i)?;
         ex.response_body_bytes = Some(body_bytes);
         Some(ex)

@@ -26,7 +26,7 @@ use super::encode::encode_traces;
 use super::transport::{ExportError, OtlpClient};
 use crate::config::OtlpConfig;
 use crate::metrics::Counters;
-use crate::sinks::SpanSink;
+use crate::sinks::{SinkError, SpanSink};
 use crate::spans::Span;
 
 /// Queueing, batching and retry limits.
@@ -124,7 +124,7 @@ impl OtlpSink {
 }
 
 impl SpanSink for OtlpSink {
-    fn export(&mut self, spans: Vec<Span>, _now_unix_nano: u64) -> Result<()> {
+    fn export(&mut self, spans: Vec<Span>, _now_unix_nano: u64) -> Result<(), SinkError> {
         let Some(tx) = &self.tx else {
             self.counters
                 .export_queue_dropped
@@ -140,12 +140,12 @@ impl SpanSink for OtlpSink {
         Ok(())
     }
 
-    fn tick(&mut self, _now_unix_nano: u64) -> Result<()> {
+    fn tick(&mut self, _now_unix_nano: u64) -> Result<(), SinkError> {
         self.update_depth();
         Ok(())
     }
 
-    fn shutdown(&mut self) -> Result<()> {
+    fn shutdown(&mut self) -> Result<(), SinkError> {
         // Closing the queue makes the worker send what is left and stop.
         self.tx = None;
         let deadline = Instant::now() + self.shutdown_timeout;
@@ -155,15 +155,12 @@ impl SpanSink for OtlpSink {
         };
         while !worker.is_finished() {
             if Instant::now() >= deadline {
-                anyhow::bail!(
-                    "OTLP exporter did not flush within {} ms; unsent spans are lost",
-                    self.shutdown_timeout.as_millis()
-                );
+                return Err(SinkError::FlushTimeout(self.shutdown_timeout));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         if worker.join().is_err() {
-            anyhow::bail!("the OTLP exporter thread panicked");
+            return Err(SinkError::WorkerPanicked);
         }
         Ok(())
     }
