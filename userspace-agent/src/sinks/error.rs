@@ -26,10 +26,7 @@ pub enum SinkError {
     WorkerPanicked,
     /// Several sinks failed (fan-out): the first error, and how many others.
     #[error("{first} (and {more} more sink errors)")]
-    Several {
-        first: Box<SinkError>,
-        more: usize,
-    },
+    Several { first: Box<SinkError>, more: usize },
     /// A test sink's refusal.
     #[cfg(test)]
     #[error("{0}")]

@@ -3,9 +3,8 @@
 
 use std::io::Write;
 
-
-use super::{SinkError, SpanSink};
 use super::otlp_json::OtlpSpan;
+use super::{SinkError, SpanSink};
 use crate::spans::Span;
 
 /// Above this, the line buffer is released after a batch instead of kept for reuse, so

@@ -17,7 +17,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
-
 use super::{SinkError, SpanSink};
 use crate::spans::{Span, TraceId};
 

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use super::identity::SpanIdentity;
 use super::model::SpanId;
-use super::session::Role;
+use super::role::Role;
 use crate::abi::{CtxRole, InjectStatus};
 use crate::capture::KernelMark;
 use crate::protocols::registry::KernelView;

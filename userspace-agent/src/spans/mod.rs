@@ -13,6 +13,7 @@ pub mod identity;
 pub mod marks;
 pub mod model;
 pub mod pairing;
+pub mod role;
 pub mod semconv;
 pub mod session;
 pub mod trace_join;
@@ -23,7 +24,8 @@ mod tests;
 pub use builder::{Limits, ResourceFn, SpanBuilder};
 pub use identity::{ParentLink, ParentSource, SpanIdentity};
 pub use model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, Text, TraceId, Value};
-pub use session::{Role, Session};
+pub use role::Role;
+pub use session::Session;
 
 /// What the span builder hands to the pipeline, in the order it happened.
 #[derive(Debug)]
