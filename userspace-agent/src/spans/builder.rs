@@ -221,8 +221,13 @@ impl SpanBuilder {
     fn account(&self, active: &mut Active) {
         let now = active.parser.stats();
         let before = std::mem::replace(&mut active.stats_seen, now);
+        if now == before {
+            return;
+        }
         let add = |c: &std::sync::atomic::AtomicU64, n: u64, m: u64| {
-            Counters::add(c, n.saturating_sub(m));
+            if n > m {
+                Counters::add(c, n - m);
+            }
         };
         let c = &self.counters;
         add(&c.http_desyncs, now.desyncs, before.desyncs);
@@ -232,29 +237,51 @@ impl SpanBuilder {
     }
 }
 
-/// What a message handler needs of the connection, copied out so the session can be
-/// borrowed beside it.
-struct ConnInfo {
-    ends: Endpoints,
+/// What a message handler needs of the connection, borrowed beside its session.
+struct ConnInfo<'a> {
+    ends: &'a Endpoints,
     tgid: u32,
+    fd: i32,
+    sent_bytes: u64,
     last_seen_ns: u64,
-    idle: IdleClient,
+}
+
+impl ConnInfo<'_> {
+    fn idle_client(&self) -> IdleClient {
+        IdleClient {
+            tgid: self.tgid,
+            fd: self.fd,
+            local: self.ends.local,
+            remote: self.ends.remote,
+            sent_bytes: self.sent_bytes,
+        }
+    }
 }
 
 struct ConnPart<'a> {
-    info: ConnInfo,
+    info: ConnInfo<'a>,
     active: Option<&'a mut Box<Active>>,
 }
 
 impl<'a> ConnPart<'a> {
     fn of(conn: &'a mut Conn<Session>) -> Self {
+        let Conn {
+            ends,
+            tgid,
+            fd,
+            sent_bytes,
+            last_seen_ns,
+            state,
+            ..
+        } = conn;
         let info = ConnInfo {
-            ends: conn.ends.clone(),
-            tgid: conn.tgid,
-            last_seen_ns: conn.last_seen_ns,
-            idle: conn.idle_client(),
+            ends,
+            tgid: *tgid,
+            fd: *fd,
+            sent_bytes: *sent_bytes,
+            last_seen_ns: *last_seen_ns,
         };
-        let active = match &mut conn.state {
+        let active = match state {
             Session::Active(a) => Some(a),
             _ => None,
         };
@@ -357,7 +384,7 @@ impl Consumer<Session> for SpanBuilder {
 /// Applies one connection's messages, as its parser reports them.
 struct Handler<'a> {
     b: &'a mut SpanBuilder,
-    conn: &'a ConnInfo,
+    conn: &'a ConnInfo<'a>,
     protocol: &'static Protocol,
     role: Role,
     pairing: &'a mut Pairing,
@@ -370,7 +397,7 @@ struct Handler<'a> {
 impl<'a> Handler<'a> {
     fn new(
         b: &'a mut SpanBuilder,
-        conn: &'a ConnInfo,
+        conn: &'a ConnInfo<'a>,
         (protocol, role): (&'static Protocol, Role),
         pairing: &'a mut Pairing,
         marks: &'a mut KernelMarks,
@@ -446,7 +473,7 @@ impl<'a> Handler<'a> {
             && self.pairing.is_empty()
             && let Some(idle) = self.b.idle_clients.as_mut()
         {
-            idle.push(self.conn.idle);
+            idle.push(self.conn.idle_client());
         }
     }
 
@@ -474,7 +501,7 @@ impl<'a> Handler<'a> {
             system,
             ident,
             self.role.kind(),
-            &self.conn.ends,
+            self.conn.ends,
             resource,
         );
         match self.role {
@@ -594,7 +621,7 @@ fn finish_exchange(
     if ex.timed_out {
         return;
     }
-    let mut span = semconv::exchange_span(ex, role.kind(), &conn.ends, outcome);
+    let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, outcome);
     span.trace_id = b.join.resolve(span.trace_id);
     b.emitted.push(Emitted::Span {
         tgid: conn.tgid,
