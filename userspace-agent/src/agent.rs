@@ -104,16 +104,11 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
             .collect(),
         Mode::Run(_) => Vec::new(),
     };
-    let ring_bytes = opts
-        .ring_buffer_mib
-        .checked_mul(1 << 20)
-        .filter(|b| b.is_power_of_two())
-        .context("--ring-buffer-mib must be a power of two, at most 2048")?;
     let mut probes = Probes::load_and_attach(&ProbeOptions {
         capture_bytes: opts.capture_bytes,
         watch_exec: !exe_globs.is_empty(),
         empty_probes: opts.empty_probes,
-        ring_buffer_bytes: ring_bytes,
+        ring_buffer_bytes: opts.ring_buffer_bytes,
         wakeup: crate::attach::probes::Wakeup {
             bytes: opts.wakeup_bytes.into(),
             gap_ns: u64::from(opts.wakeup_gap_us) * 1000,
@@ -145,7 +140,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     let tracker_resources = Arc::clone(&resources);
     let mut tracker = Tracker::new(
         Limits {
-            request_timeout_ns: (opts.request_timeout.max(0.001) * 1e9) as u64,
+            request_timeout_ns: u64::try_from(opts.request_timeout.as_nanos()).unwrap_or(u64::MAX),
             ..Limits::default()
         },
         Box::new(move |pid| tracker_resources.get_or_load(pid)),
@@ -318,11 +313,7 @@ fn make_stdout_sink(opts: &TraceOptions) -> Box<dyn SpanSink> {
         OutputFormat::Json => Box::new(JsonLinesSink::new(stdout)),
         OutputFormat::Tree => {
             let color = stdout.is_terminal();
-            Box::new(TreeSink::new(
-                stdout,
-                Duration::from_millis(opts.quiet_ms),
-                color,
-            ))
+            Box::new(TreeSink::new(stdout, opts.quiet, color))
         }
         OutputFormat::None => Box::new(NullSink),
     }
@@ -438,7 +429,7 @@ impl Loop {
         &mut self,
         ring: RingBuf<MapData>,
         mut child: Option<&mut Child>,
-        duration: Option<f64>,
+        duration: Option<Duration>,
         sink: &mut dyn SpanSink,
     ) -> Result<Ended> {
         // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as
@@ -451,8 +442,7 @@ impl Loop {
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigusr1 = signal(SignalKind::user_defined1())?;
         let mut tick = tokio::time::interval(TICK);
-        let deadline =
-            duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
         let sleep_until = async move {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,

@@ -1,11 +1,16 @@
 //! Command line: `sonde attach`, `sonde run`, `sonde doctor`, `sonde config`.
+//!
+//! Every numeric flag is parsed by the [`config::limits`](crate::config::limits) parser
+//! that the environment and the config file use too, so an out-of-range value is a clap
+//! error naming the flag, the value and the accepted range.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::attach::hooks::HookChoice;
-use crate::config::OtlpArgs;
+use crate::config::{OtlpArgs, limits};
 use crate::protocols::db::ParseOptions;
 
 #[derive(Debug, Parser)]
@@ -126,31 +131,37 @@ pub struct TraceOptions {
     /// process, else its executable or script name).
     #[arg(long, value_name = "NAME")]
     pub service_name: Option<String>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// Stop after this many seconds (at most 365 days).
+    #[arg(long, value_name = "SECS", value_parser = limits::parse_duration)]
+    pub duration: Option<Duration>,
     /// Payload bytes captured per syscall (headers must fit; bodies are never kept).
-    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=4096))]
+    #[arg(long, default_value = "2048", value_parser = limits::parse_capture_bytes)]
     pub capture_bytes: u32,
     /// Seconds a request may wait for its response before it is dropped and counted.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub request_timeout: f64,
-    /// Ring buffer size in MiB (power of two).
-    #[arg(long, default_value_t = 8, value_name = "MIB")]
-    pub ring_buffer_mib: u32,
+    #[arg(long, default_value = "30", value_name = "SECS",
+          value_parser = limits::parse_request_timeout)]
+    pub request_timeout: Duration,
+    /// Ring buffer size in MiB (power of two, at most 2048).
+    // Parsed into bytes.
+    #[arg(long = "ring-buffer-mib", default_value = "8", value_name = "MIB",
+          value_parser = limits::parse_ring_buffer_mib)]
+    pub ring_buffer_bytes: u32,
     /// Wake the agent once this many bytes of records wait unread (below that it reads
     /// every 50 ms). Larger means fewer wakeups, but the agent then keeps a CPU for longer
-    /// at a time, which stalls a busy application sharing it (docs/benchmarks.md).
+    /// at a time, which stalls a busy application sharing it (docs/benchmarks.md). At
+    /// most half the ring buffer.
     #[arg(long, default_value_t = DEFAULT_WAKEUP_BYTES, value_name = "BYTES",
-          value_parser = clap::value_parser!(u32).range(1024..))]
+          value_parser = limits::parse_wakeup_bytes)]
     pub wakeup_bytes: u32,
-    /// Least time between two wakeups, in µs (each is an interrupt on the CPU of the
-    /// traced thread whose record crossed the threshold).
-    #[arg(long, default_value_t = DEFAULT_WAKEUP_GAP_US, value_name = "US")]
+    /// Least time between two wakeups, in µs, at most 1 s (each is an interrupt on the
+    /// CPU of the traced thread whose record crossed the threshold).
+    #[arg(long, default_value_t = DEFAULT_WAKEUP_GAP_US, value_name = "US",
+          value_parser = limits::parse_wakeup_gap_us)]
     pub wakeup_gap_us: u32,
-    /// Tree output: print a trace once it has been quiet this long (ms).
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    pub quiet_ms: u64,
+    /// Tree output: print a trace once it has been quiet this long (ms, at most 1 hour).
+    #[arg(long = "quiet-ms", default_value = "1000", value_name = "MS",
+          value_parser = limits::parse_quiet_ms)]
+    pub quiet: Duration,
     /// Serve span metrics (RED, service graph) and the agent's counters for Prometheus
     /// at http://ADDR/metrics, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
@@ -174,4 +185,109 @@ pub struct TraceOptions {
     pub empty_probes: bool,
     #[command(flatten)]
     pub otlp: OtlpArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// The first line of clap's error for `args`.
+    fn flag_error(args: &[&str]) -> String {
+        let err = Cli::try_parse_from(args).expect_err("the flags must be refused");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+        err.to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn attach_with(flag: &str, value: &str) -> String {
+        flag_error(&["sonde", "attach", "--pid", "1", &format!("{flag}={value}")])
+    }
+
+    #[test]
+    fn out_of_range_flags_are_refused_naming_flag_value_and_range() {
+        let duration = "accepted: 0 to 31536000 seconds (365 days)";
+        assert_eq!(
+            attach_with("--duration", "inf"),
+            format!(
+                "error: invalid value 'inf' for '--duration <SECS>': \"inf\" is not finite; {duration}"
+            )
+        );
+        assert_eq!(
+            attach_with("--duration", "1e30"),
+            format!(
+                "error: invalid value '1e30' for '--duration <SECS>': \"1e30\" is above the maximum; \
+                 {duration}"
+            )
+        );
+        assert_eq!(
+            attach_with("--duration", "NaN"),
+            format!(
+                "error: invalid value 'NaN' for '--duration <SECS>': \"NaN\" is not a number; {duration}"
+            )
+        );
+        assert_eq!(
+            attach_with("--duration", "-1"),
+            format!(
+                "error: invalid value '-1' for '--duration <SECS>': \"-1\" is negative; {duration}"
+            )
+        );
+        assert_eq!(
+            attach_with("--otlp-timeout", "1e30"),
+            "error: invalid value '1e30' for '--otlp-timeout <MS>': \"1e30\" is above the maximum; \
+             accepted: more than 0 and at most 3600000 ms (1 hour); a bare number is ms, or give a \
+             unit: 250ms, 10s, 1m"
+        );
+        assert_eq!(
+            attach_with("--request-timeout", "0"),
+            "error: invalid value '0' for '--request-timeout <SECS>': \"0\" is zero; accepted: 0.001 \
+             to 86400 seconds (1 day)"
+        );
+        assert_eq!(
+            attach_with("--request-timeout", "inf"),
+            "error: invalid value 'inf' for '--request-timeout <SECS>': \"inf\" is not finite; \
+             accepted: 0.001 to 86400 seconds (1 day)"
+        );
+        assert_eq!(
+            attach_with("--ring-buffer-mib", "3"),
+            "error: invalid value '3' for '--ring-buffer-mib <MIB>': \"3\" is not a power of two; \
+             accepted: a power of two from 1 to 2048 MiB"
+        );
+        assert_eq!(
+            attach_with("--ring-buffer-mib", "4096"),
+            "error: invalid value '4096' for '--ring-buffer-mib <MIB>': \"4096\" is above the \
+             maximum; accepted: a power of two from 1 to 2048 MiB"
+        );
+        assert_eq!(
+            attach_with("--capture-bytes", "5000"),
+            "error: invalid value '5000' for '--capture-bytes <CAPTURE_BYTES>': \"5000\" is above \
+             the maximum; accepted: 64 to 4096 bytes"
+        );
+        assert_eq!(
+            attach_with("--wakeup-bytes", "512"),
+            "error: invalid value '512' for '--wakeup-bytes <BYTES>': \"512\" is below the minimum; \
+             accepted: 1024 bytes up to half the ring buffer (--ring-buffer-mib)"
+        );
+        assert_eq!(
+            attach_with("--wakeup-gap-us", "2000000"),
+            "error: invalid value '2000000' for '--wakeup-gap-us <US>': \"2000000\" is above the \
+             maximum; accepted: 0 to 1000000 µs (1 second)"
+        );
+        assert_eq!(
+            attach_with("--quiet-ms", "18446744073709551616"),
+            "error: invalid value '18446744073709551616' for '--quiet-ms <MS>': \
+             \"18446744073709551616\" is above the maximum; accepted: 0 to 3600000 ms (1 hour)"
+        );
+        // `sonde run` shares the options.
+        assert_eq!(
+            flag_error(&["sonde", "run", "--duration", "inf", "--", "true"]),
+            format!(
+                "error: invalid value 'inf' for '--duration <SECS>': \"inf\" is not finite; {duration}"
+            )
+        );
+    }
 }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::{Compression, Layer, Protocol, Signal, Source, Sourced, parse_headers, parse_timeout};
+use super::limits::parse_timeout;
+use super::{Compression, Layer, Protocol, Signal, Source, Sourced, parse_headers};
 
 /// Every setting's suffix after `OTEL_EXPORTER_OTLP_[SIGNAL_]`.
 const SUFFIXES: [&str; 6] = [
@@ -98,7 +99,7 @@ impl EnvSnapshot {
         })?;
         layer.protocol = parsed(self.setting(signal, "PROTOCOL"), Protocol::parse)?;
         layer.headers = parsed(self.setting(signal, "HEADERS"), parse_headers)?;
-        layer.timeout = parsed(self.setting(signal, "TIMEOUT"), parse_timeout)?;
+        layer.timeout = parsed(self.setting(signal, "TIMEOUT"), |v| Ok(parse_timeout(v)?))?;
         layer.compression = parsed(self.setting(signal, "COMPRESSION"), Compression::parse)?;
         layer.certificate = parsed(self.setting(signal, "CERTIFICATE"), |v| {
             Ok(PathBuf::from(v.trim()))

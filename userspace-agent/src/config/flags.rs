@@ -28,7 +28,7 @@ pub struct OtlpArgs {
     /// [env: OTEL_EXPORTER_OTLP_HEADERS]
     #[arg(long = "otlp-header", value_name = "KEY=VALUE", value_parser = parse_header)]
     pub otlp_headers: Vec<(String, String)>,
-    /// Export timeout in ms (or e.g. 5s). [env: OTEL_EXPORTER_OTLP_TIMEOUT]
+    /// Export timeout in ms (or e.g. 5s), at most 1 hour. [env: OTEL_EXPORTER_OTLP_TIMEOUT]
     #[arg(long, value_name = "MS", value_parser = parse_timeout)]
     pub otlp_timeout: Option<Duration>,
     /// gzip or none. [env: OTEL_EXPORTER_OTLP_COMPRESSION]

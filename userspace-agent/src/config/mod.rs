@@ -4,7 +4,9 @@
 //! Each source is read into a [`Layer`] (every setting optional) and the layers are
 //! merged per setting, so every resolved value remembers its [`Source`] for
 //! `sonde config`. Environment variables are read through a lookup closure, so tests
-//! never touch the process environment.
+//! never touch the process environment. Every number, whatever its source, goes through
+//! one parser in [`limits`], which documents the accepted ranges and turns anything
+//! else into an error instead of a panic.
 //!
 //! Endpoint rules follow the OpenTelemetry exporter specification:
 //! - the generic endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`, `--otlp-endpoint`,
@@ -19,6 +21,7 @@ pub mod display;
 pub mod env;
 pub mod file;
 pub mod flags;
+pub mod limits;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub use flags::OtlpArgs;
+pub use limits::{ValueError, parse_timeout};
 
 /// Where a setting's value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,29 +303,6 @@ fn validate_url(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// A timeout: a bare number is milliseconds (as in `OTEL_EXPORTER_OTLP_TIMEOUT`);
-/// `ms`, `s` and `m` suffixes are accepted too.
-pub fn parse_timeout(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let (num, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else {
-        (s, 1.0)
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .with_context(|| format!("invalid timeout {s:?} (milliseconds, or e.g. 10s)"))?;
-    if !n.is_finite() || n <= 0.0 {
-        bail!("timeout {s:?} must be positive");
-    }
-    Ok(Duration::from_secs_f64(n * unit_ms / 1000.0))
-}
-
 /// Parses an OTLP headers list: `k1=v1,k2=v2` (W3C baggage-like), keys and values
 /// percent-decoded and trimmed.
 pub fn parse_headers(s: &str) -> Result<Vec<(String, String)>> {
@@ -428,7 +409,10 @@ impl Sources {
     fn resolve(&self, signal: Signal) -> Result<OtlpConfig> {
         let mut layers = vec![self.flags.layer(signal)?, self.env.layer(signal)?];
         if let Some((path, file)) = &self.file {
-            layers.push(file.layer(path, signal)?);
+            layers.push(
+                file.layer(path, signal)
+                    .with_context(|| format!("config file {}", path.display()))?,
+            );
         }
         OtlpConfig::resolve(signal, &layers)
     }

@@ -400,3 +400,52 @@ fn display_shows_sources_and_masks_secrets() {
     assert_eq!(display::mask_url("http://h:1/p@x"), "http://h:1/p@x");
     assert_eq!(display::mask_url("not a url"), "not a url");
 }
+
+#[test]
+fn huge_timeouts_are_errors_naming_their_source() {
+    let range = "accepted: more than 0 and at most 3600000 ms (1 hour); a bare number is ms, \
+                 or give a unit: 250ms, 10s, 1m";
+    for var in [
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    ] {
+        let err = Config::load(None, &OtlpArgs::default(), env(&[(var, "1e30")])).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("environment variable {var}: \"1e30\" is above the maximum; {range}")
+        );
+    }
+    // The metrics signal's own variable fails when the metrics exporter resolves.
+    let c = Config::load(
+        None,
+        &OtlpArgs::default(),
+        env(&[("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "inf")]),
+    )
+    .unwrap();
+    let err = c.otlp_for(Signal::Metrics).unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "environment variable OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: \"inf\" is not finite; {range}"
+        )
+    );
+
+    let (_dir, path) = write_file("[otlp]\ntimeout = 18446744073709551615\n");
+    let err = Config::load(Some(&path), &OtlpArgs::default(), env(&[])).unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "config file {}: [otlp] timeout: \"18446744073709551615\" is above the maximum; {range}",
+            path.display()
+        )
+    );
+    let (_dir, path) = write_file("[otlp]\ntimeout = \"NaN s\"\n");
+    let err = Config::load(Some(&path), &OtlpArgs::default(), env(&[])).unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "config file {}: [otlp] timeout: \"NaN s\" is not a number; {range}",
+            path.display()
+        )
+    );
+}
