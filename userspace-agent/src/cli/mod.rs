@@ -1,17 +1,27 @@
-//! Command line: `sonde attach`, `sonde run`, `sonde doctor`, `sonde config`.
+//! The command line, and the only module that knows clap: `sonde attach`, `sonde run`,
+//! `sonde doctor`, `sonde config`.
 //!
-//! Every numeric flag is parsed by the [`config::limits`](crate::config::limits) parser
-//! that the environment and the config file use too, so an out-of-range value is a clap
-//! error naming the flag, the value and the accepted range.
+//! Flags are parsed here and turned into what the rest of Sonde takes ([`Action`]: a
+//! [`Settings`](crate::config::Settings) value and a [`Mode`](crate::agent::Mode) for
+//! the agent). `cli` depends on `config`, never the reverse. Every numeric flag is
+//! parsed by the [`config::limits`](crate::config::limits) parser that the environment
+//! and the config file use too, so an out-of-range value is a clap error naming the
+//! flag, the value and the accepted range, before anything is loaded or attached.
+
+mod otlp;
+mod settings;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use self::otlp::OtlpArgs;
+pub use self::settings::Action;
 use crate::attach::hooks::HookChoice;
-use crate::config::{OtlpArgs, limits};
-use crate::protocols::db::ParseOptions;
+use crate::config::limits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,23 +110,6 @@ pub enum DbQueryText {
     Off,
 }
 
-impl DbQueryText {
-    pub fn parse_options(self) -> ParseOptions {
-        let defaults = ParseOptions::default();
-        match self {
-            DbQueryText::Obfuscated => defaults,
-            DbQueryText::Raw => ParseOptions {
-                obfuscate_literals: false,
-                ..defaults
-            },
-            DbQueryText::Off => ParseOptions {
-                max_query_text: 0,
-                ..defaults
-            },
-        }
-    }
-}
-
 /// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
 pub const DEFAULT_WAKEUP_BYTES: u32 = 16 * 1024;
 /// Default `--wakeup-gap-us`.
@@ -185,109 +178,4 @@ pub struct TraceOptions {
     pub empty_probes: bool,
     #[command(flatten)]
     pub otlp: OtlpArgs,
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::Cli;
-
-    /// The first line of clap's error for `args`.
-    fn flag_error(args: &[&str]) -> String {
-        let err = Cli::try_parse_from(args).expect_err("the flags must be refused");
-        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
-        err.to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn attach_with(flag: &str, value: &str) -> String {
-        flag_error(&["sonde", "attach", "--pid", "1", &format!("{flag}={value}")])
-    }
-
-    #[test]
-    fn out_of_range_flags_are_refused_naming_flag_value_and_range() {
-        let duration = "accepted: 0 to 31536000 seconds (365 days)";
-        assert_eq!(
-            attach_with("--duration", "inf"),
-            format!(
-                "error: invalid value 'inf' for '--duration <SECS>': \"inf\" is not finite; {duration}"
-            )
-        );
-        assert_eq!(
-            attach_with("--duration", "1e30"),
-            format!(
-                "error: invalid value '1e30' for '--duration <SECS>': \"1e30\" is above the maximum; \
-                 {duration}"
-            )
-        );
-        assert_eq!(
-            attach_with("--duration", "NaN"),
-            format!(
-                "error: invalid value 'NaN' for '--duration <SECS>': \"NaN\" is not a number; {duration}"
-            )
-        );
-        assert_eq!(
-            attach_with("--duration", "-1"),
-            format!(
-                "error: invalid value '-1' for '--duration <SECS>': \"-1\" is negative; {duration}"
-            )
-        );
-        assert_eq!(
-            attach_with("--otlp-timeout", "1e30"),
-            "error: invalid value '1e30' for '--otlp-timeout <MS>': \"1e30\" is above the maximum; \
-             accepted: more than 0 and at most 3600000 ms (1 hour); a bare number is ms, or give a \
-             unit: 250ms, 10s, 1m"
-        );
-        assert_eq!(
-            attach_with("--request-timeout", "0"),
-            "error: invalid value '0' for '--request-timeout <SECS>': \"0\" is zero; accepted: 0.001 \
-             to 86400 seconds (1 day)"
-        );
-        assert_eq!(
-            attach_with("--request-timeout", "inf"),
-            "error: invalid value 'inf' for '--request-timeout <SECS>': \"inf\" is not finite; \
-             accepted: 0.001 to 86400 seconds (1 day)"
-        );
-        assert_eq!(
-            attach_with("--ring-buffer-mib", "3"),
-            "error: invalid value '3' for '--ring-buffer-mib <MIB>': \"3\" is not a power of two; \
-             accepted: a power of two from 1 to 2048 MiB"
-        );
-        assert_eq!(
-            attach_with("--ring-buffer-mib", "4096"),
-            "error: invalid value '4096' for '--ring-buffer-mib <MIB>': \"4096\" is above the \
-             maximum; accepted: a power of two from 1 to 2048 MiB"
-        );
-        assert_eq!(
-            attach_with("--capture-bytes", "5000"),
-            "error: invalid value '5000' for '--capture-bytes <CAPTURE_BYTES>': \"5000\" is above \
-             the maximum; accepted: 64 to 4096 bytes"
-        );
-        assert_eq!(
-            attach_with("--wakeup-bytes", "512"),
-            "error: invalid value '512' for '--wakeup-bytes <BYTES>': \"512\" is below the minimum; \
-             accepted: 1024 bytes up to half the ring buffer (--ring-buffer-mib)"
-        );
-        assert_eq!(
-            attach_with("--wakeup-gap-us", "2000000"),
-            "error: invalid value '2000000' for '--wakeup-gap-us <US>': \"2000000\" is above the \
-             maximum; accepted: 0 to 1000000 µs (1 second)"
-        );
-        assert_eq!(
-            attach_with("--quiet-ms", "18446744073709551616"),
-            "error: invalid value '18446744073709551616' for '--quiet-ms <MS>': \
-             \"18446744073709551616\" is above the maximum; accepted: 0 to 3600000 ms (1 hour)"
-        );
-        // `sonde run` shares the options.
-        assert_eq!(
-            flag_error(&["sonde", "run", "--duration", "inf", "--", "true"]),
-            format!(
-                "error: invalid value 'inf' for '--duration <SECS>': \"inf\" is not finite; {duration}"
-            )
-        );
-    }
 }
