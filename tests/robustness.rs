@@ -228,6 +228,69 @@ fn attach_without_target_is_a_clear_error() {
     );
 }
 
+/// Out-of-range numbers (flags and `OTEL_*` variables) are refused before anything is
+/// loaded or attached, with a message naming the flag or variable, the value and the
+/// accepted range: a non-zero exit, never a panic.
+#[test]
+fn out_of_range_settings_are_clear_errors() {
+    require_tracing!();
+    let own_pid = std::process::id();
+    let otlp_range = "accepted: more than 0 and at most 3600000 ms (1 hour)";
+    let cases = [
+        (
+            &["--duration", "inf"][..],
+            None,
+            "invalid value 'inf' for '--duration <SECS>': \"inf\" is not finite; accepted: 0 to \
+             31536000 seconds (365 days)"
+                .to_owned(),
+        ),
+        (
+            &["--otlp-timeout", "1e30"],
+            None,
+            format!(
+                "invalid value '1e30' for '--otlp-timeout <MS>': \"1e30\" is above the maximum; \
+                 {otlp_range}"
+            ),
+        ),
+        (
+            &[],
+            Some(("OTEL_EXPORTER_OTLP_TIMEOUT", "1e30")),
+            format!(
+                "sonde: error: environment variable OTEL_EXPORTER_OTLP_TIMEOUT: \"1e30\" is above \
+                 the maximum; {otlp_range}"
+            ),
+        ),
+    ];
+    for (args, var, message) in cases {
+        let mut cmd = AgentCmd::attach(&[own_pid]);
+        for a in args {
+            cmd = cmd.arg(*a);
+        }
+        if let Some((k, v)) = var {
+            cmd = cmd.env(k, v);
+        }
+        let s = cmd.spawn_unready().wait_exit(Duration::from_secs(30));
+        assert_no_panic(&s.stderr);
+        assert!(
+            !s.status.success(),
+            "{args:?} {var:?} must fail, got {}:\n{}",
+            s.status,
+            s.stderr
+        );
+        assert!(
+            s.stderr.contains(&message),
+            "{args:?} {var:?}: the error names the setting, the value and the range; want \
+             {message:?} in:\n{}",
+            s.stderr
+        );
+        assert!(
+            !s.stderr.contains("sonde: ready"),
+            "nothing was attached:\n{}",
+            s.stderr
+        );
+    }
+}
+
 /// `sonde run`: SIGTERM to the agent is passed on to the command, which is never left
 /// running untraced; the exit status follows the shell's 128 + signal convention.
 #[test]

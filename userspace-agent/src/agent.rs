@@ -13,15 +13,14 @@ use crate::attach::probes::{ProbeOptions, Probes};
 use crate::attach::targets::{self, Target};
 use crate::capture::ring::RingReader;
 use crate::capture::{Capture, IdleClient, ProcessRecord, TableLimits, WallClock};
-use crate::cli::{OutputFormat, TraceOptions};
-use crate::config::{Config, Signal};
+use crate::config::{OutputFormat, Settings, Signal, TraceSettings};
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
 use crate::propagation::reenrol::Reenroller;
 use crate::sinks::otlp::ExportOptions;
 use crate::sinks::{FanoutSink, JsonLinesSink, NullSink, OtlpSink, SpanSink, TreeSink};
-use crate::span_metrics::export::{MetricsExporter, export_interval};
+use crate::span_metrics::export::MetricsExporter;
 use crate::span_metrics::serve::PrometheusServer;
 use crate::span_metrics::{SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource};
 use crate::spans::{Limits, Session, Span, SpanBuilder};
@@ -84,11 +83,12 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
-pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended> {
+pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
+    let opts = &settings.trace;
     let counters = Arc::new(Counters::default());
     // Before attaching anything, so a bad OTLP or metrics setting fails fast.
-    let span_metrics = SpanMetricsSetup::start(&opts, &config, &counters).await?;
-    let mut sink = make_sink(&opts, &config, &counters, span_metrics.registry.as_ref())?;
+    let span_metrics = SpanMetricsSetup::start(&settings, &counters).await?;
+    let mut sink = make_sink(&settings, &counters, span_metrics.registry.as_ref())?;
     let tracefs = crate::doctor::ensure_tracefs().context("tracepoints need tracefs")?;
     log::debug!("tracefs at {}", tracefs.display());
 
@@ -102,21 +102,16 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
             .collect(),
         Mode::Run(_) => Vec::new(),
     };
-    let ring_bytes = opts
-        .ring_buffer_mib
-        .checked_mul(1 << 20)
-        .filter(|b| b.is_power_of_two())
-        .context("--ring-buffer-mib must be a power of two, at most 2048")?;
     let mut probes = Probes::load_and_attach(&ProbeOptions {
         capture_bytes: opts.capture_bytes,
         watch_exec: !exe_globs.is_empty(),
         empty_probes: opts.empty_probes,
-        ring_buffer_bytes: ring_bytes,
+        ring_buffer_bytes: opts.ring_buffer_bytes,
         wakeup: crate::attach::probes::Wakeup {
-            bytes: opts.wakeup_bytes.into(),
-            gap_ns: u64::from(opts.wakeup_gap_us) * 1000,
+            bytes: opts.wakeup.bytes.into(),
+            gap_ns: u64::try_from(opts.wakeup.gap.as_nanos()).unwrap_or(u64::MAX),
         },
-        inject: !opts.no_inject && !opts.empty_probes,
+        inject: opts.inject && !opts.empty_probes,
         hooks: opts.hooks,
     })?;
     if probes.injecting() {
@@ -143,7 +138,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     let builder_resources = Arc::clone(&resources);
     let mut builder = SpanBuilder::new(
         Limits {
-            request_timeout_ns: (opts.request_timeout.max(0.001) * 1e9) as u64,
+            request_timeout_ns: u64::try_from(opts.request_timeout.as_nanos()).unwrap_or(u64::MAX),
             ..Limits::default()
         },
         Box::new(move |pid| builder_resources.get_or_load(pid)),
@@ -228,8 +223,7 @@ fn report_fionread_hazard() {
 
 /// The stdout sink for `--output`, plus the OTLP exporter when OTLP is enabled.
 fn make_sink(
-    opts: &TraceOptions,
-    config: &Config,
+    settings: &Settings,
     counters: &Arc<Counters>,
     span_metrics: Option<&Arc<SpanMetrics>>,
 ) -> Result<Box<dyn SpanSink>> {
@@ -237,18 +231,19 @@ fn make_sink(
     if let Some(m) = span_metrics {
         sinks.push(Box::new(SpanMetricsSink::new(Arc::clone(m))));
     }
-    if config.otlp.enabled.value {
-        let otlp = OtlpSink::new(&config.otlp, ExportOptions::default(), Arc::clone(counters))
+    let traces = &settings.otlp.traces;
+    if traces.enabled.value {
+        let otlp = OtlpSink::new(traces, ExportOptions::default(), Arc::clone(counters))
             .context("setting up OTLP export")?;
         eprintln!(
             "sonde: exporting spans over OTLP ({}) to {}",
-            config.otlp.protocol.value,
-            crate::config::display::mask_url(&config.otlp.endpoint.value)
+            traces.protocol.value,
+            crate::config::display::mask_url(&traces.endpoint.value)
         );
         sinks.push(Box::new(otlp));
     }
-    if opts.output != OutputFormat::None || sinks.is_empty() {
-        sinks.push(make_stdout_sink(opts));
+    if settings.trace.output != OutputFormat::None || sinks.is_empty() {
+        sinks.push(make_stdout_sink(&settings.trace));
     }
     Ok(match sinks.len() {
         1 => sinks.remove(0),
@@ -265,8 +260,8 @@ struct SpanMetricsSetup {
 }
 
 impl SpanMetricsSetup {
-    async fn start(opts: &TraceOptions, config: &Config, counters: &Arc<Counters>) -> Result<Self> {
-        if opts.prometheus_listen.is_none() && !config.otlp.enabled.value {
+    async fn start(settings: &Settings, counters: &Arc<Counters>) -> Result<Self> {
+        if settings.trace.prometheus_listen.is_none() && !settings.otlp.traces.enabled.value {
             return Ok(Self {
                 registry: None,
                 _exporter: None,
@@ -284,7 +279,7 @@ impl SpanMetricsSetup {
             )
             .with_counters(Arc::clone(counters)),
         );
-        if let Some(addr) = opts.prometheus_listen {
+        if let Some(addr) = settings.trace.prometheus_listen {
             let server = PrometheusServer::bind(addr)
                 .await
                 .with_context(|| format!("serving Prometheus metrics on {addr}"))?;
@@ -299,11 +294,12 @@ impl SpanMetricsSetup {
                 }
             });
         }
-        let exporter = if config.otlp.enabled.value {
-            let metrics_config = config
-                .otlp_for(Signal::Metrics)
+        let exporter = if settings.otlp.traces.enabled.value {
+            let metrics_config = settings
+                .otlp
+                .for_signal(Signal::Metrics)
                 .context("OTLP metrics settings")?;
-            let interval = export_interval(|k| std::env::var(k).ok());
+            let interval = settings.otlp.metric_export_interval;
             Some(MetricsExporter::start(
                 &metrics_config,
                 Arc::clone(&registry),
@@ -320,17 +316,13 @@ impl SpanMetricsSetup {
     }
 }
 
-fn make_stdout_sink(opts: &TraceOptions) -> Box<dyn SpanSink> {
+fn make_stdout_sink(opts: &TraceSettings) -> Box<dyn SpanSink> {
     let stdout = std::io::stdout();
     match opts.output {
         OutputFormat::Json => Box::new(JsonLinesSink::new(stdout)),
         OutputFormat::Tree => {
             let color = stdout.is_terminal();
-            Box::new(TreeSink::new(
-                stdout,
-                Duration::from_millis(opts.quiet_ms),
-                color,
-            ))
+            Box::new(TreeSink::new(stdout, opts.tree_quiet, color))
         }
         OutputFormat::None => Box::new(NullSink),
     }
@@ -435,15 +427,14 @@ impl Loop {
         &mut self,
         mut ring: RingReader,
         mut child: Option<&mut Child>,
-        duration: Option<f64>,
+        duration: Option<Duration>,
         sink: &mut dyn SpanSink,
     ) -> Result<Ended> {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigusr1 = signal(SignalKind::user_defined1())?;
         let mut tick = tokio::time::interval(TICK);
-        let deadline =
-            duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
         let sleep_until = async move {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,

@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
-use super::{Config, OtlpConfig, Source};
+use super::{OtlpConfig, OtlpSettings, Source};
 
 const MASK: &str = "****";
 
 /// The whole effective configuration, ready to print.
-pub fn render(config: &Config) -> String {
+pub fn render(config: &OtlpSettings) -> String {
     let mut out = String::from(
         "# sonde: effective configuration (precedence: flag > env > file > default)\n",
     );
@@ -19,7 +19,7 @@ pub fn render(config: &Config) -> String {
         None => out.push_str("# config file: none (--config PATH)\n"),
     }
     out.push('\n');
-    out.push_str(&render_otlp(&config.otlp));
+    out.push_str(&render_otlp(&config.traces));
     out
 }
 

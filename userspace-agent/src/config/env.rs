@@ -3,13 +3,19 @@
 //! For each setting the per-signal variable (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`)
 //! overrides the generic one (`OTEL_EXPORTER_OTLP_TIMEOUT`). `OTEL_TRACES_EXPORTER`
 //! (`OTEL_METRICS_EXPORTER`) = `otlp` turns export on, `none` turns it off.
-//! Empty variables count as unset, as the spec asks.
+//! Empty variables count as unset, as the spec asks. `OTEL_METRIC_EXPORT_INTERVAL`
+//! sets how often metrics are exported.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Compression, Layer, Protocol, Signal, Source, Sourced, parse_headers, parse_timeout};
+use super::limits::{parse_metric_export_interval, parse_timeout};
+use super::{Compression, Layer, Protocol, Signal, Source, Sourced, parse_headers};
+
+/// `OTEL_METRIC_EXPORT_INTERVAL`'s default, the OpenTelemetry spec's.
+const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Every setting's suffix after `OTEL_EXPORTER_OTLP_[SIGNAL_]`.
 const SUFFIXES: [&str; 6] = [
@@ -37,6 +43,7 @@ impl EnvSnapshot {
             }
         }
         names.extend(SUFFIXES.iter().map(|s| format!("OTEL_EXPORTER_OTLP_{s}")));
+        names.push("OTEL_METRIC_EXPORT_INTERVAL".to_owned());
         let vars = names
             .into_iter()
             .filter_map(|n| {
@@ -52,6 +59,11 @@ impl EnvSnapshot {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// A captured variable's value.
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.get(name).map(|(_, v)| v.to_owned())
     }
 
     /// The per-signal variable if set, else the generic one.
@@ -98,11 +110,27 @@ impl EnvSnapshot {
         })?;
         layer.protocol = parsed(self.setting(signal, "PROTOCOL"), Protocol::parse)?;
         layer.headers = parsed(self.setting(signal, "HEADERS"), parse_headers)?;
-        layer.timeout = parsed(self.setting(signal, "TIMEOUT"), parse_timeout)?;
+        layer.timeout = parsed(self.setting(signal, "TIMEOUT"), |v| Ok(parse_timeout(v)?))?;
         layer.compression = parsed(self.setting(signal, "COMPRESSION"), Compression::parse)?;
         layer.certificate = parsed(self.setting(signal, "CERTIFICATE"), |v| {
             Ok(PathBuf::from(v.trim()))
         })?;
         Ok(layer)
     }
+}
+
+/// `OTEL_METRIC_EXPORT_INTERVAL` (ms), the OpenTelemetry default being 60 s. A value
+/// out of range is ignored with a warning, as the spec asks of numeric variables.
+pub fn export_interval(env: impl Fn(&str) -> Option<String>) -> Duration {
+    const NAME: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+    let Some(text) = env(NAME) else {
+        return DEFAULT_METRIC_EXPORT_INTERVAL;
+    };
+    parse_metric_export_interval(&text).unwrap_or_else(|e| {
+        log::warn!(
+            "environment variable {NAME}: {e}; using the default, {} ms",
+            DEFAULT_METRIC_EXPORT_INTERVAL.as_millis()
+        );
+        DEFAULT_METRIC_EXPORT_INTERVAL
+    })
 }

@@ -20,10 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use super::{
-    Compression, Layer, Protocol, Signal, Source, Sourced, parse_header, parse_headers,
-    parse_timeout,
-};
+use super::limits::parse_timeout;
+use super::{Compression, Layer, Protocol, Signal, Source, Sourced, parse_header, parse_headers};
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -100,8 +98,10 @@ impl FileConfig {
         };
         let timeout = match &o.timeout {
             None => None,
-            Some(FileTimeout::Millis(ms)) => Some(parse_timeout(&ms.to_string())?),
-            Some(FileTimeout::Str(s)) => Some(parse_timeout(s)?),
+            Some(FileTimeout::Millis(ms)) => {
+                Some(parse_timeout(&ms.to_string()).context("[otlp] timeout")?)
+            }
+            Some(FileTimeout::Str(s)) => Some(parse_timeout(s).context("[otlp] timeout")?),
         };
         let certificate = o.certificate.as_ref().map(|c| {
             if c.is_relative() {

@@ -16,14 +16,6 @@ use crate::config::OtlpConfig;
 use crate::metrics::Counters;
 use crate::sinks::otlp::OtlpClient;
 
-/// `OTEL_METRIC_EXPORT_INTERVAL` (ms), the OpenTelemetry default being 60 s.
-pub fn export_interval(env: impl Fn(&str) -> Option<String>) -> Duration {
-    env("OTEL_METRIC_EXPORT_INTERVAL")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map_or(Duration::from_secs(60), Duration::from_millis)
-}
-
 /// The running exporter; dropping it exports one last time and stops the thread.
 pub struct MetricsExporter {
     stop: Arc<AtomicBool>,
@@ -96,26 +88,4 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interval_from_env_with_spec_default() {
-        assert_eq!(export_interval(|_| None), Duration::from_secs(60));
-        assert_eq!(
-            export_interval(|_| Some("1500".into())),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(
-            export_interval(|_| Some("junk".into())),
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            export_interval(|_| Some("0".into())),
-            Duration::from_secs(60)
-        );
-    }
 }

@@ -264,14 +264,12 @@ impl Worker {
             }
             let delay = retry_after.unwrap_or_else(|| jitter(backoff));
             backoff = (backoff * 2).min(self.options.max_backoff);
-            if started.elapsed() + delay >= budget {
-                break format!("{message} (no time left to retry)");
-            }
-            if self
+            let budget_left = budget.saturating_sub(started.elapsed());
+            let shutdown_left = self
                 .deadline()
-                .is_some_and(|deadline| Instant::now() + delay >= deadline)
-            {
-                break format!("{message} (shutting down)");
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            if let Some(why) = retry_refused(delay, budget_left, shutdown_left) {
+                break format!("{message} ({why})");
             }
             log::debug!("OTLP export attempt {attempt} failed: {message}; retrying in {delay:?}");
             Counters::inc(&self.counters.export_retries);
@@ -296,6 +294,23 @@ impl Worker {
     }
 }
 
+/// Why a retry after `delay` will not happen, if it will not: it would end past the
+/// batch's time budget, or past the shutdown deadline. Comparing what is left rather
+/// than adding `delay` to a clock keeps any delay, however large, from overflowing.
+fn retry_refused(
+    delay: Duration,
+    budget_left: Duration,
+    shutdown_left: Option<Duration>,
+) -> Option<&'static str> {
+    if delay >= budget_left {
+        Some("no time left to retry")
+    } else if shutdown_left.is_some_and(|left| delay >= left) {
+        Some("shutting down")
+    } else {
+        None
+    }
+}
+
 /// Between half and all of `d` ("equal jitter"), so retrying agents spread out.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.5..=1.0))
@@ -311,5 +326,21 @@ mod tests {
             let j = jitter(Duration::from_millis(1000));
             assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000));
         }
+    }
+
+    #[test]
+    fn a_huge_server_delay_gives_up_without_overflow() {
+        let forever = Duration::from_secs(u64::MAX);
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            retry_refused(forever, ten, None),
+            Some("no time left to retry")
+        );
+        assert_eq!(
+            retry_refused(forever, Duration::MAX, Some(ten)),
+            Some("shutting down")
+        );
+        assert_eq!(retry_refused(Duration::from_secs(1), ten, Some(ten)), None);
+        assert_eq!(retry_refused(ten, ten, None), Some("no time left to retry"));
     }
 }

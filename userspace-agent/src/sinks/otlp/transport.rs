@@ -38,6 +38,12 @@ use crate::config::{Compression, OtlpConfig, Protocol, Signal};
 const USER_AGENT: &str = concat!("sonde/", env!("CARGO_PKG_VERSION"));
 /// Largest response body read from an OTLP/HTTP collector.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// The longest delay a collector may ask for (Retry-After, gRPC RetryInfo); longer ones
+/// are cut to this. One day is far past the longest export timeout
+/// ([`MAX_OTLP_TIMEOUT`](crate::config::limits::MAX_OTLP_TIMEOUT)), so a cut delay still
+/// makes the exporter give up on the batch as the full one would, and adding it to a
+/// clock reading cannot overflow.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Why an export did not go through.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -324,12 +330,7 @@ impl OtlpClient {
             .await
             .map_err(|e| ExportError::transient(format!("POST {url}: {}", error_chain(&e))))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after_header(response.headers());
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -359,6 +360,16 @@ impl OtlpClient {
             Err(ExportError::Permanent(message))
         }
     }
+}
+
+/// `Retry-After` in seconds (an HTTP date is ignored: the backoff applies), at most
+/// [`MAX_RETRY_DELAY`].
+fn retry_after_header(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_DELAY))
 }
 
 fn grpc_request<T>(message: T, metadata: &MetadataMap, timeout: Duration) -> tonic::Request<T> {
@@ -507,7 +518,8 @@ struct ProtoDuration {
     nanos: i32,
 }
 
-/// The delay of a `google.rpc.RetryInfo` inside encoded `google.rpc.Status` details.
+/// The delay of a `google.rpc.RetryInfo` inside encoded `google.rpc.Status` details, at
+/// most [`MAX_RETRY_DELAY`].
 fn retry_info_delay(details: &[u8]) -> Option<Duration> {
     if details.is_empty() {
         return None;
@@ -521,7 +533,8 @@ fn retry_info_delay(details: &[u8]) -> Option<Duration> {
         .and_then(|r| r.retry_delay)
         .map(|d| {
             Duration::from_secs(d.seconds.max(0) as u64)
-                + Duration::from_nanos(d.nanos.max(0) as u64)
+                .saturating_add(Duration::from_nanos(d.nanos.max(0) as u64))
+                .min(MAX_RETRY_DELAY)
         })
 }
 
@@ -578,6 +591,42 @@ mod tests {
         }
         assert_eq!(retry_info_delay(b""), None);
         assert_eq!(retry_info_delay(b"\xff\xff"), None);
+    }
+
+    #[test]
+    fn huge_server_delays_are_capped() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::RETRY_AFTER,
+            u64::MAX.to_string().parse().unwrap(),
+        );
+        assert_eq!(retry_after_header(&headers), Some(MAX_RETRY_DELAY));
+        headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after_header(&headers), Some(Duration::from_secs(120)));
+        // Past u64 (or a date): not a delay in seconds, so the backoff applies.
+        headers.insert(
+            http::header::RETRY_AFTER,
+            "18446744073709551616".parse().unwrap(),
+        );
+        assert_eq!(retry_after_header(&headers), None);
+
+        // RetryInfo's seconds are an int64: the largest one, plus nanoseconds.
+        let details = RpcStatus {
+            code: 8,
+            message: "slow down".into(),
+            details: vec![ProtoAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: RetryInfo {
+                    retry_delay: Some(ProtoDuration {
+                        seconds: i64::MAX,
+                        nanos: 999_999_999,
+                    }),
+                }
+                .encode_to_vec(),
+            }],
+        }
+        .encode_to_vec();
+        assert_eq!(retry_info_delay(&details), Some(MAX_RETRY_DELAY));
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! `--otlp-*` flags, flattened into `sonde attach`, `sonde run` and `sonde config`.
+//! `--otlp-*` flags, flattened into `sonde attach`, `sonde run` and `sonde config`, and
+//! their conversion into the flag layer of the OTLP settings.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
 use clap::Args;
 
-use super::{Compression, Layer, Protocol, Signal, Source, Sourced, parse_header, parse_timeout};
+use crate::config::{
+    Compression, FlagLayers, Layer, Protocol, Signal, Source, Sourced, parse_header, parse_timeout,
+};
 
 #[derive(Clone, Debug, Default, Args, PartialEq)]
 #[command(next_help_heading = "OTLP export")]
@@ -28,7 +30,7 @@ pub struct OtlpArgs {
     /// [env: OTEL_EXPORTER_OTLP_HEADERS]
     #[arg(long = "otlp-header", value_name = "KEY=VALUE", value_parser = parse_header)]
     pub otlp_headers: Vec<(String, String)>,
-    /// Export timeout in ms (or e.g. 5s). [env: OTEL_EXPORTER_OTLP_TIMEOUT]
+    /// Export timeout in ms (or e.g. 5s), at most 1 hour. [env: OTEL_EXPORTER_OTLP_TIMEOUT]
     #[arg(long, value_name = "MS", value_parser = parse_timeout)]
     pub otlp_timeout: Option<Duration>,
     /// gzip or none. [env: OTEL_EXPORTER_OTLP_COMPRESSION]
@@ -41,11 +43,19 @@ pub struct OtlpArgs {
 }
 
 impl OtlpArgs {
-    pub fn layer(&self, signal: Signal) -> Result<Layer> {
+    /// The flags as the highest-precedence source of both signals' settings.
+    pub fn layers(&self) -> FlagLayers {
+        FlagLayers {
+            traces: self.layer(Signal::Traces),
+            metrics: self.layer(Signal::Metrics),
+        }
+    }
+
+    fn layer(&self, signal: Signal) -> Layer {
         fn s<T>(v: T, name: &'static str) -> Option<Sourced<T>> {
             Some(Sourced::new(v, Source::Flag(name)))
         }
-        Ok(Layer {
+        Layer {
             enabled: if self.otlp { s(true, "--otlp") } else { None },
             endpoint: self
                 .otlp_endpoint
@@ -72,6 +82,6 @@ impl OtlpArgs {
                 .otlp_certificate
                 .clone()
                 .and_then(|v| s(v, "--otlp-certificate")),
-        })
+        }
     }
 }

@@ -1,12 +1,27 @@
-//! Command line: `sonde attach`, `sonde run`, `sonde doctor`, `sonde config`.
+//! The command line, and the only module that knows clap: `sonde attach`, `sonde run`,
+//! `sonde doctor`, `sonde config`.
+//!
+//! Flags are parsed here and turned into what the rest of Sonde takes ([`Action`]: a
+//! [`Settings`](crate::config::Settings) value and a [`Mode`](crate::agent::Mode) for
+//! the agent). `cli` depends on `config`, never the reverse. Every numeric flag is
+//! parsed by the [`config::limits`](crate::config::limits) parser that the environment
+//! and the config file use too, so an out-of-range value is a clap error naming the
+//! flag, the value and the accepted range, before anything is loaded or attached.
+
+mod otlp;
+mod settings;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use self::otlp::OtlpArgs;
+pub use self::settings::Action;
 use crate::attach::hooks::HookChoice;
-use crate::config::OtlpArgs;
-use crate::protocols::db::ParseOptions;
+use crate::config::limits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,23 +110,6 @@ pub enum DbQueryText {
     Off,
 }
 
-impl DbQueryText {
-    pub fn parse_options(self) -> ParseOptions {
-        let defaults = ParseOptions::default();
-        match self {
-            DbQueryText::Obfuscated => defaults,
-            DbQueryText::Raw => ParseOptions {
-                obfuscate_literals: false,
-                ..defaults
-            },
-            DbQueryText::Off => ParseOptions {
-                max_query_text: 0,
-                ..defaults
-            },
-        }
-    }
-}
-
 /// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
 pub const DEFAULT_WAKEUP_BYTES: u32 = 16 * 1024;
 /// Default `--wakeup-gap-us`.
@@ -126,31 +124,37 @@ pub struct TraceOptions {
     /// process, else its executable or script name).
     #[arg(long, value_name = "NAME")]
     pub service_name: Option<String>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// Stop after this many seconds (at most 365 days).
+    #[arg(long, value_name = "SECS", value_parser = limits::parse_duration)]
+    pub duration: Option<Duration>,
     /// Payload bytes captured per syscall (headers must fit; bodies are never kept).
-    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=4096))]
+    #[arg(long, default_value = "2048", value_parser = limits::parse_capture_bytes)]
     pub capture_bytes: u32,
     /// Seconds a request may wait for its response before it is dropped and counted.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub request_timeout: f64,
-    /// Ring buffer size in MiB (power of two).
-    #[arg(long, default_value_t = 8, value_name = "MIB")]
-    pub ring_buffer_mib: u32,
+    #[arg(long, default_value = "30", value_name = "SECS",
+          value_parser = limits::parse_request_timeout)]
+    pub request_timeout: Duration,
+    /// Ring buffer size in MiB (power of two, at most 2048).
+    // Parsed into bytes.
+    #[arg(long = "ring-buffer-mib", default_value = "8", value_name = "MIB",
+          value_parser = limits::parse_ring_buffer_mib)]
+    pub ring_buffer_bytes: u32,
     /// Wake the agent once this many bytes of records wait unread (below that it reads
     /// every 50 ms). Larger means fewer wakeups, but the agent then keeps a CPU for longer
-    /// at a time, which stalls a busy application sharing it (docs/benchmarks.md).
+    /// at a time, which stalls a busy application sharing it (docs/benchmarks.md). At
+    /// most half the ring buffer.
     #[arg(long, default_value_t = DEFAULT_WAKEUP_BYTES, value_name = "BYTES",
-          value_parser = clap::value_parser!(u32).range(1024..))]
+          value_parser = limits::parse_wakeup_bytes)]
     pub wakeup_bytes: u32,
-    /// Least time between two wakeups, in µs (each is an interrupt on the CPU of the
-    /// traced thread whose record crossed the threshold).
-    #[arg(long, default_value_t = DEFAULT_WAKEUP_GAP_US, value_name = "US")]
+    /// Least time between two wakeups, in µs, at most 1 s (each is an interrupt on the
+    /// CPU of the traced thread whose record crossed the threshold).
+    #[arg(long, default_value_t = DEFAULT_WAKEUP_GAP_US, value_name = "US",
+          value_parser = limits::parse_wakeup_gap_us)]
     pub wakeup_gap_us: u32,
-    /// Tree output: print a trace once it has been quiet this long (ms).
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    pub quiet_ms: u64,
+    /// Tree output: print a trace once it has been quiet this long (ms, at most 1 hour).
+    #[arg(long = "quiet-ms", default_value = "1000", value_name = "MS",
+          value_parser = limits::parse_quiet_ms)]
+    pub quiet: Duration,
     /// Serve span metrics (RED, service graph) and the agent's counters for Prometheus
     /// at http://ADDR/metrics, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
