@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod process;
 pub mod propagation;
 pub mod protocols;
+pub mod serve;
 pub mod sinks;
 pub mod span_metrics;
 pub mod spans;
