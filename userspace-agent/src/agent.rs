@@ -18,11 +18,13 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
 use crate::propagation::reenrol::Reenroller;
+use crate::serve;
 use crate::sinks::otlp::ExportOptions;
 use crate::sinks::{FanoutSink, JsonLinesSink, NullSink, OtlpSink, SpanSink, TreeSink};
 use crate::span_metrics::export::MetricsExporter;
-use crate::span_metrics::serve::PrometheusServer;
-use crate::span_metrics::{SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource};
+use crate::span_metrics::{
+    SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource, scrape,
+};
 use crate::spans::{Limits, Session, Span, SpanBuilder};
 
 /// What to trace.
@@ -201,7 +203,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
     loop_state.probes.sync_counters(&counters);
     drop(loop_state);
     // The metrics exporter sends its last export when dropped: count it before reporting.
-    drop(span_metrics);
+    span_metrics.stop().await;
     eprint!("{}", counters.report());
     ended
 }
@@ -257,6 +259,8 @@ struct SpanMetricsSetup {
     registry: Option<Arc<SpanMetrics>>,
     /// Exports one last time when dropped (agent shutdown).
     _exporter: Option<MetricsExporter>,
+    /// `--prometheus-listen`.
+    endpoint: Option<serve::Serving>,
 }
 
 impl SpanMetricsSetup {
@@ -265,6 +269,7 @@ impl SpanMetricsSetup {
             return Ok(Self {
                 registry: None,
                 _exporter: None,
+                endpoint: None,
             });
         }
         let host = hostname::get().map_or_else(
@@ -279,20 +284,17 @@ impl SpanMetricsSetup {
             )
             .with_counters(Arc::clone(counters)),
         );
+        let mut endpoint = None;
         if let Some(addr) = settings.trace.prometheus_listen {
-            let server = PrometheusServer::bind(addr)
+            let server = serve::Server::bind(addr, serve::Limits::default())
                 .await
                 .with_context(|| format!("serving Prometheus metrics on {addr}"))?;
             eprintln!(
-                "sonde: Prometheus metrics at http://{}/metrics",
-                server.local_addr()?
+                "sonde: Prometheus metrics at http://{}{}",
+                server.local_addr(),
+                scrape::PATH
             );
-            let registry = Arc::clone(&registry);
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(registry).await {
-                    eprintln!("sonde: Prometheus endpoint stopped: {e:#}");
-                }
-            });
+            endpoint = Some(server.serve(scrape::routes(Arc::clone(&registry))));
         }
         let exporter = if settings.otlp.traces.enabled.value {
             let metrics_config = settings
@@ -312,7 +314,15 @@ impl SpanMetricsSetup {
         Ok(Self {
             registry: Some(registry),
             _exporter: exporter,
+            endpoint,
         })
+    }
+
+    /// Lets scrapes under way finish, then exports one last time.
+    async fn stop(mut self) {
+        if let Some(endpoint) = self.endpoint.take() {
+            endpoint.shutdown().await;
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod process;
 pub mod propagation;
 pub mod protocols;
+pub mod serve;
 pub mod sinks;
 pub mod span_metrics;
 pub mod spans;

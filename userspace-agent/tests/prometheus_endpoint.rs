@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sonde::metrics::Counters;
+use sonde::serve::{Limits, Server, Serving};
 use sonde::sinks::SpanSink;
 use sonde::span_metrics::{
-    PrometheusServer, SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource,
+    SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource, scrape,
 };
 use sonde::spans::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId};
+use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -54,12 +57,24 @@ fn http_span(kind: SpanKind, id: u8, parent: Option<u8>, service: &str, status: 
     }
 }
 
+/// The scrape route alone on a loopback port.
+async fn start(metrics: &Arc<SpanMetrics>, limits: Limits) -> (Serving, SocketAddr) {
+    let server = Server::bind("127.0.0.1:0".parse().expect("addr"), limits)
+        .await
+        .expect("bind");
+    let addr = server.local_addr();
+    (server.serve(scrape::routes(Arc::clone(metrics))), addr)
+}
+
 /// Sends one raw request, returns (status line, headers, body).
 async fn fetch(addr: SocketAddr, request: &str) -> (String, HashMap<String, String>, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the server closes the connection after its response")
+        .expect("read");
     let text = String::from_utf8(raw).expect("utf-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("head/body separator");
     let mut lines = head.split("\r\n");
@@ -159,16 +174,15 @@ async fn scrape_returns_parseable_red_service_graph_and_health_metrics() {
     )
     .expect("export");
 
-    let server = PrometheusServer::bind("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind");
-    let addr = server.local_addr().expect("local addr");
-    let task = tokio::spawn(server.serve(Arc::clone(&metrics)));
+    let (serving, addr) = start(&metrics, Limits::default()).await;
 
     let (status, headers, body) =
         fetch(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     assert_eq!(headers["content-length"], body.len().to_string());
 
     let (types, samples) = parse(&body);
@@ -227,5 +241,77 @@ async fn scrape_returns_parseable_red_service_graph_and_health_metrics() {
     assert!(body.is_empty());
     assert_ne!(headers["content-length"], "0");
 
-    task.abort();
+    serving.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_methods_paths_and_query_strings() {
+    let metrics = Arc::new(SpanMetrics::new(
+        SpanMetricsConfig::default(),
+        agent_resource("testhost"),
+        0,
+    ));
+    let (serving, addr) = start(&metrics, Limits::default()).await;
+
+    let (status, headers, _) = fetch(addr, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    let allow: Vec<&str> = headers["allow"].split(',').map(str::trim).collect();
+    assert!(
+        allow.contains(&"GET") && allow.contains(&"HEAD"),
+        "{allow:?}"
+    );
+    let (status, _, _) = fetch(addr, "DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    let (status, _, _) = fetch(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, _, _) = fetch(addr, "GET /metrics/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, _, _) = fetch(addr, "garbage\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+
+    let (status, headers, body) = fetch(
+        addr,
+        "GET /metrics?name[]=sonde_events_read_total HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert!(status.ends_with(" 200 OK"), "{status}");
+    assert_eq!(headers["content-length"], body.len().to_string());
+    let (_, samples) = parse(&body);
+    assert!(samples.iter().any(|s| s.name == "target_info"));
+
+    serving.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_and_partial_clients_do_not_block_a_scrape_and_are_dropped() {
+    let metrics = Arc::new(SpanMetrics::new(
+        SpanMetricsConfig::default(),
+        agent_resource("testhost"),
+        0,
+    ));
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (serving, addr) = start(&metrics, limits).await;
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    let mut partial = TcpStream::connect(addr).await.expect("connect");
+    partial
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: loc")
+        .await
+        .expect("send");
+
+    let (status, _, body) = fetch(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("# TYPE "), "{body}");
+
+    for stream in [&mut idle, &mut partial] {
+        let mut rest = Vec::new();
+        // EOF (or a reset) once the header timeout has passed, never a response.
+        match tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await {
+            Err(_) => panic!("connection still open 10 s after the header timeout"),
+            Ok(_) => assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest)),
+        }
+    }
+    serving.shutdown().await;
 }

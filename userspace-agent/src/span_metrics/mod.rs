@@ -5,7 +5,7 @@
 //! ([`red`]) and service-graph edges ([`service_graph`]), all bounded ([`store`]), and
 //! hands out [`Snapshot`]s that [`prometheus::render`] and [`otlp::build_request`]
 //! turn into wire formats. [`SpanMetricsSink`] feeds it from the span pipeline;
-//! [`serve_prometheus`] exposes it for scraping.
+//! [`scrape::routes`] is its part of the agent's HTTP server (`crate::serve`).
 
 pub mod attrs;
 pub mod export;
@@ -14,7 +14,7 @@ pub mod histogram;
 pub mod otlp;
 pub mod prometheus;
 pub mod red;
-pub mod serve;
+pub mod scrape;
 pub mod service_graph;
 pub mod snapshot;
 pub mod store;
@@ -26,7 +26,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 pub use attrs::{AttrValue, Attrs};
 pub use histogram::Histogram;
 pub use red::{DEFAULT_RULES, RedRule};
-pub use serve::{PrometheusServer, serve_prometheus};
 pub use service_graph::{Edge, ServiceGraphConfig};
 pub use snapshot::{MetricData, MetricSnapshot, Point, Snapshot};
 pub use store::{InstrumentDesc, InstrumentKind};
