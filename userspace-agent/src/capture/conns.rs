@@ -64,17 +64,6 @@ pub struct IdleClient {
 }
 
 impl<S> Conn<S> {
-    /// This connection as an idle client (see [`IdleClient`]).
-    pub fn idle_client(&self) -> IdleClient {
-        IdleClient {
-            tgid: self.tgid,
-            fd: self.fd,
-            local: self.ends.local,
-            remote: self.ends.remote,
-            sent_bytes: self.sent_bytes,
-        }
-    }
-
     /// Folded egress (sendfile, splice: no bytes to show) up to the kernel's running
     /// `total`, sent by `ts_ns`: the part not handed on yet, as one payload-less
     /// segment; nothing if the kernel's count started again (its entry was evicted).

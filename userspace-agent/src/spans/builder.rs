@@ -19,12 +19,12 @@ use crate::capture::held::Prefix;
 use crate::capture::{Conn, ConnId, ConnSegment, Consumer, Endpoints, IdleClient};
 use crate::metrics::Counters;
 use crate::propagation::tracestate;
-use crate::protocols::Segment;
 use crate::protocols::db::{DbCall, ParseOptions};
 use crate::protocols::parser::{
     CallOf, Message, ParserStats, Reply, Report, RequestHeadOf, Side, StreamId,
 };
 use crate::protocols::registry::{self, Detection, PROTOCOLS, Protocol};
+use crate::protocols::{Parser, Segment};
 
 /// Limits that keep the span builder's memory bounded.
 #[derive(Clone, Copy, Debug)]
@@ -195,12 +195,16 @@ impl SpanBuilder {
         }));
     }
 
-    /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
-    fn feed(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>, bytes: &Segment<'_>) {
+    /// Runs `f` with the connection's parser and a handler for what it reports (none
+    /// before the protocol is known), then folds the parser's counts into the agent's.
+    fn drive<R>(
+        &mut self,
+        conn: &mut Conn<Session>,
+        keep_cuts: bool,
+        f: impl FnOnce(&mut dyn Parser, &mut Handler<'_>) -> R,
+    ) -> Option<R> {
         let ConnPart { info, active } = ConnPart::of(conn);
-        let Some(active) = active else {
-            return;
-        };
+        let active = active?;
         let Active {
             protocol,
             role,
@@ -209,12 +213,20 @@ impl SpanBuilder {
             marks,
             ..
         } = &mut **active;
-        let request_side = role.carries_requests(seg.direction);
-        marks.observe(*role, request_side, bytes.ts_ns, &seg.mark);
-        let sender = role.sender(seg.direction);
-        let mut handler = Handler::new(self, &info, (*protocol, *role), pairing, marks, false);
-        parser.push(sender, bytes, &mut handler);
+        let mut handler = Handler::new(self, &info, (*protocol, *role), pairing, marks, keep_cuts);
+        let result = f(parser.as_mut(), &mut handler);
         self.account(active);
+        Some(result)
+    }
+
+    /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
+    fn feed(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>, bytes: &Segment<'_>) {
+        self.drive(conn, false, |parser, h| {
+            let request_side = h.role.carries_requests(seg.direction);
+            h.marks
+                .observe(h.role, request_side, bytes.ts_ns, &seg.mark);
+            parser.push(h.role.sender(seg.direction), bytes, h);
+        });
     }
 
     /// Folds what the parser counted since the last look into the agent's counters.
@@ -301,58 +313,37 @@ impl Consumer<Session> for SpanBuilder {
     /// Our side stopped writing: a server's response delimited by close ends here. A
     /// response cut short stays pending and fails when the socket closes.
     fn write_closed(&mut self, _id: ConnId, conn: &mut Conn<Session>, _ts_ns: u64) {
-        let ConnPart { info, active } = ConnPart::of(conn);
-        let Some(active) = active else {
-            return;
-        };
-        let Active {
-            protocol,
-            role,
-            parser,
-            pairing,
-            marks,
-            ..
-        } = &mut **active;
-        if *role != Role::Server {
-            return;
-        }
-        let mut handler = Handler::new(self, &info, (*protocol, *role), pairing, marks, false);
-        parser.end_of_stream(Side::Server, &mut handler);
-        self.account(active);
+        self.drive(conn, false, |parser, h| {
+            if h.role == Role::Server {
+                parser.end_of_stream(Side::Server, h);
+            }
+        });
     }
 
     /// The connection is gone: finish what can be finished, fail the rest.
     fn closed(&mut self, _id: ConnId, mut conn: Conn<Session>, ts_ns: u64) {
-        let ConnPart { info, active } = ConnPart::of(&mut conn);
-        let Some(active) = active else {
+        let last_seen_ns = conn.last_seen_ns;
+        let ended = self.drive(&mut conn, true, |parser, h| {
+            parser.finish(h);
+            let cut_end = h.cut_end;
+            for ex in h.pairing.drain() {
+                let response_started = ex.response.is_some();
+                let end_ns = cut_end
+                    .filter(|_| response_started)
+                    .unwrap_or(ts_ns.max(last_seen_ns));
+                let outcome = Outcome::Cut {
+                    end_ns,
+                    response_started,
+                };
+                finish_exchange(h.b, h.conn, h.role, ex, outcome);
+            }
+            (h.protocol, h.role)
+        });
+        let Some((protocol, role)) = ended else {
             return;
         };
-        let Active {
-            protocol,
-            role,
-            parser,
-            pairing,
-            marks,
-            ..
-        } = &mut **active;
-        let (role, protocol) = (*role, *protocol);
-        let mut handler = Handler::new(self, &info, (protocol, role), pairing, marks, true);
-        parser.finish(&mut handler);
-        let cut_end = handler.cut_end;
-        for ex in pairing.drain() {
-            let response_started = ex.response.is_some();
-            let end_ns = cut_end
-                .filter(|_| response_started)
-                .unwrap_or(ts_ns.max(info.last_seen_ns));
-            let outcome = Outcome::Cut {
-                end_ns,
-                response_started,
-            };
-            finish_exchange(self, &info, role, ex, outcome);
-        }
-        self.account(active);
         if protocol.db_system.is_some() {
-            let (local, remote) = (info.ends.local, info.ends.remote);
+            let (local, remote) = (conn.ends.local, conn.ends.remote);
             match role {
                 Role::Client => self.calls.client_closed(local, remote),
                 Role::Server => {

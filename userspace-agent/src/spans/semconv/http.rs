@@ -7,25 +7,8 @@ use std::sync::Arc;
 use crate::abi::InjectStatus;
 use crate::capture::Endpoints;
 use crate::protocols::http1::{RequestHead, ResponseHead};
-use crate::spans::identity::SpanIdentity;
-use crate::spans::model::{KeyValue, Resource, Span, SpanKind, Status, Value};
-use crate::spans::pairing::Outcome;
-
-/// What an HTTP/1 exchange's span is built from.
-pub struct HttpExchange {
-    pub ident: SpanIdentity,
-    /// W3C `tracestate` that came with the header the parent was taken from.
-    pub trace_state: Option<String>,
-    pub resource: Arc<Resource>,
-    pub request: RequestHead,
-    /// First request byte (server: read; client: written), Unix ns.
-    pub start_ns: u64,
-    pub request_body_bytes: Option<u64>,
-    pub response: Option<ResponseHead>,
-    pub response_body_bytes: Option<u64>,
-    /// Client side: what the sk_msg program did to the request's bytes.
-    pub inject: InjectStatus,
-}
+use crate::spans::model::{KeyValue, Span, SpanKind, Status, Value};
+use crate::spans::pairing::{Exchange, Outcome};
 
 /// `POST <anything>/v1/traces`, the OTLP/HTTP trace export (OTLP specification,
 /// "OTLP/HTTP Request"); the request-target may be absolute-form via a proxy. A fact
@@ -114,8 +97,14 @@ fn bracket_v6(host: &str) -> String {
 }
 
 /// Builds the span of a finished exchange.
-pub fn build_span(ex: HttpExchange, kind: SpanKind, ends: &Endpoints, outcome: Outcome) -> Span {
-    let HttpExchange {
+pub fn build_span(
+    ex: Exchange<RequestHead, ResponseHead>,
+    kind: SpanKind,
+    ends: &Endpoints,
+    outcome: Outcome,
+) -> Span {
+    let Exchange {
+        stream: _,
         ident,
         trace_state,
         resource,
@@ -124,6 +113,7 @@ pub fn build_span(ex: HttpExchange, kind: SpanKind, ends: &Endpoints, outcome: O
         request_body_bytes,
         response,
         response_body_bytes,
+        timed_out: _,
         inject,
     } = ex;
 

@@ -12,37 +12,13 @@ use crate::protocols::parser::{RequestHeadOf, ResponseHeadOf};
 
 /// The span of a finished exchange, by its protocol's conventions.
 pub fn exchange_span(ex: Exchange, kind: SpanKind, ends: &Endpoints, outcome: Outcome) -> Span {
-    let Exchange {
-        stream: _,
-        ident,
-        trace_state,
-        resource,
-        request,
-        start_ns,
-        request_body_bytes,
-        response,
-        response_body_bytes,
-        timed_out: _,
-        inject,
-    } = ex;
-    match request {
-        RequestHeadOf::Http1(request) => http::build_span(
-            http::HttpExchange {
-                ident,
-                trace_state,
-                resource,
-                request,
-                start_ns,
-                request_body_bytes,
-                response: response.map(|r| match r {
-                    ResponseHeadOf::Http1(head) => head,
-                }),
-                response_body_bytes,
-                inject,
-            },
-            kind,
-            ends,
-            outcome,
-        ),
+    match ex.request {
+        RequestHeadOf::Http1(_) => {
+            let ex = ex.map(
+                |RequestHeadOf::Http1(head)| head,
+                |ResponseHeadOf::Http1(head)| head,
+            );
+            http::build_span(ex, kind, ends, outcome)
+        }
     }
 }
