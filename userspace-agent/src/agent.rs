@@ -91,7 +91,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
     // Before attaching anything, so a bad OTLP or metrics setting fails fast.
     let span_metrics = SpanMetricsSetup::start(&opts, &config, &counters).await?;
     let mut sink = make_sink(&opts, &config, &counters, span_metrics.registry.as_ref())?;
-    let tracefs = crate::doctor::ensure_tracefs().context("tracepoints need tracefs")?;
+    let tracefs = crate::sys::fs::ensure_tracefs().context("tracepoints need tracefs")?;
     log::debug!("tracefs at {}", tracefs.display());
 
     let exe_globs: Vec<glob::Pattern> = match &mode {
@@ -206,7 +206,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
 /// Says at startup whether this kernel has the sockmap FIONREAD bug (as `sonde doctor`
 /// does); the enrolment rule keeps applications safe in both cases.
 fn report_fionread_hazard() {
-    use crate::doctor::sockmap::{FionreadProbe, probe_fionread};
+    use crate::sys::sockmap::{FionreadProbe, probe_fionread};
     match probe_fionread() {
         Ok(FionreadProbe::Correct) => log::info!("sockmap FIONREAD is correct on this kernel"),
         Ok(FionreadProbe::Broken { reported }) => log::info!(

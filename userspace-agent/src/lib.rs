@@ -19,3 +19,4 @@ pub mod protocols;
 pub mod sinks;
 pub mod span_metrics;
 pub mod spans;
+pub mod sys;

@@ -20,8 +20,8 @@ use aya::{Btf, Ebpf};
 use aya_obj::generated::bpf_cmd;
 
 use super::probes::verifier_context;
-use crate::doctor::bpf_probe::{bpf_fd, zeroed_attr};
-use crate::doctor::parse;
+use crate::sys::bpf::{bpf_fd, zeroed_attr};
+use crate::sys::parse;
 
 pub const SOCKOPS_PROGRAM: &str = "sonde_sockops";
 pub const SK_MSG_PROGRAM: &str = "sonde_sk_msg";

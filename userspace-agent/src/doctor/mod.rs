@@ -6,25 +6,18 @@
 //! side effects, both of which the agent itself would cause anyway: tracefs and
 //! securityfs get mounted if they were not.
 //!
-//! Layout: `parse` holds pure text parsers (unit-tested on literals), `sys` and
-//! `bpf_probe` hold every `unsafe` syscall, `tracefs` finds or mounts tracefs, `checks`
-//! turns observations into [`Check`]s, `report` prints them.
+//! Layout: the observations come from [`crate::sys`] (every syscall and kernel probe),
+//! `checks` turns them into [`Check`]s, `report` prints them.
 
-pub(crate) mod bpf_probe;
 mod checks;
-pub(crate) mod parse;
 mod programs;
 mod report;
-pub(crate) mod sockmap;
-mod sys;
-mod tracefs;
 
 use serde::Serialize;
 
 pub use checks::probe_host;
 pub(crate) use checks::{fentry_check, kernel_btf, kprobes_check_here, socket_tracepoints_check};
 pub use report::{Verdict, print_report};
-pub use tracefs::ensure_tracefs;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,4 +1,5 @@
-//! Raw bpf(2) calls used as feature probes. All BPF `unsafe` is confined here.
+//! Raw bpf(2) calls: the feature probes' throwaway maps and programs, and the few
+//! commands aya does not offer.
 //!
 //! We call the syscall directly instead of going through aya because aya's probes
 //! fold "permission denied" into a generic error, and telling "the kernel lacks it"

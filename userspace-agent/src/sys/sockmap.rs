@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aya_obj::generated::bpf_map_type;
 
-use super::bpf_probe::{self, BpfError};
+use super::bpf::{self, BpfError};
 
 /// Bytes the peer sends before FIONREAD is asked.
 const PROBE_BYTES: usize = 1000;
@@ -48,8 +48,8 @@ pub fn probe_fionread() -> Result<FionreadProbe, ProbeError> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let client = TcpStream::connect(listener.local_addr()?)?;
     let (mut server, _) = listener.accept()?;
-    let map = bpf_probe::create_map(bpf_map_type::BPF_MAP_TYPE_SOCKHASH, 8, 4, 1)?;
-    bpf_probe::update_u64_u32(&map, 1, client.as_raw_fd() as u32)?;
+    let map = bpf::create_map(bpf_map_type::BPF_MAP_TYPE_SOCKHASH, 8, 4, 1)?;
+    bpf::update_u64_u32(&map, 1, client.as_raw_fd() as u32)?;
 
     server.write_all(&[b'x'; PROBE_BYTES])?;
     client.set_read_timeout(Some(Duration::from_secs(2)))?;

@@ -1,0 +1,26 @@
+//! The seam between Sonde and the kernel: every raw system call, and the probes that
+//! find out what this kernel offers, behind safe functions.
+//!
+//! The rest of the agent asks questions (where is tracefs? may this process create a
+//! ring buffer?) and gets typed answers; it issues no bpf(2), mount(2) or ioctl(2) of
+//! its own, and every `unsafe` those calls need is here. Probes try the feature rather
+//! than trust version strings, and they tell "the kernel lacks it" from "the kernel
+//! refuses it to us": the three-way answer `sonde doctor` reports. This module knows
+//! nothing of attaching, the doctor or the command line; they all build on it.
+//!
+//! - `bpf`: bpf(2) commands (map create/update, throwaway program loads) and [`BpfError`]
+//! - `host`: uname, euid, rlimits, page size, capabilities, kernel config
+//! - `fs`: finding or mounting tracefs and securityfs
+//! - `sockmap`: whether FIONREAD tells the truth on a sockhash-enrolled socket
+//! - `parse`: pure parsers of the kernel's text files (no I/O, tested on literals)
+//!
+//! [`BpfError`]: bpf::BpfError
+
+pub mod bpf;
+pub mod fs;
+pub mod host;
+pub mod parse;
+pub mod sockmap;
+
+#[cfg(test)]
+mod tests;
