@@ -16,7 +16,9 @@
 //! what the others avoid.
 
 use aya::Btf;
-use aya_obj::btf::BtfKind;
+
+use crate::sys::features::{self, Feature};
+use crate::sys::host;
 
 /// A kernel attachment point for one program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,12 +268,15 @@ pub struct KernelHooks {
 
 impl KernelHooks {
     pub fn probe() -> Self {
-        let btf = crate::doctor::kernel_btf();
+        let btf = features::kernel_btf();
         let parsed = btf.as_ref().map_err(String::as_str);
-        let socket_tracepoints = check_result(crate::doctor::socket_tracepoints_check(parsed));
-        let trampolines = check_result(crate::doctor::fentry_check(parsed));
-        let kprobes = check_result(crate::doctor::kprobes_check_here());
-        let sendfile_via_sendmsg = btf.as_ref().is_ok_and(sendfile_via_sendmsg);
+        // Named as `sonde doctor` names the checks, so a refusal reads the same in both.
+        let socket_tracepoints =
+            available("socket_tracepoints", features::socket_tracepoints(parsed));
+        let trampolines = available("fentry", features::fentry(parsed));
+        let release = host::uname().ok().map(|(release, _)| release);
+        let kprobes = available("kprobes", features::kprobes(release.as_deref()));
+        let sendfile_via_sendmsg = btf.as_ref().is_ok_and(features::sendfile_via_sendmsg);
         Self {
             btf,
             socket_tracepoints,
@@ -293,18 +298,12 @@ impl KernelHooks {
     }
 }
 
-/// Whether sendfile to a TCP socket goes through sendmsg on the kernel `btf` describes
-/// (Linux 6.5+: `splice_to_socket`).
-pub fn sendfile_via_sendmsg(btf: &Btf) -> bool {
-    btf.id_by_type_name_kind("splice_to_socket", BtfKind::Func)
-        .is_ok()
-}
-
-fn check_result(check: crate::doctor::Check) -> Result<(), String> {
-    if check.state == crate::doctor::State::Ok {
+/// `Err("name: what was seen")` unless `feature` is available.
+fn available(name: &str, feature: Feature) -> Result<(), String> {
+    if feature.is_available() {
         Ok(())
     } else {
-        Err(format!("{}: {}", check.name, check.detail))
+        Err(format!("{name}: {}", feature.detail))
     }
 }
 

@@ -5,21 +5,20 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use aya::Btf;
-use aya_obj::btf::BtfKind;
 use aya_obj::generated::bpf_map_type;
 
 use super::{Check, HostReport, State};
 use crate::sys::bpf::{self, BpfError};
+use crate::sys::features::{self, Feature, Support};
 use crate::sys::fs::{self, MountError, MountOrigin};
 use crate::sys::host::{
     self, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE,
     CAP_SYS_RESOURCE,
 };
-use crate::sys::parse::{self, CgroupLayout, ConfigValue};
+use crate::sys::parse::{self, CgroupLayout};
 use crate::sys::sockmap::{self, FionreadProbe};
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
-const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
 const UPROBE_PMU: &str = "/sys/bus/event_source/devices/uprobe";
 
 /// Probes what this host allows. Needs no arguments and never fails: anything it
@@ -34,7 +33,7 @@ pub fn probe_host() -> HostReport {
     let mounts = std::fs::read_to_string("/proc/mounts").map(|t| parse::parse_mounts(&t));
     let cap_eff = host::effective_caps();
     let tracefs = fs::ensure_tracefs_with_origin();
-    let btf = kernel_btf();
+    let btf = features::kernel_btf();
     let btf = btf.as_ref().map_err(String::as_str);
 
     let mut checks = vec![
@@ -45,24 +44,23 @@ pub fn probe_host() -> HostReport {
         ringbuf_check(),
         lockdown_check(),
         kprobes_check(release.as_deref()),
-        fentry_check(btf),
+    ];
+    // Kept: loading Sonde's fexit programs below depends on it.
+    let fentry = features::fentry(btf);
+    checks.extend([
+        fentry_check(&fentry),
         probe_write_user_check(),
         tracefs_check(&tracefs),
         syscall_tracepoints_check(&tracefs),
         socket_tracepoints_check(btf),
-    ];
-    super::programs::check_programs(&mut checks, btf);
+    ]);
+    super::programs::check_programs(&mut checks, btf, &fentry);
     checks.extend([cgroup2_check(&mounts), sockmap_fionread_check()]);
     checks.extend(CAPS.iter().map(|cap| capability_check(cap, cap_eff)));
     checks.push(uprobes_check(cap_eff));
     checks.push(unprivileged_bpf_check());
     checks.push(memlock_check(release.as_deref()));
     HostReport::new(checks)
-}
-
-/// The running kernel's BTF, parsed (what the hook checks look their targets up in).
-pub(crate) fn kernel_btf() -> Result<Btf, String> {
-    Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))
 }
 
 fn kernel_check(uname: &io::Result<(String, String)>) -> Check {
@@ -140,13 +138,7 @@ fn io_state(e: &io::Error) -> State {
 }
 
 fn bpf_state(e: &BpfError) -> State {
-    if e.is_denied() {
-        State::Denied
-    } else if e.is_missing() {
-        State::Missing
-    } else {
-        State::Unknown
-    }
+    State::from(Support::from(e))
 }
 
 fn bpf_syscall_check() -> Check {
@@ -242,113 +234,38 @@ fn lockdown_impact(mode: &str) -> String {
 }
 
 fn kprobes_check(release: Option<&str>) -> Check {
-    let pmu = Path::new(KPROBE_PMU).exists();
-    let config = host::kernel_config(release).map(|(src, text)| {
-        let value = match parse::kernel_config(&text, "CONFIG_KPROBES") {
-            ConfigValue::Set(v) => format!("CONFIG_KPROBES={v}"),
-            ConfigValue::NotSet => "CONFIG_KPROBES is not set".to_owned(),
-            ConfigValue::Absent => "CONFIG_KPROBES absent".to_owned(),
-        };
-        format!("{value} ({src})")
-    });
-    let config = config.unwrap_or_else(|| "kernel config not readable".to_owned());
-    if pmu {
-        Check::ok("kprobes", format!("{KPROBE_PMU} present; {config}"))
-    } else {
-        Check::bad(
-            "kprobes",
-            State::Missing,
-            format!("{KPROBE_PMU} absent; {config}"),
-            "no kretprobe hooks on the socket layer (used where neither socket \
-             tracepoints nor BPF trampolines exist)",
-        )
-    }
+    feature_check(
+        "kprobes",
+        features::kprobes(release),
+        "no kretprobe hooks on the socket layer (used where neither socket \
+         tracepoints nor BPF trampolines exist)",
+    )
 }
 
-/// [`kprobes_check`] for the running kernel.
-pub(crate) fn kprobes_check_here() -> Check {
-    let release = host::uname().ok().map(|(r, _)| r);
-    kprobes_check(release.as_deref())
+fn socket_tracepoints_check(btf: Result<&Btf, &str>) -> Check {
+    feature_check(
+        "socket_tracepoints",
+        features::socket_tracepoints(btf),
+        "socket data is hooked elsewhere (fexit, kprobes or syscall tracepoints, in that \
+         order): syscall tracepoints put every process of the host on the slow syscall path",
+    )
 }
 
-/// The socket-layer tracepoints Sonde prefers for socket data (Linux 6.4+): present in
-/// BTF, and an empty `tp_btf` program loads and attaches on one. `btf` is the kernel's,
-/// parsed once by the caller (it takes some 10 MB and tens of milliseconds).
-pub(crate) fn socket_tracepoints_check(btf: Result<&Btf, &str>) -> Check {
-    const NAME: &str = "socket_tracepoints";
-    const IMPACT: &str = "socket data is hooked elsewhere (fexit, kprobes or syscall \
-                          tracepoints, in that order): syscall tracepoints put every process \
-                          of the host on the slow syscall path";
-    let id = btf
-        .map_err(|e| (State::Unknown, e.to_owned()))
-        .and_then(|btf| {
-            btf.id_by_type_name_kind("btf_trace_sock_send_length", BtfKind::Typedef)
-                .map_err(|_| {
-                    (
-                        State::Missing,
-                        "no sock_send_length tracepoint in BTF (added in Linux 6.4)".to_owned(),
-                    )
-                })
-        });
-    let id = match id {
-        Ok(id) => id,
-        Err((state, detail)) => return Check::bad(NAME, state, detail, IMPACT),
-    };
-    match bpf::try_tp_btf(id) {
-        Ok(()) => Check::ok(
-            NAME,
-            format!(
-                "loaded and attached an empty tp_btf program on sock_send_length (BTF id {id})"
-            ),
-        ),
-        Err(e) => Check::bad(
-            NAME,
-            bpf_state(&e),
-            format!("tp_btf on sock_send_length (BTF id {id}): {e}"),
-            IMPACT,
-        ),
-    }
+fn fentry_check(fentry: &Feature) -> Check {
+    feature_check(
+        "fentry",
+        fentry.clone(),
+        "no BPF trampolines: no fexit hooks on the socket layer (used where socket \
+         tracepoints do not exist)",
+    )
 }
 
-/// BPF trampolines: an empty fentry program loads and attaches (`btf`: the kernel's, as
-/// for [`socket_tracepoints_check`]).
-pub(crate) fn fentry_check(btf: Result<&Btf, &str>) -> Check {
-    const IMPACT: &str = "no BPF trampolines: no fexit hooks on the socket layer (used \
-                          where socket tracepoints do not exist)";
-    // tcp_sendmsg is what Sonde would hook; bpf_fentry_test1 exists only for tests
-    // like this one, in case tcp_sendmsg is missing from BTF.
-    let target = btf.map_err(str::to_owned).and_then(|btf| {
-        ["tcp_sendmsg", "bpf_fentry_test1"]
-            .into_iter()
-            .find_map(|name| {
-                btf.id_by_type_name_kind(name, BtfKind::Func)
-                    .ok()
-                    .map(|id| (name, id))
-            })
-            .ok_or_else(|| "neither tcp_sendmsg nor bpf_fentry_test1 is in BTF".to_owned())
-    });
-    let (name, id) = match target {
-        Ok(t) => t,
-        Err(e) => {
-            return Check::bad(
-                "fentry",
-                State::Unknown,
-                format!("no attach target: {e}"),
-                IMPACT,
-            );
-        }
-    };
-    match bpf::try_fentry(id) {
-        Ok(()) => Check::ok(
-            "fentry",
-            format!("loaded and attached an empty fentry program on {name} (BTF id {id})"),
-        ),
-        Err(e) => Check::bad(
-            "fentry",
-            bpf_state(&e),
-            format!("fentry on {name} (BTF id {id}): {e}"),
-            IMPACT,
-        ),
+/// The check `name` for a probed feature, with what lacking it costs.
+fn feature_check(name: &'static str, feature: Feature, impact: &str) -> Check {
+    let Feature { support, detail } = feature;
+    match support {
+        Support::Available => Check::ok(name, detail),
+        lacking => Check::bad(name, State::from(lacking), detail, impact),
     }
 }
 

@@ -15,8 +15,9 @@ mod report;
 
 use serde::Serialize;
 
+use crate::sys::features::Support;
+
 pub use checks::probe_host;
-pub(crate) use checks::{fentry_check, kernel_btf, kprobes_check_here, socket_tracepoints_check};
 pub use report::{Verdict, print_report};
 
 /// Outcome of one check.
@@ -31,6 +32,17 @@ pub enum State {
     Denied,
     /// Could not tell (unreadable file, unexpected errno).
     Unknown,
+}
+
+impl From<Support> for State {
+    fn from(support: Support) -> Self {
+        match support {
+            Support::Available => State::Ok,
+            Support::Missing => State::Missing,
+            Support::Denied => State::Denied,
+            Support::Unknown => State::Unknown,
+        }
+    }
 }
 
 /// One probed fact about the host.

@@ -9,14 +9,18 @@
 //! nothing of attaching, the doctor or the command line; they all build on it.
 //!
 //! - `bpf`: bpf(2) commands (map create/update, throwaway program loads) and [`BpfError`]
+//! - `features`: the kernel features the hook choice rests on (BTF, socket tracepoints,
+//!   fentry, kprobes), each a three-way [`Feature`] answer
 //! - `host`: uname, euid, rlimits, page size, capabilities, kernel config
 //! - `fs`: finding or mounting tracefs and securityfs
 //! - `sockmap`: whether FIONREAD tells the truth on a sockhash-enrolled socket
 //! - `parse`: pure parsers of the kernel's text files (no I/O, tested on literals)
 //!
 //! [`BpfError`]: bpf::BpfError
+//! [`Feature`]: features::Feature
 
 pub mod bpf;
+pub mod features;
 pub mod fs;
 pub mod host;
 pub mod parse;
