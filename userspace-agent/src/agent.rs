@@ -370,55 +370,12 @@ fn spawn_traced(cmd: &[String], probes: &mut Probes, counters: &Counters) -> Res
     let map_fd = probes.traced_map_fd();
     let mut command = Command::new(program);
     command.args(args);
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (getpid, bpf) with pointers to its own stack.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, move || enroll_self(map_fd));
-    }
+    crate::sys::bpf::enroll_before_exec(&mut command, map_fd);
     let child = command
         .spawn()
         .with_context(|| format!("starting {program} traced"))?;
     Counters::inc(&counters.processes_traced);
     Ok(child)
-}
-
-/// `bpf(BPF_MAP_UPDATE_ELEM)` of (own pid -> 1) into the traced-pid map.
-fn enroll_self(map_fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    /// The map-element member of `union bpf_attr` (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    struct MapElemAttr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u32;
-    let value: u32 = 1;
-    let attr = MapElemAttr {
-        map_fd: map_fd as u32,
-        _pad: 0,
-        key: (&raw const pid) as u64,
-        value: (&raw const value) as u64,
-        flags: 0,
-    };
-    // SAFETY: attr and the key/value it points to live on this stack frame for the
-    // duration of the call; the size passed matches the struct.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_ELEM,
-            &raw const attr,
-            size_of::<MapElemAttr>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 struct Loop {

@@ -11,17 +11,15 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use aya::programs::links::FdLink;
 use aya::programs::{CgroupAttachMode, Iter, SkMsg, SockOps};
 use aya::{Btf, Ebpf};
-use aya_obj::generated::bpf_cmd;
 
 use super::probes::verifier_context;
-use crate::sys::bpf::{bpf_fd, zeroed_attr};
-use crate::sys::parse;
+use crate::sys::{bpf, parse};
 
 pub const SOCKOPS_PROGRAM: &str = "sonde_sockops";
 pub const SK_MSG_PROGRAM: &str = "sonde_sk_msg";
@@ -120,31 +118,19 @@ impl ArmIterator {
             .try_into()
             .context("the iterator link has no fd")?;
         let id = link.info().context("iterator link info")?.id();
-        let link = link_fd_by_id(id).context("opening the iterator link by id")?;
+        let link = bpf::link_fd_by_id(id)
+            .map_err(io::Error::from)
+            .context("opening the iterator link by id")?;
         Ok(Self { link })
     }
 
     /// One pass over the host's TCP sockets (the program does its work as it goes).
     pub fn run(&self) -> io::Result<()> {
-        let mut attr = zeroed_attr();
-        // SAFETY: writing plain integers into the iter-create member of the union.
-        let create = unsafe { &mut attr.iter_create };
-        create.link_fd = self.link.as_raw_fd() as u32;
-        let fd = bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr, "BPF_ITER_CREATE")?;
+        let fd = bpf::iter_create(self.link.as_fd())?;
         let mut seq = std::fs::File::from(fd);
         let mut sink = [0u8; 512];
         // The program prints nothing; reading to the end drives the walk.
         while seq.read(&mut sink)? > 0 {}
         Ok(())
     }
-}
-
-fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    let mut attr = zeroed_attr();
-    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
-    Ok(bpf_fd(
-        bpf_cmd::BPF_LINK_GET_FD_BY_ID,
-        &mut attr,
-        "BPF_LINK_GET_FD_BY_ID",
-    )?)
 }
