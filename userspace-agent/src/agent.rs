@@ -12,13 +12,14 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::abi::Event;
-use crate::attach::probes::{ProbeOptions, Probes};
+use crate::attach::probes::Probes;
 use crate::attach::targets::{self, Target};
 use crate::capture::clock::WallClock;
 use crate::cli::{OutputFormat, TraceOptions};
 use crate::config::{Config, Signal};
 use crate::metrics::Counters;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
+use crate::programs::ProbeOptions;
 use crate::propagation::reenrol::Reenroller;
 use crate::sinks::otlp::ExportOptions;
 use crate::sinks::{FanoutSink, JsonLinesSink, OtlpSink, SpanSink, TreeSink};
@@ -114,7 +115,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         watch_exec: !exe_globs.is_empty(),
         empty_probes: opts.empty_probes,
         ring_buffer_bytes: ring_bytes,
-        wakeup: crate::attach::probes::Wakeup {
+        wakeup: crate::programs::Wakeup {
             bytes: opts.wakeup_bytes.into(),
             gap_ns: u64::from(opts.wakeup_gap_us) * 1000,
         },

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::attach::hooks::HookChoice;
 use crate::config::OtlpArgs;
+use crate::programs::{DEFAULT_WAKEUP_BYTES, DEFAULT_WAKEUP_GAP_US, HookChoice};
 use crate::protocols::db::ParseOptions;
 
 #[derive(Debug, Parser)]
@@ -111,11 +111,6 @@ impl DbQueryText {
         }
     }
 }
-
-/// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
-pub const DEFAULT_WAKEUP_BYTES: u32 = 16 * 1024;
-/// Default `--wakeup-gap-us`.
-pub const DEFAULT_WAKEUP_GAP_US: u32 = 50;
 
 #[derive(Clone, Debug, Args)]
 pub struct TraceOptions {

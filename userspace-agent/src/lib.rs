@@ -14,6 +14,7 @@ pub mod config;
 pub mod doctor;
 pub mod metrics;
 pub mod process;
+pub mod programs;
 pub mod propagation;
 pub mod protocols;
 pub mod sinks;

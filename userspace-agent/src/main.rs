@@ -32,8 +32,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             verifier_matrix: true,
         } => {
-            let matrix = sonde::attach::matrix::load_every_program()?;
-            sonde::attach::matrix::print_matrix(&matrix, json, &mut std::io::stdout())?;
+            let matrix = sonde::programs::load_every_program()?;
+            sonde::programs::print_matrix(&matrix, json, &mut std::io::stdout())?;
             return Ok(if matrix.all_ok() {
                 ExitCode::SUCCESS
             } else {

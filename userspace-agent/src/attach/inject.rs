@@ -18,7 +18,7 @@ use aya::programs::links::FdLink;
 use aya::programs::{CgroupAttachMode, Iter, SkMsg, SockOps};
 use aya::{Btf, Ebpf};
 
-use super::probes::verifier_context;
+use crate::programs::verifier_context;
 use crate::sys::{bpf, parse};
 
 pub const SOCKOPS_PROGRAM: &str = "sonde_sockops";

@@ -2,6 +2,5 @@
 
 pub mod hooks;
 pub mod inject;
-pub mod matrix;
 pub mod probes;
 pub mod targets;

@@ -7,8 +7,9 @@
 
 use aya::Btf;
 
-use crate::attach::hooks::{DataHooks, LIFECYCLE};
-use crate::attach::matrix::{LoadState, Matrix, ProgramLoad, load_every_program_with};
+use crate::programs::{
+    DataHooks, LIFECYCLE, LoadState, Matrix, ProgramLoad, load_every_program_with,
+};
 
 use super::{Check, State};
 use crate::sys::features::{self, Feature};
@@ -187,7 +188,7 @@ mod tests {
     fn matrix(programs: Vec<ProgramLoad>) -> Matrix {
         Matrix {
             programs,
-            verifier_budget: crate::attach::matrix::VERIFIER_BUDGET,
+            verifier_budget: crate::programs::VERIFIER_BUDGET,
         }
     }
 

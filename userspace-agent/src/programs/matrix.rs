@@ -15,7 +15,7 @@ use aya::Btf;
 use aya_obj::btf::BtfKind;
 
 use super::hooks::{Hook, hook_of};
-use super::probes::{ProbeOptions, load_object};
+use super::object::{ProbeOptions, load_object};
 use crate::sys::features::{self, Feature};
 
 /// Verifier log lines kept for a rejected program: the verdict is at the end.
@@ -213,7 +213,7 @@ fn load(
 
 fn no_target(program: &str) -> LoadFailure {
     LoadFailure::Other(format!(
-        "{program} is not in attach/hooks.rs: no target to load it on"
+        "{program} is not in programs/hooks.rs: no target to load it on"
     ))
 }
 
