@@ -14,6 +14,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result};
+use aya::maps::{HashMap, MapData, SkStorage, SockHash};
 use aya::programs::links::FdLink;
 use aya::programs::{CgroupAttachMode, Iter, SkMsg, SockOps};
 use aya::{Btf, Ebpf};
@@ -25,6 +26,17 @@ pub const SOCKOPS_PROGRAM: &str = "sonde_sockops";
 pub const SK_MSG_PROGRAM: &str = "sonde_sk_msg";
 pub const ARM_ITER_PROGRAM: &str = "sonde_iter_arm";
 const SOCKHASH: &str = "inject_socks";
+
+/// What userspace needs to re-enrol keep-alive sockets for injection.
+pub struct InjectionMaps {
+    /// `inject_socks`, by socket cookie.
+    pub sockhash: SockHash<MapData, u64>,
+    /// `inject_marks`: how far each connect()ed socket got (MARK_* in inject.bpf.c).
+    pub marks: SkStorage<MapData, u8>,
+    /// `arm_requests` and the iterator that serves them: arming sockets opened before the
+    /// agent attached (None when this kernel cannot).
+    pub arming: Option<(HashMap<MapData, u64, u8>, ArmIterator)>,
+}
 
 /// Where cgroup2 is mounted (hybrid hosts: /sys/fs/cgroup/unified).
 fn cgroup2_root() -> Result<PathBuf> {

@@ -14,24 +14,13 @@ use aya::programs::{BtfTracePoint, FExit, KProbe, TracePoint};
 use aya::{Btf, Ebpf};
 
 use super::hooks::KernelHooks;
-use super::inject;
+use super::inject::{self, InjectionMaps};
 use crate::abi;
 use crate::metrics::Counters;
 use crate::programs::{
     DataHooks, Hook, HookChoice, LIFECYCLE, ProbeOptions, ProgramHook, load_object,
     verifier_context,
 };
-
-/// What userspace needs to re-enrol keep-alive sockets for injection.
-pub struct InjectionMaps {
-    /// `inject_socks`, by socket cookie.
-    pub sockhash: SockHash<MapData, u64>,
-    /// `inject_marks`: how far each connect()ed socket got (MARK_* in inject.bpf.c).
-    pub marks: SkStorage<MapData, u8>,
-    /// `arm_requests` and the iterator that serves them: arming sockets opened before the
-    /// agent attached (None when this kernel cannot).
-    pub arming: Option<(HashMap<MapData, u64, u8>, inject::ArmIterator)>,
-}
 
 /// The loaded, attached probes and handles on their maps.
 pub struct Probes {

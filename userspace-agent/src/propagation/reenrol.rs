@@ -39,8 +39,7 @@ use std::thread;
 use aya::maps::{HashMap as BpfHashMap, MapData, SkStorage, SockHash};
 use socket2::SockRef;
 
-use crate::attach::inject::ArmIterator;
-use crate::attach::probes::InjectionMaps;
+use crate::attach::inject::{ArmIterator, InjectionMaps};
 use crate::metrics::Counters;
 use crate::spans::tracker::ReenrolRequest;
 
