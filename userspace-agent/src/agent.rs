@@ -12,6 +12,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::abi::Event;
+use crate::attach::inject::reenrol::Reenroller;
 use crate::attach::probes::Probes;
 use crate::attach::targets::{self, Target};
 use crate::capture::clock::WallClock;
@@ -20,7 +21,6 @@ use crate::config::{Config, Signal};
 use crate::metrics::Counters;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
 use crate::programs::ProbeOptions;
-use crate::propagation::reenrol::Reenroller;
 use crate::sinks::otlp::ExportOptions;
 use crate::sinks::{FanoutSink, JsonLinesSink, OtlpSink, SpanSink, TreeSink};
 use crate::span_metrics::export::{MetricsExporter, export_interval};

@@ -7,11 +7,13 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_map_type, bpf_prog_type};
+
+use super::owned_fd;
 
 /// Kernel-internal "operation not supported" that leaks to userspace from BPF.
 pub const ENOTSUPP: i32 = 524;
@@ -86,17 +88,11 @@ fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr, op: &'static str) -> Result<OwnedFd
             size,
         )
     };
-    if ret < 0 {
-        return Err(BpfError::last(op, String::new()));
-    }
-    let fd = RawFd::try_from(ret).map_err(|_| BpfError {
+    owned_fd(ret).map_err(|e| BpfError {
         op,
-        errno: libc::EOVERFLOW,
+        errno: e.raw_os_error().unwrap_or(0),
         log: String::new(),
-    })?;
-    // SAFETY: on success these commands return a fresh fd that nobody else owns;
-    // OwnedFd closes it when dropped.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
 }
 
 /// Creates and immediately closes a map, to see whether the kernel allows it.

@@ -1,11 +1,14 @@
 //! Outgoing context propagation: the sock_ops program that enrols client sockets of traced
 //! processes, and the sk_msg program that inserts `traceparent` into their HTTP/1 requests
-//! (`ebpf-probes/inject.bpf.c` explains the FIONREAD-safe enrolment rule).
+//! (`ebpf-probes/inject.bpf.c` explains the FIONREAD-safe enrolment rule). `reenrol` puts
+//! idle keep-alive client sockets back into the sockhash for their next request.
 //!
 //! sock_ops attaches to the cgroup2 root through a BPF link, so it covers every process
 //! and goes away with the agent. The sockhash lives only as long as the programs that use
 //! it: when the agent exits (SIGKILL included) the kernel frees it, which takes every
 //! socket out and restores its normal TCP operations.
+
+pub mod reenrol;
 
 use std::fs::File;
 use std::path::PathBuf;
