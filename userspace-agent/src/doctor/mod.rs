@@ -6,8 +6,11 @@
 //! side effects, both of which the agent itself would cause anyway: tracefs and
 //! securityfs get mounted if they were not.
 //!
-//! Layout: the observations come from [`crate::sys`] (every syscall and kernel probe),
-//! `checks` turns them into [`Check`]s, `report` prints them.
+//! The doctor owns the judging, not the probing: observations come from [`crate::sys`]
+//! (every syscall, and the feature probes the agent's hook choice runs too) and from
+//! [`crate::programs`] (Sonde's own programs through the verifier). `checks` turns them
+//! into [`Check`]s, `programs` judges each hook family by the programs Sonde would attach
+//! on it, `report` derives the verdict and prints it as text or JSON.
 
 mod checks;
 mod programs;
