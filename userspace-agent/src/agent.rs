@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::attach::probes::{ProbeOptions, Probes};
+use crate::attach::inject::reenrol::Reenroller;
+use crate::attach::probes::Probes;
 use crate::attach::targets::{self, Target};
 use crate::capture::ring::RingReader;
 use crate::capture::{Capture, IdleClient, ProcessRecord, TableLimits, WallClock};
@@ -17,7 +18,7 @@ use crate::config::{OutputFormat, Settings, Signal, TraceSettings};
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::process::{ProcessFacts, ResourceCache, ResourceOverrides};
-use crate::propagation::reenrol::Reenroller;
+use crate::programs::ProbeOptions;
 use crate::serve;
 use crate::sinks::otlp::ExportOptions;
 use crate::sinks::{FanoutSink, JsonLinesSink, NullSink, OtlpSink, SpanSink, TreeSink};
@@ -91,7 +92,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
     // Before attaching anything, so a bad OTLP or metrics setting fails fast.
     let span_metrics = SpanMetricsSetup::start(&settings, &counters).await?;
     let mut sink = make_sink(&settings, &counters, span_metrics.registry.as_ref())?;
-    let tracefs = crate::doctor::ensure_tracefs().context("tracepoints need tracefs")?;
+    let tracefs = crate::sys::fs::ensure_tracefs().context("tracepoints need tracefs")?;
     log::debug!("tracefs at {}", tracefs.display());
 
     let exe_globs: Vec<glob::Pattern> = match &mode {
@@ -109,7 +110,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         watch_exec: !exe_globs.is_empty(),
         empty_probes: opts.empty_probes,
         ring_buffer_bytes: opts.ring_buffer_bytes,
-        wakeup: crate::attach::probes::Wakeup {
+        wakeup: crate::programs::Wakeup {
             bytes: opts.wakeup.bytes.into(),
             gap_ns: u64::try_from(opts.wakeup.gap.as_nanos()).unwrap_or(u64::MAX),
         },
@@ -211,7 +212,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
 /// Says at startup whether this kernel has the sockmap FIONREAD bug (as `sonde doctor`
 /// does); the enrolment rule keeps applications safe in both cases.
 fn report_fionread_hazard() {
-    use crate::doctor::sockmap::{FionreadProbe, probe_fionread};
+    use crate::sys::sockmap::{FionreadProbe, probe_fionread};
     match probe_fionread() {
         Ok(FionreadProbe::Correct) => log::info!("sockmap FIONREAD is correct on this kernel"),
         Ok(FionreadProbe::Broken { reported }) => log::info!(
@@ -366,55 +367,12 @@ fn spawn_traced(cmd: &[String], probes: &mut Probes, counters: &Counters) -> Res
     let map_fd = probes.traced_map_fd();
     let mut command = Command::new(program);
     command.args(args);
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (getpid, bpf) with pointers to its own stack.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, move || enroll_self(map_fd));
-    }
+    crate::sys::bpf::enroll_before_exec(&mut command, map_fd);
     let child = command
         .spawn()
         .with_context(|| format!("starting {program} traced"))?;
     Counters::inc(&counters.processes_traced);
     Ok(child)
-}
-
-/// `bpf(BPF_MAP_UPDATE_ELEM)` of (own pid -> 1) into the traced-pid map.
-fn enroll_self(map_fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    /// The map-element member of `union bpf_attr` (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    struct MapElemAttr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u32;
-    let value: u32 = 1;
-    let attr = MapElemAttr {
-        map_fd: map_fd as u32,
-        _pad: 0,
-        key: (&raw const pid) as u64,
-        value: (&raw const value) as u64,
-        flags: 0,
-    };
-    // SAFETY: attr and the key/value it points to live on this stack frame for the
-    // duration of the call; the size passed matches the struct.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_ELEM,
-            &raw const attr,
-            size_of::<MapElemAttr>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// The event loop's state: the stages from ring to sink.

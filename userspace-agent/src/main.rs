@@ -26,8 +26,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Action::VerifierMatrix { json } => {
-            let matrix = sonde::attach::matrix::load_every_program()?;
-            sonde::attach::matrix::print_matrix(&matrix, json, &mut std::io::stdout())?;
+            let matrix = sonde::programs::load_every_program()?;
+            sonde::programs::print_matrix(&matrix, json, &mut std::io::stdout())?;
             success_or_2(matrix.all_ok())
         }
         Action::Doctor { json } => {

@@ -1,8 +1,8 @@
 //! Loading the probe object and attaching its programs.
 //!
-//! The object is built by build.rs from `ebpf-probes/sonde.bpf.c` and embedded in the
-//! binary. Which kernel hook runs each program is listed in [`super::hooks`]; the family
-//! of socket-data hooks is chosen here by probing the kernel (as `sonde doctor` does).
+//! The object, and which kernel hook runs each program, are described in
+//! [`crate::programs`]; the family of socket-data hooks is chosen here, from what
+//! [`super::hooks::KernelHooks`] found probing the kernel (as `sonde doctor` does).
 //!
 //! Detaching: every attachment is owned by a file descriptor of this process, so the
 //! kernel removes the programs when the agent exits for any reason, SIGKILL included.
@@ -11,76 +11,16 @@
 use anyhow::{Context, Result, bail};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf, SkStorage, SockHash};
 use aya::programs::{BtfTracePoint, FExit, KProbe, TracePoint};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Btf, Ebpf};
 
-use super::hooks::{DataHooks, Hook, HookChoice, KernelHooks, LIFECYCLE, ProgramHook};
-use super::inject;
+use super::hooks::KernelHooks;
+use super::inject::{self, InjectionMaps};
 use crate::abi;
 use crate::metrics::Counters;
-
-static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sonde.bpf.o"));
-
-/// Settings baked into the programs at load time.
-#[derive(Clone, Debug)]
-pub struct ProbeOptions {
-    /// Payload prefix copied per syscall (clamped to [`abi::MAX_CAPTURE`]).
-    pub capture_bytes: u32,
-    /// Report every exec on the host (for `--exe` globs).
-    pub watch_exec: bool,
-    /// Benchmark floor: attach everything, but every program returns at once.
-    pub empty_probes: bool,
-    /// Ring buffer size in bytes (a power of two, multiple of the page size).
-    pub ring_buffer_bytes: u32,
-    /// When a record wakes the agent: unread bytes, and least time between wakeups.
-    pub wakeup: Wakeup,
-    /// Insert `traceparent` into outgoing HTTP/1 requests (sock_ops + sk_msg).
-    pub inject: bool,
-    /// Which hooks carry socket data.
-    pub hooks: HookChoice,
-}
-
-/// When a record wakes the agent (`--wakeup-bytes`, `--wakeup-gap-us`): once `bytes` of
-/// records wait unread, at most once per `gap_ns`. Below the threshold the agent reads
-/// the ring on its 50 ms timer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Wakeup {
-    pub bytes: u64,
-    pub gap_ns: u64,
-}
-
-impl Default for Wakeup {
-    fn default() -> Self {
-        Self {
-            bytes: crate::cli::DEFAULT_WAKEUP_BYTES.into(),
-            gap_ns: u64::from(crate::cli::DEFAULT_WAKEUP_GAP_US) * 1000,
-        }
-    }
-}
-
-impl Default for ProbeOptions {
-    fn default() -> Self {
-        Self {
-            capture_bytes: 2048,
-            watch_exec: false,
-            empty_probes: false,
-            ring_buffer_bytes: 8 << 20,
-            wakeup: Wakeup::default(),
-            inject: true,
-            hooks: HookChoice::Auto,
-        }
-    }
-}
-
-/// What userspace needs to re-enrol keep-alive sockets for injection.
-pub struct InjectionMaps {
-    /// `inject_socks`, by socket cookie.
-    pub sockhash: SockHash<MapData, u64>,
-    /// `inject_marks`: how far each connect()ed socket got (MARK_* in inject.bpf.c).
-    pub marks: SkStorage<MapData, u8>,
-    /// `arm_requests` and the iterator that serves them: arming sockets opened before the
-    /// agent attached (None when this kernel cannot).
-    pub arming: Option<(HashMap<MapData, u64, u8>, inject::ArmIterator)>,
-}
+use crate::programs::{
+    DataHooks, Hook, HookChoice, LIFECYCLE, ProbeOptions, ProgramHook, load_object,
+    verifier_context,
+};
 
 /// The loaded, attached probes and handles on their maps.
 pub struct Probes {
@@ -276,38 +216,6 @@ impl Probes {
     }
 }
 
-/// Creates the object's maps with `opts` baked into its globals. No program is loaded
-/// yet: each is loaded (verified) on its own, by its attach step or the verifier matrix.
-pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
-    if !opts.ring_buffer_bytes.is_power_of_two() || opts.ring_buffer_bytes < 4096 {
-        bail!(
-            "ring buffer size must be a power of two of at least 4096 bytes, got {}",
-            opts.ring_buffer_bytes
-        );
-    }
-    let capture = opts.capture_bytes.min(abi::MAX_CAPTURE as u32);
-    let watch_exec = u8::from(opts.watch_exec);
-    let empty = u8::from(opts.empty_probes);
-    let inject = u8::from(opts.inject);
-    if opts.wakeup.bytes > u64::from(opts.ring_buffer_bytes) / 2 {
-        bail!(
-            "--wakeup-bytes {} must be at most half the ring buffer ({} bytes)",
-            opts.wakeup.bytes,
-            opts.ring_buffer_bytes
-        );
-    }
-    EbpfLoader::new()
-        .override_global("wakeup_bytes", &opts.wakeup.bytes, true)
-        .override_global("wakeup_gap_ns", &opts.wakeup.gap_ns, true)
-        .override_global("capture_bytes", &capture, true)
-        .override_global("watch_exec", &watch_exec, true)
-        .override_global("empty_probes", &empty, true)
-        .override_global("inject_enabled", &inject, true)
-        .map_max_entries("events", opts.ring_buffer_bytes)
-        .load(PROBE_OBJECT)
-        .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")
-}
-
 /// Every slot of a per-CPU counter array, summed over CPUs (unreadable slots are 0).
 fn sum_per_cpu<const N: usize>(array: &PerCpuArray<MapData, u64>) -> [u64; N] {
     let mut out = [0u64; N];
@@ -333,7 +241,7 @@ fn attach_data_hooks(
             refusals.push(format!("{}: {why}", family.name()));
             continue;
         }
-        let programs = family.programs(kernel);
+        let programs = kernel.programs(family);
         let btf = kernel.btf.as_ref().ok();
         match programs
             .iter()
@@ -412,41 +320,4 @@ fn attach_one(ebpf: &mut Ebpf, hook: &ProgramHook, btf: Option<&Btf>) -> Result<
         }
     }
     Ok(())
-}
-
-/// aya puts the verifier log inside the error; keep all of it in the message.
-pub(crate) fn verifier_context(err: aya::programs::ProgramError) -> anyhow::Error {
-    match err {
-        aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            anyhow::anyhow!("the kernel verifier rejected the program: {io_error}\n{verifier_log}")
-        }
-        other => other.into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Checked before anything reaches the kernel: no privileges needed.
-    #[test]
-    fn a_wakeup_threshold_the_ring_cannot_reach_is_refused() {
-        let opts = ProbeOptions {
-            ring_buffer_bytes: 1 << 20,
-            wakeup: Wakeup {
-                bytes: 1 << 20,
-                gap_ns: 0,
-            },
-            ..ProbeOptions::default()
-        };
-        let err = load_object(&opts).err().map(|e| e.to_string());
-        assert!(
-            err.as_deref()
-                .is_some_and(|e| e.contains("--wakeup-bytes 1048576 must be at most half")),
-            "{err:?}"
-        );
-    }
 }

@@ -20,8 +20,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use self::otlp::OtlpArgs;
 pub use self::settings::Action;
-use crate::attach::hooks::HookChoice;
 use crate::config::limits;
+use crate::programs::{DEFAULT_WAKEUP_BYTES, DEFAULT_WAKEUP_GAP_US, HookChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -109,11 +109,6 @@ pub enum DbQueryText {
     /// No query text at all (the span name still summarises the query).
     Off,
 }
-
-/// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
-pub const DEFAULT_WAKEUP_BYTES: u32 = 16 * 1024;
-/// Default `--wakeup-gap-us`.
-pub const DEFAULT_WAKEUP_GAP_US: u32 = 50;
 
 #[derive(Clone, Debug, Args)]
 pub struct TraceOptions {

@@ -308,7 +308,7 @@ fn defaults_reach_the_settings_unchanged() {
     assert_eq!(t.ready_file, None);
     assert!(t.inject);
     assert_eq!(t.db_query_text, crate::config::DbQueryText::Obfuscated);
-    assert_eq!(t.hooks, crate::attach::hooks::HookChoice::Auto);
+    assert_eq!(t.hooks, crate::programs::HookChoice::Auto);
     assert!(!t.empty_probes);
     assert!(!settings.otlp.traces.enabled.value);
 }
@@ -369,10 +369,7 @@ fn every_flag_reaches_the_settings() {
     assert_eq!(t.ready_file, Some(PathBuf::from("/tmp/ready")));
     assert!(!t.inject);
     assert_eq!(t.db_query_text, crate::config::DbQueryText::Off);
-    assert_eq!(
-        t.hooks,
-        crate::attach::hooks::HookChoice::SyscallTracepoints
-    );
+    assert_eq!(t.hooks, crate::programs::HookChoice::SyscallTracepoints);
     assert!(t.empty_probes);
     assert_eq!(settings.otlp.traces.timeout.value, Duration::from_secs(2));
     assert_eq!(

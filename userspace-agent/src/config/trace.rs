@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::attach::hooks::HookChoice;
+use crate::programs::HookChoice;
 use crate::protocols::db::ParseOptions;
 
 /// Validated tracing settings.

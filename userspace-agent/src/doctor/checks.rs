@@ -1,31 +1,25 @@
 //! Each host check: observe, then classify into a [`Check`].
 
+use std::error::Error;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aya::Btf;
-use aya_obj::btf::BtfKind;
 use aya_obj::generated::bpf_map_type;
 
-use super::bpf_probe::{self, BpfError};
-use super::parse::{self, CgroupLayout, ConfigValue};
-use super::sockmap::{self, FionreadProbe};
-use super::tracefs::{self, MountOrigin};
-use super::{Check, HostReport, State, sys};
+use super::{Check, HostReport, State};
+use crate::sys::bpf::{self, BpfError};
+use crate::sys::features::{self, Feature, Support};
+use crate::sys::fs::{self, MountError, MountOrigin};
+use crate::sys::host::{
+    self, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE,
+    CAP_SYS_RESOURCE,
+};
+use crate::sys::parse::{self, CgroupLayout};
+use crate::sys::sockmap::{self, FionreadProbe};
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
-const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
 const UPROBE_PMU: &str = "/sys/bus/event_source/devices/uprobe";
-
-/// Linux capability numbers (include/uapi/linux/capability.h).
-const CAP_DAC_READ_SEARCH: u32 = 2;
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_SYS_PTRACE: u32 = 19;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_SYS_RESOURCE: u32 = 24;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 /// Probes what this host allows. Needs no arguments and never fails: anything it
 /// cannot determine is reported as [`State::Unknown`].
@@ -34,14 +28,12 @@ const CAP_BPF: u32 = 39;
 /// needs the former anyway), briefly attaches an empty fentry program, and loads (never
 /// attaches) every program of the probe object.
 pub fn probe_host() -> HostReport {
-    let uname = sys::uname();
+    let uname = host::uname();
     let release = uname.as_ref().ok().map(|(r, _)| r.clone());
     let mounts = std::fs::read_to_string("/proc/mounts").map(|t| parse::parse_mounts(&t));
-    let cap_eff = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| parse::parse_cap_eff(&s));
-    let tracefs = tracefs::ensure_tracefs_with_origin();
-    let btf = kernel_btf();
+    let cap_eff = host::effective_caps();
+    let tracefs = fs::ensure_tracefs_with_origin();
+    let btf = features::kernel_btf();
     let btf = btf.as_ref().map_err(String::as_str);
 
     let mut checks = vec![
@@ -52,24 +44,23 @@ pub fn probe_host() -> HostReport {
         ringbuf_check(),
         lockdown_check(),
         kprobes_check(release.as_deref()),
-        fentry_check(btf),
+    ];
+    // Kept: loading Sonde's fexit programs below depends on it.
+    let fentry = features::fentry(btf);
+    checks.extend([
+        fentry_check(&fentry),
         probe_write_user_check(),
         tracefs_check(&tracefs),
         syscall_tracepoints_check(&tracefs),
         socket_tracepoints_check(btf),
-    ];
-    super::programs::check_programs(&mut checks, btf);
+    ]);
+    super::programs::check_programs(&mut checks, btf, &fentry);
     checks.extend([cgroup2_check(&mounts), sockmap_fionread_check()]);
     checks.extend(CAPS.iter().map(|cap| capability_check(cap, cap_eff)));
     checks.push(uprobes_check(cap_eff));
     checks.push(unprivileged_bpf_check());
     checks.push(memlock_check(release.as_deref()));
     HostReport::new(checks)
-}
-
-/// The running kernel's BTF, parsed (what the hook checks look their targets up in).
-pub(crate) fn kernel_btf() -> Result<Btf, String> {
-    Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))
 }
 
 fn kernel_check(uname: &io::Result<(String, String)>) -> Check {
@@ -125,6 +116,18 @@ fn btf_check() -> Check {
     }
 }
 
+/// `error: its source: ...`, the whole chain on one line (as anyhow's `{:#}` prints it).
+fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// Classifies a file-access error: absent vs refused vs other.
 fn io_state(e: &io::Error) -> State {
     match e.kind() {
@@ -135,17 +138,11 @@ fn io_state(e: &io::Error) -> State {
 }
 
 fn bpf_state(e: &BpfError) -> State {
-    if e.is_denied() {
-        State::Denied
-    } else if e.is_missing() {
-        State::Missing
-    } else {
-        State::Unknown
-    }
+    State::from(Support::from(e))
 }
 
 fn bpf_syscall_check() -> Check {
-    match bpf_probe::try_create_map(bpf_map_type::BPF_MAP_TYPE_ARRAY, 4, 4, 1) {
+    match bpf::try_create_map(bpf_map_type::BPF_MAP_TYPE_ARRAY, 4, 4, 1) {
         Ok(()) => Check::ok("bpf_syscall", "created and closed a BPF array map"),
         Err(e) => {
             let state = bpf_state(&e);
@@ -162,8 +159,8 @@ fn bpf_syscall_check() -> Check {
 }
 
 fn ringbuf_check() -> Check {
-    let size = u32::try_from(sys::page_size()).unwrap_or(4096);
-    match bpf_probe::try_create_map(bpf_map_type::BPF_MAP_TYPE_RINGBUF, 0, 0, size) {
+    let size = u32::try_from(host::page_size()).unwrap_or(4096);
+    match bpf::try_create_map(bpf_map_type::BPF_MAP_TYPE_RINGBUF, 0, 0, size) {
         Ok(()) => Check::ok(
             "ringbuf",
             format!("created and closed a {size}-byte BPF ring buffer"),
@@ -183,13 +180,13 @@ fn ringbuf_check() -> Check {
 }
 
 fn lockdown_check() -> Check {
-    let dir = match tracefs::ensure_securityfs() {
+    let dir = match fs::ensure_securityfs() {
         Ok((dir, _)) => dir,
         Err(e) => {
             return Check::bad(
                 "lockdown",
                 State::Unknown,
-                format!("{e:#}"),
+                chain(&e),
                 "cannot tell whether bpf_probe_write_user is allowed; injection assumes sk_msg",
             );
         }
@@ -236,138 +233,46 @@ fn lockdown_impact(mode: &str) -> String {
     }
 }
 
-/// Kernel config text and where it came from, if any source is readable.
-fn kernel_config(release: Option<&str>) -> Option<(String, String)> {
-    // /proc/config.gz needs gunzip; shelling out avoids a compression crate for one read.
-    let gz = Command::new("gzip")
-        .args(["-dc", "/proc/config.gz"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok());
-    if let Some(text) = gz {
-        return Some(("/proc/config.gz".to_owned(), text));
-    }
-    let path = format!("/boot/config-{}", release?);
-    let text = std::fs::read_to_string(&path).ok()?;
-    Some((path, text))
-}
-
 fn kprobes_check(release: Option<&str>) -> Check {
-    let pmu = Path::new(KPROBE_PMU).exists();
-    let config = kernel_config(release).map(|(src, text)| {
-        let value = match parse::kernel_config(&text, "CONFIG_KPROBES") {
-            ConfigValue::Set(v) => format!("CONFIG_KPROBES={v}"),
-            ConfigValue::NotSet => "CONFIG_KPROBES is not set".to_owned(),
-            ConfigValue::Absent => "CONFIG_KPROBES absent".to_owned(),
-        };
-        format!("{value} ({src})")
-    });
-    let config = config.unwrap_or_else(|| "kernel config not readable".to_owned());
-    if pmu {
-        Check::ok("kprobes", format!("{KPROBE_PMU} present; {config}"))
-    } else {
-        Check::bad(
-            "kprobes",
-            State::Missing,
-            format!("{KPROBE_PMU} absent; {config}"),
-            "no kretprobe hooks on the socket layer (used where neither socket \
-             tracepoints nor BPF trampolines exist)",
-        )
-    }
+    feature_check(
+        "kprobes",
+        features::kprobes(release),
+        "no kretprobe hooks on the socket layer (used where neither socket \
+         tracepoints nor BPF trampolines exist)",
+    )
 }
 
-/// [`kprobes_check`] for the running kernel.
-pub(crate) fn kprobes_check_here() -> Check {
-    let release = sys::uname().ok().map(|(r, _)| r);
-    kprobes_check(release.as_deref())
+fn socket_tracepoints_check(btf: Result<&Btf, &str>) -> Check {
+    feature_check(
+        "socket_tracepoints",
+        features::socket_tracepoints(btf),
+        "socket data is hooked elsewhere (fexit, kprobes or syscall tracepoints, in that \
+         order): syscall tracepoints put every process of the host on the slow syscall path",
+    )
 }
 
-/// The socket-layer tracepoints Sonde prefers for socket data (Linux 6.4+): present in
-/// BTF, and an empty `tp_btf` program loads and attaches on one. `btf` is the kernel's,
-/// parsed once by the caller (it takes some 10 MB and tens of milliseconds).
-pub(crate) fn socket_tracepoints_check(btf: Result<&Btf, &str>) -> Check {
-    const NAME: &str = "socket_tracepoints";
-    const IMPACT: &str = "socket data is hooked elsewhere (fexit, kprobes or syscall \
-                          tracepoints, in that order): syscall tracepoints put every process \
-                          of the host on the slow syscall path";
-    let id = btf
-        .map_err(|e| (State::Unknown, e.to_owned()))
-        .and_then(|btf| {
-            btf.id_by_type_name_kind("btf_trace_sock_send_length", BtfKind::Typedef)
-                .map_err(|_| {
-                    (
-                        State::Missing,
-                        "no sock_send_length tracepoint in BTF (added in Linux 6.4)".to_owned(),
-                    )
-                })
-        });
-    let id = match id {
-        Ok(id) => id,
-        Err((state, detail)) => return Check::bad(NAME, state, detail, IMPACT),
-    };
-    match bpf_probe::try_tp_btf(id) {
-        Ok(()) => Check::ok(
-            NAME,
-            format!(
-                "loaded and attached an empty tp_btf program on sock_send_length (BTF id {id})"
-            ),
-        ),
-        Err(e) => Check::bad(
-            NAME,
-            bpf_state(&e),
-            format!("tp_btf on sock_send_length (BTF id {id}): {e}"),
-            IMPACT,
-        ),
-    }
+fn fentry_check(fentry: &Feature) -> Check {
+    feature_check(
+        "fentry",
+        fentry.clone(),
+        "no BPF trampolines: no fexit hooks on the socket layer (used where socket \
+         tracepoints do not exist)",
+    )
 }
 
-/// BPF trampolines: an empty fentry program loads and attaches (`btf`: the kernel's, as
-/// for [`socket_tracepoints_check`]).
-pub(crate) fn fentry_check(btf: Result<&Btf, &str>) -> Check {
-    const IMPACT: &str = "no BPF trampolines: no fexit hooks on the socket layer (used \
-                          where socket tracepoints do not exist)";
-    // tcp_sendmsg is what Sonde would hook; bpf_fentry_test1 exists only for tests
-    // like this one, in case tcp_sendmsg is missing from BTF.
-    let target = btf.map_err(str::to_owned).and_then(|btf| {
-        ["tcp_sendmsg", "bpf_fentry_test1"]
-            .into_iter()
-            .find_map(|name| {
-                btf.id_by_type_name_kind(name, BtfKind::Func)
-                    .ok()
-                    .map(|id| (name, id))
-            })
-            .ok_or_else(|| "neither tcp_sendmsg nor bpf_fentry_test1 is in BTF".to_owned())
-    });
-    let (name, id) = match target {
-        Ok(t) => t,
-        Err(e) => {
-            return Check::bad(
-                "fentry",
-                State::Unknown,
-                format!("no attach target: {e}"),
-                IMPACT,
-            );
-        }
-    };
-    match bpf_probe::try_fentry(id) {
-        Ok(()) => Check::ok(
-            "fentry",
-            format!("loaded and attached an empty fentry program on {name} (BTF id {id})"),
-        ),
-        Err(e) => Check::bad(
-            "fentry",
-            bpf_state(&e),
-            format!("fentry on {name} (BTF id {id}): {e}"),
-            IMPACT,
-        ),
+/// The check `name` for a probed feature, with what lacking it costs.
+fn feature_check(name: &'static str, feature: Feature, impact: &str) -> Check {
+    let Feature { support, detail } = feature;
+    match support {
+        Support::Available => Check::ok(name, detail),
+        lacking => Check::bad(name, State::from(lacking), detail, impact),
     }
 }
 
 fn probe_write_user_check() -> Check {
     const IMPACT: &str = "library-level context injection (bpf_probe_write_user) is off; \
                           outgoing HTTP/1 still gets traceparent through sk_msg";
-    match bpf_probe::try_probe_write_user() {
+    match bpf::try_probe_write_user() {
         Ok(()) => Check::ok(
             "probe_write_user",
             "the verifier accepted a program calling bpf_probe_write_user (not attached)",
@@ -389,7 +294,7 @@ fn probe_write_user_check() -> Check {
     }
 }
 
-fn tracefs_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
+fn tracefs_check(tracefs: &Result<(PathBuf, MountOrigin), MountError>) -> Check {
     match tracefs {
         Ok((path, MountOrigin::WasMounted)) => {
             Check::ok("tracefs", format!("{} (was mounted)", path.display()))
@@ -403,8 +308,7 @@ fn tracefs_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
         ),
         Err(e) => {
             let state = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<io::Error>())
+                .io_error()
                 .map_or(State::Missing, |io| match io.raw_os_error() {
                     Some(libc::EPERM | libc::EACCES) => State::Denied,
                     Some(libc::ENODEV) => State::Missing,
@@ -413,14 +317,14 @@ fn tracefs_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
             Check::bad(
                 "tracefs",
                 state,
-                format!("{e:#}"),
+                chain(e),
                 "tracepoints cannot be attached: Sonde cannot see socket reads and writes and traces nothing",
             )
         }
     }
 }
 
-fn syscall_tracepoints_check(tracefs: &anyhow::Result<(PathBuf, MountOrigin)>) -> Check {
+fn syscall_tracepoints_check(tracefs: &Result<(PathBuf, MountOrigin), MountError>) -> Check {
     const IMPACT: &str = "the last resort for socket data is missing: without socket \
                           tracepoints, fexit or kprobes Sonde sees no socket reads and writes";
     let Ok((root, _)) = tracefs else {
@@ -594,7 +498,7 @@ fn uprobes_check(cap_eff: Option<u64>) -> Check {
     let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|e| format!("unreadable ({e})"));
-    let euid = sys::euid();
+    let euid = host::euid();
     let present = Path::new(UPROBE_PMU).exists();
     let detail = format!(
         "{UPROBE_PMU} {}; perf_event_paranoid={paranoid}; euid={euid}",
@@ -650,7 +554,7 @@ fn unprivileged_bpf_check() -> Check {
 }
 
 fn memlock_check(release: Option<&str>) -> Check {
-    let limit = match sys::memlock_limit() {
+    let limit = match host::memlock_limit() {
         Ok(Some(bytes)) => format!("{} KiB", bytes / 1024),
         Ok(None) => "unlimited".to_owned(),
         Err(e) => format!("unreadable ({e})"),

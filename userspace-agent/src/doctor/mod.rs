@@ -6,25 +6,22 @@
 //! side effects, both of which the agent itself would cause anyway: tracefs and
 //! securityfs get mounted if they were not.
 //!
-//! Layout: `parse` holds pure text parsers (unit-tested on literals), `sys` and
-//! `bpf_probe` hold every `unsafe` syscall, `tracefs` finds or mounts tracefs, `checks`
-//! turns observations into [`Check`]s, `report` prints them.
+//! The doctor owns the judging, not the probing: observations come from [`crate::sys`]
+//! (every syscall, and the feature probes the agent's hook choice runs too) and from
+//! [`crate::programs`] (Sonde's own programs through the verifier). `checks` turns them
+//! into [`Check`]s, `programs` judges each hook family by the programs Sonde would attach
+//! on it, `report` derives the verdict and prints it as text or JSON.
 
-pub(crate) mod bpf_probe;
 mod checks;
-pub(crate) mod parse;
 mod programs;
 mod report;
-pub(crate) mod sockmap;
-mod sys;
-mod tracefs;
 
 use serde::Serialize;
 
+use crate::sys::features::Support;
+
 pub use checks::probe_host;
-pub(crate) use checks::{fentry_check, kernel_btf, kprobes_check_here, socket_tracepoints_check};
 pub use report::{Verdict, print_report};
-pub use tracefs::ensure_tracefs;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +35,17 @@ pub enum State {
     Denied,
     /// Could not tell (unreadable file, unexpected errno).
     Unknown,
+}
+
+impl From<Support> for State {
+    fn from(support: Support) -> Self {
+        match support {
+            Support::Available => State::Ok,
+            Support::Missing => State::Missing,
+            Support::Denied => State::Denied,
+            Support::Unknown => State::Unknown,
+        }
+    }
 }
 
 /// One probed fact about the host.

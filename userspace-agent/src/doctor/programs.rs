@@ -7,10 +7,12 @@
 
 use aya::Btf;
 
-use crate::attach::hooks::{DataHooks, LIFECYCLE, sendfile_via_sendmsg};
-use crate::attach::matrix::{LoadState, Matrix, ProgramLoad, load_every_program_with};
+use crate::programs::{
+    DataHooks, LIFECYCLE, LoadState, Matrix, ProgramLoad, load_every_program_with,
+};
 
 use super::{Check, State};
+use crate::sys::features::{self, Feature};
 
 /// The checks that say whether each data-hook family is offered, by family.
 const FAMILY_CHECKS: &[(DataHooks, &str)] = &[
@@ -23,18 +25,26 @@ const FAMILY_CHECKS: &[(DataHooks, &str)] = &[
 const REPORT: &str = "`sonde doctor --verifier-matrix` shows why; please report it";
 
 /// Loads every program and folds the outcome into `checks`, which hold the checks made
-/// before (the family checks, `fentry`, `bpf_syscall` and `btf` among them): see [`judge`].
-/// `btf` is the kernel's.
-pub(super) fn check_programs(checks: &mut Vec<Check>, btf: Result<&Btf, &str>) {
-    let check = |name: &str| checks.iter().find(|c| c.name == name);
-    let ok = |name: &str| check(name).is_some_and(|c| c.state == State::Ok);
-    let matrix = match check("fentry") {
-        Some(fentry) if ok("bpf_syscall") && ok("btf") => load_every_program_with(btf, fentry)
-            .map_err(|e| format!("could not open the probe object: {e:#}")),
-        _ => Err("not loaded: needs the BPF syscall and kernel BTF".to_owned()),
+/// before (the family checks, `bpf_syscall` and `btf` among them): see [`judge`].
+/// `btf` is the kernel's, `fentry` what probing BPF trampolines found.
+pub(super) fn check_programs(checks: &mut Vec<Check>, btf: Result<&Btf, &str>, fentry: &Feature) {
+    let ok = |name: &str| {
+        checks
+            .iter()
+            .any(|c| c.name == name && c.state == State::Ok)
+    };
+    let matrix = if ok("bpf_syscall") && ok("btf") {
+        load_every_program_with(btf, fentry)
+            .map_err(|e| format!("could not open the probe object: {e:#}"))
+    } else {
+        Err("not loaded: needs the BPF syscall and kernel BTF".to_owned())
     };
     let judged = match matrix {
-        Ok(matrix) => judge(&matrix, checks, btf.is_ok_and(sendfile_via_sendmsg)),
+        Ok(matrix) => judge(
+            &matrix,
+            checks,
+            btf.is_ok_and(features::sendfile_via_sendmsg),
+        ),
         Err(why) => ["probe_programs", "inject_programs"].map(|name| {
             Check::bad(
                 name,
@@ -178,7 +188,7 @@ mod tests {
     fn matrix(programs: Vec<ProgramLoad>) -> Matrix {
         Matrix {
             programs,
-            verifier_budget: crate::attach::matrix::VERIFIER_BUDGET,
+            verifier_budget: crate::programs::VERIFIER_BUDGET,
         }
     }
 

@@ -9,8 +9,9 @@ use super::{Check, HostReport, State};
 /// Checks without which Sonde traces nothing.
 const REQUIRED: &[&str] = &["btf", "bpf_syscall", "ringbuf", "tracefs", "probe_programs"];
 
-/// The checks behind each family of socket-data hooks, in the order `attach::hooks`
-/// prefers them, and how the verdict names the family. One of them is required.
+/// The checks behind each family of socket-data hooks, in the order the agent prefers them
+/// (`programs::DataHooks::PREFERENCE`), and how the verdict names the family. One of them
+/// is required.
 const DATA_HOOKS: &[(&str, &str)] = &[
     (
         "socket_tracepoints",

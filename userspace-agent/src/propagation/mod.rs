@@ -7,9 +7,12 @@
 //! the decision (`parent_source`, `ctx_format`, `trace_flags` on the data event) and keeps
 //! what the kernel does not need: the W3C `tracestate` that rides with a `traceparent`.
 //! Outgoing requests get their `traceparent` from the sk_msg program
-//! (`ebpf-probes/inject.bpf.c`); `reenrol` keeps idle keep-alive connections ready for it.
+//! (`ebpf-probes/inject.bpf.c`), which `attach::inject` attaches and keeps idle keep-alive
+//! connections enrolled in.
+//!
+//! Here: `tracestate`, and the host tests of the kernel's header parser
+//! (`kernel_parser_tests`, the same C code the probes run).
 
-pub mod reenrol;
 pub mod tracestate;
 
 #[cfg(test)]

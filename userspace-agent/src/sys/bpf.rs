@@ -1,4 +1,5 @@
-//! Raw bpf(2) calls used as feature probes. All BPF `unsafe` is confined here.
+//! Raw bpf(2) calls: the feature probes' throwaway maps and programs, and the few
+//! commands aya does not offer.
 //!
 //! We call the syscall directly instead of going through aya because aya's probes
 //! fold "permission denied" into a generic error, and telling "the kernel lacks it"
@@ -6,9 +7,13 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_map_type, bpf_prog_type};
+
+use super::owned_fd;
 
 /// Kernel-internal "operation not supported" that leaks to userspace from BPF.
 pub const ENOTSUPP: i32 = 524;
@@ -64,18 +69,14 @@ impl fmt::Display for BpfError {
     }
 }
 
-pub(crate) fn zeroed_attr() -> bpf_attr {
+fn zeroed_attr() -> bpf_attr {
     // SAFETY: bpf_attr is a C union of integer fields; all-zero is valid and is what
     // the kernel requires for every field we do not set.
     unsafe { std::mem::zeroed() }
 }
 
 /// Issues one bpf(2) command that returns a new file descriptor.
-pub(crate) fn bpf_fd(
-    cmd: bpf_cmd,
-    attr: &mut bpf_attr,
-    op: &'static str,
-) -> Result<OwnedFd, BpfError> {
+fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr, op: &'static str) -> Result<OwnedFd, BpfError> {
     let size = std::mem::size_of::<bpf_attr>();
     // SAFETY: `attr` is a valid, initialised bpf_attr of `size` bytes, and every
     // pointer stored in it by our callers points to memory that outlives this call.
@@ -87,17 +88,11 @@ pub(crate) fn bpf_fd(
             size,
         )
     };
-    if ret < 0 {
-        return Err(BpfError::last(op, String::new()));
-    }
-    let fd = RawFd::try_from(ret).map_err(|_| BpfError {
+    owned_fd(ret).map_err(|e| BpfError {
         op,
-        errno: libc::EOVERFLOW,
+        errno: e.raw_os_error().unwrap_or(0),
         log: String::new(),
-    })?;
-    // SAFETY: on success these commands return a fresh fd that nobody else owns;
-    // OwnedFd closes it when dropped.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
 }
 
 /// Creates and immediately closes a map, to see whether the kernel allows it.
@@ -129,16 +124,40 @@ pub fn create_map(
 
 /// `map[key] = value` (BPF_ANY) for a map with u64 keys and u32 values.
 pub fn update_u64_u32(map: &OwnedFd, key: u64, value: u32) -> Result<(), BpfError> {
-    use std::os::fd::AsRawFd;
+    map_update(map.as_raw_fd(), &key, &value)
+}
+
+/// Makes the child `command` starts add its own pid to the traced-pid map `map_fd`
+/// (pid -> 1) between fork and exec, so it is traced from its first instruction (std's
+/// `spawn` returns only after exec: too late for the parent to do it).
+pub fn enroll_before_exec(command: &mut Command, map_fd: RawFd) {
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (getpid, bpf) with pointers to its own stack; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || enroll_self(map_fd));
+    }
+}
+
+/// `map_fd[own pid] = 1`.
+fn enroll_self(map_fd: RawFd) -> io::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    map_update(map_fd, &pid, &1u32).map_err(io::Error::from)
+}
+
+/// `BPF_MAP_UPDATE_ELEM` (BPF_ANY) of `key -> value` into the map `map_fd`, whose key and
+/// value sizes must be those of `K` and `V`. Allocates nothing (see
+/// [`enroll_before_exec`]).
+fn map_update<K: Copy, V: Copy>(map_fd: RawFd, key: &K, value: &V) -> Result<(), BpfError> {
     let mut attr = zeroed_attr();
-    // SAFETY: writing plain integers and pointers to locals that outlive the syscall
+    // SAFETY: writing plain integers and pointers to values that outlive the syscall
     // into the map-elem member of the union.
     let elem = unsafe { &mut attr.__bindgen_anon_2 };
-    elem.map_fd = map.as_raw_fd() as u32;
-    elem.key = &key as *const u64 as u64;
-    elem.__bindgen_anon_1.value = &value as *const u32 as u64;
+    elem.map_fd = map_fd as u32;
+    elem.key = key as *const K as u64;
+    elem.__bindgen_anon_1.value = value as *const V as u64;
     let size = std::mem::size_of::<bpf_attr>();
-    // SAFETY: `attr` is a valid bpf_attr whose pointers reference live locals.
+    // SAFETY: `attr` is a valid bpf_attr whose pointers reference live values.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -301,8 +320,28 @@ fn prog_load(
     })
 }
 
+/// `BPF_ITER_CREATE`: a new run of the iterator behind `link` (a BPF link fd); reading
+/// the returned fd to its end drives the walk.
+pub fn iter_create(link: BorrowedFd<'_>) -> Result<OwnedFd, BpfError> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the iter-create member of the union.
+    let create = unsafe { &mut attr.iter_create };
+    create.link_fd = link.as_raw_fd() as u32;
+    bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr, "BPF_ITER_CREATE")
+}
+
+/// `BPF_LINK_GET_FD_BY_ID`: a descriptor of our own on the BPF link `id`.
+pub fn link_fd_by_id(id: u32) -> Result<OwnedFd, BpfError> {
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+    bpf_fd(
+        bpf_cmd::BPF_LINK_GET_FD_BY_ID,
+        &mut attr,
+        "BPF_LINK_GET_FD_BY_ID",
+    )
+}
+
 fn fd_u32(fd: &OwnedFd) -> u32 {
-    use std::os::fd::AsRawFd;
     // Valid fds are non-negative, so this cannot lose information.
     fd.as_raw_fd().unsigned_abs()
 }

@@ -1,32 +1,19 @@
-//! Thin safe wrappers over the non-BPF libc calls the doctor needs. Every `unsafe`
-//! outside `bpf_probe` lives here.
+//! Facts about the host and this process: kernel release, architecture, effective uid
+//! and capabilities, RLIMIT_MEMLOCK, page size, the kernel's build configuration.
 
-use std::ffi::{CStr, CString};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::process::Command;
 
-/// `mount -t fstype fstype target`, for pseudo filesystems (tracefs, securityfs).
-pub fn mount_pseudo(fstype: &CStr, target: &Path) -> io::Result<()> {
-    let target = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in mount target"))?;
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call;
-    // `data` may be NULL for filesystems without options.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
+use super::parse;
+
+/// Linux capability numbers (include/uapi/linux/capability.h).
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_SYS_PTRACE: u32 = 19;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_SYS_RESOURCE: u32 = 24;
+pub const CAP_PERFMON: u32 = 38;
+pub const CAP_BPF: u32 = 39;
 
 /// `uname -r` and `uname -m`.
 pub fn uname() -> io::Result<(String, String)> {
@@ -79,4 +66,29 @@ pub fn page_size() -> usize {
         .ok()
         .filter(|&s| s > 0)
         .unwrap_or(4096)
+}
+
+/// This process's effective capability mask (`CapEff:` in /proc/self/status), if it can
+/// be read; test a bit with [`parse::has_cap`].
+pub fn effective_caps() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse::parse_cap_eff(&s))
+}
+
+/// Kernel config text and where it came from, if any source is readable.
+pub fn kernel_config(release: Option<&str>) -> Option<(String, String)> {
+    // /proc/config.gz needs gunzip; shelling out avoids a compression crate for one read.
+    let gz = Command::new("gzip")
+        .args(["-dc", "/proc/config.gz"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok());
+    if let Some(text) = gz {
+        return Some(("/proc/config.gz".to_owned(), text));
+    }
+    let path = format!("/boot/config-{}", release?);
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some((path, text))
 }

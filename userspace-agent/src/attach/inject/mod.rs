@@ -1,32 +1,45 @@
 //! Outgoing context propagation: the sock_ops program that enrols client sockets of traced
 //! processes, and the sk_msg program that inserts `traceparent` into their HTTP/1 requests
-//! (`ebpf-probes/inject.bpf.c` explains the FIONREAD-safe enrolment rule).
+//! (`ebpf-probes/inject.bpf.c` explains the FIONREAD-safe enrolment rule). `reenrol` puts
+//! idle keep-alive client sockets back into the sockhash for their next request.
 //!
 //! sock_ops attaches to the cgroup2 root through a BPF link, so it covers every process
 //! and goes away with the agent. The sockhash lives only as long as the programs that use
 //! it: when the agent exits (SIGKILL included) the kernel frees it, which takes every
 //! socket out and restores its normal TCP operations.
 
+pub mod reenrol;
+
 use std::fs::File;
 use std::path::PathBuf;
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result};
+use aya::maps::{HashMap, MapData, SkStorage, SockHash};
 use aya::programs::links::FdLink;
 use aya::programs::{CgroupAttachMode, Iter, SkMsg, SockOps};
 use aya::{Btf, Ebpf};
-use aya_obj::generated::bpf_cmd;
 
-use super::probes::verifier_context;
-use crate::doctor::bpf_probe::{bpf_fd, zeroed_attr};
-use crate::doctor::parse;
+use crate::programs::verifier_context;
+use crate::sys::{bpf, parse};
 
 pub const SOCKOPS_PROGRAM: &str = "sonde_sockops";
 pub const SK_MSG_PROGRAM: &str = "sonde_sk_msg";
 pub const ARM_ITER_PROGRAM: &str = "sonde_iter_arm";
 const SOCKHASH: &str = "inject_socks";
+
+/// What userspace needs to re-enrol keep-alive sockets for injection.
+pub struct InjectionMaps {
+    /// `inject_socks`, by socket cookie.
+    pub sockhash: SockHash<MapData, u64>,
+    /// `inject_marks`: how far each connect()ed socket got (MARK_* in inject.bpf.c).
+    pub marks: SkStorage<MapData, u8>,
+    /// `arm_requests` and the iterator that serves them: arming sockets opened before the
+    /// agent attached (None when this kernel cannot).
+    pub arming: Option<(HashMap<MapData, u64, u8>, ArmIterator)>,
+}
 
 /// Where cgroup2 is mounted (hybrid hosts: /sys/fs/cgroup/unified).
 fn cgroup2_root() -> Result<PathBuf> {
@@ -120,31 +133,19 @@ impl ArmIterator {
             .try_into()
             .context("the iterator link has no fd")?;
         let id = link.info().context("iterator link info")?.id();
-        let link = link_fd_by_id(id).context("opening the iterator link by id")?;
+        let link = bpf::link_fd_by_id(id)
+            .map_err(io::Error::from)
+            .context("opening the iterator link by id")?;
         Ok(Self { link })
     }
 
     /// One pass over the host's TCP sockets (the program does its work as it goes).
     pub fn run(&self) -> io::Result<()> {
-        let mut attr = zeroed_attr();
-        // SAFETY: writing plain integers into the iter-create member of the union.
-        let create = unsafe { &mut attr.iter_create };
-        create.link_fd = self.link.as_raw_fd() as u32;
-        let fd = bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr, "BPF_ITER_CREATE")?;
+        let fd = bpf::iter_create(self.link.as_fd())?;
         let mut seq = std::fs::File::from(fd);
         let mut sink = [0u8; 512];
         // The program prints nothing; reading to the end drives the walk.
         while seq.read(&mut sink)? > 0 {}
         Ok(())
     }
-}
-
-fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    let mut attr = zeroed_attr();
-    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
-    Ok(bpf_fd(
-        bpf_cmd::BPF_LINK_GET_FD_BY_ID,
-        &mut attr,
-        "BPF_LINK_GET_FD_BY_ID",
-    )?)
 }

@@ -15,8 +15,8 @@ use aya::Btf;
 use aya_obj::btf::BtfKind;
 
 use super::hooks::{Hook, hook_of};
-use super::probes::{ProbeOptions, load_object};
-use crate::doctor::{Check, State};
+use super::object::{ProbeOptions, load_object};
+use crate::sys::features::{self, Feature};
 
 /// Verifier log lines kept for a rejected program: the verdict is at the end.
 const LOG_TAIL_LINES: usize = 20;
@@ -74,17 +74,17 @@ impl Matrix {
 /// Creates the maps once, then loads each program. Fails only if the object itself
 /// cannot be opened (maps, BTF); a program the kernel refuses is a row, not an error.
 pub fn load_every_program() -> Result<Matrix> {
-    let btf = crate::doctor::kernel_btf();
+    let btf = features::kernel_btf();
     let btf = btf.as_ref().map_err(String::as_str);
-    load_every_program_with(btf, &crate::doctor::fentry_check(btf))
+    load_every_program_with(btf, &features::fentry(btf))
 }
 
-/// [`load_every_program`] with the kernel's BTF and the fentry check already at hand
+/// [`load_every_program`] with the kernel's BTF and the fentry probe already at hand
 /// (the doctor has both; a second parsed BTF would cost some 10 MB more).
-pub fn load_every_program_with(btf: Result<&Btf, &str>, fentry: &Check) -> Result<Matrix> {
+pub fn load_every_program_with(btf: Result<&Btf, &str>, fentry: &Feature) -> Result<Matrix> {
     let mut ebpf = load_object(&ProbeOptions::default())?;
-    let no_trampolines = (fentry.state != State::Ok)
-        .then(|| format!("fentry {:?}: {}", fentry.state, fentry.detail).to_lowercase());
+    let no_trampolines = (!fentry.is_available())
+        .then(|| format!("fentry {:?}: {}", fentry.support, fentry.detail).to_lowercase());
     let mut programs: Vec<ProgramLoad> = ebpf
         .programs_mut()
         .map(|(name, program)| {
@@ -213,7 +213,7 @@ fn load(
 
 fn no_target(program: &str) -> LoadFailure {
     LoadFailure::Other(format!(
-        "{program} is not in attach/hooks.rs: no target to load it on"
+        "{program} is not in programs/hooks.rs: no target to load it on"
     ))
 }
 

@@ -13,7 +13,7 @@
 //! - it is still the same connection (same 4-tuple),
 //! - it was armed: enrolled at connect by our sock_ops program, which also removes it on
 //!   its next transmitted segment; a socket opened before the agent attached has no such
-//!   callback, so it is first armed by the tcp iterator (`attach::inject::ArmIterator`,
+//!   callback, so it is first armed by the tcp iterator ([`ArmIterator`],
 //!   kernels that allow it) or else left out,
 //! - the application has written nothing since (bytes written equals the `sent_bytes` the
 //!   kernel reported with the request) and nothing is waiting to be read (FIONREAD),
@@ -29,9 +29,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -39,10 +38,10 @@ use std::thread;
 use aya::maps::{HashMap as BpfHashMap, MapData, SkStorage, SockHash};
 use socket2::SockRef;
 
-use crate::attach::inject::ArmIterator;
-use crate::attach::probes::InjectionMaps;
+use super::{ArmIterator, InjectionMaps};
 use crate::capture::IdleClient as ReenrolRequest;
 use crate::metrics::Counters;
+use crate::sys::{pidfd, socket};
 
 /// Requests waiting for the worker; more are dropped (and counted).
 const QUEUE: usize = 4096;
@@ -50,8 +49,6 @@ const QUEUE: usize = 4096;
 const MAX_PIDFDS: usize = 4096;
 /// Sockets the arming iterator was asked about; cleared when it grows past this.
 const MAX_ARM_TRIED: usize = 4096;
-/// `SO_COOKIE` from asm-generic/socket.h.
-const SO_COOKIE: libc::c_int = 57;
 /// `inject_marks` value of a socket enrolled at connect with its transmit callback armed
 /// (MARK_ARMED in inject.bpf.c).
 const MARK_ARMED: u8 = 2;
@@ -244,11 +241,11 @@ impl Worker {
         if !same {
             return Err(Skip::Gone);
         }
-        let cookie = socket_cookie(sock.as_raw_fd()).ok_or(Skip::Gone)?;
+        let cookie = socket::cookie(sock.as_fd()).map_err(|_| Skip::Gone)?;
         if self.marks.get(&sock, 0).ok() != Some(MARK_ARMED) {
             return Err(Skip::NotOurs(cookie));
         }
-        let before = Activity::read(sock.as_raw_fd()).ok_or(Skip::Gone)?;
+        let before = Activity::read(sock.as_fd()).ok_or(Skip::Gone)?;
         if before.written != req.sent_bytes || before.unread != 0 {
             return Err(Skip::Busy);
         }
@@ -260,7 +257,7 @@ impl Worker {
             return Err(Skip::Busy);
         }
         // Anything written or received between the check and the insert: out again.
-        let after = Activity::read(sock.as_raw_fd());
+        let after = Activity::read(sock.as_fd());
         if after.is_none_or(|a| a.written != before.written || a.received != before.received) {
             let _ = self.sockhash.remove(&cookie);
             return Err(Skip::Busy);
@@ -293,11 +290,11 @@ impl Worker {
             if self.pidfds.len() >= MAX_PIDFDS {
                 self.pidfds.clear();
             }
-            let pidfd = pidfd_open(tgid).ok_or(Skip::Gone)?;
+            let pidfd = pidfd::open(tgid).map_err(|_| Skip::Gone)?;
             self.pidfds.insert(tgid, pidfd);
         }
         let pidfd = self.pidfds.get(&tgid).ok_or(Skip::Gone)?;
-        pidfd_getfd(pidfd, fd).ok_or(Skip::Gone)
+        pidfd::get_fd(pidfd.as_fd(), fd).map_err(|_| Skip::Gone)
     }
 }
 
@@ -314,73 +311,16 @@ struct Activity {
 }
 
 impl Activity {
-    fn read(fd: RawFd) -> Option<Self> {
-        // SAFETY: tcp_info is plain integers; all-zero is a valid value.
-        let mut info: libc::tcp_info = unsafe { mem::zeroed() };
-        let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: info and len are valid for writes of the sizes given.
-        let ret = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&raw mut info).cast(),
-                &mut len,
-            )
-        };
-        if ret != 0 || (len as usize) < mem::size_of::<libc::tcp_info>() {
-            return None;
-        }
-        let outq = ioctl_int(fd, libc::TIOCOUTQ)?;
-        let unread = ioctl_int(fd, libc::FIONREAD)?;
+    fn read(sock: BorrowedFd<'_>) -> Option<Self> {
+        let info = socket::tcp_info(sock).ok()?;
+        let outq = socket::unacked_bytes(sock).ok()?;
+        let unread = socket::unread_bytes(sock).ok()?;
         Some(Self {
             written: info.tcpi_bytes_acked + u64::from(outq),
             received: info.tcpi_bytes_received,
             unread,
         })
     }
-}
-
-fn ioctl_int(fd: RawFd, request: libc::Ioctl) -> Option<u32> {
-    let mut value: libc::c_int = 0;
-    // SAFETY: these ioctls write one c_int through the valid pointer.
-    let ret = unsafe { libc::ioctl(fd, request, &mut value) };
-    (ret == 0).then(|| u32::try_from(value).unwrap_or(0))
-}
-
-fn socket_cookie(fd: RawFd) -> Option<u64> {
-    let mut cookie: u64 = 0;
-    let mut len = mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: cookie and len are valid for writes of the sizes given.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            SO_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        )
-    };
-    (ret == 0).then_some(cookie)
-}
-
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    owned(fd)
-}
-
-fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd) -> Option<OwnedFd> {
-    // SAFETY: pidfd_getfd takes a pidfd, a target fd number and flags, and returns a new
-    // fd (a duplicate in this process) or -1.
-    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    owned(dup)
-}
-
-fn owned(ret: libc::c_long) -> Option<OwnedFd> {
-    let fd = RawFd::try_from(ret).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Pure parsers for the text files the doctor reads. No I/O here, so every
-//! function is tested on literal inputs.
+//! Pure parsers for the text files the kernel offers (`/proc/mounts`, `/proc/<pid>/status`,
+//! the lockdown file, kernel config). No I/O here, so every function is tested on
+//! literal inputs (`sys/tests.rs`).
 
 use std::path::PathBuf;
 

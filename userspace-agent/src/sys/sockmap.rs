@@ -9,12 +9,13 @@
 
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use aya_obj::generated::bpf_map_type;
 
-use super::bpf_probe::{self, BpfError};
+use super::bpf::{self, BpfError};
+use super::socket;
 
 /// Bytes the peer sends before FIONREAD is asked.
 const PROBE_BYTES: usize = 1000;
@@ -48,21 +49,17 @@ pub fn probe_fionread() -> Result<FionreadProbe, ProbeError> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let client = TcpStream::connect(listener.local_addr()?)?;
     let (mut server, _) = listener.accept()?;
-    let map = bpf_probe::create_map(bpf_map_type::BPF_MAP_TYPE_SOCKHASH, 8, 4, 1)?;
-    bpf_probe::update_u64_u32(&map, 1, client.as_raw_fd() as u32)?;
+    let map = bpf::create_map(bpf_map_type::BPF_MAP_TYPE_SOCKHASH, 8, 4, 1)?;
+    bpf::update_u64_u32(&map, 1, client.as_raw_fd() as u32)?;
 
     server.write_all(&[b'x'; PROBE_BYTES])?;
     client.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 1];
     // MSG_PEEK waits until the bytes are there without taking them.
     client.peek(&mut buf)?;
-    let mut waiting: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid.
-    if unsafe { libc::ioctl(client.as_raw_fd(), libc::FIONREAD, &mut waiting) } < 0 {
-        return Err(io::Error::last_os_error().into());
-    }
+    let waiting = socket::unread_bytes(client.as_fd())?;
     drop(map);
-    let reported = usize::try_from(waiting).unwrap_or(0);
+    let reported = waiting as usize;
     Ok(if reported == PROBE_BYTES {
         FionreadProbe::Correct
     } else {
