@@ -60,7 +60,7 @@ pub(super) fn docs_page(table: &str, machine: &serde_json::Value, command: &str)
     let date = util::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
     Ok(format!(
         "# Benchmarks\n\n\
-         What Sonde costs a busy server, measured by `cargo xtask bench` (see `xtask/src/bench.rs`).\n\n\
+         What Sonde costs a busy server, measured by `cargo xtask bench` (see `xtask/src/bench/`).\n\n\
          nginx with one worker serves a 1 KiB file on loopback; `wrk -t1 -c16 --latency` loads it.\n\
          Seven configurations alternate, in an order rotated every round:\n\n\
          - **(a) no agent**;\n\
