@@ -1,0 +1,186 @@
+//! Measuring one configuration: an nginx in its role, the agent attached with the
+//! configuration's flags, one wrk run, and the CPU, memory and counters around it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Sample;
+use super::config::Config;
+use super::procfs::{clock_ticks_per_sec, host_cpu_ticks, tree_cpu_ticks, vm_hwm_kib};
+use super::wrk::wrk;
+use crate::util::{self, ChildGuard};
+
+/// What an nginx of the benchmark does.
+pub(super) enum NginxRole {
+    /// Serves `1k.bin` from its own docroot.
+    Origin,
+    /// Proxies everything to the origin on `upstream`, over keep-alive connections (HTTP/1.1
+    /// upstream, no `Connection` header), as a traced service calling another would.
+    Proxy { upstream: u16 },
+}
+
+/// One nginx (one worker) in `dir`, listening on `port`.
+pub(super) fn start_nginx(dir: &Path, port: u16, role: &NginxRole) -> Result<ChildGuard> {
+    std::fs::create_dir_all(dir)?;
+    let d = dir.display();
+    let (upstream, server_body) = match role {
+        NginxRole::Origin => {
+            let root = dir.join("www");
+            std::fs::create_dir_all(&root)?;
+            std::fs::write(root.join("1k.bin"), vec![b'x'; 1024])?;
+            (String::new(), format!("root {d}/www;"))
+        }
+        NginxRole::Proxy { upstream } => (
+            format!(
+                "upstream origin {{ server 127.0.0.1:{upstream}; keepalive 32; \
+                 keepalive_requests 1000000; }}\n  "
+            ),
+            "location / { proxy_pass http://origin; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }"
+                .to_owned(),
+        ),
+    };
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 1000000;\n  \
+             client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc;\n  \
+             uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n  \
+             {upstream}server {{\n    listen 127.0.0.1:{port};\n    {server_body}\n  }}\n}}\n"
+        ),
+    )?;
+    let mut nginx = ChildGuard::spawn(
+        "nginx",
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null()),
+        libc::SIGTERM,
+        Duration::from_secs(3),
+    )?;
+    util::wait_for_port(&mut nginx, port, Duration::from_secs(10))
+        .with_context(|| util::tail(&dir.join("nginx-error.log"), 20))?;
+    Ok(nginx)
+}
+
+/// What every run of one benchmark shares.
+pub(super) struct Bench<'a> {
+    pub(super) sonde: &'a Path,
+    /// `--agent-arg`s, after each configuration's own flags.
+    pub(super) agent_args: &'a [String],
+    pub(super) dir: &'a Path,
+    pub(super) seconds: u32,
+}
+
+pub(super) fn measure(
+    bench: &Bench<'_>,
+    target: u32,
+    url: &str,
+    round: u32,
+    config: Config,
+) -> Result<Sample> {
+    let Bench {
+        sonde,
+        agent_args,
+        dir,
+        seconds,
+    } = *bench;
+    let agent_log = dir.join(format!("sonde-{round}-{}.stderr", config.key()));
+    let mut agent = match config.agent_flags() {
+        None => None,
+        Some(flags) => {
+            let extra = agent_args.iter().map(String::as_str);
+            let flags: Vec<&str> = flags.iter().copied().chain(extra).collect();
+            Some(attach_agent(sonde, target, &flags, dir, &agent_log)?)
+        }
+    };
+    let server_cpu0 = tree_cpu_ticks(target);
+    let agent_cpu0 = agent.as_ref().and_then(|a| tree_cpu_ticks(a.pid()));
+    let host0 = host_cpu_ticks();
+    let run = wrk(url, seconds)?;
+    let idle_share = host0
+        .zip(host_cpu_ticks())
+        .and_then(|((idle0, all0), (idle1, all1))| {
+            let all = all1.checked_sub(all0).filter(|t| *t > 0)?;
+            Some(idle1.saturating_sub(idle0) as f64 / all as f64)
+        });
+    let per_request = |before: Option<u64>, pid: u32| {
+        let ticks = tree_cpu_ticks(pid)?.checked_sub(before?)?;
+        (run.requests > 0).then(|| ticks as f64 * 1e6 / clock_ticks_per_sec() / run.requests as f64)
+    };
+    let server_cpu_us = per_request(server_cpu0, target);
+    let agent_cpu_us = agent
+        .as_ref()
+        .and_then(|a| per_request(agent_cpu0, a.pid()));
+    let mut agent_hwm_kib = None;
+    let mut counters = BTreeMap::new();
+    let mut hooks = None;
+    if let Some(agent) = &mut agent {
+        agent.ensure_running()?;
+        agent_hwm_kib = vm_hwm_kib(agent.pid());
+        let status = agent.stop()?;
+        let stderr = std::fs::read_to_string(&agent_log)?;
+        counters = util::parse_counters(&stderr);
+        hooks = stderr.lines().find_map(|line| {
+            let rest = line.strip_prefix("sonde: ready: ")?;
+            rest.split_once(" hooks attached")?.0.parse().ok()
+        });
+        if !status.success() {
+            bail!(
+                "sonde exited with {status}:\n{}",
+                util::tail(&agent_log, 30)
+            );
+        }
+    }
+    Ok(Sample {
+        round,
+        config,
+        rps: run.rps,
+        p99_ms: run.p99_ms,
+        errors: run.errors,
+        requests: run.requests,
+        hooks,
+        agent_hwm_kib,
+        server_cpu_us,
+        agent_cpu_us,
+        idle_share,
+        counters,
+    })
+}
+
+/// `sonde attach --pid <pid> -o none` (with `--empty-probes` for the floor), ready;
+/// its stderr goes to `log`.
+pub(crate) fn attach_agent(
+    sonde: &Path,
+    pid: u32,
+    flags: &[&str],
+    dir: &Path,
+    log: &Path,
+) -> Result<ChildGuard> {
+    let ready = dir.join("sonde.ready");
+    let _ = std::fs::remove_file(&ready);
+    let mut cmd = Command::new(sonde);
+    cmd.args(["attach", "--pid", &pid.to_string(), "-o", "none"])
+        .args(flags)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?);
+    let mut agent = ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
+    util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
+        .with_context(|| util::tail(log, 30))?;
+    Ok(agent)
+}
