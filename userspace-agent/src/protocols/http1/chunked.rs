@@ -4,7 +4,6 @@
 
 use super::MAX_CHUNK_LINE;
 use super::blank_line::BlankLineScanner;
-use super::framing::{BodyStep, Framing};
 use super::line::{Progress, Step, feed_bytes};
 
 /// How a chunked body ends when it has no extensions and no trailers; what we look for
@@ -45,14 +44,14 @@ impl Chunked {
     }
 
     /// Consumes known chunked-body bytes; returns (bytes used, outcome).
-    pub(super) fn consume(self, bytes: &[u8]) -> (usize, BodyStep) {
-        let chunked = |c| BodyStep::Continue(Framing::Chunked(c));
+    pub(super) fn consume(self, bytes: &[u8]) -> (usize, ChunkStep) {
+        let chunked = ChunkStep::Continue;
         match self {
             Chunked::Size(mut line) => {
                 let (used, progress) = line.feed(bytes);
                 let step = match progress {
                     Progress::More => chunked(Chunked::Size(line)),
-                    Progress::Bad => BodyStep::Continue(Framing::lost_sync()),
+                    Progress::Bad => ChunkStep::LostSync,
                     Progress::Done(0) => chunked(Chunked::Trailers(BlankLineScanner::default())),
                     Progress::Done(size) => chunked(Chunked::Data { remaining: size }),
                 };
@@ -66,14 +65,24 @@ impl Chunked {
                 None => (0, chunked(self)),
                 Some(b'\r') if !saw_cr => (1, chunked(Chunked::DataEnd { saw_cr: true })),
                 Some(b'\n') => (1, chunked(Chunked::start())),
-                Some(_) => (1, BodyStep::Continue(Framing::lost_sync())),
+                Some(_) => (1, ChunkStep::LostSync),
             },
             Chunked::Trailers(mut scanner) => match scanner.scan(bytes) {
-                Some(used) => (used, BodyStep::Done),
+                Some(used) => (used, ChunkStep::Done),
                 None => (bytes.len(), chunked(Chunked::Trailers(scanner))),
             },
         }
     }
+}
+
+/// Outcome of feeding bytes to a chunked body.
+#[derive(Debug)]
+pub(super) enum ChunkStep {
+    Continue(Chunked),
+    /// The chunk framing is broken: only the body's end can still be recognised.
+    LostSync,
+    /// The last chunk and its trailers ended the body.
+    Done,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! body bytes against that framing, known or lost in a gap (`Framing`).
 
 use super::blank_line::BlankLineScanner;
-use super::chunked::{Chunked, Recent};
+use super::chunked::{ChunkStep, Chunked, Recent};
 use super::headers::{Coding, ContentLength, FramingFields};
 
 /// What a response's request was, as far as response framing cares.
@@ -117,6 +117,11 @@ impl Framing {
             }
             Framing::Chunked(chunked) => {
                 let (used, step) = chunked.consume(bytes);
+                let step = match step {
+                    ChunkStep::Continue(next) => BodyStep::Continue(Framing::Chunked(next)),
+                    ChunkStep::LostSync => BodyStep::Continue(Framing::lost_sync()),
+                    ChunkStep::Done => BodyStep::Done,
+                };
                 (used, used as u64, step)
             }
             Framing::ChunkedLostSync { mut recent } => {
