@@ -1,10 +1,9 @@
 //! The client side: startup, then typed messages into exchanges, with the prepared
 //! statements and portals the extended protocol names.
 
-use super::PostgresParser;
 use super::detect::{MAX_STARTUP, StartupKind, sniff_mid_stream, startup_kind};
 use super::exchange::{Expect, Query, Unit, UnitKind};
-use super::server::Awaiting;
+use super::{Awaiting, ClientPhase, PostgresParser};
 use crate::protocols::Segment;
 use crate::protocols::db::Side;
 use crate::protocols::db::framing::{Frame, Header, Step, cstr, pieces};
@@ -17,16 +16,6 @@ const MAX_STATEMENTS: usize = 128;
 const MAX_PORTALS: usize = 32;
 /// Longest statement or portal name kept (the server's NAMEDATALEN is 64).
 const MAX_NAME: usize = 64;
-
-/// How the next client message is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ClientPhase {
-    /// Nothing seen yet: a startup message or (joined mid-stream) a typed message.
-    First,
-    /// Startup phase: untyped messages.
-    Startup,
-    Typed,
-}
 
 impl PostgresParser {
     pub(super) fn client_segment(&mut self, seg: &Segment<'_>) {

@@ -35,14 +35,30 @@ use super::framing::Framer;
 use super::sql::Analysis;
 use super::{DbCall, DbParser, ParseOptions, ParserStats, Side};
 use crate::protocols::Segment;
-use client::ClientPhase;
 use exchange::{Query, Unit};
-use server::Awaiting;
 
 pub use detect::{sniff, sniff_mid_stream};
 
 /// Largest message length accepted as sane (the server's limit is 1 GiB).
 const MAX_MESSAGE: u64 = 1 << 30;
+
+/// How the next client message is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientPhase {
+    /// Nothing seen yet: a startup message or (joined mid-stream) a typed message.
+    First,
+    /// Startup phase: untyped messages.
+    Startup,
+    Typed,
+}
+
+/// A one-byte server answer the next server byte is (not length-framed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Awaiting {
+    Nothing,
+    SslAnswer,
+    GssAnswer,
+}
 
 /// One connection's PostgreSQL parser.
 #[derive(Debug)]

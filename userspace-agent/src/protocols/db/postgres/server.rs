@@ -1,21 +1,12 @@
 //! The server side: responses matched to the front exchange's expectations, errors,
 //! `ReadyForQuery`, and the one-byte answer to an encryption request.
 
-use super::PostgresParser;
-use super::client::ClientPhase;
 use super::detect::server_boundary;
 use super::exchange::{Expect, MAX_ERROR_MESSAGE, ServerError, UnitKind, parse_error};
+use super::{Awaiting, ClientPhase, PostgresParser};
 use crate::protocols::Segment;
 use crate::protocols::db::DbCall;
 use crate::protocols::db::framing::{Frame, Header, Piece, Step, pieces};
-
-/// A one-byte server answer the next server byte is (not length-framed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Awaiting {
-    Nothing,
-    SslAnswer,
-    GssAnswer,
-}
 
 impl PostgresParser {
     pub(super) fn server_segment(&mut self, seg: &Segment<'_>, out: &mut Vec<DbCall>) {
