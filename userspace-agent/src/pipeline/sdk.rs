@@ -15,7 +15,6 @@
 //!
 //! Spans finished before the process was recognised are not recalled.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use super::{Stage, Verdict};
@@ -50,7 +49,8 @@ impl fmt::Display for Evidence {
 /// Which traced processes are SDK-instrumented, learnt from their requests.
 #[derive(Debug)]
 pub struct SdkProcesses {
-    recognised: HashSet<u32>,
+    /// foldhash: pids are not chosen by peers, and this is read for every span.
+    recognised: foldhash::HashSet<u32>,
     /// (tgid, span ID) of context headers on requests each process served.
     received: TwoGen<(u32, SpanId), ()>,
     /// Processes seen serving requests.
@@ -60,7 +60,7 @@ pub struct SdkProcesses {
 impl Default for SdkProcesses {
     fn default() -> Self {
         Self {
-            recognised: HashSet::new(),
+            recognised: foldhash::HashSet::default(),
             received: TwoGen::new(RECEIVED_IDS),
             servers: TwoGen::new(MAX_RECOGNISED),
         }

@@ -93,10 +93,13 @@ pub enum Message {
     /// The connection closed (or the peer stopped sending) in the middle of a message
     /// of `from`, last seen at `ts_ns`.
     Cut { from: Side, ts_ns: u64 },
+    /// What the parser counted instead of reporting since its last `Counted` (an
+    /// increase, sent only when there is one).
+    Counted(ParserStats),
 }
 
-/// What a parser counted instead of reporting: cumulative, read by the caller after
-/// each call to fold the increase into the agent's counters.
+/// What a parser counted instead of reporting: cumulative from [`Parser::stats`], as an
+/// increase in [`Message::Counted`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParserStats {
     /// Times a message stream lost its boundaries and resynchronised.
@@ -109,6 +112,19 @@ pub struct ParserStats {
     pub tls_upgrades: u64,
     /// Bytes deliberately left unparsed (e.g. the feed after Redis `MONITOR`).
     pub unparsed_bytes: u64,
+}
+
+impl ParserStats {
+    /// What `self` counted beyond `before` (a cumulative count never goes down).
+    pub fn since(&self, before: &ParserStats) -> ParserStats {
+        ParserStats {
+            desyncs: self.desyncs.saturating_sub(before.desyncs),
+            desync_bytes: self.desync_bytes.saturating_sub(before.desync_bytes),
+            dropped_calls: self.dropped_calls.saturating_sub(before.dropped_calls),
+            tls_upgrades: self.tls_upgrades.saturating_sub(before.tls_upgrades),
+            unparsed_bytes: self.unparsed_bytes.saturating_sub(before.unparsed_bytes),
+        }
+    }
 }
 
 /// What the caller wants after a message.
@@ -147,6 +163,6 @@ pub trait Parser: Send {
     /// The connection is gone: report what can still be proven, cuts included.
     fn finish(&mut self, out: &mut dyn Report);
 
-    /// What was counted so far.
+    /// What was counted so far (the increases were also reported as they happened).
     fn stats(&self) -> ParserStats;
 }

@@ -11,7 +11,7 @@ use super::marks::KernelMarks;
 use super::model::{Resource, Span};
 use super::pairing::{Exchange, Outcome, Pairing};
 use super::role::Role;
-use super::semconv;
+use super::semconv::{self, Repeated};
 use super::session::{Active, Session};
 use super::trace_join::{CallJoin, HeldCall, ServerCall, TraceJoin};
 use crate::abi::{CtxFormat, InjectStatus};
@@ -191,7 +191,7 @@ impl SpanBuilder {
             parser: (protocol.parser)(self.parse_options),
             pairing: Pairing::default(),
             marks: KernelMarks::new(protocol.kernel_view, self.limits.max_pending),
-            stats_seen: ParserStats::default(),
+            repeated: Repeated::default(),
         }));
     }
 
@@ -211,12 +211,20 @@ impl SpanBuilder {
             parser,
             pairing,
             marks,
-            ..
+            repeated,
         } = &mut **active;
-        let mut handler = Handler::new(self, &info, (*protocol, *role), pairing, marks, keep_cuts);
-        let result = f(parser.as_mut(), &mut handler);
-        self.account(active);
-        Some(result)
+        let mut handler = Handler {
+            b: self,
+            conn: &info,
+            protocol,
+            role: *role,
+            pairing,
+            marks,
+            repeated,
+            keep_cuts,
+            cut_end: None,
+        };
+        Some(f(parser.as_mut(), &mut handler))
     }
 
     /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
@@ -229,23 +237,19 @@ impl SpanBuilder {
         });
     }
 
-    /// Folds what the parser counted since the last look into the agent's counters.
-    fn account(&self, active: &mut Active) {
-        let now = active.parser.stats();
-        let before = std::mem::replace(&mut active.stats_seen, now);
-        if now == before {
-            return;
-        }
-        let add = |c: &std::sync::atomic::AtomicU64, n: u64, m: u64| {
-            if n > m {
-                Counters::add(c, n - m);
-            }
-        };
+    /// Folds what a parser counted into the agent's counters.
+    fn count(&self, counted: &ParserStats) {
         let c = &self.counters;
-        add(&c.http_desyncs, now.desyncs, before.desyncs);
-        add(&c.db_desync_bytes, now.desync_bytes, before.desync_bytes);
-        add(&c.db_dropped_calls, now.dropped_calls, before.dropped_calls);
-        add(&c.db_tls_connections, now.tls_upgrades, before.tls_upgrades);
+        for (counter, n) in [
+            (&c.http_desyncs, counted.desyncs),
+            (&c.db_desync_bytes, counted.desync_bytes),
+            (&c.db_dropped_calls, counted.dropped_calls),
+            (&c.db_tls_connections, counted.tls_upgrades),
+        ] {
+            if n > 0 {
+                Counters::add(counter, n);
+            }
+        }
     }
 }
 
@@ -335,7 +339,7 @@ impl Consumer<Session> for SpanBuilder {
                     end_ns,
                     response_started,
                 };
-                finish_exchange(h.b, h.conn, h.role, ex, outcome);
+                finish_exchange(h.b, h.conn, h.role, h.repeated, ex, outcome);
             }
             (h.protocol, h.role)
         });
@@ -380,32 +384,13 @@ struct Handler<'a> {
     role: Role,
     pairing: &'a mut Pairing,
     marks: &'a mut KernelMarks,
+    repeated: &'a mut Repeated,
     /// The connection closed: where the server's message was cut, if it was.
     keep_cuts: bool,
     cut_end: Option<u64>,
 }
 
-impl<'a> Handler<'a> {
-    fn new(
-        b: &'a mut SpanBuilder,
-        conn: &'a ConnInfo<'a>,
-        (protocol, role): (&'static Protocol, Role),
-        pairing: &'a mut Pairing,
-        marks: &'a mut KernelMarks,
-        keep_cuts: bool,
-    ) -> Self {
-        Self {
-            b,
-            conn,
-            protocol,
-            role,
-            pairing,
-            marks,
-            keep_cuts,
-            cut_end: None,
-        }
-    }
-
+impl Handler<'_> {
     fn request(&mut self, stream: StreamId, ts_ns: u64, head: RequestHeadOf) -> Reply {
         let b = &mut *self.b;
         let (ident, inject) = self.marks.for_request();
@@ -425,7 +410,9 @@ impl<'a> Handler<'a> {
             tgid: self.conn.tgid,
             kind: self.role.kind(),
             ident,
-            otlp_trace_export: semconv::http::is_otlp_trace_export(http),
+            // Only a client exports (a server receiving exports is a collector).
+            otlp_trace_export: self.role == Role::Client
+                && semconv::http::is_otlp_trace_export(http),
         }));
         // tracestate travels with a traceparent, and only that one was validated.
         let trace_state = ident
@@ -453,13 +440,8 @@ impl<'a> Handler<'a> {
         let Some(ex) = self.pairing.response_end(stream, body_bytes) else {
             return;
         };
-        finish_exchange(
-            self.b,
-            self.conn,
-            self.role,
-            ex,
-            Outcome::Complete { end_ns: ts_ns },
-        );
+        let outcome = Outcome::Complete { end_ns: ts_ns };
+        finish_exchange(self.b, self.conn, self.role, self.repeated, ex, outcome);
         if self.role == Role::Client
             && self.pairing.is_empty()
             && let Some(idle) = self.b.idle_clients.as_mut()
@@ -586,6 +568,7 @@ impl Report for Handler<'_> {
                 }
             }
             Message::Desync { .. } => self.marks.forget(),
+            Message::Counted(counted) => self.b.count(&counted),
             Message::Cut { from, ts_ns } => {
                 if self.keep_cuts && from == Side::Server {
                     self.cut_end = Some(ts_ns);
@@ -599,8 +582,9 @@ impl Report for Handler<'_> {
 /// A finished exchange becomes a span (unless it already timed out).
 fn finish_exchange(
     b: &mut SpanBuilder,
-    conn: &ConnInfo,
+    conn: &ConnInfo<'_>,
     role: Role,
+    repeated: &mut Repeated,
     ex: Exchange,
     outcome: Outcome,
 ) {
@@ -612,7 +596,7 @@ fn finish_exchange(
     if ex.timed_out {
         return;
     }
-    let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, outcome);
+    let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, repeated, outcome);
     span.trace_id = b.join.resolve(span.trace_id);
     b.emitted.push(Emitted::Span {
         tgid: conn.tgid,

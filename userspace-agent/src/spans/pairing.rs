@@ -15,62 +15,25 @@ use crate::abi::InjectStatus;
 use crate::metrics::Counters;
 use crate::protocols::parser::{Reply, RequestHeadOf, ResponseHeadOf, StreamId};
 
-/// A request and what has been seen of its response: heads as any protocol describes
-/// them while paired, as one protocol's once a span is built from them.
+/// A request and what has been seen of its response.
 #[derive(Debug)]
-pub struct Exchange<Req = RequestHeadOf, Resp = ResponseHeadOf> {
+pub struct Exchange {
     pub stream: StreamId,
     pub ident: SpanIdentity,
     /// W3C `tracestate` that came with the header the parent was taken from.
     pub trace_state: Option<String>,
     pub resource: Arc<Resource>,
-    pub request: Req,
+    pub request: RequestHeadOf,
     /// First request byte (server: read; client: written), Unix ns.
     pub start_ns: u64,
     pub request_body_bytes: Option<u64>,
-    pub response: Option<Resp>,
+    pub response: Option<ResponseHeadOf>,
     pub response_body_bytes: Option<u64>,
     /// Counted as timed out: still waits for its response, which must not pair with
     /// the next request, but it makes no span.
     pub timed_out: bool,
     /// Client side: what the sk_msg program did to the request's bytes.
     pub inject: InjectStatus,
-}
-
-impl<Req, Resp> Exchange<Req, Resp> {
-    /// The same exchange with its heads converted.
-    pub fn map<R, S>(
-        self,
-        request: impl FnOnce(Req) -> R,
-        response: impl FnOnce(Resp) -> S,
-    ) -> Exchange<R, S> {
-        let Exchange {
-            stream,
-            ident,
-            trace_state,
-            resource,
-            request: req,
-            start_ns,
-            request_body_bytes,
-            response: resp,
-            response_body_bytes,
-            timed_out,
-            inject,
-        } = self;
-        Exchange {
-            stream,
-            ident,
-            trace_state,
-            resource,
-            request: request(req),
-            start_ns,
-            request_body_bytes,
-            response: resp.map(response),
-            response_body_bytes,
-            timed_out,
-            inject,
-        }
-    }
 }
 
 /// How an exchange ended.

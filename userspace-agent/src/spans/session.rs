@@ -5,9 +5,10 @@
 use super::marks::KernelMarks;
 use super::pairing::Pairing;
 use super::role::Role;
+use super::semconv::Repeated;
 use crate::capture::ConnState;
 use crate::capture::held::Held;
-use crate::protocols::parser::{Parser, ParserStats};
+use crate::protocols::parser::Parser;
 use crate::protocols::registry::Protocol;
 
 /// A connection as the span builder knows it.
@@ -30,8 +31,8 @@ pub struct Active {
     pub parser: Box<dyn Parser>,
     pub pairing: Pairing,
     pub marks: KernelMarks,
-    /// What the parser had counted at the last look (its counts are cumulative).
-    pub stats_seen: ParserStats,
+    /// Attribute values its spans share.
+    pub repeated: Repeated,
 }
 
 impl std::fmt::Debug for Active {

@@ -4,7 +4,7 @@
 //! server is renamed to the client's trace everywhere it appears. A span whose parent
 //! the kernel already took from a context header keeps it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::identity::{ParentLink, ParentSource, SpanIdentity};
@@ -13,19 +13,20 @@ use crate::abi::CtxFormat;
 use crate::metrics::Counters;
 
 /// Bounded map with two generations: when the young one is full it becomes the old
-/// one and the previous old one is dropped. Recent entries always survive.
+/// one and the previous old one is dropped. Recent entries always survive. Keys are
+/// tuples, pids and IDs the kernel or Sonde chose, never bytes a peer chose: foldhash.
 #[derive(Debug)]
 pub struct TwoGen<K, V> {
-    young: HashMap<K, V>,
-    old: HashMap<K, V>,
+    young: foldhash::HashMap<K, V>,
+    old: foldhash::HashMap<K, V>,
     cap: usize,
 }
 
 impl<K: std::hash::Hash + Eq, V> TwoGen<K, V> {
     pub fn new(cap: usize) -> Self {
         Self {
-            young: HashMap::new(),
-            old: HashMap::new(),
+            young: foldhash::HashMap::default(),
+            old: foldhash::HashMap::default(),
             cap,
         }
     }
@@ -214,7 +215,7 @@ impl TraceJoin {
 pub struct CallJoin {
     /// Traced database servers, by the client's (local, remote), with their finished
     /// calls waiting for the traced client's span, oldest first.
-    servers: HashMap<Tuple, VecDeque<HeldCall>>,
+    servers: foldhash::HashMap<Tuple, VecDeque<HeldCall>>,
     /// Traced database clients, by (local, remote), with their finished calls that no
     /// server span has claimed yet (kept only while the server is traced too).
     clients: TwoGen<Tuple, VecDeque<FinishedCall>>,
@@ -255,7 +256,7 @@ pub enum ServerCall {
 impl Default for CallJoin {
     fn default() -> Self {
         Self {
-            servers: HashMap::new(),
+            servers: foldhash::HashMap::default(),
             clients: TwoGen::new(32_768),
         }
     }

@@ -98,11 +98,14 @@ pub trait DbParser: Send {
     fn stats(&self) -> ParserStats;
 }
 
-/// A database parser as a [`Parser`]: each finished call is one [`Message::Call`].
+/// A database parser as a [`Parser`]: each finished call is one [`Message::Call`], and
+/// what it counted is reported as it grows.
 pub struct CallParser<P> {
     inner: P,
     /// Reused between segments.
     calls: Vec<DbCall>,
+    /// What was reported of the inner parser's counts.
+    reported: ParserStats,
 }
 
 impl<P: DbParser + 'static> CallParser<P> {
@@ -110,12 +113,18 @@ impl<P: DbParser + 'static> CallParser<P> {
         Box::new(Self {
             inner,
             calls: Vec::new(),
+            reported: ParserStats::default(),
         })
     }
 
     fn report(&mut self, out: &mut dyn Report) {
         for call in self.calls.drain(..) {
             out.message(Message::Call(CallOf::Db(call)));
+        }
+        let now = self.inner.stats();
+        if now != self.reported {
+            out.message(Message::Counted(now.since(&self.reported)));
+            self.reported = now;
         }
     }
 }

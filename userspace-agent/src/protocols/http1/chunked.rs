@@ -118,6 +118,7 @@ impl ChunkSizeLine {
         (used, progress.map(|()| self.size))
     }
 
+    #[inline]
     fn step(&mut self, b: u8) -> Step {
         self.len += 1;
         if self.len > MAX_CHUNK_LINE {

@@ -78,6 +78,10 @@ impl Http1Conn {
                 Http1Event::NotHttp { .. } => {
                     self.stats.desyncs += 1;
                     out.message(Message::Desync { from });
+                    out.message(Message::Counted(ParserStats {
+                        desyncs: 1,
+                        ..ParserStats::default()
+                    }));
                 }
             }
         }

@@ -20,6 +20,7 @@ pub(super) enum Step {
 }
 
 /// Runs `step` over `bytes` until the line is done or bad; returns bytes used.
+#[inline]
 pub(super) fn feed_bytes(bytes: &[u8], mut step: impl FnMut(u8) -> Step) -> (usize, Progress<()>) {
     for (i, &b) in bytes.iter().enumerate() {
         match step(b) {

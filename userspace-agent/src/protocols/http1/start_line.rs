@@ -164,6 +164,7 @@ impl RequestLineParser {
         (used, progress)
     }
 
+    #[inline]
     fn step(&mut self, b: u8) -> Step {
         self.phase = match (self.phase, b) {
             (RequestPhase::Method, b' ') if self.method_len > 0 => RequestPhase::Target,
@@ -270,6 +271,7 @@ impl StatusLineParser {
         (used, progress)
     }
 
+    #[inline]
     fn step(&mut self, b: u8) -> Step {
         self.phase = match (self.phase, b) {
             (StatusPhase::Version(i), _) => match next_prefix_index(i, b) {

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use crate::abi::InjectStatus;
 use crate::capture::Endpoints;
 use crate::protocols::http1::{RequestHead, ResponseHead};
+use crate::protocols::parser::{RequestHeadOf, ResponseHeadOf};
 use crate::spans::model::{KeyValue, Span, SpanKind, Status, Value};
 use crate::spans::pairing::{Exchange, Outcome};
+use crate::spans::semconv::Repeated;
 
 /// `POST <anything>/v1/traces`, the OTLP/HTTP trace export (OTLP specification,
 /// "OTLP/HTTP Request"); the request-target may be absolute-form via a proxy. A fact
@@ -97,10 +99,13 @@ fn bracket_v6(host: &str) -> String {
 }
 
 /// Builds the span of a finished exchange.
+///
+/// The exchange is an HTTP/1 one (`semconv::exchange_span` dispatches by its heads).
 pub fn build_span(
-    ex: Exchange<RequestHead, ResponseHead>,
+    ex: Exchange,
     kind: SpanKind,
     ends: &Endpoints,
+    repeated: &mut Repeated,
     outcome: Outcome,
 ) -> Span {
     let Exchange {
@@ -108,7 +113,7 @@ pub fn build_span(
         ident,
         trace_state,
         resource,
-        request,
+        request: RequestHeadOf::Http1(request),
         start_ns,
         request_body_bytes,
         response,
@@ -116,6 +121,7 @@ pub fn build_span(
         timed_out: _,
         inject,
     } = ex;
+    let response: Option<ResponseHead> = response.map(|ResponseHeadOf::Http1(head)| head);
 
     let target = RequestTarget::parse(&request.target);
     let (path, query) = match target.path_and_query.split_once('?') {
@@ -160,7 +166,7 @@ pub fn build_span(
     match kind {
         SpanKind::Server => {
             let (addr, port): (Value, u16) = match host {
-                Some((h, p)) => (h.to_owned().into(), p.unwrap_or(ends.local.port())),
+                Some((h, p)) => (repeated.host(h).into(), p.unwrap_or(ends.local.port())),
                 None => (Arc::clone(ends.local_ip()).into(), ends.local.port()),
             };
             attrs.push(KeyValue::new("server.address", addr));
@@ -199,7 +205,10 @@ pub fn build_span(
         }
     }
     if let Some(ua) = request.headers.get("user-agent") {
-        attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
+        attrs.push(KeyValue::new(
+            "user_agent.original",
+            repeated.user_agent(ua),
+        ));
     }
     // A GET without a body has no body size to report; an explicit Content-Length: 0 does.
     let body_declared = request.headers.get("content-length").is_some();

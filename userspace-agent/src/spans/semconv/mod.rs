@@ -5,20 +5,66 @@
 pub mod db;
 pub mod http;
 
+use std::sync::Arc;
+
 use super::model::{Span, SpanKind};
 use super::pairing::{Exchange, Outcome};
 use crate::capture::Endpoints;
-use crate::protocols::parser::{RequestHeadOf, ResponseHeadOf};
+use crate::protocols::parser::RequestHeadOf;
 
 /// The span of a finished exchange, by its protocol's conventions.
-pub fn exchange_span(ex: Exchange, kind: SpanKind, ends: &Endpoints, outcome: Outcome) -> Span {
+pub fn exchange_span(
+    ex: Exchange,
+    kind: SpanKind,
+    ends: &Endpoints,
+    repeated: &mut Repeated,
+    outcome: Outcome,
+) -> Span {
     match ex.request {
-        RequestHeadOf::Http1(_) => {
-            let ex = ex.map(
-                |RequestHeadOf::Http1(head)| head,
-                |ResponseHeadOf::Http1(head)| head,
-            );
-            http::build_span(ex, kind, ends, outcome)
-        }
+        RequestHeadOf::Http1(_) => http::build_span(ex, kind, ends, repeated, outcome),
+    }
+}
+
+/// Values a connection repeats on every request (its Host, its User-Agent): its spans
+/// share one copy instead of each allocating its own.
+#[derive(Debug, Default)]
+pub struct Repeated {
+    host: Option<Arc<str>>,
+    user_agent: Option<Arc<str>>,
+}
+
+impl Repeated {
+    /// The connection's last `Host` (server address), shared if it did not change.
+    pub fn host(&mut self, value: &str) -> Arc<str> {
+        shared(&mut self.host, value)
+    }
+
+    /// The connection's last `User-Agent`, shared if it did not change.
+    pub fn user_agent(&mut self, value: &str) -> Arc<str> {
+        shared(&mut self.user_agent, value)
+    }
+}
+
+fn shared(cell: &mut Option<Arc<str>>, value: &str) -> Arc<str> {
+    match cell {
+        Some(last) if **last == *value => Arc::clone(last),
+        _ => Arc::clone(cell.insert(value.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_value_is_shared_until_it_changes() {
+        let mut r = Repeated::default();
+        let a = r.host("example.com");
+        let b = r.host("example.com");
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = r.host("other.example");
+        assert_eq!(&*c, "other.example");
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(&*r.user_agent("curl/8"), "curl/8");
     }
 }
