@@ -128,11 +128,11 @@ fn nginx_exchanges(c: &mut Criterion) {
             Arc::clone(&counters),
         );
         let mut pipeline = Pipeline::standard(counters);
-        let mut spans = Vec::new();
         for record in &batch {
             capture.record(black_box(record), &mut builder);
         }
-        pipeline.run(builder.take_emitted(), &mut spans);
+        pipeline.run(builder.batch());
+        let spans = std::mem::take(&mut builder.batch().spans);
         assert_eq!(spans.len() as u64, BATCH, "one span per exchange");
         black_box(spans);
     };

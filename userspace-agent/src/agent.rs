@@ -26,7 +26,7 @@ use crate::span_metrics::export::MetricsExporter;
 use crate::span_metrics::{
     SpanMetrics, SpanMetricsConfig, SpanMetricsSink, agent_resource, scrape,
 };
-use crate::spans::{Limits, Session, Span, SpanBuilder};
+use crate::spans::{Limits, Session, SpanBuilder};
 
 /// What to trace.
 pub enum Mode {
@@ -185,7 +185,6 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         counters: Arc::clone(&counters),
         resources,
         exe_globs,
-        spans: Vec::new(),
     };
     let ended = loop_state
         .run(
@@ -386,8 +385,6 @@ struct Loop {
     counters: Arc<Counters>,
     resources: Arc<ResourceCache>,
     exe_globs: Vec<glob::Pattern>,
-    /// Spans the pipeline passed, for the sink.
-    spans: Vec<Span>,
 }
 
 impl Loop {
@@ -503,15 +500,15 @@ impl Loop {
         }
     }
 
-    /// What the span builder emitted, through the pipeline, to the sink.
+    /// What the span builder built, through the pipeline, to the sink.
     fn export(&mut self, sink: &mut dyn SpanSink) {
-        if !self.builder.has_emitted() {
+        let batch = self.builder.batch();
+        if batch.is_empty() {
             return;
         }
-        self.pipeline
-            .run(self.builder.take_emitted(), &mut self.spans);
-        if !self.spans.is_empty() {
-            let spans = std::mem::take(&mut self.spans);
+        self.pipeline.run(batch);
+        if !batch.spans.is_empty() {
+            let spans = std::mem::take(&mut batch.spans);
             let n = spans.len() as u64;
             if let Err(e) = sink.export(spans, now_unix()) {
                 self.counters

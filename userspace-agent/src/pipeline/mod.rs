@@ -14,7 +14,7 @@ pub mod sdk;
 use std::sync::Arc;
 
 use crate::metrics::Counters;
-use crate::spans::{Emitted, RequestSeen, Span};
+use crate::spans::{Batch, RequestSeen, Span};
 
 /// Most spans handed on per run; the rest are dropped (`pipeline_dropped`).
 pub const MAX_BATCH: usize = 65_536;
@@ -61,31 +61,40 @@ impl Pipeline {
         )
     }
 
-    /// Runs what the span builder emitted, in order, through every stage; the spans that
-    /// survive are appended to `out`.
-    pub fn run(&mut self, emitted: impl IntoIterator<Item = Emitted>, out: &mut Vec<Span>) {
-        'items: for item in emitted {
-            match item {
-                Emitted::Request(seen) => {
-                    for stage in &mut self.stages {
-                        stage.request(&seen);
-                    }
-                }
-                Emitted::Span { tgid, mut span } => {
-                    for stage in &mut self.stages {
-                        if stage.span(tgid, &mut span) == Verdict::Drop {
-                            continue 'items;
-                        }
-                    }
-                    // Built: made by the span builder and kept by every stage.
-                    Counters::inc(&self.counters.spans_built);
-                    if out.len() >= MAX_BATCH {
-                        Counters::inc(&self.counters.pipeline_dropped);
-                        continue;
-                    }
-                    out.push(span);
-                }
+    /// Runs a batch through every stage, in place and in order: each request is seen
+    /// before the spans built after it. Dropped spans leave the batch; at most
+    /// [`MAX_BATCH`] spans stay, the rest are dropped and counted.
+    pub fn run(&mut self, batch: &mut Batch) {
+        let Batch {
+            spans,
+            tgids,
+            requests,
+        } = batch;
+        let Self { stages, counters } = self;
+        let mut requests = requests.drain(..).peekable();
+        let mut tgids = tgids.drain(..);
+        let mut index = 0;
+        spans.retain_mut(|span| {
+            while let Some((_, seen)) = requests.next_if(|(before, _)| *before <= index) {
+                stages.iter_mut().for_each(|stage| stage.request(&seen));
             }
+            index += 1;
+            let tgid = tgids.next().unwrap_or_default();
+            let kept = stages
+                .iter_mut()
+                .all(|stage| stage.span(tgid, span) == Verdict::Keep);
+            if kept {
+                // Built: made by the span builder and kept by every stage.
+                Counters::inc(&counters.spans_built);
+            }
+            kept
+        });
+        for (_, seen) in requests {
+            stages.iter_mut().for_each(|stage| stage.request(&seen));
+        }
+        if spans.len() > MAX_BATCH {
+            Counters::add(&counters.pipeline_dropped, (spans.len() - MAX_BATCH) as u64);
+            spans.truncate(MAX_BATCH);
         }
     }
 

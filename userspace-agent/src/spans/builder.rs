@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::Emitted;
+use super::Batch;
 use super::identity::{ParentLink, ParentSource, SpanIdentity};
 use super::marks::KernelMarks;
 use super::model::{Resource, Span};
@@ -59,8 +59,8 @@ pub struct SpanBuilder {
     limits: Limits,
     resources: ResourceFn,
     counters: Arc<Counters>,
-    /// What was built since the last [`SpanBuilder::take_emitted`], in order.
-    emitted: Vec<Emitted>,
+    /// What was built since the pipeline last took it.
+    batch: Batch,
     /// Re-enrolment candidates since the last `take_idle_clients` (None: injection off).
     idle_clients: Option<Vec<IdleClient>>,
     /// Scratch for server spans released unjoined.
@@ -77,7 +77,7 @@ impl SpanBuilder {
             limits,
             resources,
             counters,
-            emitted: Vec::new(),
+            batch: Batch::default(),
             idle_clients: None,
             released: Vec::new(),
         }
@@ -108,13 +108,10 @@ impl SpanBuilder {
         }
     }
 
-    /// Everything built since the last call, in order.
-    pub fn take_emitted(&mut self) -> std::vec::Drain<'_, Emitted> {
-        self.emitted.drain(..)
-    }
-
-    pub fn has_emitted(&self) -> bool {
-        !self.emitted.is_empty()
+    /// What was built since the pipeline last took it: the pipeline runs on it in place,
+    /// then the sinks take its spans.
+    pub fn batch(&mut self) -> &mut Batch {
+        &mut self.batch
     }
 
     /// Housekeeping not tied to one connection: database server spans that waited in
@@ -127,10 +124,7 @@ impl SpanBuilder {
 
     fn emit_released(&mut self) {
         for held in self.released.drain(..) {
-            self.emitted.push(Emitted::Span {
-                tgid: held.tgid,
-                span: held.span,
-            });
+            self.batch.push_span(held.tgid, held.span);
         }
     }
 
@@ -406,14 +400,14 @@ impl Handler<'_> {
             }
         }
         let RequestHeadOf::Http1(http) = &head;
-        b.emitted.push(Emitted::Request(super::RequestSeen {
+        b.batch.push_request(super::RequestSeen {
             tgid: self.conn.tgid,
             kind: self.role.kind(),
             ident,
             // Only a client exports (a server receiving exports is a collector).
             otlp_trace_export: self.role == Role::Client
                 && semconv::http::is_otlp_trace_export(http),
-        }));
+        });
         // tracestate travels with a traceparent, and only that one was validated.
         let trace_state = ident
             .parent
@@ -480,14 +474,14 @@ impl Handler<'_> {
         match self.role {
             Role::Client => {
                 self.join_waiting_server(&span);
-                self.b.emitted.push(Emitted::Span { tgid, span });
+                self.b.batch.push_span(tgid, span);
             }
             Role::Server => match b.calls.server_finished(local, remote, &span.name) {
                 ServerCall::Parent(trace_id, link) => {
                     semconv::db::adopt(&mut span, trace_id, link);
-                    b.emitted.push(Emitted::Span { tgid, span });
+                    b.batch.push_span(tgid, span);
                 }
-                ServerCall::Root => b.emitted.push(Emitted::Span { tgid, span }),
+                ServerCall::Root => b.batch.push_span(tgid, span),
                 ServerCall::Wait => {
                     let held = HeldCall {
                         tgid,
@@ -526,10 +520,7 @@ impl Handler<'_> {
                     source: ParentSource::LocalPeer,
                 };
                 semconv::db::adopt(&mut held.span, client.trace_id, link);
-                b.emitted.push(Emitted::Span {
-                    tgid: held.tgid,
-                    span: held.span,
-                });
+                b.batch.push_span(held.tgid, held.span);
             }
             None => {
                 let ident = SpanIdentity {
@@ -598,8 +589,5 @@ fn finish_exchange(
     }
     let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, repeated, outcome);
     span.trace_id = b.join.resolve(span.trace_id);
-    b.emitted.push(Emitted::Span {
-        tgid: conn.tgid,
-        span,
-    });
+    b.batch.push_span(conn.tgid, span);
 }

@@ -5,8 +5,8 @@
 //! protocol ([`pairing`]), gives each request its identity and parents: the kernel's
 //! decisions ([`marks`]), the same-host joins ([`trace_join`]) and the model of
 //! provenance every parent link carries ([`identity`]); finished exchanges are named
-//! and attributed per protocol ([`semconv`]). Its output, [`Emitted`], goes to the
-//! pipeline in the order it happened.
+//! and attributed per protocol ([`semconv`]). Its output, a [`Batch`], goes to the
+//! pipeline.
 
 pub mod builder;
 pub mod identity;
@@ -27,14 +27,31 @@ pub use model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, Text, TraceI
 pub use role::Role;
 pub use session::Session;
 
-/// What the span builder hands to the pipeline, in the order it happened.
-#[derive(Debug)]
-pub enum Emitted {
-    /// A request whose head is complete: its span comes later, if at all. Stateful
-    /// stages learn from it (SDK recognition).
-    Request(RequestSeen),
-    /// A finished span of process `tgid`.
-    Span { tgid: u32, span: Span },
+/// What the span builder hands to the pipeline: finished spans, and the requests seen
+/// start, in the order they happened. Spans stay where they are built until a sink takes
+/// them (the pipeline works on them in place).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub spans: Vec<Span>,
+    /// The process of each span (same index).
+    pub tgids: Vec<u32>,
+    /// Requests whose head completed, each with the number of spans built before it.
+    pub requests: Vec<(usize, RequestSeen)>,
+}
+
+impl Batch {
+    pub fn push_span(&mut self, tgid: u32, span: Span) {
+        self.spans.push(span);
+        self.tgids.push(tgid);
+    }
+
+    pub fn push_request(&mut self, seen: RequestSeen) {
+        self.requests.push((self.spans.len(), seen));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.requests.is_empty()
+    }
 }
 
 /// The facts about a request that pipeline stages read as it starts.

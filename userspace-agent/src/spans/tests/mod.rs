@@ -44,7 +44,9 @@ impl Tracker {
     }
 
     fn flush(&mut self, out: &mut Vec<Span>) {
-        self.pipeline.run(self.builder.take_emitted(), out);
+        let batch = self.builder.batch();
+        self.pipeline.run(batch);
+        out.append(&mut batch.spans);
     }
 
     pub(super) fn on_data(&mut self, ev: &DataEvent<'_>, out: &mut Vec<Span>) {
