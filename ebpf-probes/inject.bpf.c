@@ -24,22 +24,20 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
-#include "common/config.h"
-#include "common/http_detect.h"
-#include "common/inject_line.h"
-#include "common/swar.h"
-#include "common/trace_ctx.h"
-#include "maps/maps.h"
+#include <common/config.h>
+#include <common/swar.h>
+#include <common/traced.h>
+#include <inject/traceparent.h>
+#include <maps/inject.h>
+#include <maps/tcp_opt_ctxs.h>
+#include <protocols/http1.h>
+#include <trace_ctx/thread_ctx.h>
 
 #define SK_PASS 1
 #define SOL_TCP 6
 
 /* sock_ops return value: the callback was handled (the kernel ignores it for these ops). */
 #define SOCKOPS_OK 1
-
-static __always_inline bool pid_traced(__u32 tgid) {
-    return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
-}
 
 /* ----- sock_ops: enrolment of client sockets ----- */
 
@@ -148,7 +146,7 @@ static __always_inline void write_option(struct bpf_sock_ops *skops) {
 }
 
 /* A segment with an option the kernel does not know arrived: ours carries the sender's
- * context; keep it for the probe that reads the request (trace_ctx.h). */
+ * context; keep it for the probe that reads the request (trace_ctx/decide.h). */
 static __always_inline void read_option(struct bpf_sock_ops *skops) {
     struct tcp_opt opt = {
         .kind = TCP_OPT_KIND, .len = 4, .magic = {TCP_OPT_MAGIC_HI, TCP_OPT_MAGIC_LO}};
@@ -184,8 +182,8 @@ int sonde_sockops(struct bpf_sock_ops *skops) {
     switch (skops->op) {
     case BPF_SOCK_OPS_TCP_CONNECT_CB: {
         /* connect() runs in the caller's context: remember traced callers' sockets. */
-        struct task_struct *task = bpf_get_current_task_btf();
-        if (!pid_traced(task->tgid))
+        __u32 tgid = bpf_get_current_task_btf()->tgid;
+        if (!traced(&tgid))
             break;
         __u8 *mark = bpf_sk_storage_get(&inject_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
         if (mark)
@@ -379,7 +377,8 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
         return SK_PASS;
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tid = (__u32)pid_tgid;
-    if (!pid_traced(pid_tgid >> 32))
+    __u32 tgid = pid_tgid >> 32;
+    if (!traced(&tgid))
         return SK_PASS; /* a socket handed to an untraced process */
     __u64 sk = (__u64)msg->sk;
 

@@ -81,11 +81,11 @@ fn build_probes(probes: &Path, out: &Path) {
         .arg(&obj));
 }
 
-/// The kernel's trace-context parser (common/ctx_parse.h) compiled for the host, so unit
+/// The kernel's trace-context parser (trace_ctx/ctx_parse.h) compiled for the host, so unit
 /// tests exercise the same C code the probes run (`propagation/kernel_parser_tests.rs`).
 fn build_ctx_parser(probes: &Path) {
     cc::Build::new()
-        .file(probes.join("ctx_parse_host.c"))
+        .file(probes.join("host").join("ctx_parse_host.c"))
         .include(probes.join("include"))
         .include(probes)
         .warnings(true)
@@ -99,7 +99,7 @@ fn build_abi_layout(probes: &Path, out: &Path) {
     run(
         Command::new(env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
             .arg(format!("-I{}", probes.join("include").display()))
-            .arg(probes.join("abi_layout.c"))
+            .arg(probes.join("host").join("abi_layout.c"))
             .arg("-o")
             .arg(&exe),
     );

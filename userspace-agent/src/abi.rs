@@ -7,7 +7,7 @@
 
 use thiserror::Error;
 
-/// Layout of the C structs, printed by `ebpf-probes/abi_layout.c` at build time.
+/// Layout of the C structs, printed by `ebpf-probes/host/abi_layout.c` at build time.
 mod c_layout {
     include!(concat!(env!("OUT_DIR"), "/abi_layout.rs"));
 }

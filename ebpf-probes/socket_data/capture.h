@@ -7,8 +7,9 @@
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
-#include "common/config.h"
-#include "maps/maps.h"
+#include <common/config.h>
+#include <maps/data_scratch.h>
+#include <maps/events.h>
 
 static __always_inline __u32 capture_limit(void) {
     __u32 cap = capture_bytes;
