@@ -25,6 +25,7 @@
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
 #include <common/config.h>
+#include <common/log.h>
 #include <common/swar.h>
 #include <common/traced.h>
 #include <inject/traceparent.h>
@@ -48,9 +49,12 @@
 
 static __always_inline void enrol(struct bpf_sock_ops *skops, __u8 *mark) {
     __u64 cookie = bpf_get_socket_cookie(skops);
-    if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST) != 0) {
+    long err = bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST);
+    if (err != 0) {
         *mark = 0;
         count_inject(SONDE_INJ_ENROL_FAILED);
+        log_debug("injection: enrolling a client socket failed", LOG_NUM("cookie", cookie),
+                  LOG_NUM("err", err));
         return;
     }
     /* A callback on every transmitted segment: the first one with data leaves the
@@ -416,11 +420,15 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     enum head_scan head = line_ok ? scan_head(d, len, line_end) : HEAD_INCOMPLETE;
     if (head == HEAD_HAS_CTX) {
         count_inject(SONDE_INJ_APP_HEADER);
+        log_debug("injection skipped: the request carries its own trace context header",
+                  LOG_NUM("tgid", tgid));
         remember(tid, sk, NULL, SONDE_INJECT_APP_HEADER);
         return SK_PASS;
     }
     if (head != HEAD_CLEAN) {
         count_inject(SONDE_INJ_SKIPPED);
+        log_debug("injection skipped: no complete HTTP/1 request head in the first bytes",
+                  LOG_NUM("tgid", tgid), LOG_NUM("size", size), LOG_NUM("line_end", line_end));
         remember(tid, sk, &client, SONDE_INJECT_SKIPPED);
         return SK_PASS;
     }
@@ -430,6 +438,8 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
 
     if (bpf_msg_push_data(msg, line_end, INJECT_LINE_LEN, 0) != 0) {
         count_inject(SONDE_INJ_FAILED);
+        log_debug("injection failed: no room to insert the header", LOG_NUM("tgid", tgid),
+                  LOG_NUM("size", size));
         remember(tid, sk, &client, SONDE_INJECT_FAILED);
         return SK_PASS;
     }

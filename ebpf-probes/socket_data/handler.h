@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
 #include <common/config.h>
+#include <common/log.h>
 #include <common/syscall_regs.h>
 #include <common/tcp_sock.h>
 #include <common/traced.h>
@@ -41,6 +42,9 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         sys = syscall_of_regs(regs, dir);
         if (!sys) {
             count_drop(SONDE_DROP_UNDECODED);
+            log_debug("socket I/O by a syscall whose arguments do not describe the bytes: skipped",
+                      LOG_NUM("nr", regs->orig_ax), LOG_NUM("tgid", tgid), LOG_NUM("bytes", ret),
+                      LOG_STR("comm", bpf_get_current_task_btf()->comm, 16));
             return 0;
         }
     }
@@ -104,10 +108,13 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         break;
     case SHAPE_MSG: {
         struct user_msghdr msg;
-        if (bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si) == 0)
+        if (bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si) == 0) {
             capture_iov(s, (__u64)msg.msg_iov, msg.msg_iovlen, ret);
-        else
+        } else {
             count_drop(SONDE_DROP_READ_FAULT);
+            log_debug("payload unreadable: msghdr", LOG_NUM("tgid", tgid), LOG_NUM("syscall", sys),
+                      LOG_NUM("bytes", ret));
+        }
         break;
     }
     case SHAPE_NONE:

@@ -6,6 +6,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
+#include <common/log.h>
 #include <common/tcp_sock.h>
 #include <maps/sockets.h>
 
@@ -49,8 +50,12 @@ static __always_inline const struct sonde_sock_info *new_tcp_sock(struct sock *s
 
     /* A kernel socket (NFS, SMB, iSCSI...) used on behalf of the task's syscall has no
      * file: those bytes are not the syscall's buffer. */
-    if (!BPF_CORE_READ(sk, sk_socket, file))
+    if (!BPF_CORE_READ(sk, sk_socket, file)) {
+        log_trace("socket without a file (a kernel socket used for the task): skipped",
+                  LOG_NUM("local_port", BPF_CORE_READ(sk, __sk_common.skc_num)),
+                  LOG_NUM("remote_port", bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))));
         return NULL;
+    }
     __builtin_memset(scratch, 0, sizeof(*scratch));
     describe_sock(sk, scratch);
     if (!scratch->sk)

@@ -6,6 +6,7 @@
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
 #include <common/config.h>
+#include <common/log.h>
 #include <maps/data_scratch.h>
 #include <maps/events.h>
 
@@ -26,6 +27,9 @@ static __always_inline void submit_data(struct scratch *s) {
         flags = BPF_RB_FORCE_WAKEUP;
         last_wakeup_ns = s->ev.ts_ns;
     }
-    if (bpf_ringbuf_output(&events, &s->ev, size, flags))
+    if (bpf_ringbuf_output(&events, &s->ev, size, flags)) {
         count_drop(SONDE_DROP_RINGBUF_FULL);
+        log_debug("ring buffer full: data record dropped", LOG_NUM("tgid", s->ev.tgid),
+                  LOG_NUM("bytes", s->ev.total_len));
+    }
 }

@@ -8,6 +8,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
+#include <common/log.h>
 #include <maps/data_scratch.h>
 #include <maps/inject.h>
 #include <maps/tcp_opt_ctxs.h>
@@ -42,7 +43,11 @@ static __always_inline bool take_tcp_option(__u64 sk, __u64 now_ns, struct tcp_o
     *out = *opt;
     bpf_map_delete_elem(&tcp_opt_ctxs, &sk);
     /* Left by a connection whose reader is not traced, before this socket was reused. */
-    return now_ns - out->ts_ns < 5000000000ULL;
+    if (now_ns - out->ts_ns < 5000000000ULL)
+        return true;
+    log_debug("TCP option context older than 5 s: ignored", LOG_HEX("sock", sk),
+              LOG_NUM("age_ns", now_ns - out->ts_ns));
+    return false;
 }
 
 /* No header: the span joins the trace the TCP option names, as a child of its span. */

@@ -120,6 +120,7 @@ pub async fn run(mode: Mode, opts: TraceOptions, config: Config) -> Result<Ended
         },
         inject: !opts.no_inject && !opts.empty_probes,
         hooks: opts.hooks,
+        probe_log: opts.probe_log,
     })?;
     if probes.injecting() {
         report_fionread_hazard();

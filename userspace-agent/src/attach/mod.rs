@@ -3,5 +3,6 @@
 pub mod hooks;
 pub mod inject;
 pub mod matrix;
+pub mod probe_log;
 pub mod probes;
 pub mod targets;

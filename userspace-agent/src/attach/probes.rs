@@ -15,6 +15,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::hooks::{DataHooks, Hook, HookChoice, KernelHooks, LIFECYCLE, ProgramHook};
 use super::inject;
+use super::probe_log::{self, ProbeLog, ProbeLogLevel};
 use crate::abi;
 use crate::metrics::Counters;
 
@@ -37,6 +38,8 @@ pub struct ProbeOptions {
     pub inject: bool,
     /// Which hooks carry socket data.
     pub hooks: HookChoice,
+    /// Probe diagnostics shown (`--probe-log`).
+    pub probe_log: ProbeLogLevel,
 }
 
 /// When a record wakes the agent (`--wakeup-bytes`, `--wakeup-gap-us`): once `bytes` of
@@ -67,6 +70,7 @@ impl Default for ProbeOptions {
             wakeup: Wakeup::default(),
             inject: true,
             hooks: HookChoice::Auto,
+            probe_log: ProbeLogLevel::Off,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct Probes {
     injecting: bool,
     /// Attached with the other programs, handed over with the injection maps.
     arm_iterator: Option<inject::ArmIterator>,
+    /// Reads the probes' diagnostics while they are attached (`--probe-log`).
+    _probe_log: Option<ProbeLog>,
 }
 
 impl Probes {
@@ -132,6 +138,7 @@ impl Probes {
             }
         }
         drop(kernel);
+        let probe_log = ProbeLog::start(&mut ebpf, opts.probe_log)?;
 
         let traced = HashMap::try_from(
             ebpf.take_map("traced_pids")
@@ -156,6 +163,7 @@ impl Probes {
             data_hooks,
             injecting,
             arm_iterator,
+            _probe_log: probe_log,
         })
     }
 
@@ -289,6 +297,7 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
     let watch_exec = u8::from(opts.watch_exec);
     let empty = u8::from(opts.empty_probes);
     let inject = u8::from(opts.inject);
+    let log_level = opts.probe_log.kernel_level();
     if opts.wakeup.bytes > u64::from(opts.ring_buffer_bytes) / 2 {
         bail!(
             "--wakeup-bytes {} must be at most half the ring buffer ({} bytes)",
@@ -303,7 +312,9 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
         .override_global("watch_exec", &watch_exec, true)
         .override_global("empty_probes", &empty, true)
         .override_global("inject_enabled", &inject, true)
+        .override_global(aya_log::LEVEL, &log_level, true)
         .map_max_entries("events", opts.ring_buffer_bytes)
+        .map_max_entries(probe_log::MAP, opts.probe_log.ring_bytes())
         .load(PROBE_OBJECT)
         .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")
 }
