@@ -17,6 +17,7 @@
  *   trace_ctx/     trace-context decisions, IDs, thread contexts, the header parser
  *   inject/        what the sk_msg program inserts (the traceparent line)
  *   host/          host builds for userspace-agent's build.rs and unit tests
+ *   tests/         BPF objects only userspace-agent's tests load (log_test.bpf.c)
  */
 #include "syscalls.bpf.c"
 #include "socket_layer.bpf.c"

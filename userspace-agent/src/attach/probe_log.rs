@@ -171,3 +171,5 @@ fn wait_readable(fd: RawFd, timeout: Duration) {
     }
 }
 
+#[cfg(test)]
+mod tests;
