@@ -24,22 +24,21 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
-#include "common/config.h"
-#include "common/http_detect.h"
-#include "common/inject_line.h"
-#include "common/swar.h"
-#include "common/trace_ctx.h"
-#include "maps/maps.h"
+#include <common/config.h>
+#include <common/log.h>
+#include <common/swar.h>
+#include <common/traced.h>
+#include <inject/traceparent.h>
+#include <maps/inject.h>
+#include <maps/tcp_opt_ctxs.h>
+#include <protocols/http1.h>
+#include <trace_ctx/thread_ctx.h>
 
 #define SK_PASS 1
 #define SOL_TCP 6
 
 /* sock_ops return value: the callback was handled (the kernel ignores it for these ops). */
 #define SOCKOPS_OK 1
-
-static __always_inline bool pid_traced(__u32 tgid) {
-    return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
-}
 
 /* ----- sock_ops: enrolment of client sockets ----- */
 
@@ -50,9 +49,12 @@ static __always_inline bool pid_traced(__u32 tgid) {
 
 static __always_inline void enrol(struct bpf_sock_ops *skops, __u8 *mark) {
     __u64 cookie = bpf_get_socket_cookie(skops);
-    if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST) != 0) {
+    long err = bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST);
+    if (err != 0) {
         *mark = 0;
         count_inject(SONDE_INJ_ENROL_FAILED);
+        log_debug("injection: enrolling a client socket failed", LOG_NUM("cookie", cookie),
+                  LOG_NUM("err", err));
         return;
     }
     /* A callback on every transmitted segment: the first one with data leaves the
@@ -148,7 +150,7 @@ static __always_inline void write_option(struct bpf_sock_ops *skops) {
 }
 
 /* A segment with an option the kernel does not know arrived: ours carries the sender's
- * context; keep it for the probe that reads the request (trace_ctx.h). */
+ * context; keep it for the probe that reads the request (trace_ctx/decide.h). */
 static __always_inline void read_option(struct bpf_sock_ops *skops) {
     struct tcp_opt opt = {
         .kind = TCP_OPT_KIND, .len = 4, .magic = {TCP_OPT_MAGIC_HI, TCP_OPT_MAGIC_LO}};
@@ -184,8 +186,8 @@ int sonde_sockops(struct bpf_sock_ops *skops) {
     switch (skops->op) {
     case BPF_SOCK_OPS_TCP_CONNECT_CB: {
         /* connect() runs in the caller's context: remember traced callers' sockets. */
-        struct task_struct *task = bpf_get_current_task_btf();
-        if (!pid_traced(task->tgid))
+        __u32 tgid = bpf_get_current_task_btf()->tgid;
+        if (!traced(&tgid))
             break;
         __u8 *mark = bpf_sk_storage_get(&inject_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
         if (mark)
@@ -379,7 +381,8 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
         return SK_PASS;
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tid = (__u32)pid_tgid;
-    if (!pid_traced(pid_tgid >> 32))
+    __u32 tgid = pid_tgid >> 32;
+    if (!traced(&tgid))
         return SK_PASS; /* a socket handed to an untraced process */
     __u64 sk = (__u64)msg->sk;
 
@@ -417,11 +420,15 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     enum head_scan head = line_ok ? scan_head(d, len, line_end) : HEAD_INCOMPLETE;
     if (head == HEAD_HAS_CTX) {
         count_inject(SONDE_INJ_APP_HEADER);
+        log_debug("injection skipped: the request carries its own trace context header",
+                  LOG_NUM("tgid", tgid));
         remember(tid, sk, NULL, SONDE_INJECT_APP_HEADER);
         return SK_PASS;
     }
     if (head != HEAD_CLEAN) {
         count_inject(SONDE_INJ_SKIPPED);
+        log_debug("injection skipped: no complete HTTP/1 request head in the first bytes",
+                  LOG_NUM("tgid", tgid), LOG_NUM("size", size), LOG_NUM("line_end", line_end));
         remember(tid, sk, &client, SONDE_INJECT_SKIPPED);
         return SK_PASS;
     }
@@ -431,6 +438,8 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
 
     if (bpf_msg_push_data(msg, line_end, INJECT_LINE_LEN, 0) != 0) {
         count_inject(SONDE_INJ_FAILED);
+        log_debug("injection failed: no room to insert the header", LOG_NUM("tgid", tgid),
+                  LOG_NUM("size", size));
         remember(tid, sk, &client, SONDE_INJECT_FAILED);
         return SK_PASS;
     }

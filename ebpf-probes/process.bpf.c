@@ -7,9 +7,12 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
-#include "common/config.h"
-#include "common/trace_ctx.h"
-#include "maps/maps.h"
+#include <common/config.h>
+#include <common/traced.h>
+#include <maps/events.h>
+#include <maps/exec_scratch.h>
+#include <maps/thread_ctxs.h>
+#include <trace_ctx/thread_ctx.h>
 
 static __always_inline void emit_proc_event(__u8 kind, __u32 tgid) {
     struct sonde_proc_event ev = {};
@@ -26,7 +29,7 @@ int sonde_tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx) {
         return 0;
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tgid = pid_tgid >> 32;
-    __u32 *flags = bpf_map_lookup_elem(&traced_pids, &tgid);
+    __u32 *flags = traced(&tgid);
     if (!flags)
         return 0;
 
@@ -65,8 +68,8 @@ int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx) {
     if (empty_probes)
         return 0;
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    bool traced = bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
-    if (!watch_exec && !traced)
+    bool is_traced = traced(&tgid) != NULL;
+    if (!watch_exec && !is_traced)
         return 0;
 
     __u32 zero = 0;
@@ -74,7 +77,7 @@ int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx) {
     if (!ev)
         return 0;
     ev->kind = SONDE_EV_EXEC;
-    ev->traced = traced;
+    ev->traced = is_traced;
     ev->tgid = tgid;
     ev->ts_ns = bpf_ktime_get_ns();
 
@@ -107,7 +110,7 @@ int sonde_tp_sched_exit(void *ctx) {
      * once reused by an unrelated process, would make that process traced. */
     if (tid != tgid)
         bpf_map_delete_elem(&traced_pids, &tid);
-    if (!bpf_map_lookup_elem(&traced_pids, &tgid))
+    if (!traced(&tgid))
         return 0;
 
     bpf_map_delete_elem(&thread_ctxs, &tid);

@@ -3,7 +3,7 @@
  * Socket data at the socket layer: hooks that fire only when a socket sends or receives,
  * so file and pipe I/O never reach Sonde and no process is switched onto the slow syscall
  * path (what the sys_exit tracepoints of syscalls.bpf.c cost every process). Three
- * interchangeable families over one handler (common/socket_data.h); attach/hooks.rs picks
+ * interchangeable families over one handler (socket_data/handler.h); attach/hooks.rs picks
  * the first one the kernel offers:
  *
  *   socket-tracepoints  tp_btf on sock_send_length / sock_recv_length (Linux 6.4+; needs
@@ -27,8 +27,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "sonde_abi.h"
-#include "common/config.h"
-#include "common/socket_data.h"
+#include <common/config.h>
+#include <socket_data/handler.h>
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sonde_sock_send, struct sock *sk, int ret, int flags) {

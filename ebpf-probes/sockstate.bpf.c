@@ -8,9 +8,10 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
-#include "common/config.h"
-#include "common/tcp_sock.h"
-#include "maps/maps.h"
+#include <common/config.h>
+#include <common/tcp_sock.h>
+#include <maps/events.h>
+#include <maps/sockets.h>
 
 #define TCP_CLOSE 7
 

@@ -10,8 +10,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "sonde_abi.h"
-#include "common/config.h"
-#include "common/socket_data.h"
+#include <common/config.h>
+#include <socket_data/handler.h>
 
 /* One sys_exit tracepoint per syscall: works on every kernel, but switches every process
  * onto the slow syscall path (platform.md). attach/hooks.rs prefers the socket-layer

@@ -16,9 +16,12 @@ fn main() {
     rerun_if_changed(&probes);
     println!("cargo:rerun-if-env-changed=SONDE_CLANG");
 
-    build_probes(&probes, &out);
+    build_bpf(&probes, "sonde.bpf.c", &out.join("sonde.bpf.o"));
+    // Loaded by the root tests of attach/probe_log.rs only.
+    build_bpf(&probes, "tests/log_test.bpf.c", &out.join("log_test.bpf.o"));
     build_abi_layout(&probes, &out);
     build_ctx_parser(&probes);
+    build_log_host(&probes);
 }
 
 fn rerun_if_changed(dir: &Path) {
@@ -61,8 +64,7 @@ fn run(cmd: &mut Command) {
     assert!(status.success(), "{cmd:?} failed with {status}");
 }
 
-fn build_probes(probes: &Path, out: &Path) {
-    let obj = out.join("sonde.bpf.o");
+fn build_bpf(probes: &Path, source: &str, obj: &Path) {
     run(Command::new(clang())
         .args([
             "-O2",
@@ -76,16 +78,16 @@ fn build_probes(probes: &Path, out: &Path) {
         .arg(format!("-I{}", probes.join("include").display()))
         .arg(format!("-I{}", probes.display()))
         .arg("-c")
-        .arg(probes.join("sonde.bpf.c"))
+        .arg(probes.join(source))
         .arg("-o")
-        .arg(&obj));
+        .arg(obj));
 }
 
-/// The kernel's trace-context parser (common/ctx_parse.h) compiled for the host, so unit
+/// The kernel's trace-context parser (trace_ctx/ctx_parse.h) compiled for the host, so unit
 /// tests exercise the same C code the probes run (`propagation/kernel_parser_tests.rs`).
 fn build_ctx_parser(probes: &Path) {
     cc::Build::new()
-        .file(probes.join("ctx_parse_host.c"))
+        .file(probes.join("host").join("ctx_parse_host.c"))
         .include(probes.join("include"))
         .include(probes)
         .warnings(true)
@@ -94,12 +96,25 @@ fn build_ctx_parser(probes: &Path) {
         .compile("sonde_ctx_parse");
 }
 
+/// The probes' aya-log record builder (common/log.h) compiled for the host, so unit tests
+/// decode records of every shape with aya-log itself (`attach/probe_log/tests.rs`).
+fn build_log_host(probes: &Path) {
+    cc::Build::new()
+        .file(probes.join("host").join("log_host.c"))
+        .include(probes.join("include"))
+        .include(probes)
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true)
+        .compile("sonde_log_host");
+}
+
 fn build_abi_layout(probes: &Path, out: &Path) {
     let exe = out.join("abi_layout");
     run(
         Command::new(env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
             .arg(format!("-I{}", probes.join("include").display()))
-            .arg(probes.join("abi_layout.c"))
+            .arg(probes.join("host").join("abi_layout.c"))
             .arg("-o")
             .arg(&exe),
     );

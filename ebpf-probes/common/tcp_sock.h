@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* From a file descriptor of the current task to its TCP socket, via CO-RE reads. */
+/* Reading TCP sockets through CO-RE: from a file descriptor of the current task to its
+ * socket, a socket's 4-tuple, the bytes it sent. No maps: the caches are socket_data's. */
 #pragma once
 
 #include "vmlinux.h"
@@ -8,7 +9,6 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "sonde_abi.h"
-#include "maps/maps.h"
 
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
@@ -16,12 +16,6 @@
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
-
-/* Syscall arguments as saved at syscall entry: still valid at sys_exit, which lets one
- * exit tracepoint per syscall do the work of an enter/exit pair. */
-static __always_inline struct pt_regs *syscall_regs(void) {
-    return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-}
 
 /*
  * Pointers reached from bpf_get_current_task_btf() are BTF pointers: plain field loads
@@ -94,56 +88,6 @@ static __always_inline void describe_sock(struct sock *sk, struct sonde_sock_inf
 static __always_inline void describe_socket(struct file *file, struct sonde_sock_info *info) {
     struct socket *sock = BPF_CORE_READ(file, private_data);
     describe_sock(BPF_CORE_READ(sock, sk), info);
-}
-
-/*
- * The TCP socket behind fd, from the cache when this socket was seen before, or NULL.
- * A socket seen for the first time is also registered in known_socks, so its state
- * changes (close, reset) reach userspace.
- */
-static __always_inline const struct sonde_sock_info *
-tcp_sock_of_fd(__u32 fd, struct sonde_sock_info *scratch) {
-    struct file *file = NULL;
-    __u64 ino = socket_ino_of_fd(fd, &file);
-    if (!ino)
-        return NULL;
-
-    const struct sonde_sock_info *cached = bpf_map_lookup_elem(&sock_cache, &ino);
-    if (cached)
-        return cached->sk ? cached : NULL;
-
-    __builtin_memset(scratch, 0, sizeof(*scratch));
-    describe_socket(file, scratch);
-    bpf_map_update_elem(&sock_cache, &ino, scratch, BPF_ANY);
-    if (!scratch->sk)
-        return NULL;
-    bpf_map_update_elem(&known_socks, &scratch->sk, scratch, BPF_ANY);
-    return scratch;
-}
-
-/* The known_socks entry of sk: seen before, and not closed since (sockstate.bpf.c removes
- * it). Writable: folded egress is counted in place. */
-static __always_inline struct sonde_sock_info *known_sock(struct sock *sk) {
-    __u64 key = (__u64)sk;
-    return bpf_map_lookup_elem(&known_socks, &key);
-}
-
-/* The TCP socket sk, when a socket-layer hook was handed it and known_sock() did not know
- * it: described and added, or NULL when it is not one. */
-static __always_inline const struct sonde_sock_info *new_tcp_sock(struct sock *sk,
-                                                                  struct sonde_sock_info *scratch) {
-    __u64 key = (__u64)sk;
-
-    /* A kernel socket (NFS, SMB, iSCSI...) used on behalf of the task's syscall has no
-     * file: those bytes are not the syscall's buffer. */
-    if (!BPF_CORE_READ(sk, sk_socket, file))
-        return NULL;
-    __builtin_memset(scratch, 0, sizeof(*scratch));
-    describe_sock(sk, scratch);
-    if (!scratch->sk)
-        return NULL;
-    bpf_map_update_elem(&known_socks, &key, scratch, BPF_ANY);
-    return scratch;
 }
 
 /* The same from a socket the hook was handed (a BTF pointer): plain loads, no helper call

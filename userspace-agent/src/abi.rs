@@ -6,7 +6,7 @@
 //! header fails to compile: build.rs prints the C offsets and the `const` block below
 //! compares them.
 
-/// Layout of the C structs, printed by `ebpf-probes/abi_layout.c` at build time.
+/// Layout of the C structs, printed by `ebpf-probes/host/abi_layout.c` at build time.
 mod c_layout {
     include!(concat!(env!("OUT_DIR"), "/abi_layout.rs"));
 }

@@ -116,6 +116,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         },
         inject: opts.inject && !opts.empty_probes,
         hooks: opts.hooks,
+        probe_log: opts.probe_log,
     })?;
     if probes.injecting() {
         report_fionread_hazard();

@@ -14,5 +14,6 @@
 
 pub mod hooks;
 pub mod inject;
+pub mod probe_log;
 pub mod probes;
 pub mod targets;

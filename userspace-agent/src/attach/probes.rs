@@ -15,6 +15,7 @@ use aya::{Btf, Ebpf};
 
 use super::hooks::KernelHooks;
 use super::inject::{self, InjectionMaps};
+use super::probe_log::ProbeLog;
 use crate::abi;
 use crate::metrics::Counters;
 use crate::programs::{
@@ -34,6 +35,8 @@ pub struct Probes {
     injecting: bool,
     /// Attached with the other programs, handed over with the injection maps.
     arm_iterator: Option<inject::ArmIterator>,
+    /// Reads the probes' diagnostics while they are attached (`--probe-log`).
+    _probe_log: Option<ProbeLog>,
 }
 
 impl Probes {
@@ -72,6 +75,7 @@ impl Probes {
             }
         }
         drop(kernel);
+        let probe_log = ProbeLog::start(&mut ebpf, opts.probe_log)?;
 
         let traced = HashMap::try_from(
             ebpf.take_map("traced_pids")
@@ -96,6 +100,7 @@ impl Probes {
             data_hooks,
             injecting,
             arm_iterator,
+            _probe_log: probe_log,
         })
     }
 

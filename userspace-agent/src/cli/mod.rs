@@ -171,6 +171,11 @@ pub struct TraceOptions {
     /// Benchmark floor: attach every hook, but every probe returns at once.
     #[arg(long, hide = true)]
     pub empty_probes: bool,
+    /// Show the probes' own diagnostics (why the kernel side skipped an event) at this level
+    /// and above, in the agent's log on stderr.
+    #[arg(long, value_enum, default_value_t = crate::programs::ProbeLogLevel::Off,
+          value_name = "LEVEL")]
+    pub probe_log: crate::programs::ProbeLogLevel,
     #[command(flatten)]
     pub otlp: OtlpArgs,
 }

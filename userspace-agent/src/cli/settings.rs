@@ -87,6 +87,7 @@ impl TraceOptions {
             db_query_text,
             hooks,
             empty_probes,
+            probe_log,
             otlp: _,
         } = self;
         TraceSettings {
@@ -107,6 +108,7 @@ impl TraceOptions {
             db_query_text: (*db_query_text).into(),
             hooks: *hooks,
             empty_probes: *empty_probes,
+            probe_log: *probe_log,
         }
     }
 }

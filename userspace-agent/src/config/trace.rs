@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::programs::HookChoice;
+use crate::programs::{HookChoice, ProbeLogLevel};
 use crate::protocols::db::ParseOptions;
 
 /// Validated tracing settings.
@@ -43,6 +43,8 @@ pub struct TraceSettings {
     pub hooks: HookChoice,
     /// Benchmark floor: attach every hook, but every probe returns at once.
     pub empty_probes: bool,
+    /// Probe diagnostics shown in the agent's log (`--probe-log`).
+    pub probe_log: ProbeLogLevel,
 }
 
 /// When a record wakes the agent: once `bytes` of records wait unread, at most once per

@@ -82,7 +82,16 @@ pub fn load_every_program() -> Result<Matrix> {
 /// [`load_every_program`] with the kernel's BTF and the fentry probe already at hand
 /// (the doctor has both; a second parsed BTF would cost some 10 MB more).
 pub fn load_every_program_with(btf: Result<&Btf, &str>, fentry: &Feature) -> Result<Matrix> {
-    let mut ebpf = load_object(&ProbeOptions::default())?;
+    load_every_program_at(&ProbeOptions::default(), btf, fentry)
+}
+
+/// The same with `opts` baked into the object (the probe-log tests: every diagnostic on).
+pub fn load_every_program_at(
+    opts: &ProbeOptions,
+    btf: Result<&Btf, &str>,
+    fentry: &Feature,
+) -> Result<Matrix> {
+    let mut ebpf = load_object(opts)?;
     let no_trampolines = (!fentry.is_available())
         .then(|| format!("fentry {:?}: {}", fentry.support, fentry.detail).to_lowercase());
     let mut programs: Vec<ProgramLoad> = ebpf

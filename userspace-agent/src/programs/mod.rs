@@ -15,8 +15,10 @@ mod object;
 
 pub use hooks::{DataHooks, Hook, HookChoice, LIFECYCLE, ProgramHook, hook_of};
 pub use matrix::{
-    LoadState, Matrix, ProgramLoad, VERIFIER_BUDGET, load_every_program, load_every_program_with,
-    print_matrix,
+    LoadState, Matrix, ProgramLoad, VERIFIER_BUDGET, load_every_program, load_every_program_at,
+    load_every_program_with, print_matrix,
 };
-pub use object::{DEFAULT_WAKEUP_BYTES, DEFAULT_WAKEUP_GAP_US, ProbeOptions, Wakeup};
+pub use object::{
+    DEFAULT_WAKEUP_BYTES, DEFAULT_WAKEUP_GAP_US, PROBE_LOG_MAP, ProbeLogLevel, ProbeOptions, Wakeup,
+};
 pub(crate) use object::{load_object, verifier_context};

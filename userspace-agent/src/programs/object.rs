@@ -26,6 +26,8 @@ pub struct ProbeOptions {
     pub inject: bool,
     /// Which hooks carry socket data.
     pub hooks: HookChoice,
+    /// Probe diagnostics shown (`--probe-log`).
+    pub probe_log: ProbeLogLevel,
 }
 
 /// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
@@ -61,6 +63,7 @@ impl Default for ProbeOptions {
             wakeup: Wakeup::default(),
             inject: true,
             hooks: HookChoice::Auto,
+            probe_log: ProbeLogLevel::Off,
         }
     }
 }
@@ -78,6 +81,7 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
     let watch_exec = u8::from(opts.watch_exec);
     let empty = u8::from(opts.empty_probes);
     let inject = u8::from(opts.inject);
+    let log_level = opts.probe_log.kernel_level();
     if opts.wakeup.bytes > u64::from(opts.ring_buffer_bytes) / 2 {
         bail!(
             "--wakeup-bytes {} must be at most half the ring buffer ({} bytes)",
@@ -92,7 +96,9 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
         .override_global("watch_exec", &watch_exec, true)
         .override_global("empty_probes", &empty, true)
         .override_global("inject_enabled", &inject, true)
+        .override_global(aya_log::LEVEL, &log_level, true)
         .map_max_entries("events", opts.ring_buffer_bytes)
+        .map_max_entries(PROBE_LOG_MAP, opts.probe_log.ring_bytes())
         .load(PROBE_OBJECT)
         .context("loading the eBPF probes (is this root, with BTF at /sys/kernel/btf/vmlinux? `sonde doctor` tells)")
 }
@@ -107,6 +113,54 @@ pub(crate) fn verifier_context(err: aya::programs::ProgramError) -> anyhow::Erro
             anyhow::anyhow!("the kernel verifier rejected the program: {io_error}\n{verifier_log}")
         }
         other => other.into(),
+    }
+}
+
+/// The ring buffer aya-log reads (`maps/aya_logs.h`).
+pub const PROBE_LOG_MAP: &str = "AYA_LOGS";
+
+/// Its size while logging is off: one page, the least a ring buffer can have.
+const OFF_RING_BYTES: u32 = 4096;
+
+/// Its size while logging is on, as `maps/aya_logs.h` and aya-log-ebpf have it.
+const ON_RING_BYTES: u32 = 128 << 10;
+
+/// `--probe-log`: the most verbose level of probe diagnostics to show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum ProbeLogLevel {
+    /// None (the probes skip every diagnostic).
+    #[default]
+    Off,
+    Error,
+    Warn,
+    Info,
+    /// Why events are skipped: unreadable payloads, a full ring, undecodable syscalls,
+    /// requests left without an injected header.
+    Debug,
+    Trace,
+}
+
+impl ProbeLogLevel {
+    /// The value of the object's `AYA_LOG_LEVEL` (aya_log_common::Level; 0 lets nothing
+    /// through).
+    pub fn kernel_level(self) -> u8 {
+        match self {
+            Self::Off => 0,
+            Self::Error => 1,
+            Self::Warn => 2,
+            Self::Info => 3,
+            Self::Debug => 4,
+            Self::Trace => 5,
+        }
+    }
+
+    /// `AYA_LOGS`' size for this level.
+    pub fn ring_bytes(self) -> u32 {
+        if self == Self::Off {
+            OFF_RING_BYTES
+        } else {
+            ON_RING_BYTES
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! The kernel's trace-context parser (`ebpf-probes/common/ctx_parse.h`), run on the host
-//! through `ebpf-probes/ctx_parse_host.c` (built by build.rs): the same C code the probes
+//! The kernel's trace-context parser (`ebpf-probes/trace_ctx/ctx_parse.h`), run on the host
+//! through `ebpf-probes/host/ctx_parse_host.c` (built by build.rs): the same C code the probes
 //! run, fed real request heads.
 //!
 //! The `*_HEAD` constants were captured from the wire: Python `requests` sending the

@@ -2,7 +2,7 @@
 //!
 //! Incoming context headers (W3C `traceparent`, B3 single and multi, Jaeger
 //! `uber-trace-id`, AWS `X-Amzn-Trace-Id`) are decoded in the kernel, by
-//! `ebpf-probes/common/ctx_parse.h`, when a request crosses a socket: the header that
+//! `ebpf-probes/trace_ctx/ctx_parse.h`, when a request crosses a socket: the header that
 //! leaves with an outgoing call must carry the IDs synchronously. Userspace only receives
 //! the decision (`parent_source`, `ctx_format`, `trace_flags` on the data event) and keeps
 //! what the kernel does not need: the W3C `tracestate` that rides with a `traceparent`.

@@ -2,8 +2,8 @@
 /*
  * Trace context carried by an HTTP/1 request head, decoded from the captured prefix of
  * the syscall's bytes. Plain C: the same code runs in the kernel (included from
- * trace_ctx.h) and on the host, where userspace-agent's unit tests call it through
- * ctx_parse_host.c. No BPF helper is used except bpf_loop, behind CTX_LOOP.
+ * trace_ctx/decide.h) and on the host, where userspace-agent's unit tests call it through
+ * host/ctx_parse_host.c. No BPF helper is used except bpf_loop, behind CTX_LOOP.
  *
  * Supported headers (names case-insensitive, at line starts, inside the header block):
  *   traceparent      W3C Trace Context, version 00 and later versions by the 00 layout
@@ -34,7 +34,7 @@
 #endif
 #endif
 #include "sonde_abi.h"
-#include "common/swar.h"
+#include <common/swar.h>
 
 /* A decoded context. format == SONDE_FMT_NONE: no valid header. */
 struct sonde_parsed_ctx {

@@ -1,56 +1,22 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Trace-context decisions, made in the kernel at the moment a request crosses a socket,
- * so that an outgoing request can carry the right IDs synchronously (propagation). */
+ * so that an outgoing request can carry the right IDs synchronously (propagation): the
+ * role of a data event (server request, client request, response, other egress) and the
+ * IDs it carries. */
 #pragma once
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "common/ctx_parse.h"
-#include "common/http_detect.h"
-#include "maps/maps.h"
-
-/* The server span thread tid is working on, or NULL (none, or cleared). */
-static __always_inline struct thread_ctx *thread_ctx_of(__u32 tid) {
-    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
-    return tc && tc->sock_id ? tc : NULL;
-}
-
-#define SPLITMIX_GAMMA 0x9e3779b97f4a7c15ULL
-
-/* 64 random bits: a per-CPU splitmix64 stream seeded from the kernel's prandom. One step is
- * a few multiplies, where a helper call yields 32 bits; a request needs 24 bytes of IDs.
- * The state advances atomically, so a program nested on the same CPU (softirq) still
- * draws a different value. */
-static __always_inline __u64 random_u64(void) {
-    __u32 zero = 0;
-    __u64 *state = bpf_map_lookup_elem(&id_rng, &zero);
-    if (!state)
-        return ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
-    if (*state == 0)
-        *state = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
-    __u64 z = __sync_fetch_and_add(state, SPLITMIX_GAMMA) + SPLITMIX_GAMMA;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* words of 8 random bytes at dst (1: a span ID, 2: a trace ID). */
-static __always_inline void random_bytes(__u8 *dst, int words) {
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        if (i >= words)
-            break;
-        __u64 r = random_u64();
-        __builtin_memcpy(dst + 8 * i, &r, 8);
-    }
-}
-
-static __always_inline void new_span_id(__u8 *span_id) {
-    /* An all-zero span ID is invalid; a zero word pair is one chance in 2^64, but cheap to rule
-     * out. */
-    random_bytes(span_id, 1);
-    span_id[0] |= 1;
-}
+#include "sonde_abi.h"
+#include <common/log.h>
+#include <maps/data_scratch.h>
+#include <maps/inject.h>
+#include <maps/tcp_opt_ctxs.h>
+#include <maps/thread_ctxs.h>
+#include <protocols/http1.h>
+#include <trace_ctx/ctx_parse.h>
+#include <trace_ctx/ids.h>
+#include <trace_ctx/thread_ctx.h>
 
 /* The request carries a valid trace context header: the span joins that trace, as a
  * child of the header's span. */
@@ -77,7 +43,11 @@ static __always_inline bool take_tcp_option(__u64 sk, __u64 now_ns, struct tcp_o
     *out = *opt;
     bpf_map_delete_elem(&tcp_opt_ctxs, &sk);
     /* Left by a connection whose reader is not traced, before this socket was reused. */
-    return now_ns - out->ts_ns < 5000000000ULL;
+    if (now_ns - out->ts_ns < 5000000000ULL)
+        return true;
+    log_debug("TCP option context older than 5 s: ignored", LOG_HEX("sock", sk),
+              LOG_NUM("age_ns", now_ns - out->ts_ns));
+    return false;
 }
 
 /* No header: the span joins the trace the TCP option names, as a child of its span. */
@@ -122,39 +92,6 @@ static __always_inline void on_server_request(struct sonde_data_event *ev,
         *slot = tc;
     else
         bpf_map_update_elem(&thread_ctxs, &tid, &tc, BPF_ANY);
-}
-
-/* An inherited context still describes live work: its owner is on the same span. */
-static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc) {
-    if (tc->source != SONDE_PARENT_FORK)
-        return true;
-    struct thread_ctx *origin = thread_ctx_of(tc->owner_tid);
-    return origin &&
-           __builtin_memcmp(origin->ctx.span_id, tc->ctx.span_id, sizeof(tc->ctx.span_id)) == 0;
-}
-
-/* The context of a new client span that thread tid sends on socket sk: a child of the
- * server span the thread is working on, or the root of a new trace. Shared with the
- * sk_msg program, which decides the IDs it inserts before the bytes leave. */
-static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __u64 sk) {
-    new_span_id(out->ctx.span_id);
-    struct thread_ctx *tc = thread_ctx_of(tid);
-    if (tc && !inherited_ctx_live(tc)) {
-        tc->sock_id = 0;
-        tc = NULL;
-    }
-    if (tc && tc->sock_id != sk) {
-        __builtin_memcpy(out->ctx.trace_id, tc->ctx.trace_id, sizeof(out->ctx.trace_id));
-        __builtin_memcpy(out->ctx.parent_span_id, tc->ctx.span_id, sizeof(out->ctx.parent_span_id));
-        out->source = tc->source;
-        out->trace_flags = tc->trace_flags;
-        return;
-    }
-    random_bytes(out->ctx.trace_id, 2);
-    out->ctx.trace_id[0] |= 1;
-    __builtin_memset(out->ctx.parent_span_id, 0, sizeof(out->ctx.parent_span_id));
-    out->source = SONDE_PARENT_NONE;
-    out->trace_flags = 1;
 }
 
 /* The sk_msg program's note for this request: its outcome, and when it decided the client

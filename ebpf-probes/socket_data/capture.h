@@ -7,8 +7,10 @@
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
-#include "common/config.h"
-#include "maps/maps.h"
+#include <common/config.h>
+#include <common/log.h>
+#include <maps/data_scratch.h>
+#include <maps/events.h>
 
 static __always_inline __u32 capture_limit(void) {
     __u32 cap = capture_bytes;
@@ -23,6 +25,8 @@ static __always_inline void capture_buf(struct scratch *s, const __u8 *buf, __u6
         n = SONDE_MAX_CAPTURE;
     if (bpf_probe_read_user(ev->data, n, buf)) {
         count_drop(SONDE_DROP_READ_FAULT);
+        log_debug("payload unreadable: buffer", LOG_NUM("tgid", ev->tgid),
+                  LOG_NUM("syscall", ev->syscall), LOG_NUM("bytes", len));
         n = 0;
     }
     ev->captured_len = n;

@@ -11,106 +11,19 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
-#include "common/capture.h"
-#include "common/config.h"
-#include "common/tcp_sock.h"
-#include "common/trace_ctx.h"
-#include "maps/maps.h"
-
-#define MSG_PEEK 2
-
-/* Socket-layer hooks do not know their syscall: it is read from the saved registers. */
-#define SYS_FROM_REGS 0
-
-/* How a syscall lays out its payload arguments. */
-enum payload_shape {
-    SHAPE_BUF,  /* (fd, buf, len): read, write, recvfrom, sendto */
-    SHAPE_IOV,  /* (fd, iov, iovcnt): readv, writev */
-    SHAPE_MSG,  /* (fd, msghdr): recvmsg, sendmsg */
-    SHAPE_NONE, /* (out_fd, in_fd, ...): sendfile, splice: no bytes in user memory */
-};
-
-static __always_inline enum payload_shape shape_of(__u8 sys) {
-    switch (sys) {
-    case SONDE_SYS_READ:
-    case SONDE_SYS_WRITE:
-    case SONDE_SYS_RECVFROM:
-    case SONDE_SYS_SENDTO:
-        return SHAPE_BUF;
-    case SONDE_SYS_READV:
-    case SONDE_SYS_WRITEV:
-        return SHAPE_IOV;
-    case SONDE_SYS_RECVMSG:
-    case SONDE_SYS_SENDMSG:
-        return SHAPE_MSG;
-    default:
-        return SHAPE_NONE;
-    }
-}
-
-/* The syscall a socket-layer hook fired inside (x86_64 numbers), or 0 for one whose
- * arguments do not describe these bytes: io_uring, recvmmsg/sendmmsg (counted as
- * SONDE_DROP_UNDECODED), or a direction the syscall cannot have. */
-static __always_inline __u8 syscall_of_regs(const struct pt_regs *regs, __u8 dir) {
-    long nr = regs->orig_ax;
-    if (dir == SONDE_DIR_INGRESS) {
-        switch (nr) {
-        case 0:
-            return SONDE_SYS_READ;
-        case 19:
-            return SONDE_SYS_READV;
-        case 45:
-            return SONDE_SYS_RECVFROM;
-        case 47:
-            return SONDE_SYS_RECVMSG;
-        }
-        return 0;
-    }
-    switch (nr) {
-    case 1:
-        return SONDE_SYS_WRITE;
-    case 20:
-        return SONDE_SYS_WRITEV;
-    case 44:
-        return SONDE_SYS_SENDTO;
-    case 46:
-        return SONDE_SYS_SENDMSG;
-    case 40:
-        return SONDE_SYS_SENDFILE;
-    case 275:
-        return SONDE_SYS_SPLICE;
-    }
-    return 0;
-}
-
-static __always_inline bool is_traced(__u32 tgid) {
-    return bpf_map_lookup_elem(&traced_pids, &tgid) != NULL;
-}
-
-/* When a record last woke userspace (shared by all CPUs; a lost race costs one extra
- * wakeup). */
-__u64 last_wakeup_ns = 0;
-
-static __always_inline void submit_data(struct scratch *s) {
-    __u64 size = SONDE_DATA_HDR_SIZE + s->ev.captured_len;
-    if (size > sizeof(s->ev))
-        size = sizeof(s->ev);
-    /* Past wakeup_bytes of unread data a record wakes userspace, at most once per
-     * wakeup_gap_ns: each wakeup is an interrupt on the traced thread's CPU, and a busy
-     * server would otherwise raise one per record while the agent drains. The threshold
-     * is small on purpose: whatever it batches, the agent works through in one go on some
-     * CPU, and a long burst stalls the application it displaces (docs/benchmarks.md).
-     * Waking only when the threshold is crossed was measured: the agent then lags behind
-     * a busy proxy, misses keep-alive re-enrolments and adds milliseconds to its p99. */
-    __u64 flags = BPF_RB_NO_WAKEUP;
-    if (s->ev.ts_ns - last_wakeup_ns >= wakeup_gap_ns &&
-        bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes) {
-        flags = BPF_RB_FORCE_WAKEUP;
-        last_wakeup_ns = s->ev.ts_ns;
-    }
-    if (bpf_ringbuf_output(&events, &s->ev, size, flags))
-        count_drop(SONDE_DROP_RINGBUF_FULL);
-}
+#include <common/config.h>
+#include <common/log.h>
+#include <common/syscall_regs.h>
+#include <common/tcp_sock.h>
+#include <common/traced.h>
+#include <maps/data_scratch.h>
+#include <maps/events.h>
+#include <protocols/http1.h>
+#include <socket_data/capture.h>
+#include <socket_data/sock_lookup.h>
+#include <socket_data/submit.h>
+#include <socket_data/syscalls.h>
+#include <trace_ctx/decide.h>
 
 /*
  * ret bytes moved through a socket by the current task. sys is the syscall when the hook
@@ -120,7 +33,8 @@ static __always_inline void submit_data(struct scratch *s) {
 static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct sock *sk) {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tgid = pid_tgid >> 32;
-    if (!is_traced(tgid) || ret <= 0)
+    /* A copy as the key: tgid itself, address not taken, stays in a register. */
+    if (!traced(&(__u32){tgid}) || ret <= 0)
         return 0;
 
     struct pt_regs *regs = syscall_regs();
@@ -128,6 +42,9 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         sys = syscall_of_regs(regs, dir);
         if (!sys) {
             count_drop(SONDE_DROP_UNDECODED);
+            log_debug("socket I/O by a syscall whose arguments do not describe the bytes: skipped",
+                      LOG_NUM("nr", regs->orig_ax), LOG_NUM("tgid", tgid), LOG_NUM("bytes", ret),
+                      LOG_STR("comm", bpf_get_current_task_btf()->comm, 16));
             return 0;
         }
     }
@@ -191,10 +108,13 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         break;
     case SHAPE_MSG: {
         struct user_msghdr msg;
-        if (bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si) == 0)
+        if (bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si) == 0) {
             capture_iov(s, (__u64)msg.msg_iov, msg.msg_iovlen, ret);
-        else
+        } else {
             count_drop(SONDE_DROP_READ_FAULT);
+            log_debug("payload unreadable: msghdr", LOG_NUM("tgid", tgid), LOG_NUM("syscall", sys),
+                      LOG_NUM("bytes", ret));
+        }
         break;
     }
     case SHAPE_NONE:

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The kernel only needs to know where an HTTP/1 message starts; userspace parses it. */
+/* Where an HTTP/1 message starts: all the kernel needs to know of HTTP (userspace parses
+ * it, protocols/http1.rs). */
 #pragma once
 
 #include "vmlinux.h"

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Host entry point to the kernel's trace-context parser (common/ctx_parse.h), built by
+/* Host entry point to the kernel's trace-context parser (trace_ctx/ctx_parse.h), built by
  * userspace-agent/build.rs into a static library that its unit tests call. */
 #include <string.h>
-#include "common/ctx_parse.h"
+#include <trace_ctx/ctx_parse.h>
 
 /* Returns 1 and fills out when data[0, len) carries a valid context, 0 when not, -1 when
  * len exceeds what the kernel can capture. */

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* A thread's current server span (maps/thread_ctxs.h), and the client span a request it
+ * sends gets from it: shared by the data handler and the sk_msg program. */
+#pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "sonde_abi.h"
+#include <maps/thread_ctxs.h>
+#include <trace_ctx/ids.h>
+
+/* The server span thread tid is working on, or NULL (none, or cleared). */
+static __always_inline struct thread_ctx *thread_ctx_of(__u32 tid) {
+    struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    return tc && tc->sock_id ? tc : NULL;
+}
+
+/* An inherited context still describes live work: its owner is on the same span. */
+static __always_inline bool inherited_ctx_live(const struct thread_ctx *tc) {
+    if (tc->source != SONDE_PARENT_FORK)
+        return true;
+    struct thread_ctx *origin = thread_ctx_of(tc->owner_tid);
+    return origin &&
+           __builtin_memcmp(origin->ctx.span_id, tc->ctx.span_id, sizeof(tc->ctx.span_id)) == 0;
+}
+
+/* The context of a new client span that thread tid sends on socket sk: a child of the
+ * server span the thread is working on, or the root of a new trace. Shared with the
+ * sk_msg program, which decides the IDs it inserts before the bytes leave. */
+static __always_inline void client_ctx_for(struct thread_ctx *out, __u32 tid, __u64 sk) {
+    new_span_id(out->ctx.span_id);
+    struct thread_ctx *tc = thread_ctx_of(tid);
+    if (tc && !inherited_ctx_live(tc)) {
+        tc->sock_id = 0;
+        tc = NULL;
+    }
+    if (tc && tc->sock_id != sk) {
+        __builtin_memcpy(out->ctx.trace_id, tc->ctx.trace_id, sizeof(out->ctx.trace_id));
+        __builtin_memcpy(out->ctx.parent_span_id, tc->ctx.span_id, sizeof(out->ctx.parent_span_id));
+        out->source = tc->source;
+        out->trace_flags = tc->trace_flags;
+        return;
+    }
+    random_bytes(out->ctx.trace_id, 2);
+    out->ctx.trace_id[0] |= 1;
+    __builtin_memset(out->ctx.parent_span_id, 0, sizeof(out->ctx.parent_span_id));
+    out->source = SONDE_PARENT_NONE;
+    out->trace_flags = 1;
+}
