@@ -10,7 +10,7 @@
  * stalls. So a socket is enrolled only while no response can be waiting: sock_ops removes
  * it from the sockhash as soon as a data segment is transmitted (before the peer can
  * answer), and the agent re-enrols it from userspace once the response has been read
- * completely and nothing new was written (propagation/reenrol.rs). Responses are never
+ * completely and nothing new was written (attach/inject/reenrol.rs). Responses are never
  * queued on an enrolled socket, so FIONREAD stays right.
  *
  * Safety: the message is changed only when it provably starts an HTTP/1 request whose whole

@@ -14,7 +14,7 @@
 #include <socket_data/handler.h>
 
 /* One sys_exit tracepoint per syscall: works on every kernel, but switches every process
- * onto the slow syscall path (platform.md). attach/hooks.rs prefers the socket-layer
+ * onto the slow syscall path (docs/benchmarks.md). attach/hooks.rs prefers the socket-layer
  * families of socket_layer.bpf.c where the kernel has one. */
 #define DATA_EXIT_HOOK(name, sys, dir)                                                             \
     SEC("tracepoint/syscalls/sys_exit_" #name)                                                     \

@@ -13,7 +13,7 @@ pub struct Origin {
     pub fd: i32,
 }
 
-/// The kernel's trace decision for the bytes (see `common/trace_ctx.h`): which role they
+/// The kernel's trace decision for the bytes (see `ebpf-probes/trace_ctx/decide.h`): which role they
 /// play, the IDs it chose, how it found the parent, and what injection did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelMark {

@@ -14,7 +14,7 @@
 //! | syscall-tracepoints | `syscalls/sys_exit_*` of 9 syscalls | tracefs |
 //!
 //! The first three fire only for socket I/O. The last switches every process on the
-//! host onto the slow syscall path as long as it is attached (platform.md), which is
+//! host onto the slow syscall path as long as it is attached (docs/benchmarks.md), which is
 //! what the others avoid.
 
 /// A kernel attachment point for one program.

@@ -26,7 +26,7 @@ pub enum Sniff {
 /// identity comes from (see `spans`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelView {
-    /// The probes recognise request starts (`common/http_detect.h`) and decide, as each
+    /// The probes recognise request starts (`ebpf-probes/protocols/http1.h`) and decide, as each
     /// arrives or leaves, the IDs of its span (and inject them).
     Requests,
     /// The probes only mark bytes a thread sends while it serves a request, naming that

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Ev, Tracker, feed, tcp_state};
+use super::{Ev, Harness, feed, tcp_state};
 use crate::abi::{CtxRole, Direction, KernelParentSource, RawTraceCtx};
 use crate::metrics::Counters;
 use crate::protocols::Segment;
@@ -110,7 +110,7 @@ fn toy_protocols() -> &'static [Protocol] {
     ]))
 }
 
-fn tracker() -> (Tracker, Arc<Counters>) {
+fn tracker() -> (Harness, Arc<Counters>) {
     let counters = Arc::new(Counters::default());
     let resources: ResourceFn = Box::new(|pid| {
         Arc::new(Resource {
@@ -120,7 +120,7 @@ fn tracker() -> (Tracker, Arc<Counters>) {
     });
     let b = SpanBuilder::new(Limits::default(), resources, Arc::clone(&counters))
         .with_protocols(toy_protocols());
-    (Tracker::new(b, Arc::clone(&counters)), counters)
+    (Harness::new(b, Arc::clone(&counters)), counters)
 }
 
 const APP_SOCK: u64 = 1;

@@ -24,13 +24,13 @@ mod tcp_state {
 
 /// Capture, the span builder and the pipeline, driven the way the agent drives them
 /// (timestamps read back as given).
-pub(super) struct Tracker {
+pub(super) struct Harness {
     capture: Capture<Session>,
     builder: SpanBuilder,
     pipeline: Pipeline,
 }
 
-impl Tracker {
+impl Harness {
     pub(super) fn new(builder: SpanBuilder, counters: Arc<Counters>) -> Self {
         Self {
             capture: Capture::new(
@@ -119,10 +119,10 @@ fn resource(pid: u32) -> Arc<Resource> {
     })
 }
 
-fn tracker() -> (Tracker, Arc<Counters>) {
+fn tracker() -> (Harness, Arc<Counters>) {
     let counters = Arc::new(Counters::default());
     let b = SpanBuilder::new(Limits::default(), Box::new(resource), Arc::clone(&counters));
-    (Tracker::new(b, Arc::clone(&counters)), counters)
+    (Harness::new(b, Arc::clone(&counters)), counters)
 }
 
 pub(super) struct Ev {
@@ -160,7 +160,7 @@ pub(super) fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
     }
 }
 
-pub(super) fn feed(t: &mut Tracker, e: &Ev, out: &mut Vec<Span>) {
+pub(super) fn feed(t: &mut Harness, e: &Ev, out: &mut Vec<Span>) {
     let mut local_addr = [0u8; 16];
     local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
     let header = RawDataHeader {
