@@ -104,3 +104,105 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::spans::{SpanIdentity, SpanKind};
+
+    /// Records what it sees; drops the spans of process 0.
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl Stage for Recorder {
+        fn request(&mut self, seen: &RequestSeen) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("request {}", seen.tgid));
+        }
+
+        fn span(&mut self, tgid: u32, span: &mut Span) -> Verdict {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("span {tgid} {}", span.name));
+            if tgid == 0 {
+                Verdict::Drop
+            } else {
+                Verdict::Keep
+            }
+        }
+    }
+
+    fn span(name: &str) -> Span {
+        use crate::sinks::test_support::{self as t, SpanExt};
+        t::span(t::trace_id(1), t::span_id(1), None, "svc").named(name)
+    }
+
+    fn seen(tgid: u32) -> RequestSeen {
+        RequestSeen {
+            tgid,
+            kind: SpanKind::Server,
+            ident: SpanIdentity::new_root(),
+            otlp_trace_export: false,
+        }
+    }
+
+    #[test]
+    fn requests_are_seen_before_the_spans_built_after_them_and_drops_leave() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let counters = Arc::new(Counters::default());
+        let mut pipeline = Pipeline::new(
+            vec![Box::new(Recorder(Arc::clone(&log)))],
+            Arc::clone(&counters),
+        );
+        let mut batch = Batch::default();
+        batch.push_request(seen(1));
+        batch.push_span(1, span("a"));
+        batch.push_span(0, span("dropped"));
+        batch.push_request(seen(2));
+        batch.push_span(2, span("b"));
+        batch.push_request(seen(3));
+        pipeline.run(&mut batch);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "request 1",
+                "span 1 a",
+                "span 0 dropped",
+                "request 2",
+                "span 2 b",
+                "request 3"
+            ]
+        );
+        let names: Vec<_> = batch.spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(batch.tgids.is_empty() && batch.requests.is_empty());
+        assert_eq!(
+            counters
+                .spans_built
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+
+    #[test]
+    fn beyond_the_batch_limit_spans_are_dropped_and_counted() {
+        let counters = Arc::new(Counters::default());
+        let mut pipeline = Pipeline::new(Vec::new(), Arc::clone(&counters));
+        let mut batch = Batch::default();
+        for _ in 0..MAX_BATCH + 3 {
+            batch.push_span(1, span("x"));
+        }
+        pipeline.run(&mut batch);
+        assert_eq!(batch.spans.len(), MAX_BATCH);
+        assert_eq!(
+            counters
+                .pipeline_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+    }
+}

@@ -399,21 +399,19 @@ impl Handler<'_> {
                     .client_request(local, remote, &ident, inject == InjectStatus::Injected)
             }
         }
-        let RequestHeadOf::Http1(http) = &head;
         b.batch.push_request(super::RequestSeen {
             tgid: self.conn.tgid,
             kind: self.role.kind(),
             ident,
             // Only a client exports (a server receiving exports is a collector).
-            otlp_trace_export: self.role == Role::Client
-                && semconv::http::is_otlp_trace_export(http),
+            otlp_trace_export: self.role == Role::Client && semconv::is_otlp_trace_export(&head),
         });
         // tracestate travels with a traceparent, and only that one was validated.
         let trace_state = ident
             .parent
             .and_then(|p| p.source.header_format())
             .filter(|f| *f == CtxFormat::W3c)
-            .and_then(|_| tracestate::from_headers(semconv::http::tracestate(http)));
+            .and_then(|_| tracestate::from_headers(semconv::tracestate(&head)));
         let ex = Exchange {
             stream,
             ident,

@@ -25,6 +25,20 @@ pub fn exchange_span(
     }
 }
 
+/// Whether a request is an OTLP trace export (a fact `pipeline::sdk` reads).
+pub fn is_otlp_trace_export(request: &RequestHeadOf) -> bool {
+    match request {
+        RequestHeadOf::Http1(head) => http::is_otlp_trace_export(head),
+    }
+}
+
+/// The W3C `tracestate` values a request carried, in order.
+pub fn tracestate(request: &RequestHeadOf) -> impl Iterator<Item = &str> {
+    match request {
+        RequestHeadOf::Http1(head) => http::tracestate(head),
+    }
+}
+
 /// Values a connection repeats on every request (its Host, its User-Agent): its spans
 /// share one copy instead of each allocating its own.
 #[derive(Debug, Default)]

@@ -1012,3 +1012,46 @@ fn forwarding_proxy_spans_are_kept() {
     // The forwarded header names the same parent as the incoming one.
     assert_eq!(out[0].parent_span_id, out[1].parent_span_id);
 }
+
+/// Too many requests waiting on one connection: every one in flight is dropped (counted)
+/// and pairing starts again at the request that overflowed, so its response pairs with it.
+/// The requests come in one segment, so the restart happens in the middle of what the
+/// parser reports: the response stream must still know the last request is a HEAD.
+#[test]
+fn an_overflowing_connection_restarts_pairing_at_the_newest_request() {
+    let counters = Arc::new(Counters::default());
+    let limits = Limits {
+        max_pending: 2,
+        ..Limits::default()
+    };
+    let b = SpanBuilder::new(limits, Box::new(resource), Arc::clone(&counters));
+    let mut t = Harness::new(b, Arc::clone(&counters));
+    let mut out = Vec::new();
+    let reqs = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\nHEAD /c HTTP/1.1\r\nHost: h\r\n\r\n";
+    feed(
+        &mut t,
+        &ev(SERVER_SOCK, Direction::Ingress, 10, reqs),
+        &mut out,
+    );
+    assert_eq!(
+        counters
+            .pending_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // The answer to HEAD has no body, whatever its Content-Length says.
+    feed(
+        &mut t,
+        &ev(
+            SERVER_SOCK,
+            Direction::Egress,
+            20,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+        ),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].name, "HEAD /c");
+    assert_eq!((out[0].start_unix_nano, out[0].end_unix_nano), (10, 20));
+    assert_eq!(out[0].status, Status::Unset);
+}
