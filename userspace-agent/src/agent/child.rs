@@ -32,10 +32,11 @@ pub(super) fn stop(
 }
 
 fn forward_signal(child: &Child, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
-        // not yet reaped, so it cannot have been reused.
-        unsafe { libc::kill(pid, sig) };
+    // Our own child, not yet reaped: its pid cannot have been reused.
+    if let Ok(pid) = libc::pid_t::try_from(child.id())
+        && let Err(e) = crate::sys::host::kill(pid, sig)
+    {
+        log::debug!("passing signal {sig} on to pid {pid}: {e}");
     }
 }
 

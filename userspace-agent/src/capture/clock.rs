@@ -6,18 +6,7 @@ pub struct WallClock {
     offset_ns: i128,
 }
 
-fn now_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec; clock_gettime only writes into it.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-}
+use crate::sys::host::clock_ns as now_ns;
 
 impl WallClock {
     /// Samples both clocks; the monotonic one twice, to bracket the realtime read.

@@ -92,3 +92,28 @@ pub fn kernel_config(release: Option<&str>) -> Option<(String, String)> {
     let text = std::fs::read_to_string(&path).ok()?;
     Some((path, text))
 }
+
+/// `clock`'s time in nanoseconds (`clock_gettime`); 0 if the clock cannot be read.
+pub fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Sends `sig` to process `pid` (`kill(2)`). The caller makes sure the pid is still its
+/// process (a child not yet reaped cannot have been reused).
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
