@@ -52,10 +52,11 @@ pub enum ResponseHeadOf {
     Http1(ResponseHead),
 }
 
-/// A finished call reported whole.
+/// A finished call reported whole. Boxed: a call carries many attributes, and every
+/// message would otherwise be as large as one.
 #[derive(Debug)]
 pub enum CallOf {
-    Db(DbCall),
+    Db(Box<DbCall>),
 }
 
 /// What a parser reports, in the order the bytes proved it.

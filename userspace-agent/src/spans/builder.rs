@@ -553,7 +553,7 @@ impl Report for Handler<'_> {
             } => self.response_end(stream, ts_ns, body_bytes),
             Message::Call(CallOf::Db(call)) => {
                 if let Some(system) = self.protocol.db_system {
-                    self.call(call, system);
+                    self.call(*call, system);
                 }
             }
             Message::Desync { .. } => self.marks.forget(),

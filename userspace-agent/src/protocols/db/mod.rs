@@ -119,7 +119,7 @@ impl<P: DbParser + 'static> CallParser<P> {
 
     fn report(&mut self, out: &mut dyn Report) {
         for call in self.calls.drain(..) {
-            out.message(Message::Call(CallOf::Db(call)));
+            out.message(Message::Call(CallOf::Db(Box::new(call))));
         }
         let now = self.inner.stats();
         if now != self.reported {
