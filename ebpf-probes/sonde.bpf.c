@@ -16,6 +16,8 @@
  *                  payload capture, socket lookup, submission to the ring)
  *   trace_ctx/     trace-context decisions, IDs, thread contexts, the header parser
  *   inject/        what the sk_msg program inserts (the traceparent line)
+ *   tls/           TLS libraries: the socket hooks' side (skip ciphertext, find the
+ *                  connection) and the plaintext a library call reports
  *   host/          host builds for userspace-agent's build.rs and unit tests
  *   tests/         BPF objects only userspace-agent's tests load (log_test.bpf.c)
  */
@@ -24,6 +26,7 @@
 #include "process.bpf.c"
 #include "sockstate.bpf.c"
 #include "inject.bpf.c"
+#include "tls_openssl.bpf.c"
 #include "abi_types.bpf.c"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

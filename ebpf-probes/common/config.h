@@ -17,3 +17,5 @@ const volatile __u64 wakeup_bytes = 16 * 1024;
 /* ...and then at most once per this many nanoseconds. The agent sets both
  * (--wakeup-bytes, --wakeup-gap-us); these are its defaults. */
 const volatile __u64 wakeup_gap_ns = 50 * 1000;
+/* Probes on TLS libraries may be attached: the socket hooks then skip ciphertext. */
+const volatile bool tls_enabled = true;

@@ -41,6 +41,7 @@ int main(void) {
     FIELD(sonde_data_event, ctx_format);
     FIELD(sonde_data_event, inject_status);
     FIELD(sonde_data_event, trace_flags);
+    FIELD(sonde_data_event, source);
     FIELD(sonde_data_event, fd);
     FIELD(sonde_data_event, sent_bytes);
     FIELD(sonde_data_event, folded_bytes);
@@ -62,6 +63,7 @@ int main(void) {
     printf("pub const SOCK_INFO_OFFSETS: &[(&str, usize)] = &[\n");
     FIELD(sonde_sock_info, sk);
     FIELD(sonde_sock_info, family);
+    FIELD(sonde_sock_info, tls);
     FIELD(sonde_sock_info, local_port);
     FIELD(sonde_sock_info, remote_port);
     FIELD(sonde_sock_info, local_addr);
@@ -125,6 +127,10 @@ int main(void) {
     ENUM(SONDE_DROP_RINGBUF_FULL);
     ENUM(SONDE_DROP_READ_FAULT);
     ENUM(SONDE_DROP_UNDECODED);
+    ENUM(SONDE_DROP_TLS_CIPHERTEXT);
+    ENUM(SONDE_DROP_TLS_UNMAPPED);
+    ENUM(SONDE_SRC_SOCKET);
+    ENUM(SONDE_SRC_OPENSSL);
     ENUM(SONDE_DROP_MAX);
     printf("];\n");
     return 0;

@@ -39,6 +39,13 @@ enum sonde_syscall {
     SONDE_SYS_SENDMSG = 8,
     SONDE_SYS_SENDFILE = 9,
     SONDE_SYS_SPLICE = 10,
+    SONDE_SYS_TLS = 20, /* not a syscall: plaintext a TLS library call moved (source) */
+};
+
+/* Where a data event's bytes were read. */
+enum sonde_source {
+    SONDE_SRC_SOCKET = 0,  /* the socket's own bytes, at the syscall or the socket layer */
+    SONDE_SRC_OPENSSL = 1, /* plaintext of an OpenSSL/BoringSSL SSL_read/SSL_write call */
 };
 
 /* What the kernel decided about trace context for a data event. */
@@ -82,10 +89,13 @@ enum sonde_inject_status {
 
 /* Reasons the probes count instead of reporting (index into the `drops` array). */
 enum sonde_drop_reason {
-    SONDE_DROP_RINGBUF_FULL = 0, /* ring buffer reserve/output failed */
-    SONDE_DROP_READ_FAULT = 1,   /* user memory could not be read */
-    SONDE_DROP_UNDECODED = 2,    /* socket bytes moved by a syscall whose arguments do not
-                                  * describe them (io_uring, recvmmsg/sendmmsg) */
+    SONDE_DROP_RINGBUF_FULL = 0,   /* ring buffer reserve/output failed */
+    SONDE_DROP_READ_FAULT = 1,     /* user memory could not be read */
+    SONDE_DROP_UNDECODED = 2,      /* socket bytes moved by a syscall whose arguments do not
+                                    * describe them (io_uring, recvmmsg/sendmmsg) */
+    SONDE_DROP_TLS_CIPHERTEXT = 3, /* a TLS connection's ciphertext: its plaintext comes
+                                    * from the library's probes instead */
+    SONDE_DROP_TLS_UNMAPPED = 4,   /* TLS plaintext whose connection was never seen */
     SONDE_DROP_MAX = 8,
 };
 
@@ -130,8 +140,8 @@ struct sonde_data_event {
     __u8 ctx_format;    /* enum sonde_ctx_format */
     __u8 inject_status; /* enum sonde_inject_status */
     __u8 trace_flags;   /* W3C trace-flags of ctx (bit 0: sampled) */
-    __u8 _pad;
-    __s32 fd; /* the descriptor the process used */
+    __u8 source;        /* enum sonde_source */
+    __s32 fd;           /* the descriptor the process used; -1 when not known (TLS plaintext) */
     /* Egress: bytes the process has written to this socket so far (tcp_sock bytes_acked
      * + write_seq - snd_una; the agent compares it with TCP_INFO before re-enrolling the
      * socket for injection). 0 for ingress, for HTTP response heads (server sockets are
@@ -170,7 +180,7 @@ struct sonde_sock_state_event {
 struct sonde_sock_info {
     __u64 sk; /* kernel address of struct sock; 0: not a TCP socket */
     __u8 family;
-    __u8 _pad;
+    __u8 tls; /* a TLS library call moved bytes on it: its own bytes are ciphertext */
     __u16 local_port;
     __u16 remote_port;
     __u8 _pad2[2];

@@ -23,7 +23,40 @@
 #include <socket_data/sock_lookup.h>
 #include <socket_data/submit.h>
 #include <socket_data/syscalls.h>
+#include <tls/socket_side.h>
 #include <trace_ctx/decide.h>
+
+/* The fixed part of a data event about si: who, when, which connection, how much. */
+static __always_inline struct sonde_data_event *start_data_event(struct scratch *s,
+                                                                 const struct sonde_sock_info *si,
+                                                                 __u8 dir, __u8 sys, __u64 pid_tgid,
+                                                                 __u64 len) {
+    struct sonde_data_event *ev = &s->ev;
+    ev->kind = SONDE_EV_DATA;
+    ev->direction = dir;
+    ev->syscall = sys;
+    ev->ctx_role = SONDE_CTX_NONE;
+    ev->parent_source = SONDE_PARENT_NONE;
+    ev->ctx_format = SONDE_FMT_NONE;
+    ev->inject_status = SONDE_INJECT_NONE;
+    ev->trace_flags = 1;
+    ev->source = SONDE_SRC_SOCKET;
+    ev->tail_len = 0;
+    ev->captured_len = 0;
+    ev->tgid = pid_tgid >> 32;
+    ev->tid = (__u32)pid_tgid;
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->sock_id = si->sk;
+    ev->total_len = len;
+    ev->folded_bytes = si->folded_bytes;
+    ev->folded_ts_ns = si->folded_ts_ns;
+    ev->family = si->family;
+    ev->local_port = si->local_port;
+    ev->remote_port = si->remote_port;
+    __builtin_memcpy(ev->local_addr, si->local_addr, sizeof(ev->local_addr));
+    __builtin_memcpy(ev->remote_addr, si->remote_addr, sizeof(ev->remote_addr));
+    return ev;
+}
 
 /*
  * ret bytes moved through a socket by the current task. sys is the syscall when the hook
@@ -70,34 +103,16 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
     }
     if (!si)
         return 0;
+    /* A TLS connection's own bytes are ciphertext: the library's probes report its
+     * plaintext (tls/socket_side.h). */
+    if (tls_enabled && tls_ciphertext(si, (__u32)pid_tgid, sk != NULL))
+        return 0;
 
     __u32 zero = 0;
     struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
     if (!s)
         return 0;
-    struct sonde_data_event *ev = &s->ev;
-    ev->kind = SONDE_EV_DATA;
-    ev->direction = dir;
-    ev->syscall = sys;
-    ev->ctx_role = SONDE_CTX_NONE;
-    ev->parent_source = SONDE_PARENT_NONE;
-    ev->ctx_format = SONDE_FMT_NONE;
-    ev->inject_status = SONDE_INJECT_NONE;
-    ev->trace_flags = 1;
-    ev->tail_len = 0;
-    ev->captured_len = 0;
-    ev->tgid = tgid;
-    ev->tid = (__u32)pid_tgid;
-    ev->ts_ns = bpf_ktime_get_ns();
-    ev->sock_id = si->sk;
-    ev->total_len = ret;
-    ev->folded_bytes = si->folded_bytes;
-    ev->folded_ts_ns = si->folded_ts_ns;
-    ev->family = si->family;
-    ev->local_port = si->local_port;
-    ev->remote_port = si->remote_port;
-    __builtin_memcpy(ev->local_addr, si->local_addr, sizeof(ev->local_addr));
-    __builtin_memcpy(ev->remote_addr, si->remote_addr, sizeof(ev->remote_addr));
+    struct sonde_data_event *ev = start_data_event(s, si, dir, sys, pid_tgid, ret);
 
     switch (shape_of(sys)) {
     case SHAPE_BUF:

@@ -81,7 +81,7 @@ fn header(ts_ns: u64, egress: bool, total: usize, folded: u64, tgid: u32) -> Raw
         ctx_format: 0,
         inject_status: 0,
         trace_flags: 1,
-        _pad: 0,
+        source: 0,
         fd: 7,
         sent_bytes: 0,
         folded_bytes: folded,

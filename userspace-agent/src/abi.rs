@@ -19,9 +19,15 @@ pub const EV_SOCK_STATE: u8 = 2;
 pub const EV_EXEC: u8 = 3;
 pub const EV_EXIT: u8 = 4;
 
+/// `enum sonde_source`: where a data event's bytes were read.
+pub const SRC_SOCKET: u8 = 0;
+pub const SRC_OPENSSL: u8 = 1;
+
 pub const DROP_RINGBUF_FULL: u32 = 0;
 pub const DROP_READ_FAULT: u32 = 1;
 pub const DROP_UNDECODED: u32 = 2;
+pub const DROP_TLS_CIPHERTEXT: u32 = 3;
+pub const DROP_TLS_UNMAPPED: u32 = 4;
 pub const DROP_MAX: u32 = 8;
 
 pub const INJ_ENROLLED: u32 = 0;
@@ -68,8 +74,9 @@ pub struct RawDataHeader {
     pub ctx_format: u8,
     pub inject_status: u8,
     pub trace_flags: u8,
-    pub _pad: u8,
-    /// The descriptor the process used.
+    /// Where the bytes were read (`SRC_*`).
+    pub source: u8,
+    /// The descriptor the process used; -1 when not known (TLS plaintext).
     pub fd: i32,
     /// Egress: bytes the process has written to the socket so far (0 for ingress and for
     /// HTTP response heads).
@@ -121,7 +128,8 @@ pub struct RawSockStateEvent {
 pub struct RawSockInfo {
     pub sk: u64,
     pub family: u8,
-    pub _pad: u8,
+    /// A TLS library call moved bytes on it: its own bytes are ciphertext.
+    pub tls: u8,
     pub local_port: u16,
     pub remote_port: u16,
     pub _pad2: [u8; 2],
@@ -278,6 +286,7 @@ const _: () = {
         ctx_format,
         inject_status,
         trace_flags,
+        source,
         fd,
         sent_bytes,
         folded_bytes,
@@ -302,6 +311,7 @@ const _: () = {
         RawSockInfo,
         sk,
         family,
+        tls,
         local_port,
         remote_port,
         local_addr,
@@ -339,6 +349,10 @@ const _: () = {
     assert!(enum_value("SONDE_DROP_READ_FAULT") == DROP_READ_FAULT);
     assert!(enum_value("SONDE_DROP_UNDECODED") == DROP_UNDECODED);
     assert!(enum_value("SONDE_DROP_MAX") == DROP_MAX);
+    assert!(enum_value("SONDE_DROP_TLS_CIPHERTEXT") == DROP_TLS_CIPHERTEXT);
+    assert!(enum_value("SONDE_DROP_TLS_UNMAPPED") == DROP_TLS_UNMAPPED);
+    assert!(enum_value("SONDE_SRC_SOCKET") == SRC_SOCKET as u32);
+    assert!(enum_value("SONDE_SRC_OPENSSL") == SRC_OPENSSL as u32);
     assert!(enum_value("SONDE_INJ_ENROLLED") == INJ_ENROLLED);
     assert!(enum_value("SONDE_INJ_ENROL_FAILED") == INJ_ENROL_FAILED);
     assert!(enum_value("SONDE_INJ_DONE") == INJ_DONE);

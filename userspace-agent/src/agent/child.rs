@@ -58,6 +58,10 @@ pub(super) fn spawn_traced(
     counters: &Counters,
 ) -> Result<Child> {
     let (program, args) = cmd.split_first().context("no command given")?;
+    // Its TLS libraries are probed before it runs: it may speak TLS at once.
+    if let Some(path) = executable_path(program) {
+        probes.probe_tls_before_run(&path);
+    }
     let map_fd = probes.traced_map_fd();
     let mut command = Command::new(program);
     command.args(args);
@@ -67,4 +71,22 @@ pub(super) fn spawn_traced(
         .with_context(|| format!("starting {program} traced"))?;
     Counters::inc(&counters.processes_traced);
     Ok(child)
+}
+
+/// The file `program` runs, as `execvp` finds it: a path as given, else the first match
+/// in `PATH`.
+fn executable_path(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = std::path::PathBuf::from(program);
+        return is_executable(&path).then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| is_executable(p))
+    })
 }

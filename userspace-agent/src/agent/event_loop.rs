@@ -10,6 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::child::{CHILD_GRACE, exit_code, stop};
 use super::outputs::now_unix;
+use super::tls_scan::TlsScan;
 use super::{Ended, trace};
 use crate::attach::inject::reenrol::Reenroller;
 use crate::attach::probes::Probes;
@@ -39,6 +40,7 @@ pub(super) struct Loop {
     pub(super) counters: Arc<Counters>,
     pub(super) resources: Arc<ResourceCache>,
     pub(super) exe_globs: Vec<glob::Pattern>,
+    pub(super) tls_scan: TlsScan,
 }
 
 impl Loop {
@@ -125,6 +127,7 @@ impl Loop {
             Some(ProcessRecord::Exit { tgid }) => {
                 self.resources.remove(tgid);
                 self.pipeline.process_exited(tgid);
+                self.tls_scan.exited(tgid);
             }
             None => {}
         }
@@ -179,9 +182,11 @@ impl Loop {
         let tgid = facts.pid;
         if traced {
             self.resources.refresh_after_exec(facts);
+            self.tls_scan.started(&mut self.probes, tgid);
         } else if !self.exe_globs.is_empty() && targets::exe_matches(tgid, &self.exe_globs) {
             trace(&mut self.probes, tgid, &self.counters, &self.resources);
             self.resources.refresh_after_exec(facts);
+            self.tls_scan.started(&mut self.probes, tgid);
         }
     }
 
@@ -193,6 +198,7 @@ impl Loop {
         if let Err(e) = sink.tick(now_unix()) {
             log::warn!("sink tick failed: {e:#}");
         }
+        self.tls_scan.tick(&mut self.probes);
         self.probes.sync_counters(&self.counters);
     }
 }

@@ -8,6 +8,7 @@
 mod child;
 mod event_loop;
 mod outputs;
+mod tls_scan;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use anyhow::{Context, Result};
 use self::child::spawn_traced;
 use self::event_loop::Loop;
 use self::outputs::{SpanMetricsSetup, make_sink};
+use self::tls_scan::TlsScan;
 use crate::attach::inject::reenrol::Reenroller;
 use crate::attach::probes::Probes;
 use crate::attach::targets::{self, Target};
@@ -73,6 +75,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         inject: opts.inject && !opts.empty_probes,
         hooks: opts.hooks,
         probe_log: opts.probe_log,
+        tls: opts.tls,
     })?;
     if probes.injecting() {
         report_fionread_hazard();
@@ -86,11 +89,13 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
     let resources = Arc::new(ResourceCache::with_overrides(overrides));
 
     let mut child = None;
+    let mut tls_scan = TlsScan::default();
     match &mode {
         Mode::Attach(t) => {
             let resolved = targets::resolve(t)?;
             for pid in resolved.pids {
                 trace(&mut probes, pid, &counters, &resources);
+                tls_scan.started(&mut probes, pid);
             }
         }
         Mode::Run(cmd) => child = Some(spawn_traced(cmd, &mut probes, &counters)?),
@@ -142,6 +147,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         counters: Arc::clone(&counters),
         resources,
         exe_globs,
+        tls_scan,
     };
     let ended = loop_state
         .run(

@@ -17,3 +17,4 @@ pub mod inject;
 pub mod probe_log;
 pub mod probes;
 pub mod targets;
+pub mod tls;

@@ -16,6 +16,7 @@ use aya::{Btf, Ebpf};
 use super::hooks::KernelHooks;
 use super::inject::{self, InjectionMaps};
 use super::probe_log::ProbeLog;
+use super::tls::{ProbedFile, TlsProbes};
 use crate::abi;
 use crate::metrics::Counters;
 use crate::programs::{
@@ -37,6 +38,8 @@ pub struct Probes {
     arm_iterator: Option<inject::ArmIterator>,
     /// Reads the probes' diagnostics while they are attached (`--probe-log`).
     _probe_log: Option<ProbeLog>,
+    /// The TLS library probes (None: `--no-tls`, or this kernel refused them).
+    tls: Option<TlsProbes>,
 }
 
 impl Probes {
@@ -76,6 +79,16 @@ impl Probes {
         }
         drop(kernel);
         let probe_log = ProbeLog::start(&mut ebpf, opts.probe_log)?;
+        // Like injection, worth having, not worth refusing to trace for.
+        let tls = if opts.tls && !opts.empty_probes {
+            TlsProbes::load(&mut ebpf)
+                .inspect_err(|e| {
+                    eprintln!("sonde: TLS probes unavailable, tracing without them: {e:#}")
+                })
+                .ok()
+        } else {
+            None
+        };
 
         let traced = HashMap::try_from(
             ebpf.take_map("traced_pids")
@@ -101,7 +114,42 @@ impl Probes {
             injecting,
             arm_iterator,
             _probe_log: probe_log,
+            tls,
         })
+    }
+
+    /// Probes the TLS libraries process `pid` maps that are not probed yet; how many
+    /// files were newly probed.
+    pub fn scan_tls(&mut self, pid: u32) -> usize {
+        match &mut self.tls {
+            Some(tls) => tls.scan(&mut self.ebpf, pid),
+            None => 0,
+        }
+    }
+
+    /// Probes the TLS libraries `executable` will map before it runs (`sonde run`).
+    pub fn probe_tls_before_run(&mut self, executable: &std::path::Path) -> usize {
+        match &mut self.tls {
+            Some(tls) => tls.probe_before_run(&mut self.ebpf, executable),
+            None => 0,
+        }
+    }
+
+    /// The TLS library files probed so far.
+    pub fn tls_files(&self) -> Vec<ProbedFile> {
+        self.tls
+            .as_ref()
+            .map(|t| t.probed().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every process the kernel traces (threads excluded), for rescans.
+    pub fn traced_processes(&self) -> Vec<u32> {
+        self.traced
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|pid| crate::sys::host::is_process(*pid))
+            .collect()
     }
 
     /// The ring buffer events arrive on. Can be taken once.
@@ -145,6 +193,17 @@ impl Probes {
             &counters.socket_io_undecoded,
             drops[abi::DROP_UNDECODED as usize],
         );
+        Counters::set(
+            &counters.tls_ciphertext_records,
+            drops[abi::DROP_TLS_CIPHERTEXT as usize],
+        );
+        Counters::set(
+            &counters.tls_unmapped_calls,
+            drops[abi::DROP_TLS_UNMAPPED as usize],
+        );
+        if let Some(tls) = &self.tls {
+            Counters::set(&counters.tls_libraries_probed, tls.probed().count() as u64);
+        }
         let inject = sum_per_cpu::<{ abi::INJ_MAX as usize }>(&self.inject_counts);
         for (slot, counter) in [
             (abi::INJ_ENROLLED, &counters.inject_sockets_enrolled),

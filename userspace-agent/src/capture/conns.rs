@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use super::endpoints::Endpoints;
-use super::segment::{ConnSegment, KernelMark, Origin};
+use super::segment::{ConnSegment, KernelMark, Origin, Source};
 use crate::abi::Direction;
 use crate::metrics::Counters;
 use crate::protocols::Segment;
@@ -250,6 +250,7 @@ impl<S: ConnState> ConnTable<S> {
                 origin,
                 seg,
                 mark: KernelMark::NONE,
+                source: Source::Socket,
             };
             consumer.segment(id, conn, &seg);
         }

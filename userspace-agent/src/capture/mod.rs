@@ -25,7 +25,7 @@ pub use conns::{
 };
 pub use endpoints::Endpoints;
 pub use record::{DataEvent, DecodeError, Event};
-pub use segment::{ConnSegment, KernelMark, Origin};
+pub use segment::{ConnSegment, KernelMark, Origin, Source, TlsLibrary};
 
 use crate::abi::{ExecSnapshot, RawSockInfo, RawSockStateEvent};
 use crate::metrics::Counters;
@@ -124,6 +124,7 @@ impl<S: ConnState> Capture<S> {
                 format: ev.ctx_format,
                 inject: ev.inject_status,
             },
+            source: ev.source,
         };
         let folded = (h.folded_bytes, self.clock.to_unix_nanos(h.folded_ts_ns));
         self.table.data(

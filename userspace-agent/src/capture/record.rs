@@ -7,9 +7,10 @@ use thiserror::Error;
 use crate::abi::{
     CtxFormat, CtxRole, Direction, EV_DATA, EV_EXEC, EV_EXIT, EV_SOCK_STATE, EXEC_ARGS_MAX,
     EXEC_ENV_MAX, EXEC_FILENAME_MAX, ExecSnapshot, InjectStatus, KernelParentSource, MAX_CAPTURE,
-    PlainHeader, RawDataHeader, RawExecHeader, RawProcEvent, RawSockStateEvent, TAIL_BYTES,
-    offset_of_tail, read_record,
+    PlainHeader, RawDataHeader, RawExecHeader, RawProcEvent, RawSockStateEvent, SRC_OPENSSL,
+    SRC_SOCKET, TAIL_BYTES, offset_of_tail, read_record,
 };
+use crate::capture::segment::{Source, TlsLibrary};
 
 /// A decoded data event borrowing its payload from the ring buffer record.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct DataEvent<'a> {
     pub parent_source: KernelParentSource,
     pub ctx_format: CtxFormat,
     pub inject_status: InjectStatus,
+    /// Where the bytes were read: the socket, or a TLS library's plaintext.
+    pub source: Source,
     pub data: &'a [u8],
     pub tail: &'a [u8],
 }
@@ -144,6 +147,16 @@ impl<'a> DataEvent<'a> {
                 });
             }
         };
+        let source = match header.source {
+            SRC_SOCKET => Source::Socket,
+            SRC_OPENSSL => Source::Tls(TlsLibrary::OpenSsl),
+            v => {
+                return Err(DecodeError::BadField {
+                    field: "source",
+                    value: v.into(),
+                });
+            }
+        };
         let captured = header.captured_len as usize;
         if captured > MAX_CAPTURE || captured as u64 > header.total_len {
             return Err(DecodeError::BadField {
@@ -171,6 +184,7 @@ impl<'a> DataEvent<'a> {
             parent_source,
             ctx_format,
             inject_status,
+            source,
             data,
             tail: &record[offset_of_tail()..offset_of_tail() + tail_len],
         })
@@ -237,7 +251,7 @@ mod tests {
             ctx_format: 0,
             inject_status: 0,
             trace_flags: 1,
-            _pad: 0,
+            source: 0,
             fd: 3,
             sent_bytes: 0,
             folded_bytes: 0,

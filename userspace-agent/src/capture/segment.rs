@@ -39,6 +39,32 @@ impl KernelMark {
     };
 }
 
+/// A TLS library whose plaintext the probes read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsLibrary {
+    /// OpenSSL or BoringSSL (`SSL_read`, `SSL_write`).
+    OpenSsl,
+}
+
+impl TlsLibrary {
+    /// The value of the `sonde.tls.library` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsLibrary::OpenSsl => "openssl",
+        }
+    }
+}
+
+/// Where a segment's bytes were read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// The socket's own bytes.
+    #[default]
+    Socket,
+    /// Plaintext of a TLS connection, from the library's probes.
+    Tls(TlsLibrary),
+}
+
 /// Bytes of one direction of a connection, in order with the others of that connection.
 /// Timestamps are Unix nanoseconds (capture converts the kernel's clock once).
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +73,7 @@ pub struct ConnSegment<'a> {
     pub origin: Origin,
     pub seg: Segment<'a>,
     pub mark: KernelMark,
+    pub source: Source,
 }
 
 impl ConnSegment<'_> {

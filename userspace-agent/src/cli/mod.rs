@@ -161,6 +161,11 @@ pub struct TraceOptions {
     /// a callee on another host then starts its own trace).
     #[arg(long)]
     pub no_inject: bool,
+    /// Do not probe TLS libraries (OpenSSL): HTTPS and other TLS traffic then makes no
+    /// spans. The probes cost untraced processes that use the same library file a trap
+    /// per TLS read or write while Sonde runs.
+    #[arg(long)]
+    pub no_tls: bool,
     /// Query text on database spans: obfuscated (literals become `?`), raw, or off.
     #[arg(long, value_enum, default_value_t = DbQueryText::Obfuscated, value_name = "MODE")]
     pub db_query_text: DbQueryText,

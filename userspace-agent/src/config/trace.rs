@@ -37,6 +37,8 @@ pub struct TraceSettings {
     pub ready_file: Option<PathBuf>,
     /// Insert `traceparent` into outgoing HTTP/1 requests.
     pub inject: bool,
+    /// Probe TLS libraries for the plaintext of TLS connections.
+    pub tls: bool,
     /// What database spans keep of the query text.
     pub db_query_text: DbQueryText,
     /// Which hooks carry socket data.

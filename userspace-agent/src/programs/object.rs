@@ -28,6 +28,8 @@ pub struct ProbeOptions {
     pub hooks: HookChoice,
     /// Probe diagnostics shown (`--probe-log`).
     pub probe_log: ProbeLogLevel,
+    /// Probe TLS libraries (the socket hooks then skip ciphertext).
+    pub tls: bool,
 }
 
 /// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
@@ -64,6 +66,7 @@ impl Default for ProbeOptions {
             inject: true,
             hooks: HookChoice::Auto,
             probe_log: ProbeLogLevel::Off,
+            tls: true,
         }
     }
 }
@@ -82,6 +85,7 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
     let empty = u8::from(opts.empty_probes);
     let inject = u8::from(opts.inject);
     let log_level = opts.probe_log.kernel_level();
+    let tls = u8::from(opts.tls);
     if opts.wakeup.bytes > u64::from(opts.ring_buffer_bytes) / 2 {
         bail!(
             "--wakeup-bytes {} must be at most half the ring buffer ({} bytes)",
@@ -96,6 +100,7 @@ pub(crate) fn load_object(opts: &ProbeOptions) -> Result<Ebpf> {
         .override_global("watch_exec", &watch_exec, true)
         .override_global("empty_probes", &empty, true)
         .override_global("inject_enabled", &inject, true)
+        .override_global("tls_enabled", &tls, true)
         .override_global(aya_log::LEVEL, &log_level, true)
         .map_max_entries("events", opts.ring_buffer_bytes)
         .map_max_entries(PROBE_LOG_MAP, opts.probe_log.ring_bytes())

@@ -16,7 +16,9 @@ use super::session::{Active, Session};
 use super::trace_join::{CallJoin, HeldCall, ServerCall, TraceJoin};
 use crate::abi::{CtxFormat, InjectStatus};
 use crate::capture::held::Prefix;
-use crate::capture::{Conn, ConnId, ConnSegment, Consumer, Endpoints, IdleClient};
+use crate::capture::{
+    Conn, ConnId, ConnSegment, Consumer, Endpoints, IdleClient, Source, TlsLibrary,
+};
 use crate::metrics::Counters;
 use crate::propagation::tracestate;
 use crate::protocols::db::{DbCall, ParseOptions};
@@ -186,6 +188,7 @@ impl SpanBuilder {
             pairing: Pairing::default(),
             marks: KernelMarks::new(protocol.kernel_view, self.limits.max_pending),
             repeated: Repeated::default(),
+            tls: None,
         }));
     }
 
@@ -206,6 +209,7 @@ impl SpanBuilder {
             pairing,
             marks,
             repeated,
+            tls,
         } = &mut **active;
         let mut handler = Handler {
             b: self,
@@ -215,6 +219,7 @@ impl SpanBuilder {
             pairing,
             marks,
             repeated,
+            tls: *tls,
             keep_cuts,
             cut_end: None,
         };
@@ -223,6 +228,10 @@ impl SpanBuilder {
 
     /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
     fn feed(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>, bytes: &Segment<'_>) {
+        // Plaintext from a TLS library makes (and keeps) the connection a TLS one.
+        if let (Session::Active(active), Source::Tls(library)) = (&mut conn.state, seg.source) {
+            active.tls = Some(library);
+        }
         self.drive(conn, false, |parser, h| {
             let request_side = h.role.carries_requests(seg.direction);
             h.marks
@@ -333,7 +342,7 @@ impl Consumer<Session> for SpanBuilder {
                     end_ns,
                     response_started,
                 };
-                finish_exchange(h.b, h.conn, h.role, h.repeated, ex, outcome);
+                finish_exchange(h.b, h.conn, (h.role, h.tls), h.repeated, ex, outcome);
             }
             (h.protocol, h.role)
         });
@@ -379,6 +388,8 @@ struct Handler<'a> {
     pairing: &'a mut Pairing,
     marks: &'a mut KernelMarks,
     repeated: &'a mut Repeated,
+    /// The connection's TLS library, if its bytes are TLS plaintext.
+    tls: Option<TlsLibrary>,
     /// The connection closed: where the server's message was cut, if it was.
     keep_cuts: bool,
     cut_end: Option<u64>,
@@ -433,8 +444,11 @@ impl Handler<'_> {
             return;
         };
         let outcome = Outcome::Complete { end_ns: ts_ns };
-        finish_exchange(self.b, self.conn, self.role, self.repeated, ex, outcome);
+        let how = (self.role, self.tls);
+        finish_exchange(self.b, self.conn, how, self.repeated, ex, outcome);
+        // Injection cannot reach into TLS records: no re-enrolment for TLS connections.
         if self.role == Role::Client
+            && self.tls.is_none()
             && self.pairing.is_empty()
             && let Some(idle) = self.b.idle_clients.as_mut()
         {
@@ -469,6 +483,7 @@ impl Handler<'_> {
             self.conn.ends,
             resource,
         );
+        semconv::tls_attributes(&mut span, self.tls);
         match self.role {
             Role::Client => {
                 self.join_waiting_server(&span);
@@ -572,7 +587,7 @@ impl Report for Handler<'_> {
 fn finish_exchange(
     b: &mut SpanBuilder,
     conn: &ConnInfo<'_>,
-    role: Role,
+    (role, tls): (Role, Option<TlsLibrary>),
     repeated: &mut Repeated,
     ex: Exchange,
     outcome: Outcome,
@@ -585,7 +600,8 @@ fn finish_exchange(
     if ex.timed_out {
         return;
     }
-    let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, repeated, outcome);
+    let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, repeated, tls, outcome);
+    semconv::tls_attributes(&mut span, tls);
     span.trace_id = b.join.resolve(span.trace_id);
     b.batch.push_span(conn.tgid, span);
 }

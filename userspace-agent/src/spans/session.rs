@@ -6,8 +6,8 @@ use super::marks::KernelMarks;
 use super::pairing::Pairing;
 use super::role::Role;
 use super::semconv::Repeated;
-use crate::capture::ConnState;
 use crate::capture::held::Held;
+use crate::capture::{ConnState, TlsLibrary};
 use crate::protocols::parser::Parser;
 use crate::protocols::registry::Protocol;
 
@@ -33,6 +33,9 @@ pub struct Active {
     pub marks: KernelMarks,
     /// Attribute values its spans share.
     pub repeated: Repeated,
+    /// The TLS library whose plaintext this connection's bytes are (None: the socket's
+    /// own bytes, in the clear).
+    pub tls: Option<TlsLibrary>,
 }
 
 impl std::fmt::Debug for Active {

@@ -117,3 +117,15 @@ pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Whether `pid` is a process (a thread group leader), not another thread of one: a
+/// thread's /proc entry exists too, but its Tgid is its leader's.
+pub fn is_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            == Some(pid)
+    })
+}

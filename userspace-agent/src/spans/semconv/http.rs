@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::abi::InjectStatus;
-use crate::capture::Endpoints;
+use crate::capture::{Endpoints, TlsLibrary};
 use crate::protocols::http1::{RequestHead, ResponseHead};
 use crate::protocols::parser::{RequestHeadOf, ResponseHeadOf};
 use crate::spans::model::{KeyValue, Span, SpanKind, Status, Value};
@@ -106,8 +106,11 @@ pub fn build_span(
     kind: SpanKind,
     ends: &Endpoints,
     repeated: &mut Repeated,
+    tls: Option<TlsLibrary>,
     outcome: Outcome,
 ) -> Span {
+    // The connection's scheme: plaintext from a TLS library was HTTPS on the wire.
+    let conn_scheme = if tls.is_some() { "https" } else { "http" };
     let Exchange {
         stream: _,
         ident,
@@ -147,7 +150,7 @@ pub fn build_span(
     if let Some(q) = query {
         attrs.push(KeyValue::new("url.query", q.to_owned()));
     }
-    attrs.push(KeyValue::new("url.scheme", "http"));
+    attrs.push(KeyValue::new("url.scheme", conn_scheme));
     attrs.push(KeyValue::new("network.protocol.name", "http"));
     attrs.push(KeyValue::new(
         "network.protocol.version",
@@ -181,7 +184,7 @@ pub fn build_span(
             // The server is who the URL names: the absolute-form target (requests through
             // an HTTP proxy), else the Host header, else the peer we are connected to.
             let named = target.authority.map(split_host).or(host);
-            let scheme = target.scheme.unwrap_or("http");
+            let scheme = target.scheme.unwrap_or(conn_scheme);
             let default_port = if scheme == "https" { 443 } else { 80 };
             let (addr, port, authority): (Value, u16, String) = match named {
                 Some((h, Some(p))) => (h.to_owned().into(), p, format!("{}:{p}", bracket_v6(h))),

@@ -7,9 +7,9 @@ pub mod http;
 
 use std::sync::Arc;
 
-use super::model::{Span, SpanKind};
+use super::model::{KeyValue, Span, SpanKind};
 use super::pairing::{Exchange, Outcome};
-use crate::capture::Endpoints;
+use crate::capture::{Endpoints, TlsLibrary};
 use crate::protocols::parser::RequestHeadOf;
 
 /// The span of a finished exchange, by its protocol's conventions.
@@ -18,10 +18,19 @@ pub fn exchange_span(
     kind: SpanKind,
     ends: &Endpoints,
     repeated: &mut Repeated,
+    tls: Option<TlsLibrary>,
     outcome: Outcome,
 ) -> Span {
     match ex.request {
-        RequestHeadOf::Http1(_) => http::build_span(ex, kind, ends, repeated, outcome),
+        RequestHeadOf::Http1(_) => http::build_span(ex, kind, ends, repeated, tls, outcome),
+    }
+}
+
+/// Says that a span's bytes came from a TLS library's plaintext, and which.
+pub fn tls_attributes(span: &mut Span, tls: Option<TlsLibrary>) {
+    if let Some(library) = tls {
+        span.attributes
+            .push(KeyValue::new("sonde.tls.library", library.as_str()));
     }
 }
 

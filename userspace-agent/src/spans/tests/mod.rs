@@ -9,7 +9,7 @@ use crate::abi::{
     CtxFormat, CtxRole, Direction, InjectStatus, KernelParentSource, RawDataHeader, RawSockInfo,
     RawSockStateEvent, RawTraceCtx, TAIL_BYTES,
 };
-use crate::capture::{Capture, DataEvent, TableLimits, WallClock};
+use crate::capture::{Capture, DataEvent, Source, TableLimits, WallClock};
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::protocols::registry::{self, Detection as Found, PROTOCOLS};
@@ -140,6 +140,8 @@ pub(super) struct Ev {
     pub tgid: u32,
     /// The socket's folded egress total and its time (`RawSockInfo`).
     pub folded: (u64, u64),
+    /// Where the bytes were read (the socket, or a TLS library's plaintext).
+    pub from: Source,
 }
 
 pub(super) fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
@@ -157,6 +159,7 @@ pub(super) fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
         remote_port: if sock == SERVER_SOCK { 40000 } else { 8080 },
         tgid: 42,
         folded: (0, 0),
+        from: Source::Socket,
     }
 }
 
@@ -184,7 +187,10 @@ pub(super) fn feed(t: &mut Harness, e: &Ev, out: &mut Vec<Span>) {
         ctx_format: e.format as u8,
         inject_status: 0,
         trace_flags: 1,
-        _pad: 0,
+        source: match e.from {
+            Source::Socket => crate::abi::SRC_SOCKET,
+            Source::Tls(_) => crate::abi::SRC_OPENSSL,
+        },
         fd: 3,
         sent_bytes: 0,
         folded_bytes: e.folded.0,
@@ -199,6 +205,7 @@ pub(super) fn feed(t: &mut Harness, e: &Ev, out: &mut Vec<Span>) {
         parent_source: e.source,
         ctx_format: e.format,
         inject_status: InjectStatus::None,
+        source: e.from,
         data: &e.bytes,
         tail: &[],
     };

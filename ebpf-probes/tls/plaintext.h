@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * A TLS library call returned: its plaintext becomes a data event on the call's
+ * connection, exactly as if the socket had carried it in the clear, so everything after
+ * the ring (parsers, spans, trace context) treats it as it treats plaintext. The trace
+ * decision is the socket path's own (trace_ctx/decide.h), made on the plaintext.
+ */
+#pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "sonde_abi.h"
+#include <maps/tls.h>
+#include <socket_data/handler.h>
+
+/*
+ * The call in call (its entry probe's record) moved len plaintext bytes; source says
+ * which library. The connection is the one the socket hooks saw during the call, else
+ * the one an earlier call of the same session used (answered from the library's buffer).
+ */
+static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u64 len,
+                                               __u8 source) {
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    struct tls_session_key key = {.ssl = call->ssl, .tgid = pid_tgid >> 32};
+    const struct sonde_sock_info *si;
+    if (call->seen_sock) {
+        si = &call->sock;
+        bpf_map_update_elem(&tls_sessions, &key, si, BPF_ANY);
+    } else {
+        si = bpf_map_lookup_elem(&tls_sessions, &key);
+        if (!si) {
+            count_drop(SONDE_DROP_TLS_UNMAPPED);
+            log_debug("TLS plaintext on a connection never seen: skipped",
+                      LOG_NUM("tgid", pid_tgid >> 32), LOG_NUM("bytes", len));
+            return;
+        }
+    }
+    if (!call->buf || !len)
+        return;
+
+    __u32 zero = 0;
+    struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+    if (!s)
+        return;
+    struct sonde_data_event *ev = start_data_event(s, si, call->dir, SONDE_SYS_TLS, pid_tgid, len);
+    ev->source = source;
+    /* Plaintext has no folded egress of its own: the socket's count is of ciphertext. */
+    ev->folded_bytes = 0;
+    ev->folded_ts_ns = 0;
+    capture_buf(s, (const __u8 *)call->buf, len);
+    if (ev->captured_len)
+        decide_trace_ctx(s, (__u32)pid_tgid);
+    /* No descriptor and no re-enrolment: nothing can be inserted into TLS records. */
+    ev->fd = -1;
+    ev->sent_bytes = 0;
+    submit_data(s);
+}
