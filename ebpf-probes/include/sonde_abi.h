@@ -20,6 +20,8 @@ enum sonde_event_kind {
     SONDE_EV_EXEC = 3,       /* a traced process (or any, when watching exe globs) exec'd:
                               * struct sonde_exec_event, a snapshot for short-lived processes */
     SONDE_EV_EXIT = 4,       /* a traced process exited */
+    SONDE_EV_LIBS = 5,       /* a traced process's dynamic loader changed its link map
+                              * (dlopen, dlclose): struct sonde_proc_event */
 };
 
 enum sonde_direction {
@@ -212,7 +214,7 @@ struct sonde_exec_event {
 };
 
 struct sonde_proc_event {
-    __u8 kind; /* SONDE_EV_EXIT */
+    __u8 kind; /* SONDE_EV_EXIT, SONDE_EV_LIBS */
     __u8 _pad[3];
     __u32 tgid;
     __u64 ts_ns;

@@ -18,6 +18,7 @@ pub const EV_DATA: u8 = 1;
 pub const EV_SOCK_STATE: u8 = 2;
 pub const EV_EXEC: u8 = 3;
 pub const EV_EXIT: u8 = 4;
+pub const EV_LIBS: u8 = 5;
 
 /// `enum sonde_source`: where a data event's bytes were read.
 pub const SRC_SOCKET: u8 = 0;
@@ -324,6 +325,7 @@ const _: () = {
     assert!(enum_value("SONDE_EV_SOCK_STATE") == EV_SOCK_STATE as u32);
     assert!(enum_value("SONDE_EV_EXEC") == EV_EXEC as u32);
     assert!(enum_value("SONDE_EV_EXIT") == EV_EXIT as u32);
+    assert!(enum_value("SONDE_EV_LIBS") == EV_LIBS as u32);
     assert!(enum_value("SONDE_DIR_INGRESS") == Direction::Ingress as u32);
     assert!(enum_value("SONDE_DIR_EGRESS") == Direction::Egress as u32);
     assert!(enum_value("SONDE_CTX_NONE") == CtxRole::None as u32);

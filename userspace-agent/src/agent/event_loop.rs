@@ -129,6 +129,7 @@ impl Loop {
                 self.pipeline.process_exited(tgid);
                 self.tls_scan.exited(tgid);
             }
+            Some(ProcessRecord::Libraries { tgid }) => self.tls_scan.started(&mut self.probes, tgid),
             None => {}
         }
         if let Some(reenroller) = &self.reenroller {

@@ -90,6 +90,10 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
 
     let mut child = None;
     let mut tls_scan = TlsScan::default();
+    // Processes that start later may load a TLS library and use it at once.
+    if matches!(mode, Mode::Run(_)) || !exe_globs.is_empty() {
+        probes.probe_system_tls();
+    }
     match &mode {
         Mode::Attach(t) => {
             let resolved = targets::resolve(t)?;

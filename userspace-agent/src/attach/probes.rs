@@ -135,6 +135,15 @@ impl Probes {
         }
     }
 
+    /// Probes the system's TLS libraries for processes that start later (see
+    /// [`TlsProbes::probe_system_libraries`]).
+    pub fn probe_system_tls(&mut self) -> usize {
+        match &mut self.tls {
+            Some(tls) => tls.probe_system_libraries(&mut self.ebpf),
+            None => 0,
+        }
+    }
+
     /// The TLS library files probed so far.
     pub fn tls_files(&self) -> Vec<ProbedFile> {
         self.tls

@@ -30,6 +30,9 @@ const OPENSSL_ENTRIES: &[(&str, &str)] = &[
     ("SSL_do_handshake", "sonde_uprobe_ssl_handshake"),
 ];
 const OPENSSL_RETURN: &str = "sonde_uretprobe_ssl";
+/// The dynamic loader's hook for debuggers, and the program that watches it (dlopen).
+const LOADER_SYMBOL: &str = "_dl_debug_state";
+const LOADER_PROGRAM: &str = "sonde_uprobe_dl_debug_state";
 
 /// Largest file examined: a bound on what one hostile or odd mapping can cost.
 const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -92,7 +95,7 @@ impl TlsProbes {
         for name in OPENSSL_ENTRIES
             .iter()
             .map(|(_, program)| *program)
-            .chain([OPENSSL_RETURN])
+            .chain([OPENSSL_RETURN, LOADER_PROGRAM])
         {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
@@ -155,53 +158,85 @@ impl TlsProbes {
     /// before it runs (`sonde run`): the dynamic loader maps them before the program's
     /// first instruction, faster than a scan of the running process could find them.
     pub fn probe_before_run(&mut self, ebpf: &mut Ebpf, executable: &Path) -> usize {
-        let mut newly = 0;
-        for path in std::iter::once(executable.to_owned()).chain(needed_libraries(executable)) {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let id = {
-                use std::os::unix::fs::MetadataExt;
-                let dev = meta.dev();
-                FileId {
-                    dev: (libc::major(dev), libc::minor(dev)),
-                    inode: meta.ino(),
-                }
-            };
-            if !self.examined.insert(id) {
-                continue;
-            }
-            match self.probe_file(ebpf, &path) {
-                Ok(Some(functions)) => {
-                    log::info!(
-                        "TLS: probing OpenSSL in {} ({})",
-                        path.display(),
-                        functions.join(", ")
-                    );
-                    self.probed.insert(
-                        id,
-                        ProbedFile {
-                            path,
-                            library: "openssl",
-                            functions,
-                        },
-                    );
-                    newly += 1;
-                }
-                Ok(None) => {}
-                Err(e) => log::warn!("TLS: {e}"),
-            }
-        }
-        newly
+        let files = std::iter::once(executable.to_owned())
+            .chain(interpreter(executable))
+            .chain(needed_libraries(executable));
+        files.map(|path| self.probe_path(ebpf, path)).sum()
     }
 
-    /// Attaches the OpenSSL programs to `path` if it defines the OpenSSL functions.
+    /// Probes the system's own TLS libraries (`libssl.so*` in the standard library
+    /// directories) now, for processes that will start later (`sonde run`, `--exe`): a
+    /// program that loads one with `dlopen` (Python on `import ssl`) may call it within
+    /// milliseconds, sooner than a scan could find it.
+    pub fn probe_system_libraries(&mut self, ebpf: &mut Ebpf) -> usize {
+        let mut files = Vec::new();
+        for dir in LIBRARY_DIRS {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            files.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libssl.so"))
+            }));
+        }
+        files.into_iter().map(|path| self.probe_path(ebpf, path)).sum()
+    }
+
+    /// Probes one file by path, unless a file with its device and inode was examined.
+    fn probe_path(&mut self, ebpf: &mut Ebpf, path: PathBuf) -> usize {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return 0;
+        };
+        let id = {
+            use std::os::unix::fs::MetadataExt;
+            let dev = meta.dev();
+            FileId {
+                dev: (libc::major(dev), libc::minor(dev)),
+                inode: meta.ino(),
+            }
+        };
+        if !meta.is_file() || !self.examined.insert(id) {
+            return 0;
+        }
+        match self.probe_file(ebpf, &path) {
+            Ok(Some(functions)) => {
+                log::info!(
+                    "TLS: probing OpenSSL in {} ({})",
+                    path.display(),
+                    functions.join(", ")
+                );
+                self.probed.insert(
+                    id,
+                    ProbedFile {
+                        path,
+                        library: "openssl",
+                        functions,
+                    },
+                );
+                1
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                log::warn!("TLS: {e}");
+                0
+            }
+        }
+    }
+
+    /// Attaches the OpenSSL programs to `path` if it defines the OpenSSL functions, or
+    /// the loader program if it is a dynamic loader.
     fn probe_file(
         &mut self,
         ebpf: &mut Ebpf,
         path: &Path,
     ) -> Result<Option<Vec<&'static str>>, TlsProbeError> {
-        let functions = openssl_functions(path)?;
+        let functions = probed_functions(path)?;
+        if let Some((_, offset)) = functions.iter().find(|(n, _)| *n == LOADER_SYMBOL) {
+            attach(ebpf, LOADER_PROGRAM, path, *offset)?;
+            log::debug!("TLS: watching the dynamic loader {}", path.display());
+            return Ok(None);
+        }
         // SSL_read and SSL_write are what every OpenSSL user calls (or their _ex forms).
         let has = |name| functions.iter().any(|(n, _)| *n == name);
         if !(has("SSL_read") || has("SSL_read_ex")) || !(has("SSL_write") || has("SSL_write_ex")) {
@@ -277,7 +312,7 @@ impl<'a> Mapping<'a> {
 }
 
 /// The OpenSSL functions `path` defines, with their file offsets (where a uprobe goes).
-fn openssl_functions(path: &Path) -> Result<Vec<(&'static str, u64)>, TlsProbeError> {
+fn probed_functions(path: &Path) -> Result<Vec<(&'static str, u64)>, TlsProbeError> {
     let read_err = |source| TlsProbeError::Read {
         path: path.to_owned(),
         source,
@@ -295,7 +330,7 @@ fn openssl_functions(path: &Path) -> Result<Vec<(&'static str, u64)>, TlsProbeEr
         source,
     })?;
     let mut found = Vec::new();
-    for (name, _) in OPENSSL_ENTRIES {
+    for name in OPENSSL_ENTRIES.iter().map(|(n, _)| n).chain(&[LOADER_SYMBOL]) {
         let symbol = elf
             .dynamic_symbols()
             .chain(elf.symbols())
@@ -357,6 +392,20 @@ pub fn needed_libraries(executable: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// The dynamic loader an executable names (PT_INTERP), if any.
+pub fn interpreter(executable: &Path) -> Option<PathBuf> {
+    use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+    let bytes = std::fs::read(executable).ok()?;
+    let elf = ElfFile64::<object::Endianness>::parse(bytes.as_slice()).ok()?;
+    let endian = elf.endian();
+    let headers = elf.elf_header().program_headers(endian, bytes.as_slice()).ok()?;
+    headers.iter().find_map(|header| {
+        let interp = header.interpreter(endian, bytes.as_slice()).ok()??;
+        let path = std::str::from_utf8(interp).ok()?;
+        Some(PathBuf::from(path))
+    })
 }
 
 /// What a file's dynamic section says about the libraries it needs.
@@ -454,7 +503,7 @@ mod tests {
             eprintln!("skipped: no {}", path.display());
             return;
         }
-        let found = openssl_functions(path).expect("libssl reads");
+        let found = probed_functions(path).expect("libssl reads");
         let names: Vec<_> = found.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
@@ -497,7 +546,7 @@ mod tests {
         let path = dir.join("garbage.so");
         std::fs::write(&path, b"\x7fELF but not really").expect("write");
         assert!(matches!(
-            openssl_functions(&path),
+            probed_functions(&path),
             Err(TlsProbeError::Elf { .. })
         ));
         let _ = std::fs::remove_dir_all(&dir);

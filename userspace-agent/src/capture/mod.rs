@@ -43,6 +43,8 @@ pub enum ProcessRecord<'a> {
     },
     /// A traced process's last thread exited.
     Exit { tgid: u32 },
+    /// A traced process loaded or unloaded a library (dlopen, dlclose).
+    Libraries { tgid: u32 },
 }
 
 /// The capture stage: the connection table and the time base.
@@ -88,6 +90,7 @@ impl<S: ConnState> Capture<S> {
                 snapshot,
             }),
             Ok(Event::Exit { tgid, .. }) => Some(ProcessRecord::Exit { tgid }),
+            Ok(Event::Libraries { tgid }) => Some(ProcessRecord::Libraries { tgid }),
             Err(e) => {
                 Counters::inc(&self.counters.decode_errors);
                 log::debug!("undecodable ring record: {e}");

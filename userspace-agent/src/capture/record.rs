@@ -5,7 +5,7 @@
 use thiserror::Error;
 
 use crate::abi::{
-    CtxFormat, CtxRole, Direction, EV_DATA, EV_EXEC, EV_EXIT, EV_SOCK_STATE, EXEC_ARGS_MAX,
+    CtxFormat, CtxRole, Direction, EV_DATA, EV_EXEC, EV_EXIT, EV_LIBS, EV_SOCK_STATE, EXEC_ARGS_MAX,
     EXEC_ENV_MAX, EXEC_FILENAME_MAX, ExecSnapshot, InjectStatus, KernelParentSource, MAX_CAPTURE,
     PlainHeader, RawDataHeader, RawExecHeader, RawProcEvent, RawSockStateEvent, SRC_OPENSSL,
     SRC_SOCKET, TAIL_BYTES, offset_of_tail, read_record,
@@ -40,6 +40,10 @@ pub enum Event<'a> {
     Exit {
         tgid: u32,
         ts_ns: u64,
+    },
+    /// The process's dynamic loader changed its list of libraries (dlopen).
+    Libraries {
+        tgid: u32,
     },
 }
 
@@ -76,6 +80,10 @@ impl<'a> Event<'a> {
                     tgid: raw.tgid,
                     ts_ns: raw.ts_ns,
                 })
+            }
+            EV_LIBS => {
+                let raw = read_header::<RawProcEvent>(record)?;
+                Ok(Event::Libraries { tgid: raw.tgid })
             }
             other => Err(DecodeError::UnknownKind(other)),
         }
