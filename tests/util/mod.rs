@@ -29,6 +29,7 @@ use serde_json::Value;
 
 pub mod db;
 pub mod otlp;
+pub mod tls;
 
 // ===== gating =====
 

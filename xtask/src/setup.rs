@@ -86,6 +86,18 @@ const NEEDS: &[Need] = &[
         alternatives: &[],
         program: None,
     },
+    // TLS tests (tests/tls.rs): the openssl CLI makes each test's throwaway certificates,
+    // libssl-dev's static archives build the stripped, statically linked client.
+    Need {
+        package: "openssl",
+        alternatives: &[],
+        program: Some("openssl"),
+    },
+    Need {
+        package: "libssl-dev",
+        alternatives: &[],
+        program: None,
+    },
     // The OpenTelemetry SDK venv (tests/sdk_interop.rs).
     Need {
         package: "python3-venv",

@@ -1,0 +1,921 @@
+//! See inside TLS: uprobes on OpenSSL's `SSL_read`/`SSL_write` (and their `_ex` forms,
+//! `SSL_do_handshake`) turn HTTPS exchanges into the spans plaintext HTTP/1 gives, tied
+//! to the TCP connection underneath (same 4-tuple, same parents, same-host joins), while
+//! the ciphertext the socket hooks see is recognised and skipped, never parsed.
+//!
+//! What every test here holds the agent to:
+//! - a span built from TLS plaintext is the plaintext span (name, kind, status, body
+//!   sizes, `network.peer.*`, `server.*`, `client.*`, resource) with `url.scheme` =
+//!   `https`, `sonde.tls.library` = `openssl`, and on a CLIENT span `url.full` =
+//!   `https://localhost:<port>/path?query` (the request's Host names the port);
+//! - both ends traced by one agent: the SERVER span is the CLIENT span's child through the
+//!   same-host join (`local_peer`): nothing can be inserted into TLS, so never
+//!   `injected`. (An incoming `traceparent` inside TLS is not continued yet: no test
+//!   here asserts a header parent over TLS.)
+//! - the exit report: `http_desyncs` = 0 and `unknown_protocol_connections` = 0 (the
+//!   ciphertext is never parsed), `tls_ciphertext_records` > 0 (ciphertext records the
+//!   socket hooks skipped), `tls_unmapped_calls` = 0 (no plaintext whose connection was
+//!   unknown).
+//!
+//! Libraries met: libssl.so.3 (Python `ssl`, curl, nginx), OpenSSL linked into the node
+//! binary (its `SSL_*` are dynamic symbols of `/usr/bin/node`), and a statically linked,
+//! stripped client where no symbol names OpenSSL at all. Certificates are made per test
+//! (`util/tls.rs`, the `openssl` CLI); every URL names `localhost` on 127.0.0.1.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use util::tls::*;
+use util::*;
+
+/// `sonde.tls.library` of a span built from OpenSSL's plaintext.
+const OPENSSL: &str = "openssl";
+
+/// A span built from TLS plaintext: `https`, and the library it was read from.
+fn assert_tls_span(tree: &SpanTree, s: &Value) {
+    tree.assert_attr(s, "url.scheme", "https");
+    tree.assert_attr(s, "sonde.tls.library", OPENSSL);
+}
+
+/// A span built from plaintext on the socket: `http`, no TLS library.
+fn assert_plaintext_span(tree: &SpanTree, s: &Value) {
+    tree.assert_attr(s, "url.scheme", "http");
+    check!(
+        tree,
+        s.attr("sonde.tls.library").is_none(),
+        "{} came off a plaintext socket: no sonde.tls.library",
+        s.summary()
+    );
+}
+
+/// A counter of an exit report; panics (with every span) when the report lacks it.
+fn counter(tree: &SpanTree, counters: &BTreeMap<String, u64>, name: &str) -> u64 {
+    let v = counters.get(name).copied();
+    check!(
+        tree,
+        v.is_some(),
+        "counter {name} missing from the exit report"
+    );
+    v.unwrap_or_default()
+}
+
+/// The exit report after TLS traffic read through OpenSSL: ciphertext recognised and
+/// skipped (counted), never parsed (no desync, no unknown protocol), every plaintext
+/// call mapped to its connection.
+fn assert_tls_counters(tree: &SpanTree, counters: &BTreeMap<String, u64>) {
+    eqnice!(
+        tree,
+        counter(tree, counters, "http_desyncs"),
+        0,
+        "ciphertext is never fed to the HTTP parser: no desync"
+    );
+    eqnice!(
+        tree,
+        counter(tree, counters, "unknown_protocol_connections"),
+        0,
+        "TLS connections are recognised, not counted as an unknown protocol"
+    );
+    check!(
+        tree,
+        counter(tree, counters, "tls_ciphertext_records") > 0,
+        "the socket hooks saw ciphertext records and skipped them"
+    );
+    eqnice!(
+        tree,
+        counter(tree, counters, "tls_unmapped_calls"),
+        0,
+        "every SSL_read/SSL_write was mapped to its connection"
+    );
+}
+
+/// `curl -sS --max-time 30 --cacert CA <write-out> URLs...` as arguments.
+fn curl_https_args(certs: &Certs, urls: &[String]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["-sS", "--max-time", "30", "--cacert"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.push(certs.ca.clone().into_os_string());
+    args.extend(curl_writeout_args().map(OsString::from));
+    args.extend(urls.iter().map(OsString::from));
+    args
+}
+
+/// `<status> <bytes>` lines a fixture client printed.
+fn status_lines(out: &std::process::Output, what: &str) -> Vec<(u16, u64)> {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut f = l.split_whitespace().map(str::parse::<u64>);
+            match (f.next(), f.next()) {
+                (Some(Ok(status)), Some(Ok(bytes))) => (
+                    u16::try_from(status).unwrap_or_else(|_| panic!("{what}: status {l:?}")),
+                    bytes,
+                ),
+                _ => panic!("{what} printed {l:?}, not `<status> <bytes>`"),
+            }
+        })
+        .collect()
+}
+
+/// One HTTPS exchange traced at both ends by one agent: the CLIENT span is a root, the
+/// SERVER span its child through the same-host join; both `https` from OpenSSL, with the
+/// status and body size the client got, and the same server address and port.
+fn assert_joined_exchange(
+    tree: &SpanTree,
+    path: &str,
+    port: u16,
+    (status, body): (u16, u64),
+) -> (Value, Value) {
+    let name = format!("GET {path}");
+    let client = tree.find(CLIENT, &name);
+    let server = tree.find(SERVER, &name);
+    tree.assert_root(client);
+    tree.assert_child(client, server, "local_peer");
+    for s in [client, server] {
+        assert_tls_span(tree, s);
+        tree.assert_attr(s, "http.request.method", "GET");
+        tree.assert_attr(s, "url.path", path);
+        tree.assert_attr(s, "network.protocol.version", "1.1");
+        tree.assert_attr(s, "http.response.status_code", &status.to_string());
+        tree.assert_attr(s, "http.response.body.size", &body.to_string());
+        tree.assert_attr(s, "server.address", "localhost");
+        tree.assert_attr(s, "server.port", &port.to_string());
+    }
+    tree.assert_attr(client, "url.full", &https_url(port, path));
+    tree.assert_attr(client, "network.peer.address", "127.0.0.1");
+    tree.assert_attr(client, "network.peer.port", &port.to_string());
+    tree.assert_attr(server, "client.address", "127.0.0.1");
+    tree.assert_attr(server, "network.peer.address", "127.0.0.1");
+    eqnice!(
+        tree,
+        server.attr_str("client.port"),
+        server.attr_str("network.peer.port"),
+        "the server's peer is the client"
+    );
+    let client_error = if status >= 400 { 2 } else { 0 };
+    eqnice!(
+        tree,
+        client.status_code(),
+        client_error,
+        "CLIENT {name}: 4xx is a client error, else unset"
+    );
+    eqnice!(
+        tree,
+        server.status_code(),
+        0,
+        "SERVER {name}: only 5xx is a server error"
+    );
+    (client.clone(), server.clone())
+}
+
+fn service(s: &Value) -> Option<String> {
+    s.res_attr("service.name")
+}
+
+// ===== Python `ssl` server, curl =====
+
+/// A Python `ssl` server attached by pid, and curl (held until the agent attached, so
+/// traced from its first request): two keep-alive requests and a 404 on one connection.
+/// Three CLIENT spans from curl, each the parent of the Python SERVER span of the same
+/// request (`local_peer`), all `https` from OpenSSL.
+#[test]
+fn python_tls_server_and_curl_client_one_trace() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let server = py_tls_server(&certs);
+    let paths = ["/size/100", "/ka/2", "/missing"];
+    let urls: Vec<String> = paths.iter().map(|p| https_url(server.port, p)).collect();
+    let gate = Gate::new();
+    let client = gate.spawn("curl", &curl_https_args(&certs, &urls));
+    let mut agent = Agent::attach(&[server.pid(), client.pid()]);
+    gate.open();
+    let c = parse_curl(client.output());
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(c.writeouts.len(), 3, "{c:?}");
+    let connects: u32 = c.writeouts.iter().map(|w| w.num_connects).sum();
+    assert_eq!(connects, 1, "curl kept one connection: {:?}", c.writeouts);
+    let curl_port = c.writeouts[0].local_port;
+
+    let tree = agent.collect(6);
+    tree.assert_names(&[
+        (CLIENT, "GET /size/100"),
+        (SERVER, "GET /size/100"),
+        (CLIENT, "GET /ka/2"),
+        (SERVER, "GET /ka/2"),
+        (CLIENT, "GET /missing"),
+        (SERVER, "GET /missing"),
+    ]);
+    for (path, w) in paths.iter().zip(&c.writeouts) {
+        let (client, server_span) =
+            assert_joined_exchange(&tree, path, server.port, (w.http_code, w.size_download));
+        tree.assert_attr(&server_span, "client.port", &curl_port.to_string());
+        check!(
+            tree,
+            client
+                .attr_str("user_agent.original")
+                .is_some_and(|u| u.starts_with("curl/")),
+            "curl's user agent on {}",
+            client.summary()
+        );
+        eqnice!(
+            tree,
+            service(&client).as_deref(),
+            Some("curl"),
+            "client service"
+        );
+        eqnice!(
+            tree,
+            service(&server_span).as_deref(),
+            Some("py_tls_server"),
+            "server service"
+        );
+        eqnice!(
+            tree,
+            server_span.res_attr("process.pid"),
+            Some(server.pid().to_string()),
+            "the server span belongs to the attached pid"
+        );
+    }
+    tree.assert_attr(
+        tree.find(SERVER, "GET /missing"),
+        "http.response.status_code",
+        "404",
+    );
+    assert_tls_counters(&tree, &agent.counters());
+}
+
+/// `sonde run -- curl https://...`: curl is covered from its first request: CLIENT
+/// spans with `https` URLs (query values redacted as for http), a 404 as a client
+/// error; the server is not traced.
+#[test]
+fn curl_https_client_under_sonde_run() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let server = py_tls_server(&certs); // not traced
+    let ok = https_url(server.port, "/size/123?token=s3cret&page=2");
+    let missing = https_url(server.port, "/missing");
+    let ca = certs.ca.to_str().expect("UTF-8 temp path");
+    let (stopped, tree) = sonde_run(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "--cacert",
+        ca,
+        "-o",
+        "/dev/null",
+        &ok,
+        "-o",
+        "/dev/null",
+        &missing,
+    ]);
+    eqnice!(
+        tree,
+        stopped.status.code(),
+        Some(0),
+        "sonde run exits with curl's code"
+    );
+    tree.assert_names(&[(CLIENT, "GET /size/123"), (CLIENT, "GET /missing")]);
+    let s = tree.find(CLIENT, "GET /size/123");
+    tree.assert_root(s);
+    assert_tls_span(&tree, s);
+    tree.assert_attr(s, "url.path", "/size/123");
+    tree.assert_attr(s, "url.query", "token=REDACTED&page=REDACTED");
+    tree.assert_attr(
+        s,
+        "url.full",
+        &https_url(server.port, "/size/123?token=REDACTED&page=REDACTED"),
+    );
+    tree.assert_attr(s, "server.address", "localhost");
+    tree.assert_attr(s, "server.port", &server.port.to_string());
+    tree.assert_attr(s, "network.peer.address", "127.0.0.1");
+    tree.assert_attr(s, "network.peer.port", &server.port.to_string());
+    tree.assert_attr(s, "network.protocol.version", "1.1");
+    tree.assert_attr(s, "http.response.status_code", "200");
+    tree.assert_attr(s, "http.response.body.size", "123");
+    eqnice!(tree, s.status_code(), 0, "a 200 leaves the status unset");
+    check!(
+        tree,
+        !s.to_string().contains("s3cret"),
+        "query values are redacted everywhere"
+    );
+    eqnice!(tree, service(s).as_deref(), Some("curl"), "service.name");
+    let nf = tree.find(CLIENT, "GET /missing");
+    tree.assert_root(nf);
+    assert_tls_span(&tree, nf);
+    tree.assert_attr(nf, "url.full", &missing);
+    tree.assert_attr(nf, "http.response.status_code", "404");
+    eqnice!(tree, nf.status_code(), 2, "a 404 is a client error");
+    check!(tree, s.end() <= nf.start(), "sequential requests");
+    assert_tls_counters(&tree, &stopped.counters);
+}
+
+// ===== nginx, Python requests and urllib =====
+
+/// The docroot of the nginx tests: two files of known sizes.
+fn nginx_files(www: &std::path::Path) {
+    std::fs::write(www.join("a.txt"), vec![b'a'; 1000]).expect("writing a.txt");
+    std::fs::write(www.join("b.txt"), vec![b'b'; 2345]).expect("writing b.txt");
+}
+
+/// nginx serving HTTPS, attached while running, loaded by a Python `requests` client
+/// (one keep-alive `Session`; already running, held until the agent attached): each
+/// request gives a `requests` CLIENT span and an nginx SERVER span under it.
+#[test]
+fn nginx_https_and_python_requests_client_one_trace() {
+    require_tracing!();
+    if !openssl_available() || !requests_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let nginx = nginx_tls(&certs, nginx_files);
+    let paths = ["/a.txt", "/b.txt", "/missing"];
+    let urls: Vec<String> = paths.iter().map(|p| https_url(nginx.port, p)).collect();
+    let dir = TempDir::new("go");
+    let go = dir.join("go");
+    let mut cmd = Command::new(python());
+    cmd.arg(fixture("py_https_client.py"))
+        .arg(&certs.ca)
+        .arg("requests")
+        .arg("--wait-file")
+        .arg(&go)
+        .args(&urls)
+        .env_remove("OTEL_SERVICE_NAME");
+    let client = Proc::spawn(cmd);
+    let mut agent = Agent::attach(&[nginx.pid(), client.pid()]);
+    std::fs::write(&go, "").expect("touch go");
+    let got = status_lines(&client.output(), "py_https_client.py requests");
+    assert_eq!(
+        got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [200, 200, 404],
+        "{got:?}"
+    );
+    assert_eq!((got[0].1, got[1].1), (1000, 2345), "{got:?}");
+
+    let tree = agent.collect(6);
+    tree.assert_names(&[
+        (CLIENT, "GET /a.txt"),
+        (SERVER, "GET /a.txt"),
+        (CLIENT, "GET /b.txt"),
+        (SERVER, "GET /b.txt"),
+        (CLIENT, "GET /missing"),
+        (SERVER, "GET /missing"),
+    ]);
+    let mut client_ports = Vec::new();
+    for (path, exchange) in paths.iter().zip(&got) {
+        let (client, server) = assert_joined_exchange(&tree, path, nginx.port, *exchange);
+        check!(
+            tree,
+            client
+                .attr_str("user_agent.original")
+                .is_some_and(|u| u.starts_with("python-requests/")),
+            "requests' user agent on {}",
+            client.summary()
+        );
+        eqnice!(
+            tree,
+            service(&client).as_deref(),
+            Some("py_https_client"),
+            "client service"
+        );
+        eqnice!(
+            tree,
+            service(&server).as_deref(),
+            Some("nginx"),
+            "server service"
+        );
+        client_ports.push(server.attr_str("client.port"));
+    }
+    client_ports.dedup();
+    eqnice!(
+        tree,
+        client_ports.len(),
+        1,
+        "one keep-alive connection carried the three requests: {client_ports:?}"
+    );
+    assert_tls_counters(&tree, &agent.counters());
+}
+
+/// `sonde run -- python3 py_https_client.py CA urllib ...` against nginx (not traced):
+/// urllib's CLIENT spans over `ssl`, a connection each, a 404 as a client error.
+#[test]
+fn python_urllib_https_client_under_sonde_run() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let nginx = nginx_tls(&certs, nginx_files); // not traced
+    let ok = https_url(nginx.port, "/a.txt");
+    let missing = https_url(nginx.port, "/missing");
+    let cmd: Vec<OsString> = vec![
+        python(),
+        fixture("py_https_client.py").into_os_string(),
+        certs.ca.clone().into_os_string(),
+        "urllib".into(),
+        ok.clone().into(),
+        missing.clone().into(),
+    ];
+    let (stopped, tree) = sonde_run(&cmd);
+    eqnice!(
+        tree,
+        stopped.status.code(),
+        Some(0),
+        "py_https_client.py exit code"
+    );
+    tree.assert_names(&[(CLIENT, "GET /a.txt"), (CLIENT, "GET /missing")]);
+    let a = tree.find(CLIENT, "GET /a.txt");
+    let nf = tree.find(CLIENT, "GET /missing");
+    for s in [a, nf] {
+        tree.assert_root(s);
+        assert_tls_span(&tree, s);
+        tree.assert_attr(s, "server.address", "localhost");
+        tree.assert_attr(s, "server.port", &nginx.port.to_string());
+        tree.assert_attr(s, "network.peer.port", &nginx.port.to_string());
+        check!(
+            tree,
+            s.attr_str("user_agent.original")
+                .is_some_and(|u| u.starts_with("Python-urllib/")),
+            "urllib's user agent on {}",
+            s.summary()
+        );
+        eqnice!(
+            tree,
+            service(s).as_deref(),
+            Some("py_https_client"),
+            "service.name is the script stem"
+        );
+    }
+    tree.assert_attr(a, "url.full", &ok);
+    tree.assert_attr(a, "http.response.status_code", "200");
+    tree.assert_attr(a, "http.response.body.size", "1000");
+    eqnice!(tree, a.status_code(), 0, "200 unset");
+    tree.assert_attr(nf, "url.full", &missing);
+    tree.assert_attr(nf, "http.response.status_code", "404");
+    eqnice!(tree, nf.status_code(), 2, "404 is a client error");
+    check!(tree, a.end() <= nf.start(), "sequential requests");
+    assert_tls_counters(&tree, &stopped.counters);
+}
+
+// ===== Node =====
+
+/// A Node `https` server and a Node `https.get` client (already running, held until the
+/// agent attached) in one trace: client CLIENT -> server SERVER (`local_peer`) for each
+/// of three requests on one keep-alive connection. Node's OpenSSL is inside the node
+/// binary, not libssl.so.3.
+#[test]
+fn node_https_server_and_client_one_trace() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let server = node_tls_server(&certs);
+    let paths = ["/size/999", "/hello", "/missing"];
+    let urls: Vec<String> = paths.iter().map(|p| https_url(server.port, p)).collect();
+    let dir = TempDir::new("go");
+    let go = dir.join("go");
+    let mut cmd = Command::new(node());
+    cmd.arg(fixture("node_tls_client.js"))
+        .arg(&certs.ca)
+        .arg("--wait-file")
+        .arg(&go)
+        .args(&urls)
+        .env_remove("OTEL_SERVICE_NAME");
+    let client = Proc::spawn(cmd);
+    let mut agent = Agent::attach(&[server.pid(), client.pid()]);
+    std::fs::write(&go, "").expect("touch go");
+    let got = status_lines(&client.output(), "node_tls_client.js");
+    assert_eq!(
+        got,
+        [(200, 999), (200, 13), (404, 10)],
+        "node client output"
+    );
+
+    let tree = agent.collect(6);
+    tree.assert_names(&[
+        (CLIENT, "GET /size/999"),
+        (SERVER, "GET /size/999"),
+        (CLIENT, "GET /hello"),
+        (SERVER, "GET /hello"),
+        (CLIENT, "GET /missing"),
+        (SERVER, "GET /missing"),
+    ]);
+    let mut traces = Vec::new();
+    for (path, exchange) in paths.iter().zip(&got) {
+        let (client, server_span) = assert_joined_exchange(&tree, path, server.port, *exchange);
+        eqnice!(
+            tree,
+            service(&client).as_deref(),
+            Some("node_tls_client"),
+            "client service"
+        );
+        eqnice!(
+            tree,
+            service(&server_span).as_deref(),
+            Some("node_tls_server"),
+            "server service"
+        );
+        traces.push(client.trace_id().to_owned());
+    }
+    traces.sort();
+    traces.dedup();
+    eqnice!(tree, traces.len(), 3, "three client requests, three traces");
+    assert_tls_counters(&tree, &agent.counters());
+}
+
+// ===== one process, both kinds of traffic =====
+
+/// One Python process serving plaintext on one port and TLS on another, called once on
+/// each by (untraced) curl: two SERVER spans, `https` with `sonde.tls.library` on the
+/// TLS port only, `http` without it on the other.
+#[test]
+fn one_process_plaintext_and_tls_ports() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let (server, plain) = py_tls_and_plain_server(&certs);
+    let mut agent = Agent::attach(&[server.pid()]);
+    let ca = certs.ca.to_str().expect("UTF-8 temp path");
+    let tls = curl(&["--cacert", ca, &https_url(server.port, "/over-tls")]);
+    assert!(tls.status.success(), "curl https failed: {}", tls.stderr);
+    assert_eq!(String::from_utf8_lossy(&tls.body), "hello /over-tls\n");
+    let clear = curl(&[&format!("http://127.0.0.1:{plain}/in-clear")]);
+    assert!(clear.status.success(), "curl http failed: {}", clear.stderr);
+    assert_eq!(String::from_utf8_lossy(&clear.body), "hello /in-clear\n");
+
+    let tree = agent.collect(2);
+    tree.assert_names(&[(SERVER, "GET /over-tls"), (SERVER, "GET /in-clear")]);
+    let t = tree.find(SERVER, "GET /over-tls");
+    let p = tree.find(SERVER, "GET /in-clear");
+    assert_tls_span(&tree, t);
+    assert_plaintext_span(&tree, p);
+    for (s, c, port, host) in [
+        (t, &tls, server.port, "localhost"),
+        (p, &clear, plain, "127.0.0.1"),
+    ] {
+        tree.assert_root(s);
+        tree.assert_attr(s, "http.response.status_code", "200");
+        tree.assert_attr(s, "http.response.body.size", &c.body.len().to_string());
+        tree.assert_attr(s, "server.address", host);
+        tree.assert_attr(s, "server.port", &port.to_string());
+        tree.assert_attr(s, "client.port", &c.writeouts[0].local_port.to_string());
+        eqnice!(
+            tree,
+            s.res_attr("process.pid"),
+            Some(server.pid().to_string()),
+            "one process serves both"
+        );
+        eqnice!(
+            tree,
+            service(s).as_deref(),
+            Some("py_tls_server"),
+            "service"
+        );
+    }
+    assert_tls_counters(&tree, &agent.counters());
+}
+
+// ===== parents across the TLS hop =====
+
+/// A traced HTTPS server whose handler calls a traced plaintext server with urllib: the
+/// call is the TLS request's child (`thread`: the handler's thread serves a request
+/// known only from TLS plaintext), and the downstream SERVER span the call's child.
+#[test]
+fn tls_request_calls_plaintext_downstream_as_its_child() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let downstream = Server::python();
+    let front = py_tls_server(&certs);
+    let mut agent = Agent::attach(&[front.pid(), downstream.pid()]);
+    let ca = certs.ca.to_str().expect("UTF-8 temp path");
+    let url = https_url(
+        front.port,
+        &format!("/call?url={}", downstream.url("/size/64")),
+    );
+    let c = curl(&["--cacert", ca, &url]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(c.body.len(), 64, "the downstream body relayed");
+
+    let tree = agent.collect(3);
+    tree.assert_names(&[
+        (SERVER, "GET /call"),
+        (CLIENT, "GET /size/64"),
+        (SERVER, "GET /size/64"),
+    ]);
+    let entry = tree.find(SERVER, "GET /call");
+    let call = tree.find(CLIENT, "GET /size/64");
+    let down = tree.find(SERVER, "GET /size/64");
+    tree.assert_root(entry);
+    assert_tls_span(&tree, entry);
+    tree.assert_attr(entry, "url.query", "url=REDACTED");
+    tree.assert_attr(entry, "server.port", &front.port.to_string());
+    tree.assert_attr(entry, "client.port", &c.writeouts[0].local_port.to_string());
+    tree.assert_attr(entry, "http.response.body.size", "64");
+    tree.assert_child(entry, call, "thread");
+    assert_plaintext_span(&tree, call);
+    tree.assert_attr(call, "url.full", &downstream.url("/size/64"));
+    tree.assert_attr(call, "http.response.body.size", "64");
+    eqnice!(
+        tree,
+        entry.res_attr("process.pid"),
+        call.res_attr("process.pid"),
+        "the handler makes the call"
+    );
+    // The plaintext hop links as plaintext always did: through the traceparent Sonde
+    // inserted, or the same-host join when the request left before the socket was
+    // enrolled (as in http1_clients.rs).
+    let source = down.attr_str("sonde.parent.source").unwrap_or_default();
+    check!(
+        tree,
+        ["injected", "local_peer"].contains(&source.as_str()),
+        "downstream parent source {source:?}"
+    );
+    tree.assert_child(call, down, &source);
+    assert_plaintext_span(&tree, down);
+    eqnice!(
+        tree,
+        service(down).as_deref(),
+        Some("py_server"),
+        "downstream"
+    );
+    assert_tls_counters(&tree, &agent.counters());
+}
+
+// ===== bad input =====
+
+/// One HTTPS request with Python's `ssl`, then `os._exit` at once: a process that may be
+/// gone before the agent finished placing its probes.
+const ONE_REQUEST_AND_EXIT: &str = "\
+import os, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+raw = socket.create_connection(('127.0.0.1', int(sys.argv[2])))
+s = ctx.wrap_socket(raw, server_hostname='localhost')
+s.sendall(b'GET /churn HTTP/1.1\\r\\nHost: localhost:' + sys.argv[2].encode() + b'\\r\\n\\r\\n')
+s.recv(65536)
+os._exit(0)
+";
+
+/// `sonde attach --exe '<copied python>*'` while 32 short-lived Python processes come
+/// and go (most do one HTTPS request and exit at once, some only load `ssl`), many of
+/// them exiting while the agent notices them and places probes: the agent keeps
+/// running and counting, its spans are well-formed, a Python started afterwards is
+/// traced through TLS, and it exits cleanly without a panic.
+#[test]
+fn processes_exiting_while_tls_probes_are_placed() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let server = py_tls_server(&certs); // /usr/bin/python3: not matched by the glob
+    let bin_dir = TempDir::new("tlsexe");
+    let exe = bin_dir.join("python3-sonde-tls");
+    std::fs::copy(python(), &exe).expect("copying python3");
+    let glob = format!("{}/python3-sonde-*", bin_dir.path().display());
+    let mut agent = AgentCmd::attach(&[]).arg("--exe").arg(&glob).start();
+
+    let port = server.port.to_string();
+    for round in 0..8 {
+        let procs: Vec<Proc> = (0..4)
+            .map(|i| {
+                let mut cmd = Command::new(&exe);
+                if i == 3 {
+                    cmd.args(["-c", "import ssl"]);
+                } else {
+                    cmd.args(["-c", ONE_REQUEST_AND_EXIT])
+                        .arg(&certs.ca)
+                        .arg(&port);
+                }
+                Proc::spawn(cmd)
+            })
+            .collect();
+        for p in procs {
+            let out = p.output();
+            assert!(
+                out.status.success(),
+                "round {round}: a short-lived client failed under the agent ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(
+        agent.is_running(),
+        "the agent died during the churn:\n{}",
+        agent.stderr()
+    );
+    let traced = agent
+        .counters_now()
+        .get("processes_traced")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        traced >= 1,
+        "the agent counts the processes it picked up ({traced}):\n{}",
+        agent.stderr()
+    );
+
+    // Still tracing TLS: a Python started now is covered (the exec is noticed
+    // asynchronously, so retry as attach_modes.rs does).
+    let after = https_url(server.port, "/after-churn");
+    let covered = wait_until(Duration::from_secs(15), || {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(fixture("py_https_client.py"))
+            .arg(&certs.ca)
+            .arg("urllib")
+            .arg(&after);
+        let got = status_lines(&Proc::spawn(cmd).output(), "py_https_client.py");
+        assert_eq!(got, [(200, 19)], "hello /after-churn");
+        std::thread::sleep(Duration::from_millis(200));
+        agent
+            .spans_now()
+            .iter()
+            .any(|s| s.name() == "GET /after-churn")
+    });
+    let tree = agent.collect(1);
+    check!(
+        tree,
+        covered,
+        "no TLS CLIENT span from a Python started after the churn ({glob})"
+    );
+    for s in &tree.spans {
+        check!(
+            tree,
+            s.kind() == CLIENT && ["GET /churn", "GET /after-churn"].contains(&s.name()),
+            "only the clients' requests: {}",
+            s.summary()
+        );
+        // A churn client exits after its first read: its span may be cut short, but it
+        // is still a TLS span of this server.
+        assert_tls_span(&tree, s);
+        tree.assert_attr(s, "server.port", &server.port.to_string());
+    }
+    let last = tree
+        .all(CLIENT, "GET /after-churn")
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| panic!("no GET /after-churn\n{}", tree.dump()));
+    tree.assert_attr(last, "url.full", &after);
+    tree.assert_attr(last, "http.response.status_code", "200");
+    tree.assert_attr(last, "http.response.body.size", "19");
+    eqnice!(tree, last.status_code(), 0, "a complete 200");
+    let counters = agent.counters();
+    eqnice!(
+        tree,
+        counter(&tree, &counters, "http_desyncs"),
+        0,
+        "ciphertext is never parsed, even from processes caught mid-connection"
+    );
+    check!(
+        tree,
+        counter(&tree, &counters, "tls_ciphertext_records") > 0,
+        "ciphertext recognised and skipped"
+    );
+}
+
+/// A client with OpenSSL linked in statically and every symbol stripped
+/// (`fixtures/static_tls_client.c`, built now): there is no TLS library Sonde can find
+/// in it. Under `sonde run` the agent does not crash, the client's HTTPS works, no span
+/// is guessed from its ciphertext (recognised and counted, not parsed), and the agent
+/// says on stderr, naming the executable, that it found no TLS library in it.
+#[test]
+fn stripped_static_openssl_client_is_seen_as_having_no_tls_library() {
+    require_tracing!();
+    if !openssl_available() || !static_tls_client_buildable() {
+        return;
+    }
+    let dir = TempDir::new("static");
+    let exe = build_static_tls_client(dir.path());
+    let certs = Certs::new();
+    let server = py_tls_server(&certs); // not traced
+    let port = server.port.to_string();
+    let (stopped, tree) = sonde_run(&[
+        exe.as_os_str(),
+        certs.ca.as_os_str(),
+        port.as_ref(),
+        "/size/100".as_ref(),
+        "2".as_ref(),
+    ]);
+    eqnice!(
+        tree,
+        stopped.status.code(),
+        Some(0),
+        "the stripped client's two HTTPS requests succeed under the agent"
+    );
+    eqnice!(
+        tree,
+        tree.len(),
+        0,
+        "no plaintext to read, and no span made of ciphertext"
+    );
+    let counters = &stopped.counters;
+    check!(
+        tree,
+        counter(&tree, counters, "tls_ciphertext_records") > 0,
+        "its ciphertext was recognised and skipped"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, counters, "unknown_protocol_connections"),
+        0,
+        "TLS, not an unknown protocol"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, counters, "http_desyncs"),
+        0,
+        "never parsed"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, counters, "tls_unmapped_calls"),
+        0,
+        "no plaintext call at all"
+    );
+    check!(
+        tree,
+        stopped.stderr.lines().any(|l| {
+            l.to_ascii_lowercase().contains("no tls library") && l.contains("static_tls_client")
+        }),
+        "a stderr line naming static_tls_client says `no TLS library` was found in it"
+    );
+}
+
+// ===== Go fixtures (the Go TLS probes come later) =====
+
+/// `fixtures/go_tls/` (crypto/tls, not OpenSSL) builds with and without `-s -w` and its
+/// client and server talk HTTPS/1.1 to each other, with no agent: the fixtures the Go
+/// TLS tests will use are sound. Needs no root.
+#[test]
+fn go_tls_fixtures_talk_https_without_sonde() {
+    if !openssl_available() || !go_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let dir = TempDir::new("gotls");
+    for stripped in [false, true] {
+        let go = build_go_tls(dir.path(), stripped);
+        let server = go.start_server(&certs);
+        let urls: Vec<String> = ["/size/999", "/hello", "/missing"]
+            .iter()
+            .map(|p| https_url(server.port, p))
+            .collect();
+        let out = go
+            .client_command(&certs, &urls)
+            .output()
+            .expect("running the Go client");
+        let got = status_lines(&out, "go_tls client");
+        assert_eq!(
+            got,
+            [(200, 999), (200, 13), (404, 10)],
+            "stripped={stripped}"
+        );
+        let c = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "-w",
+                "%{http_version}",
+                "--cacert",
+            ])
+            .arg(&certs.ca)
+            .arg(https_url(server.port, "/curl"))
+            .output()
+            .expect("running curl");
+        assert!(
+            c.status.success(),
+            "curl to the Go server: {}",
+            String::from_utf8_lossy(&c.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&c.stdout),
+            "hello /curl\n1.1",
+            "curl gets HTTP/1.1 from the Go server"
+        );
+    }
+}
