@@ -36,6 +36,7 @@ static __always_inline int openssl_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __
     call->buf = buf;
     call->len_ptr = len_ptr;
     call->dir = dir;
+    call->entry_ns = bpf_ktime_get_ns();
     __u32 tid = (__u32)pid_tgid;
     bpf_map_update_elem(&tls_calls, &tid, call, BPF_ANY);
     return 0;

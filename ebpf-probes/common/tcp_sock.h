@@ -60,7 +60,7 @@ static __always_inline __u64 socket_ino_of_fd(__u32 fd, struct file **filep) {
     return ino;
 }
 
-/* Fills info from sk; info->sk stays 0 unless it is IPv4/IPv6 TCP. */
+/* Fills info from sk; info->sk stays 0 unless it is IPv4/IPv6 TCP with a local port. */
 static __always_inline void describe_sock(struct sock *sk, struct sonde_sock_info *info) {
     if (!sk)
         return;
@@ -69,10 +69,15 @@ static __always_inline void describe_sock(struct sock *sk, struct sonde_sock_inf
         return;
     if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
         return;
+    /* No local port: closed under the hook (a reset racing the send), its port given
+     * back. Its connection is over and reported so; these bytes would start a new one. */
+    __u16 local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    if (!local_port)
+        return;
 
     info->sk = (__u64)sk;
     info->family = family;
-    info->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    info->local_port = local_port;
     info->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
     /* Sizes spelled out: BPF_CORE_READ_INTO would copy sizeof(*dst), one byte of the array. */
     if (family == AF_INET) {

@@ -20,6 +20,7 @@ struct tls_call {
     __u64 ssl;      /* the library's session (SSL*) */
     __u64 buf;      /* the caller's plaintext buffer; 0 for the handshake */
     __u64 len_ptr;  /* SSL_read_ex / SSL_write_ex: where the library writes the byte count */
+    __u64 entry_ns; /* when the call began: a write's bytes start leaving then */
     __u8 dir;       /* enum sonde_direction of the plaintext */
     __u8 seen_sock; /* the socket hooks saw the call's connection: sock is set */
     __u8 _pad[6];
@@ -59,3 +60,24 @@ struct {
     __type(key, __u32);
     __type(value, struct tls_call);
 } tls_call_scratch SEC(".maps");
+
+/*
+ * Processes whose library works on memory (tls/memory_bio.h). Key: thread id. Value: the
+ * socket the thread last read a TLS record from, until a read call takes it. LRU: threads
+ * die without telling.
+ */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u32);
+    __type(value, struct sonde_sock_info);
+} tls_last_read SEC(".maps");
+
+/* Key: thread id. Value: the session of the thread's last call that no socket was found
+ * for: the next TLS record the thread writes is that call's output. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u32);
+    __type(value, struct tls_session_key);
+} tls_pending_write SEC(".maps");

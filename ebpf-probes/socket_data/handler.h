@@ -67,8 +67,10 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tgid = pid_tgid >> 32;
     /* A copy as the key: tgid itself, address not taken, stays in a register. */
-    if (!traced(&(__u32){tgid}) || ret <= 0)
+    __u32 *flags = traced(&(__u32){tgid});
+    if (!flags || ret <= 0)
         return 0;
+    __u32 traced_flags = *flags;
 
     struct pt_regs *regs = syscall_regs();
     if (sys == SYS_FROM_REGS) {
@@ -105,7 +107,8 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
         return 0;
     /* A TLS connection's own bytes are ciphertext: the library's probes report its
      * plaintext (tls/socket_side.h). */
-    if (tls_enabled && tls_ciphertext(si, (__u32)pid_tgid, sk != NULL))
+    if (tls_enabled &&
+        tls_ciphertext(si, (__u32)pid_tgid, sk != NULL, dir, traced_flags, regs, sys))
         return 0;
 
     __u32 zero = 0;

@@ -10,13 +10,16 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "sonde_abi.h"
+#include <common/traced.h>
 #include <maps/tls.h>
 #include <socket_data/handler.h>
+#include <tls/memory_bio.h>
 
 /*
  * The call in call (its entry probe's record) moved len plaintext bytes; source says
  * which library. The connection is the one the socket hooks saw during the call, else
- * the one an earlier call of the same session used (answered from the library's buffer).
+ * the one an earlier call of the same session used (answered from the library's buffer),
+ * or for a library working on memory the one the I/O around its calls names.
  */
 static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u64 len,
                                                __u8 source) {
@@ -27,8 +30,14 @@ static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u6
         si = &call->sock;
         bpf_map_update_elem(&tls_sessions, &key, si, BPF_ANY);
     } else {
-        si = bpf_map_lookup_elem(&tls_sessions, &key);
+        __u32 *flags = traced(&key.tgid);
+        if (!flags)
+            return;
+        si = memory_bio_connection(call, &key, (__u32)pid_tgid, flags);
         if (!si) {
+            /* Nothing lost: a handshake, or a call that moved no plaintext. */
+            if (!call->buf || !len)
+                return;
             count_drop(SONDE_DROP_TLS_UNMAPPED);
             log_debug("TLS plaintext on a connection never seen: skipped",
                       LOG_NUM("tgid", pid_tgid >> 32), LOG_NUM("bytes", len));
@@ -44,6 +53,10 @@ static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u6
         return;
     struct sonde_data_event *ev = start_data_event(s, si, call->dir, SONDE_SYS_TLS, pid_tgid, len);
     ev->source = source;
+    /* Written plaintext left when the call began (a request starts there, before the
+     * peer can read it); read plaintext is there when the call returns. */
+    if (call->dir == SONDE_DIR_EGRESS)
+        ev->ts_ns = call->entry_ns;
     /* Plaintext has no folded egress of its own: the socket's count is of ciphertext. */
     ev->folded_bytes = 0;
     ev->folded_ts_ns = 0;

@@ -13,15 +13,20 @@
 #include <maps/events.h>
 #include <maps/sockets.h>
 #include <maps/tls.h>
+#include <maps/traced_pids.h>
+#include <tls/memory_bio.h>
 
 /*
- * True when si's bytes, moved by thread tid, are TLS ciphertext (counted): inside a
- * library call on this thread, or on a socket such a call used before. si_is_known: si
- * is the socket's known_socks entry itself (socket-layer hooks), so its mark can be
- * read there; otherwise (fd-based hooks) the entry is looked up.
+ * True when si's bytes, moved by thread tid in direction dir, are TLS ciphertext
+ * (counted): inside a library call on this thread, or on a socket such a call used
+ * before. si_is_known: si is the socket's known_socks entry itself (socket-layer hooks),
+ * so its mark can be read there; otherwise (fd-based hooks) the entry is looked up.
+ * flags: the process's traced_pids value; for a process whose library works on memory,
+ * the I/O is noted as tls/memory_bio.h says. regs, sys: the syscall moving the bytes.
  */
 static __always_inline bool tls_ciphertext(const struct sonde_sock_info *si, __u32 tid,
-                                           bool si_is_known) {
+                                           bool si_is_known, __u8 dir, __u32 flags,
+                                           const struct pt_regs *regs, __u8 sys) {
     struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &tid);
     if (call) {
         if (!call->seen_sock) {
@@ -34,6 +39,8 @@ static __always_inline bool tls_ciphertext(const struct sonde_sock_info *si, __u
         count_drop(SONDE_DROP_TLS_CIPHERTEXT);
         return true;
     }
+    if ((flags & TRACED_TLS_MEMORY_BIO) && memory_bio_socket_io(si, tid, dir, regs, sys))
+        return true;
     bool marked;
     if (si_is_known) {
         marked = si->tls;
