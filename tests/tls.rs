@@ -91,6 +91,12 @@ fn assert_tls_counters(tree: &SpanTree, counters: &BTreeMap<String, u64>) {
         0,
         "every SSL_read/SSL_write was mapped to its connection"
     );
+    eqnice!(
+        tree,
+        counter(tree, counters, "tls_unreadable_connections"),
+        0,
+        "every TLS connection's plaintext was read"
+    );
 }
 
 /// `curl -sS --max-time 30 --cacert CA <write-out> URLs...` as arguments.
@@ -800,8 +806,9 @@ fn processes_exiting_while_tls_probes_are_placed() {
 /// A client with OpenSSL linked in statically and every symbol stripped
 /// (`fixtures/static_tls_client.c`, built now): there is no TLS library Sonde can find
 /// in it. Under `sonde run` the agent does not crash, the client's HTTPS works, no span
-/// is guessed from its ciphertext (recognised and counted, not parsed), and the agent
-/// says on stderr, naming the executable, that it found no TLS library in it.
+/// is guessed from its ciphertext (recognised as TLS records and counted, not parsed),
+/// and the agent says on stderr, naming the executable, that it found no TLS library in
+/// it.
 #[test]
 fn stripped_static_openssl_client_is_seen_as_having_no_tls_library() {
     require_tracing!();
@@ -833,10 +840,17 @@ fn stripped_static_openssl_client_is_seen_as_having_no_tls_library() {
         "no plaintext to read, and no span made of ciphertext"
     );
     let counters = &stopped.counters;
-    check!(
+    eqnice!(
         tree,
-        counter(&tree, counters, "tls_ciphertext_records") > 0,
-        "its ciphertext was recognised and skipped"
+        counter(&tree, counters, "tls_unreadable_connections"),
+        1,
+        "its one connection's ciphertext was recognised and skipped"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, counters, "tls_ciphertext_records"),
+        0,
+        "no library call ever marked its socket for the probes to skip"
     );
     eqnice!(
         tree,

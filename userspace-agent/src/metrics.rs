@@ -31,6 +31,7 @@ counters! {
     tls_libraries_probed: "TLS library files (OpenSSL) the probes are attached to",
     tls_ciphertext_records: "socket records of TLS ciphertext skipped (the library's probes report the plaintext)",
     tls_unmapped_calls: "TLS library calls whose connection was never seen (plaintext skipped)",
+    tls_unreadable_connections: "TLS connections no probed library reported plaintext for (a TLS library Sonde cannot probe: stripped, static, Go, Java, rustls)",
     connections_tracked: "TCP connections seen carrying data",
     connections_evicted: "connections forgotten because the connection table was full",
     stale_connections: "connections replaced because their socket was reused unseen (missed close)",

@@ -37,6 +37,8 @@ pub(super) struct Loop {
     pub(super) pipeline: Pipeline,
     pub(super) reenroller: Option<Reenroller>,
     pub(super) idle_clients: Vec<IdleClient>,
+    /// Scratch: processes with TLS ciphertext no library call claimed.
+    pub(super) encrypted_processes: Vec<u32>,
     pub(super) counters: Arc<Counters>,
     pub(super) resources: Arc<ResourceCache>,
     pub(super) exe_globs: Vec<glob::Pattern>,
@@ -107,6 +109,14 @@ impl Loop {
         Ok(ended)
     }
 
+    /// The agent stops (the probes detached): what is still open or waiting is
+    /// finished as it stands and goes to the sink.
+    pub(super) fn finish(&mut self, sink: &mut dyn SpanSink) {
+        self.capture.shutdown(&mut self.builder);
+        self.builder.release_waiting();
+        self.export(sink);
+    }
+
     /// One ring-buffer record through capture (and the span builder behind it).
     fn record(&mut self, record: &[u8]) {
         match self.capture.record(record, &mut self.builder) {
@@ -129,7 +139,9 @@ impl Loop {
                 self.pipeline.process_exited(tgid);
                 self.tls_scan.exited(tgid);
             }
-            Some(ProcessRecord::Libraries { tgid }) => self.tls_scan.started(&mut self.probes, tgid),
+            Some(ProcessRecord::Libraries { tgid }) => {
+                self.tls_scan.started(&mut self.probes, tgid)
+            }
             None => {}
         }
         if let Some(reenroller) = &self.reenroller {
@@ -160,6 +172,12 @@ impl Loop {
 
     /// What the span builder built, through the pipeline, to the sink.
     fn export(&mut self, sink: &mut dyn SpanSink) {
+        self.builder
+            .take_encrypted_processes(&mut self.encrypted_processes);
+        for pid in self.encrypted_processes.drain(..) {
+            self.tls_scan
+                .ciphertext_unclaimed(&mut self.probes, &self.resources, pid);
+        }
         let batch = self.builder.batch();
         if batch.is_empty() {
             return;

@@ -148,6 +148,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         pipeline: Pipeline::standard(Arc::clone(&counters)),
         reenroller,
         idle_clients: Vec::new(),
+        encrypted_processes: Vec::new(),
         counters: Arc::clone(&counters),
         resources,
         exe_globs,
@@ -163,7 +164,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         .await;
 
     // Detach first so nothing more arrives, then flush what is buffered.
-    loop_state.capture.shutdown(&mut loop_state.builder);
+    loop_state.finish(&mut *sink);
     if let Err(e) = sink.shutdown() {
         eprintln!("sonde: flushing spans: {e:#}");
     }

@@ -118,13 +118,11 @@ impl Probes {
         })
     }
 
-    /// Probes the TLS libraries process `pid` maps that are not probed yet; how many
-    /// files were newly probed.
-    pub fn scan_tls(&mut self, pid: u32) -> usize {
-        match &mut self.tls {
-            Some(tls) => tls.scan(&mut self.ebpf, pid),
-            None => 0,
-        }
+    /// Probes the TLS libraries process `pid` maps that are not probed yet. None: TLS
+    /// probes are off.
+    pub fn scan_tls(&mut self, pid: u32) -> Option<super::tls::Scanned> {
+        let tls = self.tls.as_mut()?;
+        Some(tls.scan(&mut self.ebpf, pid))
     }
 
     /// Probes the TLS libraries `executable` will map before it runs (`sonde run`).

@@ -81,6 +81,15 @@ pub struct ProbedFile {
     pub functions: Vec<&'static str>,
 }
 
+/// What a scan of one process found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Files probed by this scan.
+    pub newly_probed: usize,
+    /// The process maps a probed TLS library (newly or before).
+    pub maps_probed: bool,
+}
+
 /// The TLS probes of one agent.
 pub struct TlsProbes {
     probed: HashMap<FileId, ProbedFile>,
@@ -117,14 +126,16 @@ impl TlsProbes {
     }
 
     /// Looks at every executable file process `pid` maps and probes the TLS libraries
-    /// among them not probed yet. Returns how many files were newly probed; a process
-    /// that is gone has nothing to scan.
-    pub fn scan(&mut self, ebpf: &mut Ebpf, pid: u32) -> usize {
+    /// among them not probed yet. A process that is gone has nothing to scan.
+    pub fn scan(&mut self, ebpf: &mut Ebpf, pid: u32) -> Scanned {
+        let mut scanned = Scanned::default();
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            return 0;
+            return scanned;
         };
-        let mut newly = 0;
         for mapping in maps.lines().filter_map(Mapping::parse) {
+            if self.probed.contains_key(&mapping.id) {
+                scanned.maps_probed = true;
+            }
             if !self.examined.insert(mapping.id) {
                 continue;
             }
@@ -145,13 +156,14 @@ impl TlsProbes {
                             functions,
                         },
                     );
-                    newly += 1;
+                    scanned.newly_probed += 1;
+                    scanned.maps_probed = true;
                 }
                 Ok(None) => {}
                 Err(e) => log::warn!("TLS: {e}"),
             }
         }
-        newly
+        scanned
     }
 
     /// Probes the TLS libraries among `executable` and the shared libraries it needs,
@@ -180,7 +192,10 @@ impl TlsProbes {
                     .is_some_and(|n| n.starts_with("libssl.so"))
             }));
         }
-        files.into_iter().map(|path| self.probe_path(ebpf, path)).sum()
+        files
+            .into_iter()
+            .map(|path| self.probe_path(ebpf, path))
+            .sum()
     }
 
     /// Probes one file by path, unless a file with its device and inode was examined.
@@ -330,7 +345,11 @@ fn probed_functions(path: &Path) -> Result<Vec<(&'static str, u64)>, TlsProbeErr
         source,
     })?;
     let mut found = Vec::new();
-    for name in OPENSSL_ENTRIES.iter().map(|(n, _)| n).chain(&[LOADER_SYMBOL]) {
+    for name in OPENSSL_ENTRIES
+        .iter()
+        .map(|(n, _)| n)
+        .chain(&[LOADER_SYMBOL])
+    {
         let symbol = elf
             .dynamic_symbols()
             .chain(elf.symbols())
@@ -400,7 +419,10 @@ pub fn interpreter(executable: &Path) -> Option<PathBuf> {
     let bytes = std::fs::read(executable).ok()?;
     let elf = ElfFile64::<object::Endianness>::parse(bytes.as_slice()).ok()?;
     let endian = elf.endian();
-    let headers = elf.elf_header().program_headers(endian, bytes.as_slice()).ok()?;
+    let headers = elf
+        .elf_header()
+        .program_headers(endian, bytes.as_slice())
+        .ok()?;
     headers.iter().find_map(|header| {
         let interp = header.interpreter(endian, bytes.as_slice()).ok()??;
         let path = std::str::from_utf8(interp).ok()?;

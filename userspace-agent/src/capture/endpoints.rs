@@ -35,6 +35,14 @@ impl Endpoints {
     pub fn are(&self, local: SocketAddr, remote: SocketAddr) -> bool {
         self.local == local && self.remote == remote
     }
+
+    /// Whether the peer is on this host, as far as the addresses tell: a loopback
+    /// address, or the local address itself.
+    pub fn peer_on_this_host(&self) -> bool {
+        let canonical = |a: &SocketAddr| a.ip().to_canonical();
+        let peer = canonical(&self.remote);
+        peer.is_loopback() || peer == canonical(&self.local)
+    }
 }
 
 fn ip_string(addr: &SocketAddr) -> String {
@@ -78,5 +86,15 @@ mod tests {
     fn mapped_ipv4_prints_as_ipv4() {
         let a: SocketAddr = "[::ffff:127.0.0.1]:80".parse().expect("addr");
         assert_eq!(ip_string(&a), "127.0.0.1");
+    }
+
+    #[test]
+    fn a_peer_on_this_host_is_loopback_or_the_local_address() {
+        let ends = |l: &str, r: &str| Endpoints::new(l.parse().unwrap(), r.parse().unwrap());
+        assert!(ends("127.0.0.1:443", "127.0.0.1:5000").peer_on_this_host());
+        assert!(ends("[::1]:443", "[::1]:5000").peer_on_this_host());
+        assert!(ends("[::ffff:127.0.0.1]:443", "[::ffff:127.0.0.1]:5000").peer_on_this_host());
+        assert!(ends("10.0.0.5:443", "10.0.0.5:5000").peer_on_this_host());
+        assert!(!ends("10.0.0.5:443", "10.0.0.6:5000").peer_on_this_host());
     }
 }

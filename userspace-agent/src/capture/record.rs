@@ -5,10 +5,10 @@
 use thiserror::Error;
 
 use crate::abi::{
-    CtxFormat, CtxRole, Direction, EV_DATA, EV_EXEC, EV_EXIT, EV_LIBS, EV_SOCK_STATE, EXEC_ARGS_MAX,
-    EXEC_ENV_MAX, EXEC_FILENAME_MAX, ExecSnapshot, InjectStatus, KernelParentSource, MAX_CAPTURE,
-    PlainHeader, RawDataHeader, RawExecHeader, RawProcEvent, RawSockStateEvent, SRC_OPENSSL,
-    SRC_SOCKET, TAIL_BYTES, offset_of_tail, read_record,
+    CtxFormat, CtxRole, Direction, EV_DATA, EV_EXEC, EV_EXIT, EV_LIBS, EV_SOCK_STATE,
+    EXEC_ARGS_MAX, EXEC_ENV_MAX, EXEC_FILENAME_MAX, ExecSnapshot, InjectStatus, KernelParentSource,
+    MAX_CAPTURE, PlainHeader, RawDataHeader, RawExecHeader, RawProcEvent, RawSockStateEvent,
+    SRC_OPENSSL, SRC_SOCKET, TAIL_BYTES, offset_of_tail, read_record,
 };
 use crate::capture::segment::{Source, TlsLibrary};
 

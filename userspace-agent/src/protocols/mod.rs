@@ -13,6 +13,7 @@ pub mod http1;
 pub mod parser;
 pub mod registry;
 pub mod segment;
+pub mod tls_record;
 
 pub use parser::{Message, Parser, ParserStats, Reply, Report, Side, StreamId};
 pub use registry::{Detection, PROTOCOLS, Protocol};

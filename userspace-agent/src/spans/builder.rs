@@ -3,6 +3,7 @@
 //! paired, given their identity and parents, and finished exchanges become spans,
 //! emitted in order with the requests seen start (for the pipeline).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::Batch;
@@ -13,7 +14,7 @@ use super::pairing::{Exchange, Outcome, Pairing};
 use super::role::Role;
 use super::semconv::{self, Repeated};
 use super::session::{Active, Session};
-use super::trace_join::{CallJoin, HeldCall, ServerCall, TraceJoin};
+use super::trace_join::{Awaiting, AwaitingClient, CallJoin, HeldCall, ServerCall, TraceJoin};
 use crate::abi::{CtxFormat, InjectStatus};
 use crate::capture::held::Prefix;
 use crate::capture::{
@@ -26,7 +27,7 @@ use crate::protocols::parser::{
     CallOf, Message, ParserStats, Reply, Report, RequestHeadOf, Side, StreamId,
 };
 use crate::protocols::registry::{self, Detection, PROTOCOLS, Protocol};
-use crate::protocols::{Parser, Segment};
+use crate::protocols::{Parser, Segment, tls_record};
 
 /// Limits that keep the span builder's memory bounded.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +51,14 @@ impl Default for Limits {
 /// that sent its query before it is reported on its own.
 const DB_JOIN_WAIT_NS: u64 = 2_000_000_000;
 
+/// How long a finished TLS server span waits for the request of a client on this host
+/// that may be traced but not reported yet (`trace_join::awaiting`).
+const CLIENT_WAIT_NS: u64 = 200_000_000;
+
+/// Processes noted between two `take_encrypted_processes` at most (the rest are noted
+/// again with their next connection).
+const MAX_ENCRYPTED_NOTES: usize = 1024;
+
 /// Supplies the resource of a traced process (the process cache in production).
 pub type ResourceFn = Box<dyn FnMut(u32) -> Arc<Resource> + Send>;
 
@@ -67,6 +76,12 @@ pub struct SpanBuilder {
     idle_clients: Option<Vec<IdleClient>>,
     /// Scratch for server spans released unjoined.
     released: Vec<HeldCall>,
+    /// Processes whose sockets carried TLS ciphertext no library call claimed.
+    encrypted_processes: Vec<u32>,
+    /// Finished server spans waiting for their client's request to be reported.
+    awaiting: AwaitingClient,
+    /// Scratch for those that waited in vain.
+    released_awaiting: Vec<Awaiting>,
 }
 
 impl SpanBuilder {
@@ -82,6 +97,9 @@ impl SpanBuilder {
             batch: Batch::default(),
             idle_clients: None,
             released: Vec::new(),
+            encrypted_processes: Vec::new(),
+            awaiting: AwaitingClient::default(),
+            released_awaiting: Vec::new(),
         }
     }
 
@@ -121,6 +139,17 @@ impl SpanBuilder {
     pub fn tick(&mut self, now_ns: u64) {
         self.calls
             .release_expired(now_ns, DB_JOIN_WAIT_NS, &self.counters, &mut self.released);
+        self.awaiting
+            .release_expired(now_ns, CLIENT_WAIT_NS, &mut self.released_awaiting);
+        self.emit_released();
+    }
+
+    /// The agent stops: spans waiting for their other side go out as they are.
+    pub fn release_waiting(&mut self) {
+        self.calls
+            .release_expired(u64::MAX, 0, &self.counters, &mut self.released);
+        self.awaiting
+            .release_expired(u64::MAX, 0, &mut self.released_awaiting);
         self.emit_released();
     }
 
@@ -128,6 +157,30 @@ impl SpanBuilder {
         for held in self.released.drain(..) {
             self.batch.push_span(held.tgid, held.span);
         }
+        for awaiting in self.released_awaiting.drain(..) {
+            self.batch.push_span(awaiting.tgid, awaiting.span);
+        }
+    }
+
+    /// A client request on (local, remote) whose server span is already finished and
+    /// waiting for it: the span becomes its child and goes out. False when none waits.
+    fn claim_awaiting(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        client: &SpanIdentity,
+    ) -> bool {
+        let Some(mut awaiting) = self.awaiting.claim((local, remote)) else {
+            return false;
+        };
+        self.join.rename(awaiting.span.trace_id, client.trace_id);
+        let link = ParentLink {
+            span_id: client.span_id,
+            source: ParentSource::LocalPeer,
+        };
+        semconv::adopt(&mut awaiting.span, client.trace_id, link);
+        self.batch.push_span(awaiting.tgid, awaiting.span);
+        true
     }
 
     /// The first bytes of a connection whose protocol is not known yet.
@@ -139,9 +192,13 @@ impl SpanBuilder {
         let (held, counted) = match std::mem::take(&mut conn.state) {
             Session::Holding(held) => (Some(held), false),
             Session::Unknown => (None, true),
-            Session::Undetected | Session::Active(_) => (None, false),
+            Session::Undetected | Session::Encrypted | Session::Active(_) => (None, false),
         };
         let prefix = Prefix::new(held, seg);
+        if seg.source == Source::Socket && tls_record::begins_record(prefix.bytes()) {
+            self.encrypted(conn);
+            return;
+        }
         let (local_port, remote_port) = (conn.ends.local.port(), conn.ends.remote.port());
         let dir = seg.direction;
         let server_port = |sender| match Role::of_process(dir, sender) {
@@ -167,6 +224,23 @@ impl SpanBuilder {
                 conn.state = Session::Unknown;
             }
         }
+    }
+
+    /// The connection's socket carries TLS ciphertext: skipped, and its process noted
+    /// (it may have a TLS library Sonde cannot probe).
+    fn encrypted(&mut self, conn: &mut Conn<Session>) {
+        conn.state = Session::Encrypted;
+        if self.encrypted_processes.last() != Some(&conn.tgid)
+            && self.encrypted_processes.len() < MAX_ENCRYPTED_NOTES
+        {
+            self.encrypted_processes.push(conn.tgid);
+        }
+    }
+
+    /// Processes whose sockets carried TLS ciphertext no library call claimed, since the
+    /// last call (repeats possible).
+    pub fn take_encrypted_processes(&mut self, into: &mut Vec<u32>) {
+        into.append(&mut self.encrypted_processes);
     }
 
     fn start(&mut self, conn: &mut Conn<Session>, protocol: &'static Protocol, role: Role) {
@@ -310,10 +384,11 @@ impl<'a> ConnPart<'a> {
 
 impl Consumer<Session> for SpanBuilder {
     fn segment(&mut self, _id: ConnId, conn: &mut Conn<Session>, seg: &ConnSegment<'_>) {
-        if matches!(conn.state, Session::Active(_)) {
-            self.feed(conn, seg, &seg.seg);
-        } else {
-            self.detect(conn, seg);
+        match (&conn.state, seg.source) {
+            (Session::Active(_), _) => self.feed(conn, seg, &seg.seg),
+            // More ciphertext: nothing to read in it.
+            (Session::Encrypted, Source::Socket) => {}
+            _ => self.detect(conn, seg),
         }
     }
 
@@ -329,6 +404,10 @@ impl Consumer<Session> for SpanBuilder {
 
     /// The connection is gone: finish what can be finished, fail the rest.
     fn closed(&mut self, _id: ConnId, mut conn: Conn<Session>, ts_ns: u64) {
+        if matches!(conn.state, Session::Encrypted) {
+            Counters::inc(&self.counters.tls_unreadable_connections);
+            return;
+        }
         let last_seen_ns = conn.last_seen_ns;
         let ended = self.drive(&mut conn, true, |parser, h| {
             parser.finish(h);
@@ -373,8 +452,10 @@ impl Consumer<Session> for SpanBuilder {
     }
 
     fn shutdown(&mut self, conn: Conn<Session>) {
-        if let Session::Active(a) = &conn.state {
-            a.pairing.count_unfinished(&self.counters);
+        match &conn.state {
+            Session::Active(a) => a.pairing.count_unfinished(&self.counters),
+            Session::Encrypted => Counters::inc(&self.counters.tls_unreadable_connections),
+            _ => {}
         }
     }
 }
@@ -406,8 +487,10 @@ impl Handler<'_> {
             // A parent the kernel took from a header wins over a same-host guess.
             Role::Server => b.join.server_request(local, remote, &mut ident),
             Role::Client => {
-                b.join
-                    .client_request(local, remote, &ident, inject == InjectStatus::Injected)
+                if !b.claim_awaiting(local, remote, &ident) {
+                    b.join
+                        .client_request(local, remote, &ident, inject == InjectStatus::Injected);
+                }
             }
         }
         b.batch.push_request(super::RequestSeen {
@@ -491,7 +574,7 @@ impl Handler<'_> {
             }
             Role::Server => match b.calls.server_finished(local, remote, &span.name) {
                 ServerCall::Parent(trace_id, link) => {
-                    semconv::db::adopt(&mut span, trace_id, link);
+                    semconv::adopt(&mut span, trace_id, link);
                     b.batch.push_span(tgid, span);
                 }
                 ServerCall::Root => b.batch.push_span(tgid, span),
@@ -532,7 +615,7 @@ impl Handler<'_> {
                     span_id: client.span_id,
                     source: ParentSource::LocalPeer,
                 };
-                semconv::db::adopt(&mut held.span, client.trace_id, link);
+                semconv::adopt(&mut held.span, client.trace_id, link);
                 b.batch.push_span(held.tgid, held.span);
             }
             None => {
@@ -589,13 +672,17 @@ fn finish_exchange(
     conn: &ConnInfo<'_>,
     (role, tls): (Role, Option<TlsLibrary>),
     repeated: &mut Repeated,
-    ex: Exchange,
+    mut ex: Exchange,
     outcome: Outcome,
 ) {
-    if role == Role::Client {
-        b.join
-            .client_done(conn.ends.local, conn.ends.remote, ex.ident.span_id);
-    }
+    let (local, remote) = (conn.ends.local, conn.ends.remote);
+    let awaits_client = match role {
+        Role::Client => {
+            b.join.client_done(local, remote, ex.ident.span_id);
+            false
+        }
+        Role::Server => b.join.server_done(local, remote, &mut ex.ident),
+    };
     // Already counted as timed out: its response only had to be consumed.
     if ex.timed_out {
         return;
@@ -603,5 +690,15 @@ fn finish_exchange(
     let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, repeated, tls, outcome);
     semconv::tls_attributes(&mut span, tls);
     span.trace_id = b.join.resolve(span.trace_id);
+    // A TLS client on this host may not be reported yet (`trace_join::awaiting`).
+    if awaits_client && tls.is_some() && conn.ends.peer_on_this_host() {
+        if let Some(no_room) = b
+            .awaiting
+            .hold((remote, local), conn.tgid, span, conn.last_seen_ns)
+        {
+            b.batch.push_span(conn.tgid, no_room);
+        }
+        return;
+    }
     b.batch.push_span(conn.tgid, span);
 }

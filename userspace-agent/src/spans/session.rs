@@ -21,6 +21,9 @@ pub enum Session {
     Holding(Held),
     /// Bytes no protocol Sonde parses (counted once).
     Unknown,
+    /// TLS ciphertext on the socket that no probed library call claimed (yet): skipped.
+    /// Plaintext from a library's probes, when it comes, starts detection afresh.
+    Encrypted,
     Active(Box<Active>),
 }
 

@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use crate::capture::Endpoints;
 use crate::protocols::db::{DbCall, DbSystem};
-use crate::spans::identity::{ParentLink, ParentSource, SpanIdentity};
-use crate::spans::model::{KeyValue, Resource, Span, SpanKind, Status, TraceId, Value};
-
-const PARENT_SOURCE_KEY: &str = "sonde.parent.source";
+use crate::spans::identity::SpanIdentity;
+use crate::spans::model::{KeyValue, Resource, Span, SpanKind, Status};
 
 /// Builds the span of a finished call. `kind` is the traced process's side: CLIENT for
 /// the application that sent the query, SERVER for the database that answered it.
@@ -86,7 +84,10 @@ pub fn build_span(
     ));
     attrs.push(KeyValue::new("network.transport", "tcp"));
     if let Some(parent) = ident.parent {
-        attrs.push(KeyValue::new(PARENT_SOURCE_KEY, parent.source.as_str()));
+        attrs.push(KeyValue::new(
+            super::PARENT_SOURCE_KEY,
+            parent.source.as_str(),
+        ));
     }
 
     let status = match error_type {
@@ -110,24 +111,12 @@ pub fn build_span(
     }
 }
 
-/// Makes an already built root span the child of a traced client's span on this host
-/// (the database server's span, joined once both sides of the call are known).
-pub fn adopt(span: &mut Span, trace_id: TraceId, parent: ParentLink) {
-    if span.parent_span_id.is_some() {
-        return;
-    }
-    span.trace_id = trace_id;
-    span.parent_span_id = Some(parent.span_id);
-    span.attributes.push(KeyValue::new(
-        PARENT_SOURCE_KEY,
-        Value::from(ParentSource::LocalPeer.as_str()),
-    ));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spans::model::SpanId;
+    use crate::spans::identity::{ParentLink, ParentSource};
+    use crate::spans::model::{SpanId, TraceId};
+    use crate::spans::semconv::adopt;
 
     fn ends() -> Endpoints {
         Endpoints::new(

@@ -228,7 +228,10 @@ pub fn build_span(
         attrs.push(KeyValue::new("http.response.body.size", n as i64));
     }
     if let Some(parent) = ident.parent {
-        attrs.push(KeyValue::new("sonde.parent.source", parent.source.as_str()));
+        attrs.push(KeyValue::new(
+            super::PARENT_SOURCE_KEY,
+            parent.source.as_str(),
+        ));
         if let Some(format) = parent.source.header_format() {
             attrs.push(KeyValue::new("sonde.parent.format", format.as_str()));
         }

@@ -7,7 +7,8 @@ pub mod http;
 
 use std::sync::Arc;
 
-use super::model::{KeyValue, Span, SpanKind};
+use super::identity::ParentLink;
+use super::model::{KeyValue, Span, SpanKind, TraceId};
 use super::pairing::{Exchange, Outcome};
 use crate::capture::{Endpoints, TlsLibrary};
 use crate::protocols::parser::RequestHeadOf;
@@ -24,6 +25,21 @@ pub fn exchange_span(
     match ex.request {
         RequestHeadOf::Http1(_) => http::build_span(ex, kind, ends, repeated, tls, outcome),
     }
+}
+
+/// Where a span's parent came from (`identity::ParentSource`).
+const PARENT_SOURCE_KEY: &str = "sonde.parent.source";
+
+/// Makes an already built root span the child of `parent` in `trace_id`: a traced
+/// client's span on this host, known only once the server's span was finished.
+pub fn adopt(span: &mut Span, trace_id: TraceId, parent: ParentLink) {
+    if span.parent_span_id.is_some() {
+        return;
+    }
+    span.trace_id = trace_id;
+    span.parent_span_id = Some(parent.span_id);
+    span.attributes
+        .push(KeyValue::new(PARENT_SOURCE_KEY, parent.source.as_str()));
 }
 
 /// Says that a span's bytes came from a TLS library's plaintext, and which.

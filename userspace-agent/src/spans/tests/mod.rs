@@ -2,6 +2,7 @@
 //! connections, pairing, identity and parents, end to end without the kernel.
 
 mod db;
+mod tls;
 
 use std::sync::Arc;
 

@@ -1,0 +1,208 @@
+//! TLS as the span builder sees it: ciphertext the socket carried (recognised, never
+//! parsed), plaintext from a library's probes, and a same-host join whose client is
+//! reported after its server finished.
+
+use std::sync::atomic::Ordering;
+
+use super::{CLIENT_SOCK, Ev, SERVER_SOCK, attr, ev, feed, tcp_state, tracker};
+use crate::abi::Direction;
+use crate::capture::{Source, TlsLibrary};
+use crate::spans::{Span, SpanKind, Value};
+
+const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0];
+const REQUEST: &[u8] = b"GET /secret HTTP/1.1\r\nHost: localhost\r\n\r\n";
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+fn plaintext(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
+    Ev {
+        from: Source::Tls(TlsLibrary::OpenSsl),
+        ..ev(sock, dir, ts, bytes)
+    }
+}
+
+/// The client's process: another pid than the server's.
+fn client(e: Ev) -> Ev {
+    Ev { tgid: 43, ..e }
+}
+
+#[test]
+fn ciphertext_is_skipped_and_the_plaintext_after_it_parsed() {
+    let (mut t, counters) = tracker();
+    let mut out = Vec::new();
+    // A library working on memory: its first flight reaches the socket hooks unclaimed.
+    feed(
+        &mut t,
+        &ev(SERVER_SOCK, Direction::Ingress, 1, CLIENT_HELLO),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
+        &mut out,
+    );
+    t.on_sock_state(SERVER_SOCK, tcp_state::CLOSE, 30, &mut out);
+    // Its client, on this host, might be traced: the span waited for it in vain.
+    t.tick(300_000_000);
+    t.flush(&mut out);
+    let names: Vec<_> = out.iter().map(|s| (s.kind, s.name.as_str())).collect();
+    assert_eq!(names, [(SpanKind::Server, "GET /secret")]);
+    assert_eq!(attr(&out[0], "url.scheme"), &Value::Str("https".into()));
+    assert_eq!(
+        attr(&out[0], "sonde.tls.library"),
+        &Value::Str("openssl".into())
+    );
+    assert_eq!(
+        counters
+            .unknown_protocol_connections
+            .load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        counters.tls_unreadable_connections.load(Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn ciphertext_without_plaintext_is_counted_unreadable_once_closed() {
+    let (mut t, counters) = tracker();
+    let mut out = Vec::new();
+    let mut taken = Vec::new();
+    feed(
+        &mut t,
+        &ev(CLIENT_SOCK, Direction::Egress, 1, CLIENT_HELLO),
+        &mut out,
+    );
+    // Application data records: skipped too, whatever they hold.
+    feed(
+        &mut t,
+        &ev(
+            CLIENT_SOCK,
+            Direction::Egress,
+            2,
+            b"\x17\x03\x03\x00\x20GET / HTTP/1.1\r\n",
+        ),
+        &mut out,
+    );
+    t.builder.take_encrypted_processes(&mut taken);
+    assert_eq!(taken, [42], "the process is noted for the operator, once");
+    assert_eq!(
+        counters.tls_unreadable_connections.load(Ordering::Relaxed),
+        0
+    );
+    t.on_sock_state(CLIENT_SOCK, tcp_state::CLOSE, 3, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(
+        counters.tls_unreadable_connections.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        counters
+            .unknown_protocol_connections
+            .load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(counters.http_desyncs.load(Ordering::Relaxed), 0);
+}
+
+/// Both ends traced on this host; the client's request is reported only after the
+/// server answered (its library call returned late): the server span waits, then
+/// becomes the client span's child.
+#[test]
+fn a_server_span_finished_before_its_tls_client_was_reported_becomes_its_child() {
+    let (mut t, _) = tracker();
+    let mut out = Vec::new();
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
+        &mut out,
+    );
+    assert!(out.is_empty(), "the server span waits for its client");
+    feed(
+        &mut t,
+        &client(plaintext(CLIENT_SOCK, Direction::Egress, 5, REQUEST)),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &client(plaintext(CLIENT_SOCK, Direction::Ingress, 25, RESPONSE)),
+        &mut out,
+    );
+    let find = |kind| -> &Span {
+        out.iter()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} span in {out:?}"))
+    };
+    let (server, client) = (find(SpanKind::Server), find(SpanKind::Client));
+    assert_eq!(server.parent_span_id, Some(client.span_id));
+    assert_eq!(server.trace_id, client.trace_id);
+    assert_eq!(
+        attr(server, "sonde.parent.source"),
+        &Value::Str("local_peer".into())
+    );
+}
+
+#[test]
+fn a_server_span_whose_client_never_comes_goes_out_unjoined() {
+    let (mut t, _) = tracker();
+    let mut out = Vec::new();
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
+        &mut out,
+    );
+    t.tick(20 + 100_000_000);
+    t.flush(&mut out);
+    assert!(out.is_empty(), "still within the wait");
+    t.tick(20 + 300_000_000);
+    t.flush(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].parent_span_id, None);
+    // A client request after that starts its own trace.
+    feed(
+        &mut t,
+        &client(plaintext(
+            CLIENT_SOCK,
+            Direction::Egress,
+            300_000_100,
+            REQUEST,
+        )),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn a_waiting_server_span_goes_out_when_the_agent_stops() {
+    let (mut t, _) = tracker();
+    let mut out = Vec::new();
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
+        &mut out,
+    );
+    assert!(out.is_empty());
+    t.builder.release_waiting();
+    t.flush(&mut out);
+    assert_eq!(out.len(), 1);
+}
