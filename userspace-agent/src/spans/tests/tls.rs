@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{CLIENT_SOCK, Ev, SERVER_SOCK, attr, ev, feed, tcp_state, tracker};
+use super::{CLIENT_SOCK, Ev, Harness, SERVER_SOCK, attr, ev, feed, tcp_state, tracker};
 use crate::abi::Direction;
 use crate::capture::{Source, TlsLibrary};
 use crate::spans::{Span, SpanKind, Value};
@@ -18,6 +18,20 @@ fn plaintext(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
         from: Source::Tls(TlsLibrary::OpenSsl),
         ..ev(sock, dir, ts, bytes)
     }
+}
+
+/// The server reads REQUEST at 10 and answers at 20, in plaintext from OpenSSL.
+fn serve_exchange(t: &mut Harness, out: &mut Vec<Span>) {
+    feed(
+        t,
+        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
+        out,
+    );
+    feed(
+        t,
+        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
+        out,
+    );
 }
 
 /// The client's process: another pid than the server's.
@@ -35,16 +49,7 @@ fn ciphertext_is_skipped_and_the_plaintext_after_it_parsed() {
         &ev(SERVER_SOCK, Direction::Ingress, 1, CLIENT_HELLO),
         &mut out,
     );
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
-        &mut out,
-    );
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
-        &mut out,
-    );
+    serve_exchange(&mut t, &mut out);
     t.on_sock_state(SERVER_SOCK, tcp_state::CLOSE, 30, &mut out);
     // Its client, on this host, might be traced: the span waited for it in vain.
     t.tick(300_000_000);
@@ -117,16 +122,7 @@ fn ciphertext_without_plaintext_is_counted_unreadable_once_closed() {
 fn a_server_span_finished_before_its_tls_client_was_reported_becomes_its_child() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
-        &mut out,
-    );
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
-        &mut out,
-    );
+    serve_exchange(&mut t, &mut out);
     assert!(out.is_empty(), "the server span waits for its client");
     feed(
         &mut t,
@@ -156,16 +152,7 @@ fn a_server_span_finished_before_its_tls_client_was_reported_becomes_its_child()
 fn a_server_span_whose_client_never_comes_goes_out_unjoined() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
-        &mut out,
-    );
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
-        &mut out,
-    );
+    serve_exchange(&mut t, &mut out);
     t.tick(20 + 100_000_000);
     t.flush(&mut out);
     assert!(out.is_empty(), "still within the wait");
@@ -191,16 +178,7 @@ fn a_server_span_whose_client_never_comes_goes_out_unjoined() {
 fn a_waiting_server_span_goes_out_when_the_agent_stops() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Ingress, 10, REQUEST),
-        &mut out,
-    );
-    feed(
-        &mut t,
-        &plaintext(SERVER_SOCK, Direction::Egress, 20, RESPONSE),
-        &mut out,
-    );
+    serve_exchange(&mut t, &mut out);
     assert!(out.is_empty());
     t.builder.release_waiting();
     t.flush(&mut out);
