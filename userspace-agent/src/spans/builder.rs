@@ -14,7 +14,7 @@ use super::pairing::{Exchange, Outcome, Pairing};
 use super::role::Role;
 use super::semconv::{self, Repeated};
 use super::session::{Active, Session};
-use super::trace_join::{Awaiting, AwaitingClient, CallJoin, HeldCall, ServerCall, TraceJoin};
+use super::trace_join::{AwaitingClient, CallJoin, HeldCall, ServerCall, TraceJoin};
 use crate::abi::{CtxFormat, InjectStatus};
 use crate::capture::held::Prefix;
 use crate::capture::{
@@ -74,14 +74,12 @@ pub struct SpanBuilder {
     batch: Batch,
     /// Re-enrolment candidates since the last `take_idle_clients` (None: injection off).
     idle_clients: Option<Vec<IdleClient>>,
-    /// Scratch for server spans released unjoined.
+    /// Scratch for server spans released unjoined (database calls, TLS awaiting clients).
     released: Vec<HeldCall>,
     /// Processes whose sockets carried TLS ciphertext no library call claimed.
     encrypted_processes: Vec<u32>,
     /// Finished server spans waiting for their client's request to be reported.
     awaiting: AwaitingClient,
-    /// Scratch for those that waited in vain.
-    released_awaiting: Vec<Awaiting>,
 }
 
 impl SpanBuilder {
@@ -99,7 +97,6 @@ impl SpanBuilder {
             released: Vec::new(),
             encrypted_processes: Vec::new(),
             awaiting: AwaitingClient::default(),
-            released_awaiting: Vec::new(),
         }
     }
 
@@ -140,7 +137,7 @@ impl SpanBuilder {
         self.calls
             .release_expired(now_ns, DB_JOIN_WAIT_NS, &self.counters, &mut self.released);
         self.awaiting
-            .release_expired(now_ns, CLIENT_WAIT_NS, &mut self.released_awaiting);
+            .release_expired(now_ns, CLIENT_WAIT_NS, &mut self.released);
         self.emit_released();
     }
 
@@ -149,16 +146,13 @@ impl SpanBuilder {
         self.calls
             .release_expired(u64::MAX, 0, &self.counters, &mut self.released);
         self.awaiting
-            .release_expired(u64::MAX, 0, &mut self.released_awaiting);
+            .release_expired(u64::MAX, 0, &mut self.released);
         self.emit_released();
     }
 
     fn emit_released(&mut self) {
         for held in self.released.drain(..) {
             self.batch.push_span(held.tgid, held.span);
-        }
-        for awaiting in self.released_awaiting.drain(..) {
-            self.batch.push_span(awaiting.tgid, awaiting.span);
         }
     }
 

@@ -8,25 +8,16 @@
 
 use std::collections::VecDeque;
 
-use super::Tuple;
+use super::{HeldCall, Tuple};
 use crate::spans::model::Span;
 
 /// Spans waiting at most; beyond, a new one goes out at once, unjoined.
 const MAX_AWAITING: usize = 4096;
 
-/// A finished server span and the process it belongs to.
-#[derive(Debug)]
-pub struct Awaiting {
-    pub tgid: u32,
-    pub span: Span,
-    /// Unix ns when it started waiting.
-    since_ns: u64,
-}
-
 #[derive(Debug, Default)]
 pub struct AwaitingClient {
     /// By the client's (local, remote), oldest first.
-    by_tuple: foldhash::HashMap<Tuple, VecDeque<Awaiting>>,
+    by_tuple: foldhash::HashMap<Tuple, VecDeque<HeldCall>>,
     len: usize,
 }
 
@@ -38,7 +29,7 @@ impl AwaitingClient {
             return Some(span);
         }
         self.len += 1;
-        self.by_tuple.entry(tuple).or_default().push_back(Awaiting {
+        self.by_tuple.entry(tuple).or_default().push_back(HeldCall {
             tgid,
             span,
             since_ns: now_ns,
@@ -47,7 +38,7 @@ impl AwaitingClient {
     }
 
     /// The oldest span waiting for a client request on `tuple`.
-    pub fn claim(&mut self, tuple: Tuple) -> Option<Awaiting> {
+    pub fn claim(&mut self, tuple: Tuple) -> Option<HeldCall> {
         let queue = self.by_tuple.get_mut(&tuple)?;
         let found = queue.pop_front();
         if queue.is_empty() {
@@ -58,7 +49,7 @@ impl AwaitingClient {
     }
 
     /// Spans that waited longer than `wait_ns` at `now_ns`, into `released`.
-    pub fn release_expired(&mut self, now_ns: u64, wait_ns: u64, released: &mut Vec<Awaiting>) {
+    pub fn release_expired(&mut self, now_ns: u64, wait_ns: u64, released: &mut Vec<HeldCall>) {
         let before = released.len();
         self.by_tuple.retain(|_, queue| {
             while queue

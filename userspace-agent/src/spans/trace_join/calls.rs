@@ -25,7 +25,8 @@ pub struct CallJoin {
 /// spans released, counted) for each new one.
 const MAX_SERVERS: usize = 32_768;
 
-/// A traced server's span waiting for the span of the traced client that sent its call.
+/// A traced server's span waiting for the span (or request) of the traced client that
+/// sent its call.
 #[derive(Debug)]
 pub struct HeldCall {
     /// The process the span belongs to.

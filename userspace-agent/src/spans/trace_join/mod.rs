@@ -15,7 +15,7 @@ mod two_gen;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-pub use awaiting::{Awaiting, AwaitingClient};
+pub use awaiting::AwaitingClient;
 pub use calls::{CallJoin, HeldCall, ServerCall};
 pub use two_gen::TwoGen;
 
