@@ -500,7 +500,8 @@ fn node_https_server_and_client_one_trace() {
     let dir = TempDir::new("go");
     let go = dir.join("go");
     let mut cmd = Command::new(node());
-    cmd.arg(fixture("node_tls_client.js"))
+    cmd.arg(fixture("node_client.js"))
+        .arg("--ca")
         .arg(&certs.ca)
         .arg("--wait-file")
         .arg(&go)
@@ -509,7 +510,7 @@ fn node_https_server_and_client_one_trace() {
     let client = Proc::spawn(cmd);
     let mut agent = Agent::attach(&[server.pid(), client.pid()]);
     std::fs::write(&go, "").expect("touch go");
-    let got = status_lines(&client.output(), "node_tls_client.js");
+    let got = status_lines(&client.output(), "node_client.js");
     assert_eq!(
         got,
         [(200, 999), (200, 13), (404, 10)],
@@ -531,7 +532,7 @@ fn node_https_server_and_client_one_trace() {
         eqnice!(
             tree,
             service(&client).as_deref(),
-            Some("node_tls_client"),
+            Some("node_client"),
             "client service"
         );
         eqnice!(
