@@ -102,3 +102,31 @@ fn a_library_with_neither_is_none() {
         assert_eq!(tls_library(&elf), None, "{path}");
     }
 }
+
+/// No BoringSSL with visible symbols is on this machine (gRPC's Python module links it
+/// hidden and stripped), so the rule is checked on a stand-in library defining the pair and
+/// a BoringSSL-only function.
+#[test]
+fn boringssl_is_told_by_its_own_functions() {
+    if !crate::attach::binary::testutil::have("cc") {
+        skip("boringssl", "no C compiler");
+        return;
+    }
+    let source = r"
+int SSL_read(void *ssl, void *buf, int num) { (void)ssl; (void)buf; return num; }
+int SSL_write(void *ssl, const void *buf, int num) { (void)ssl; (void)buf; return num; }
+void SSL_CTX_set_custom_verify(void *ctx, int mode, void *cb) { (void)ctx; (void)mode; (void)cb; }
+";
+    let path = crate::attach::binary::testutil::cc(
+        "boring-standin.so",
+        source,
+        &["-shared", "-fPIC", "-O1"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let elf = Elf::open(&path).expect("stand-in");
+    let Some(TlsLibrary::OpenSsl { flavor, functions }) = tls_library(&elf) else {
+        panic!("defines SSL_read and SSL_write");
+    };
+    assert_eq!(flavor, OpenSslFlavor::BoringSsl);
+    assert_eq!(names(&functions), vec!["SSL_read", "SSL_write"]);
+}
