@@ -12,6 +12,7 @@
 //!   the agent, and `reenrol`, which keeps idle keep-alive sockets enrolled
 //! - `targets`: which processes to trace (pid, executable glob, listening port)
 
+pub mod binary;
 pub mod hooks;
 pub mod inject;
 pub mod probe_log;
