@@ -27,6 +27,7 @@
 #include "sockstate.bpf.c"
 #include "inject.bpf.c"
 #include "tls_openssl.bpf.c"
+#include "tls_go.bpf.c"
 #include "loader.bpf.c"
 #include "abi_types.bpf.c"
 

@@ -71,6 +71,14 @@ int main(void) {
     FIELD(sonde_sock_info, folded_bytes);
     FIELD(sonde_sock_info, folded_ts_ns);
     printf("];\n");
+    printf("pub const GO_TLS_OFFSETS_SIZE: usize = %zu;\n", sizeof(struct go_tls_offsets));
+    printf("pub const GO_TLS_OFFSETS_OFFSETS: &[(&str, usize)] = &[\n");
+    FIELD(go_tls_offsets, tls_conn_conn);
+    FIELD(go_tls_offsets, net_conn_fd);
+    FIELD(go_tls_offsets, net_fd_pfd);
+    FIELD(go_tls_offsets, poll_fd_sysfd);
+    FIELD(go_tls_offsets, tcp_conn_type_hash);
+    printf("];\n");
     printf("pub const EXEC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
     FIELD(sonde_exec_event, kind);
     FIELD(sonde_exec_event, traced);
@@ -132,6 +140,7 @@ int main(void) {
     ENUM(SONDE_DROP_TLS_UNMAPPED);
     ENUM(SONDE_SRC_SOCKET);
     ENUM(SONDE_SRC_OPENSSL);
+    ENUM(SONDE_SRC_GO);
     ENUM(SONDE_DROP_MAX);
     printf("];\n");
     return 0;

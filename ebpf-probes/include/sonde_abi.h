@@ -48,6 +48,7 @@ enum sonde_syscall {
 enum sonde_source {
     SONDE_SRC_SOCKET = 0,  /* the socket's own bytes, at the syscall or the socket layer */
     SONDE_SRC_OPENSSL = 1, /* plaintext of an OpenSSL/BoringSSL SSL_read/SSL_write call */
+    SONDE_SRC_GO = 2,      /* plaintext of a Go crypto/tls (*Conn).Read/Write call */
 };
 
 /* What the kernel decided about trace context for a data event. */
@@ -190,6 +191,22 @@ struct sonde_sock_info {
     __u8 remote_addr[16];
     __u64 folded_bytes; /* total bytes folded so far */
     __u64 folded_ts_ns; /* when the last of them was sent (CLOCK_MONOTONIC) */
+};
+
+/* A go_tls_binaries value (maps/go_tls.h), written by the agent per probed Go binary:
+ * the path from a *crypto/tls.Conn to its socket's descriptor in one binary (DWARF, else
+ * a table by Go release: userspace-agent/src/attach/binary/go/offsets.rs):
+ *   Conn.conn (net.Conn: itab, data) -> data: *net.TCPConn = net.conn{fd *netFD}
+ *   -> netFD.pfd (internal/poll.FD) -> FD.Sysfd (int) */
+struct go_tls_offsets {
+    __u64 tls_conn_conn;
+    __u64 net_conn_fd;
+    __u64 net_fd_pfd;
+    __u64 poll_fd_sysfd;
+    /* The hash the runtime gives *net.TCPConn (itab.hash): a conn of another type (a
+     * wrapper) is refused rather than read as if it were a TCPConn. 0: not checked. */
+    __u32 tcp_conn_type_hash;
+    __u32 _pad;
 };
 
 /* Parts of an exec snapshot, at fixed offsets in sonde_exec_event.data. */

@@ -16,6 +16,33 @@
 #include <tls/memory_bio.h>
 
 /*
+ * len plaintext bytes at buf, moved in direction dir on connection si by a call of the
+ * library source, become a data event. ts_ns: when the bytes started to move, 0 for now.
+ */
+static __always_inline void emit_plaintext(const struct sonde_sock_info *si, __u8 dir, __u64 buf,
+                                           __u64 len, __u64 ts_ns, __u8 source) {
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 zero = 0;
+    struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+    if (!s)
+        return;
+    struct sonde_data_event *ev = start_data_event(s, si, dir, SONDE_SYS_TLS, pid_tgid, len);
+    ev->source = source;
+    if (ts_ns)
+        ev->ts_ns = ts_ns;
+    /* Plaintext has no folded egress of its own: the socket's count is of ciphertext. */
+    ev->folded_bytes = 0;
+    ev->folded_ts_ns = 0;
+    capture_buf(s, (const __u8 *)buf, len);
+    if (ev->captured_len)
+        decide_trace_ctx(s, (__u32)pid_tgid);
+    /* No descriptor and no re-enrolment: nothing can be inserted into TLS records. */
+    ev->fd = -1;
+    ev->sent_bytes = 0;
+    submit_data(s);
+}
+
+/*
  * The call in call (its entry probe's record) moved len plaintext bytes; source says
  * which library. The connection is the one the socket hooks saw during the call, else
  * the one an earlier call of the same session used (answered from the library's buffer),
@@ -46,25 +73,8 @@ static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u6
     }
     if (!call->buf || !len)
         return;
-
-    __u32 zero = 0;
-    struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
-    if (!s)
-        return;
-    struct sonde_data_event *ev = start_data_event(s, si, call->dir, SONDE_SYS_TLS, pid_tgid, len);
-    ev->source = source;
     /* Written plaintext left when the call began (a request starts there, before the
      * peer can read it); read plaintext is there when the call returns. */
-    if (call->dir == SONDE_DIR_EGRESS)
-        ev->ts_ns = call->entry_ns;
-    /* Plaintext has no folded egress of its own: the socket's count is of ciphertext. */
-    ev->folded_bytes = 0;
-    ev->folded_ts_ns = 0;
-    capture_buf(s, (const __u8 *)call->buf, len);
-    if (ev->captured_len)
-        decide_trace_ctx(s, (__u32)pid_tgid);
-    /* No descriptor and no re-enrolment: nothing can be inserted into TLS records. */
-    ev->fd = -1;
-    ev->sent_bytes = 0;
-    submit_data(s);
+    __u64 ts_ns = call->dir == SONDE_DIR_EGRESS ? call->entry_ns : 0;
+    emit_plaintext(si, call->dir, call->buf, len, ts_ns, source);
 }

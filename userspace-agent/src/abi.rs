@@ -23,6 +23,7 @@ pub const EV_LIBS: u8 = 5;
 /// `enum sonde_source`: where a data event's bytes were read.
 pub const SRC_SOCKET: u8 = 0;
 pub const SRC_OPENSSL: u8 = 1;
+pub const SRC_GO: u8 = 2;
 
 pub const DROP_RINGBUF_FULL: u32 = 0;
 pub const DROP_READ_FAULT: u32 = 1;
@@ -143,6 +144,23 @@ pub struct RawSockInfo {
 // SAFETY: a repr(C) struct of integers and byte arrays with explicit padding fields: every
 // bit pattern is valid and it has no implicit padding.
 unsafe impl aya::Pod for RawSockInfo {}
+
+/// `struct go_tls_offsets`: a `go_tls_binaries` value, the path from a Go
+/// `*crypto/tls.Conn` to its socket's descriptor in one binary.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawGoTlsOffsets {
+    pub tls_conn_conn: u64,
+    pub net_conn_fd: u64,
+    pub net_fd_pfd: u64,
+    pub poll_fd_sysfd: u64,
+    /// `itab.hash` of `*net.TCPConn` as `net.Conn`; 0: not checked.
+    pub tcp_conn_type_hash: u32,
+    pub _pad: u32,
+}
+
+// SAFETY: repr(C), integers only, explicit padding: every bit pattern is valid.
+unsafe impl aya::Pod for RawGoTlsOffsets {}
 
 pub const EXEC_FILENAME_MAX: usize = 256;
 pub const EXEC_ARGS_MAX: usize = 1024;
@@ -320,6 +338,16 @@ const _: () = {
         folded_bytes,
         folded_ts_ns
     );
+    assert!(size_of::<RawGoTlsOffsets>() == GO_TLS_OFFSETS_SIZE);
+    assert_layout!(
+        GO_TLS_OFFSETS_OFFSETS,
+        RawGoTlsOffsets,
+        tls_conn_conn,
+        net_conn_fd,
+        net_fd_pfd,
+        poll_fd_sysfd,
+        tcp_conn_type_hash
+    );
     assert_layout!(PROC_EVENT_OFFSETS, RawProcEvent, kind, tgid, ts_ns);
     assert!(enum_value("SONDE_EV_DATA") == EV_DATA as u32);
     assert!(enum_value("SONDE_EV_SOCK_STATE") == EV_SOCK_STATE as u32);
@@ -355,6 +383,7 @@ const _: () = {
     assert!(enum_value("SONDE_DROP_TLS_UNMAPPED") == DROP_TLS_UNMAPPED);
     assert!(enum_value("SONDE_SRC_SOCKET") == SRC_SOCKET as u32);
     assert!(enum_value("SONDE_SRC_OPENSSL") == SRC_OPENSSL as u32);
+    assert!(enum_value("SONDE_SRC_GO") == SRC_GO as u32);
     assert!(enum_value("SONDE_INJ_ENROLLED") == INJ_ENROLLED);
     assert!(enum_value("SONDE_INJ_ENROL_FAILED") == INJ_ENROL_FAILED);
     assert!(enum_value("SONDE_INJ_DONE") == INJ_DONE);

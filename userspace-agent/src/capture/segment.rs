@@ -44,6 +44,8 @@ impl KernelMark {
 pub enum TlsLibrary {
     /// OpenSSL or BoringSSL (`SSL_read`, `SSL_write`).
     OpenSsl,
+    /// Go's `crypto/tls` (`(*Conn).Read`, `(*Conn).Write`).
+    Go,
 }
 
 impl TlsLibrary {
@@ -51,6 +53,7 @@ impl TlsLibrary {
     pub fn as_str(self) -> &'static str {
         match self {
             TlsLibrary::OpenSsl => "openssl",
+            TlsLibrary::Go => "go",
         }
     }
 }

@@ -1,5 +1,7 @@
 //! TLS library probes: finding the TLS libraries traced processes map, and attaching the
-//! OpenSSL programs (`ebpf-probes/tls_openssl.bpf.c`) to each library file once.
+//! library's programs to each file once: OpenSSL and BoringSSL (`openssl`,
+//! `ebpf-probes/tls_openssl.bpf.c`) and Go's `crypto/tls` (`go`, `ebpf-probes/tls_go.bpf.c`).
+//! What a file is, and where its functions are, is read by `attach/binary/`.
 //!
 //! A uprobe belongs to a file (an inode) and an offset, not to a process: one attachment
 //! covers every process that maps the file, now or later, and the programs skip processes
@@ -11,25 +13,23 @@
 //! `/proc/PID/root` (the process's own view of the filesystem, containers included), and
 //! each is examined once, keyed by device and inode.
 
+mod go;
+mod maps_line;
+mod needed;
+mod openssl;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use aya::Ebpf;
 use aya::programs::UProbe;
-use aya::programs::uprobe::UProbeScope;
-use object::{Object, ObjectSegment, ObjectSymbol};
+use aya::programs::uprobe::{UProbeAttachPoint, UProbeScope};
 use thiserror::Error;
 
-/// The OpenSSL functions probed, and the entry program of each. They all share one
-/// return program: its entry's record says what to report.
-const OPENSSL_ENTRIES: &[(&str, &str)] = &[
-    ("SSL_read", "sonde_uprobe_ssl_read"),
-    ("SSL_read_ex", "sonde_uprobe_ssl_read_ex"),
-    ("SSL_write", "sonde_uprobe_ssl_write"),
-    ("SSL_write_ex", "sonde_uprobe_ssl_write_ex"),
-    ("SSL_do_handshake", "sonde_uprobe_ssl_handshake"),
-];
-const OPENSSL_RETURN: &str = "sonde_uretprobe_ssl";
+use self::maps_line::Mapping;
+pub use self::needed::{interpreter, needed_libraries};
+use super::binary::{self, Elf, ElfError, GoTlsError, TlsLibrary};
+
 /// The dynamic loader's hook for debuggers, and the program that watches it (dlopen).
 const LOADER_SYMBOL: &str = "_dl_debug_state";
 const LOADER_PROGRAM: &str = "sonde_uprobe_dl_debug_state";
@@ -49,11 +49,21 @@ pub enum TlsProbeError {
     #[error("{path} is {size} bytes, more than the {MAX_FILE_BYTES} examined")]
     TooLarge { path: PathBuf, size: u64 },
     #[error("{path} is not an ELF file Sonde can read: {source}")]
-    Elf {
+    Object {
         path: PathBuf,
         #[source]
         source: object::Error,
     },
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("Go program {path}: {source}")]
+    Go {
+        path: PathBuf,
+        #[source]
+        source: GoTlsError,
+    },
+    #[error("Go program {path}: {reason}")]
+    GoSetup { path: PathBuf, reason: String },
     #[error("attaching {program} to {path} at {offset:#x}: {source}")]
     Attach {
         program: &'static str,
@@ -71,12 +81,35 @@ pub struct FileId {
     pub inode: u64,
 }
 
+/// What a probed file is, as said in logs and by `sonde doctor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbedLibrary {
+    /// The OpenSSL API (OpenSSL, BoringSSL), shared or linked into a program.
+    OpenSsl(binary::OpenSslFlavor),
+    /// Go's `crypto/tls` in a Go program: its release, and where the probe points and
+    /// struct offsets came from.
+    Go { version: String, how: String },
+}
+
+impl std::fmt::Display for ProbedLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbedLibrary::OpenSsl(binary::OpenSslFlavor::OpenSsl) => f.write_str("OpenSSL"),
+            ProbedLibrary::OpenSsl(binary::OpenSslFlavor::BoringSsl) => f.write_str("BoringSSL"),
+            ProbedLibrary::OpenSsl(binary::OpenSslFlavor::GnuTlsCompat) => {
+                f.write_str("GnuTLS's OpenSSL layer")
+            }
+            ProbedLibrary::Go { version, how } => write!(f, "Go crypto/tls ({version}, {how})"),
+        }
+    }
+}
+
 /// A TLS library file the probes are attached to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbedFile {
     /// The path in the process that mapped it first.
     pub path: PathBuf,
-    pub library: &'static str,
+    pub library: ProbedLibrary,
     /// The functions found and probed.
     pub functions: Vec<&'static str>,
 }
@@ -95,17 +128,18 @@ pub struct TlsProbes {
     probed: HashMap<FileId, ProbedFile>,
     /// Files looked at and found to hold no TLS library (or refused: said once).
     examined: HashSet<FileId>,
+    go: go::GoBinaries,
 }
 
 impl TlsProbes {
     /// Loads the TLS programs into the kernel (the verifier runs here); nothing is
     /// attached until a library is found.
     pub fn load(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        for name in OPENSSL_ENTRIES
+        let programs = openssl::PROGRAMS
             .iter()
-            .map(|(_, program)| *program)
-            .chain([OPENSSL_RETURN, LOADER_PROGRAM])
-        {
+            .chain(go::PROGRAMS)
+            .chain(&[LOADER_PROGRAM]);
+        for &name in programs {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow::anyhow!("program {name} missing from the object"))?
@@ -117,6 +151,7 @@ impl TlsProbes {
         Ok(Self {
             probed: HashMap::new(),
             examined: HashSet::new(),
+            go: go::GoBinaries::new(ebpf)?,
         })
     }
 
@@ -141,26 +176,9 @@ impl TlsProbes {
             }
             // The process's own view of the path: containers and chroots included.
             let path = PathBuf::from(format!("/proc/{pid}/root{}", mapping.path));
-            match self.probe_file(ebpf, &path) {
-                Ok(Some(functions)) => {
-                    log::info!(
-                        "TLS: probing OpenSSL in {} ({})",
-                        mapping.path,
-                        functions.join(", ")
-                    );
-                    self.probed.insert(
-                        mapping.id,
-                        ProbedFile {
-                            path: PathBuf::from(mapping.path),
-                            library: "openssl",
-                            functions,
-                        },
-                    );
-                    scanned.newly_probed += 1;
-                    scanned.maps_probed = true;
-                }
-                Ok(None) => {}
-                Err(e) => log::warn!("TLS: {e}"),
+            if self.probe_new_file(ebpf, mapping.id, &path, Path::new(mapping.path)) {
+                scanned.newly_probed += 1;
+                scanned.maps_probed = true;
             }
         }
         scanned
@@ -181,18 +199,7 @@ impl TlsProbes {
     /// program that loads one with `dlopen` (Python on `import ssl`) may call it within
     /// milliseconds, sooner than a scan could find it.
     pub fn probe_system_libraries(&mut self, ebpf: &mut Ebpf) -> usize {
-        let mut files = Vec::new();
-        for dir in LIBRARY_DIRS {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            files.extend(entries.flatten().map(|e| e.path()).filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libssl.so"))
-            }));
-        }
-        files
+        needed::system_tls_libraries()
             .into_iter()
             .map(|path| self.probe_path(ebpf, path))
             .sum()
@@ -214,68 +221,72 @@ impl TlsProbes {
         if !meta.is_file() || !self.examined.insert(id) {
             return 0;
         }
-        match self.probe_file(ebpf, &path) {
-            Ok(Some(functions)) => {
+        usize::from(self.probe_new_file(ebpf, id, &path, &path))
+    }
+
+    /// Examines a file not seen before (`path` opens it, `shown` names it) and probes it
+    /// if it is a TLS library; true when it was probed.
+    fn probe_new_file(&mut self, ebpf: &mut Ebpf, id: FileId, path: &Path, shown: &Path) -> bool {
+        match self.probe_file(ebpf, path) {
+            Ok(Some((library, functions))) => {
                 log::info!(
-                    "TLS: probing OpenSSL in {} ({})",
-                    path.display(),
+                    "TLS: probing {library} in {} ({})",
+                    shown.display(),
                     functions.join(", ")
                 );
                 self.probed.insert(
                     id,
                     ProbedFile {
-                        path,
-                        library: "openssl",
+                        path: shown.to_owned(),
+                        library,
                         functions,
                     },
                 );
-                1
+                true
             }
-            Ok(None) => 0,
+            Ok(None) => false,
             Err(e) => {
                 log::warn!("TLS: {e}");
-                0
+                false
             }
         }
     }
 
-    /// Attaches the OpenSSL programs to `path` if it defines the OpenSSL functions, or
-    /// the loader program if it is a dynamic loader.
+    /// Attaches the programs of the TLS library `path` is, or the loader program if it
+    /// is a dynamic loader; None for any other file.
     fn probe_file(
         &mut self,
         ebpf: &mut Ebpf,
         path: &Path,
-    ) -> Result<Option<Vec<&'static str>>, TlsProbeError> {
-        let functions = probed_functions(path)?;
-        if let Some((_, offset)) = functions.iter().find(|(n, _)| *n == LOADER_SYMBOL) {
-            attach(ebpf, LOADER_PROGRAM, path, *offset)?;
+    ) -> Result<Option<(ProbedLibrary, Vec<&'static str>)>, TlsProbeError> {
+        let elf = Elf::open_with_limit(path, MAX_FILE_BYTES)?;
+        if let Some(loader) = elf.symbol(LOADER_SYMBOL)
+            && let Some(offset) = elf.file_offset(loader.address)
+        {
+            attach(ebpf, LOADER_PROGRAM, path, offset, None)?;
             log::debug!("TLS: watching the dynamic loader {}", path.display());
             return Ok(None);
         }
-        // SSL_read and SSL_write are what every OpenSSL user calls (or their _ex forms).
-        let has = |name| functions.iter().any(|(n, _)| *n == name);
-        if !(has("SSL_read") || has("SSL_read_ex")) || !(has("SSL_write") || has("SSL_write_ex")) {
-            return Ok(None);
-        }
-        let mut probed = Vec::new();
-        for (function, offset) in functions {
-            let Some((_, entry)) = OPENSSL_ENTRIES.iter().find(|(f, _)| *f == function) else {
-                continue;
-            };
-            for program in [*entry, OPENSSL_RETURN] {
-                attach(ebpf, program, path, offset)?;
+        match binary::tls_library(&elf) {
+            Some(TlsLibrary::OpenSsl { flavor, functions }) => {
+                let probed = openssl::attach_all(ebpf, path, &functions)?;
+                Ok(Some((ProbedLibrary::OpenSsl(flavor), probed)))
             }
-            probed.push(function);
+            Some(TlsLibrary::Go { .. }) => self.go.attach(ebpf, path, &elf).map(Some),
+            // GnuTLS is recognised, not probed yet.
+            Some(TlsLibrary::GnuTls { .. }) | None => Ok(None),
         }
-        Ok(Some(probed))
     }
 }
 
+/// Attaches `program` at `offset` of `path`, for every process; `cookie` is what
+/// `bpf_get_attach_cookie` returns there.
 fn attach(
     ebpf: &mut Ebpf,
     program: &'static str,
     path: &Path,
     offset: u64,
+    cookie: Option<u64>,
 ) -> Result<(), TlsProbeError> {
     let err = |source| TlsProbeError::Attach {
         program,
@@ -288,289 +299,12 @@ fn attach(
         .ok_or(aya::programs::ProgramError::NotLoaded)
         .and_then(TryInto::try_into)
         .map_err(err)?;
+    let point = UProbeAttachPoint {
+        location: offset.into(),
+        cookie,
+    };
     uprobe
-        .attach(offset, path, UProbeScope::AllProcesses)
+        .attach(point, path, UProbeScope::AllProcesses)
         .map(drop)
         .map_err(err)
-}
-
-/// One line of `/proc/PID/maps`: an executable mapping of a file.
-struct Mapping<'a> {
-    id: FileId,
-    path: &'a str,
-}
-
-impl<'a> Mapping<'a> {
-    /// `address perms offset dev inode path`; None for anything but an executable
-    /// mapping of a file with an absolute path.
-    fn parse(line: &'a str) -> Option<Self> {
-        let mut fields = line.split_ascii_whitespace();
-        let _range = fields.next()?;
-        let perms = fields.next()?;
-        let _offset = fields.next()?;
-        let dev = fields.next()?;
-        let inode: u64 = fields.next()?.parse().ok()?;
-        let path = fields.next()?;
-        if !perms.contains('x') || inode == 0 || !path.starts_with('/') {
-            return None;
-        }
-        let (major, minor) = dev.split_once(':')?;
-        let dev = (
-            u32::from_str_radix(major, 16).ok()?,
-            u32::from_str_radix(minor, 16).ok()?,
-        );
-        Some(Self {
-            id: FileId { dev, inode },
-            path,
-        })
-    }
-}
-
-/// The OpenSSL functions `path` defines, with their file offsets (where a uprobe goes).
-fn probed_functions(path: &Path) -> Result<Vec<(&'static str, u64)>, TlsProbeError> {
-    let read_err = |source| TlsProbeError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read_err)?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(TlsProbeError::TooLarge {
-            path: path.to_owned(),
-            size,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(read_err)?;
-    let elf = object::File::parse(bytes.as_slice()).map_err(|source| TlsProbeError::Elf {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut found = Vec::new();
-    for name in OPENSSL_ENTRIES
-        .iter()
-        .map(|(n, _)| n)
-        .chain(&[LOADER_SYMBOL])
-    {
-        let symbol = elf
-            .dynamic_symbols()
-            .chain(elf.symbols())
-            .find(|s| s.is_definition() && s.name() == Ok(name));
-        if let Some(offset) = symbol.and_then(|s| file_offset(&elf, s.address())) {
-            found.push((*name, offset));
-        }
-    }
-    Ok(found)
-}
-
-/// Directories the dynamic loader searches on Debian and most distributions, after a
-/// library's own RUNPATH (ld.so.cache lists the same libraries).
-const LIBRARY_DIRS: &[&str] = &[
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-    "/usr/local/lib",
-];
-/// Libraries followed at most (a program needs a few dozen).
-const MAX_NEEDED: usize = 256;
-
-/// The shared libraries `executable` needs (DT_NEEDED, transitively), resolved as the
-/// dynamic loader would for the usual layouts: RUNPATH/RPATH (with `$ORIGIN`), then the
-/// standard directories. Unresolvable names are left out; nothing is executed.
-pub fn needed_libraries(executable: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = Vec::new();
-    let mut queue = vec![executable.to_owned()];
-    while let Some(file) = queue.pop() {
-        let Ok(dynamic) = dynamic_entries(&file) else {
-            continue;
-        };
-        let origin = file.parent().map(Path::to_owned).unwrap_or_default();
-        let run_dirs: Vec<PathBuf> = dynamic
-            .search_paths
-            .iter()
-            .flat_map(|p| p.split(':'))
-            .filter(|d| !d.is_empty())
-            .map(|d| PathBuf::from(d.replace("$ORIGIN", &origin.to_string_lossy())))
-            .collect();
-        for name in dynamic.needed {
-            if found.len() >= MAX_NEEDED {
-                return found;
-            }
-            let candidates = run_dirs
-                .iter()
-                .cloned()
-                .chain(LIBRARY_DIRS.iter().map(PathBuf::from))
-                .map(|dir| dir.join(&name));
-            if let Some(path) = candidates.into_iter().find(|p| p.is_file())
-                && !found.contains(&path)
-            {
-                found.push(path.clone());
-                queue.push(path);
-            }
-        }
-    }
-    found
-}
-
-/// The dynamic loader an executable names (PT_INTERP), if any.
-pub fn interpreter(executable: &Path) -> Option<PathBuf> {
-    use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
-    let bytes = std::fs::read(executable).ok()?;
-    let elf = ElfFile64::<object::Endianness>::parse(bytes.as_slice()).ok()?;
-    let endian = elf.endian();
-    let headers = elf
-        .elf_header()
-        .program_headers(endian, bytes.as_slice())
-        .ok()?;
-    headers.iter().find_map(|header| {
-        let interp = header.interpreter(endian, bytes.as_slice()).ok()??;
-        let path = std::str::from_utf8(interp).ok()?;
-        Some(PathBuf::from(path))
-    })
-}
-
-/// What a file's dynamic section says about the libraries it needs.
-#[derive(Debug, Default)]
-struct DynamicEntries {
-    needed: Vec<String>,
-    /// DT_RUNPATH or DT_RPATH values.
-    search_paths: Vec<String>,
-}
-
-fn dynamic_entries(path: &Path) -> Result<DynamicEntries, TlsProbeError> {
-    use object::read::elf::{ElfFile64, FileHeader};
-    let read_err = |source| TlsProbeError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read_err)?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(TlsProbeError::TooLarge {
-            path: path.to_owned(),
-            size,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(read_err)?;
-    let elf_err = |source| TlsProbeError::Elf {
-        path: path.to_owned(),
-        source,
-    };
-    let elf = ElfFile64::<object::Endianness>::parse(bytes.as_slice()).map_err(elf_err)?;
-    let endian = elf.endian();
-    let table = elf
-        .elf_header()
-        .sections(endian, bytes.as_slice())
-        .and_then(|sections| sections.dynamic_table(endian, bytes.as_slice()))
-        .map_err(elf_err)?;
-    let mut out = DynamicEntries::default();
-    for entry in table.iter() {
-        let Ok(value) = table.string(entry) else {
-            continue;
-        };
-        let value = String::from_utf8_lossy(value).into_owned();
-        match entry.tag {
-            object::elf::DT_NEEDED => out.needed.push(value),
-            object::elf::DT_RUNPATH | object::elf::DT_RPATH => out.search_paths.push(value),
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-/// Where the byte at virtual address `address` lies in the file, through the loadable
-/// segments.
-fn file_offset(elf: &object::File<'_>, address: u64) -> Option<u64> {
-    elf.segments().find_map(|segment| {
-        let (start, size) = (segment.address(), segment.size());
-        let (file_start, file_size) = segment.file_range();
-        (address >= start && address - start < size.min(file_size))
-            .then(|| file_start + (address - start))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn maps_lines_name_executable_file_mappings() {
-        let line = "7f1c8e1d2000-7f1c8e271000 r-xp 00022000 fe:01 1315204                    /usr/lib/x86_64-linux-gnu/libssl.so.3";
-        let m = Mapping::parse(line).expect("an executable file mapping");
-        assert_eq!(m.path, "/usr/lib/x86_64-linux-gnu/libssl.so.3");
-        assert_eq!(
-            m.id,
-            FileId {
-                dev: (0xfe, 1),
-                inode: 1315204
-            }
-        );
-        for other in [
-            "7f1c8e1d2000-7f1c8e271000 r--p 00000000 fe:01 1315204 /usr/lib/libssl.so.3",
-            "7ffd1a2b3000-7ffd1a2d4000 rw-p 00000000 00:00 0                          [stack]",
-            "7ffd1a3f0000-7ffd1a3f2000 r-xp 00000000 00:00 0                          [vdso]",
-            "garbage",
-            "",
-        ] {
-            assert!(Mapping::parse(other).is_none(), "{other}");
-        }
-    }
-
-    /// The system's libssl (Debian's OpenSSL 3): every probed function is found, at the
-    /// file offset `nm`-style readers agree on (the symbol's address through PT_LOAD).
-    #[test]
-    fn finds_openssl_functions_in_the_system_libssl() {
-        let path = Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3");
-        if !path.exists() {
-            eprintln!("skipped: no {}", path.display());
-            return;
-        }
-        let found = probed_functions(path).expect("libssl reads");
-        let names: Vec<_> = found.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            names,
-            [
-                "SSL_read",
-                "SSL_read_ex",
-                "SSL_write",
-                "SSL_write_ex",
-                "SSL_do_handshake"
-            ]
-        );
-        assert!(found.iter().all(|(_, offset)| *offset > 0));
-    }
-
-    /// curl needs libcurl, which needs libssl: the closure finds it without running curl.
-    #[test]
-    fn needed_libraries_follow_the_loaders_search() {
-        let curl = Path::new("/usr/bin/curl");
-        if !curl.exists() {
-            eprintln!("skipped: no {}", curl.display());
-            return;
-        }
-        let needed = needed_libraries(curl);
-        let names: Vec<String> = needed
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        for lib in ["libcurl.so.4", "libssl.so.3", "libc.so.6"] {
-            assert!(
-                names.iter().any(|n| n == lib),
-                "{lib} missing from {names:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_file_that_is_not_elf_is_an_error_not_a_panic() {
-        let dir = std::env::temp_dir().join(format!("sonde-tls-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("garbage.so");
-        std::fs::write(&path, b"\x7fELF but not really").expect("write");
-        assert!(matches!(
-            probed_functions(&path),
-            Err(TlsProbeError::Elf { .. })
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }
