@@ -35,11 +35,18 @@ use util::*;
 
 /// `sonde.tls.library` of a span built from OpenSSL's plaintext.
 const OPENSSL: &str = "openssl";
+/// `sonde.tls.library` of a span built from Go crypto/tls's plaintext.
+const GO: &str = "go";
 
-/// A span built from TLS plaintext: `https`, and the library it was read from.
+/// A span built from OpenSSL's plaintext: `https`, and the library it was read from.
 fn assert_tls_span(tree: &SpanTree, s: &Value) {
+    assert_tls_span_from(tree, s, OPENSSL);
+}
+
+/// A span built from the plaintext of TLS library `library`.
+fn assert_tls_span_from(tree: &SpanTree, s: &Value, library: &str) {
     tree.assert_attr(s, "url.scheme", "https");
-    tree.assert_attr(s, "sonde.tls.library", OPENSSL);
+    tree.assert_attr(s, "sonde.tls.library", library);
 }
 
 /// A span built from plaintext on the socket: `http`, no TLS library.
@@ -136,13 +143,14 @@ fn status_lines(out: &std::process::Output, what: &str) -> Vec<(u16, u64)> {
 }
 
 /// One HTTPS exchange traced at both ends by one agent: the CLIENT span is a root, the
-/// SERVER span its child through the same-host join; both `https` from OpenSSL, with the
+/// SERVER span its child through the same-host join; both `https` from `library`, with the
 /// status and body size the client got, and the same server address and port.
 fn assert_joined_exchange(
     tree: &SpanTree,
     path: &str,
     port: u16,
     (status, body): (u16, u64),
+    library: &str,
 ) -> (Value, Value) {
     let name = format!("GET {path}");
     let client = tree.find(CLIENT, &name);
@@ -150,7 +158,7 @@ fn assert_joined_exchange(
     tree.assert_root(client);
     tree.assert_child(client, server, "local_peer");
     for s in [client, server] {
-        assert_tls_span(tree, s);
+        assert_tls_span_from(tree, s, library);
         tree.assert_attr(s, "http.request.method", "GET");
         tree.assert_attr(s, "url.path", path);
         tree.assert_attr(s, "network.protocol.version", "1.1");
@@ -227,8 +235,13 @@ fn python_tls_server_and_curl_client_one_trace() {
         (SERVER, "GET /missing"),
     ]);
     for (path, w) in paths.iter().zip(&c.writeouts) {
-        let (client, server_span) =
-            assert_joined_exchange(&tree, path, server.port, (w.http_code, w.size_download));
+        let (client, server_span) = assert_joined_exchange(
+            &tree,
+            path,
+            server.port,
+            (w.http_code, w.size_download),
+            OPENSSL,
+        );
         tree.assert_attr(&server_span, "client.port", &curl_port.to_string());
         check!(
             tree,
@@ -387,7 +400,7 @@ fn nginx_https_and_python_requests_client_one_trace() {
     ]);
     let mut client_ports = Vec::new();
     for (path, exchange) in paths.iter().zip(&got) {
-        let (client, server) = assert_joined_exchange(&tree, path, nginx.port, *exchange);
+        let (client, server) = assert_joined_exchange(&tree, path, nginx.port, *exchange, OPENSSL);
         check!(
             tree,
             client
@@ -528,7 +541,8 @@ fn node_https_server_and_client_one_trace() {
     ]);
     let mut traces = Vec::new();
     for (path, exchange) in paths.iter().zip(&got) {
-        let (client, server_span) = assert_joined_exchange(&tree, path, server.port, *exchange);
+        let (client, server_span) =
+            assert_joined_exchange(&tree, path, server.port, *exchange, OPENSSL);
         eqnice!(
             tree,
             service(&client).as_deref(),
@@ -880,7 +894,96 @@ fn stripped_static_openssl_client_is_seen_as_having_no_tls_library() {
     );
 }
 
-// ===== Go fixtures (the Go TLS probes come later) =====
+// ===== Go crypto/tls =====
+
+/// A Go HTTPS server and a Go client (`fixtures/go_tls/`, crypto/tls, no OpenSSL), built
+/// with and without `-ldflags=-s -w`, already running when the agent attaches: client
+/// CLIENT -> server SERVER (`local_peer`) for each of three requests on one keep-alive
+/// connection, `sonde.tls.library` = `go`. The agent says where it found the probe points:
+/// the symbol table and DWARF, or for the stripped build the pclntab and the offsets
+/// table by release.
+#[test]
+fn go_https_server_and_client_one_trace() {
+    require_tracing!();
+    if !openssl_available() || !go_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let dir = TempDir::new("gotls");
+    for stripped in [false, true] {
+        let go = build_go_tls(dir.path(), stripped);
+        let server = go.start_server(&certs);
+        let paths = ["/size/999", "/hello", "/missing"];
+        let urls: Vec<String> = paths.iter().map(|p| https_url(server.port, p)).collect();
+        let wait = dir.join(if stripped {
+            "go-stripped-wait"
+        } else {
+            "go-wait"
+        });
+        let mut cmd = go.client_command(&certs, &[]);
+        cmd.arg("--wait-file").arg(&wait).args(&urls);
+        let client = Proc::spawn(cmd);
+        // The probe lines are info: shown for this module only.
+        let mut agent = AgentCmd::attach(&[server.pid(), client.pid()])
+            .env("RUST_LOG", "warn,sonde::attach::tls=info")
+            .start();
+        std::fs::write(&wait, "").expect("touch the wait file");
+        let got = status_lines(&client.output(), "go_tls client");
+        assert_eq!(
+            got,
+            [(200, 999), (200, 13), (404, 10)],
+            "stripped={stripped}"
+        );
+
+        let tree = agent.collect(6);
+        tree.assert_names(&[
+            (CLIENT, "GET /size/999"),
+            (SERVER, "GET /size/999"),
+            (CLIENT, "GET /hello"),
+            (SERVER, "GET /hello"),
+            (CLIENT, "GET /missing"),
+            (SERVER, "GET /missing"),
+        ]);
+        for (path, exchange) in paths.iter().zip(&got) {
+            let (client, server_span) =
+                assert_joined_exchange(&tree, path, server.port, *exchange, GO);
+            eqnice!(
+                tree,
+                service(&client).as_deref(),
+                Some("client"),
+                "client service"
+            );
+            eqnice!(
+                tree,
+                service(&server_span).as_deref(),
+                Some("server"),
+                "server service"
+            );
+        }
+        assert_tls_counters(&tree, &agent.counters());
+        let log = agent.stderr();
+        let how = if stripped {
+            "functions from the pclntab (stripped), offsets by release (as measured on go1.26"
+        } else {
+            "functions from the symbol table, offsets from DWARF"
+        };
+        // Only an unstripped binary names the itab whose hash checks the conn's type.
+        let conn = if stripped {
+            "conn type not checkable)"
+        } else {
+            "conn type checked)"
+        };
+        check!(
+            tree,
+            log.matches("TLS: probing Go crypto/tls (go1.").count() == 2
+                && log.contains(how)
+                && log.matches(conn).count() == 2,
+            "stripped={stripped}: the agent names both Go programs and says `{how}`, `{conn}`:\n{log}"
+        );
+    }
+}
+
+// ===== Go fixtures =====
 
 /// `fixtures/go_tls/` (crypto/tls, not OpenSSL) builds with and without `-s -w` and its
 /// client and server talk HTTPS/1.1 to each other, with no agent: the fixtures the Go
