@@ -37,6 +37,8 @@ use util::*;
 const OPENSSL: &str = "openssl";
 /// `sonde.tls.library` of a span built from Go crypto/tls's plaintext.
 const GO: &str = "go";
+/// `sonde.tls.library` of a span built from GnuTLS's plaintext.
+const GNUTLS: &str = "gnutls";
 
 /// A span built from OpenSSL's plaintext: `https`, and the library it was read from.
 fn assert_tls_span(tree: &SpanTree, s: &Value) {
@@ -892,6 +894,73 @@ fn stripped_static_openssl_client_is_seen_as_having_no_tls_library() {
         }),
         "a stderr line naming static_tls_client says `no TLS library` was found in it"
     );
+}
+
+// ===== GnuTLS =====
+
+/// wget (GnuTLS on Debian: `libgnutls.so.30`, no OpenSSL) under `sonde run`, against an
+/// untraced Python server: a 200 and a 404 over one connection each, CLIENT spans built
+/// from GnuTLS's plaintext (`sonde.tls.library` = `gnutls`), the query redacted.
+#[test]
+fn wget_gnutls_client_under_sonde_run() {
+    require_tracing!();
+    let wget = Command::new("wget")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !openssl_available() || !tool_available(wget, "wget is missing") {
+        return;
+    }
+    let certs = Certs::new();
+    let server = py_tls_server(&certs); // not traced
+    let ok = https_url(server.port, "/size/321?token=s3cret");
+    let missing = https_url(server.port, "/missing");
+    let ca = format!("--ca-certificate={}", certs.ca.display());
+    let (stopped, tree) = sonde_run(&[
+        "wget",
+        "-q",
+        "--tries=1",
+        "--timeout=20",
+        &ca,
+        "-O",
+        "/dev/null",
+        &ok,
+        &missing,
+    ]);
+    eqnice!(
+        tree,
+        stopped.status.code(),
+        Some(8),
+        "wget exits 8 when the server answered an error (the 404)"
+    );
+    tree.assert_names(&[(CLIENT, "GET /size/321"), (CLIENT, "GET /missing")]);
+    let s = tree.find(CLIENT, "GET /size/321");
+    let nf = tree.find(CLIENT, "GET /missing");
+    for span in [s, nf] {
+        tree.assert_root(span);
+        assert_tls_span_from(&tree, span, GNUTLS);
+        tree.assert_attr(span, "server.address", "localhost");
+        tree.assert_attr(span, "server.port", &server.port.to_string());
+        tree.assert_attr(span, "network.peer.port", &server.port.to_string());
+        tree.assert_attr(span, "network.protocol.version", "1.1");
+        eqnice!(tree, service(span).as_deref(), Some("wget"), "service.name");
+    }
+    tree.assert_attr(
+        s,
+        "url.full",
+        &https_url(server.port, "/size/321?token=REDACTED"),
+    );
+    tree.assert_attr(s, "http.response.status_code", "200");
+    tree.assert_attr(s, "http.response.body.size", "321");
+    eqnice!(tree, s.status_code(), 0, "a 200 leaves the status unset");
+    tree.assert_attr(nf, "http.response.status_code", "404");
+    eqnice!(tree, nf.status_code(), 2, "a 404 is a client error");
+    check!(
+        tree,
+        !s.to_string().contains("s3cret"),
+        "query values are redacted"
+    );
+    assert_tls_counters(&tree, &stopped.counters);
 }
 
 // ===== Go crypto/tls =====

@@ -141,6 +141,7 @@ int main(void) {
     ENUM(SONDE_SRC_SOCKET);
     ENUM(SONDE_SRC_OPENSSL);
     ENUM(SONDE_SRC_GO);
+    ENUM(SONDE_SRC_GNUTLS);
     ENUM(SONDE_DROP_MAX);
     printf("];\n");
     return 0;

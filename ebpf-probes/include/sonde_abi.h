@@ -49,6 +49,7 @@ enum sonde_source {
     SONDE_SRC_SOCKET = 0,  /* the socket's own bytes, at the syscall or the socket layer */
     SONDE_SRC_OPENSSL = 1, /* plaintext of an OpenSSL/BoringSSL SSL_read/SSL_write call */
     SONDE_SRC_GO = 2,      /* plaintext of a Go crypto/tls (*Conn).Read/Write call */
+    SONDE_SRC_GNUTLS = 3,  /* plaintext of a GnuTLS gnutls_record_recv/send call */
 };
 
 /* What the kernel decided about trace context for a data event. */

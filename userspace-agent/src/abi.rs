@@ -24,6 +24,7 @@ pub const EV_LIBS: u8 = 5;
 pub const SRC_SOCKET: u8 = 0;
 pub const SRC_OPENSSL: u8 = 1;
 pub const SRC_GO: u8 = 2;
+pub const SRC_GNUTLS: u8 = 3;
 
 pub const DROP_RINGBUF_FULL: u32 = 0;
 pub const DROP_READ_FAULT: u32 = 1;
@@ -384,6 +385,7 @@ const _: () = {
     assert!(enum_value("SONDE_SRC_SOCKET") == SRC_SOCKET as u32);
     assert!(enum_value("SONDE_SRC_OPENSSL") == SRC_OPENSSL as u32);
     assert!(enum_value("SONDE_SRC_GO") == SRC_GO as u32);
+    assert!(enum_value("SONDE_SRC_GNUTLS") == SRC_GNUTLS as u32);
     assert!(enum_value("SONDE_INJ_ENROLLED") == INJ_ENROLLED);
     assert!(enum_value("SONDE_INJ_ENROL_FAILED") == INJ_ENROL_FAILED);
     assert!(enum_value("SONDE_INJ_DONE") == INJ_DONE);

@@ -87,7 +87,8 @@ const NEEDS: &[Need] = &[
         program: None,
     },
     // TLS tests (tests/tls.rs): the openssl CLI makes each test's throwaway certificates,
-    // libssl-dev's static archives build the stripped, statically linked client.
+    // libssl-dev's static archives build the stripped, statically linked client, wget is
+    // the GnuTLS client.
     Need {
         package: "openssl",
         alternatives: &[],
@@ -97,6 +98,11 @@ const NEEDS: &[Need] = &[
         package: "libssl-dev",
         alternatives: &[],
         program: None,
+    },
+    Need {
+        package: "wget",
+        alternatives: &[],
+        program: Some("wget"),
     },
     // The OpenTelemetry SDK venv (tests/sdk_interop.rs).
     Need {

@@ -8,7 +8,7 @@ use crate::abi::{
     CtxFormat, CtxRole, Direction, EV_DATA, EV_EXEC, EV_EXIT, EV_LIBS, EV_SOCK_STATE,
     EXEC_ARGS_MAX, EXEC_ENV_MAX, EXEC_FILENAME_MAX, ExecSnapshot, InjectStatus, KernelParentSource,
     MAX_CAPTURE, PlainHeader, RawDataHeader, RawExecHeader, RawProcEvent, RawSockStateEvent,
-    SRC_GO, SRC_OPENSSL, SRC_SOCKET, TAIL_BYTES, offset_of_tail, read_record,
+    SRC_GNUTLS, SRC_GO, SRC_OPENSSL, SRC_SOCKET, TAIL_BYTES, offset_of_tail, read_record,
 };
 use crate::capture::segment::{Source, TlsLibrary};
 
@@ -159,6 +159,7 @@ impl<'a> DataEvent<'a> {
             SRC_SOCKET => Source::Socket,
             SRC_OPENSSL => Source::Tls(TlsLibrary::OpenSsl),
             SRC_GO => Source::Tls(TlsLibrary::Go),
+            SRC_GNUTLS => Source::Tls(TlsLibrary::GnuTls),
             v => {
                 return Err(DecodeError::BadField {
                     field: "source",

@@ -46,6 +46,8 @@ pub enum TlsLibrary {
     OpenSsl,
     /// Go's `crypto/tls` (`(*Conn).Read`, `(*Conn).Write`).
     Go,
+    /// GnuTLS (`gnutls_record_recv`, `gnutls_record_send`).
+    GnuTls,
 }
 
 impl TlsLibrary {
@@ -54,6 +56,7 @@ impl TlsLibrary {
         match self {
             TlsLibrary::OpenSsl => "openssl",
             TlsLibrary::Go => "go",
+            TlsLibrary::GnuTls => "gnutls",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! TLS library probes: finding the TLS libraries traced processes map, and attaching the
-//! library's programs to each file once: OpenSSL and BoringSSL (`openssl`,
-//! `ebpf-probes/tls_openssl.bpf.c`) and Go's `crypto/tls` (`go`, `ebpf-probes/tls_go.bpf.c`).
+//! library's programs to each file once: OpenSSL and BoringSSL, GnuTLS (`c_libraries`,
+//! `ebpf-probes/tls_openssl.bpf.c`, `tls_gnutls.bpf.c`) and Go's `crypto/tls` (`go`,
+//! `ebpf-probes/tls_go.bpf.c`).
 //! What a file is, and where its functions are, is read by `attach/binary/`.
 //!
 //! A uprobe belongs to a file (an inode) and an offset, not to a process: one attachment
@@ -13,10 +14,10 @@
 //! `/proc/PID/root` (the process's own view of the filesystem, containers included), and
 //! each is examined once, keyed by device and inode.
 
+mod c_libraries;
 mod go;
 mod maps_line;
 mod needed;
-mod openssl;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -86,6 +87,8 @@ pub struct FileId {
 pub enum ProbedLibrary {
     /// The OpenSSL API (OpenSSL, BoringSSL), shared or linked into a program.
     OpenSsl(binary::OpenSslFlavor),
+    /// GnuTLS (`libgnutls.so`).
+    GnuTls,
     /// Go's `crypto/tls` in a Go program: its release, and where the probe points and
     /// struct offsets came from.
     Go { version: String, how: String },
@@ -99,6 +102,7 @@ impl std::fmt::Display for ProbedLibrary {
             ProbedLibrary::OpenSsl(binary::OpenSslFlavor::GnuTlsCompat) => {
                 f.write_str("GnuTLS's OpenSSL layer")
             }
+            ProbedLibrary::GnuTls => f.write_str("GnuTLS"),
             ProbedLibrary::Go { version, how } => write!(f, "Go crypto/tls ({version}, {how})"),
         }
     }
@@ -135,11 +139,12 @@ impl TlsProbes {
     /// Loads the TLS programs into the kernel (the verifier runs here); nothing is
     /// attached until a library is found.
     pub fn load(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let programs = openssl::PROGRAMS
-            .iter()
-            .chain(go::PROGRAMS)
-            .chain(&[LOADER_PROGRAM]);
-        for &name in programs {
+        let programs = c_libraries::OPENSSL
+            .names()
+            .chain(c_libraries::GNUTLS.names())
+            .chain(go::PROGRAMS.iter().copied())
+            .chain([LOADER_PROGRAM]);
+        for name in programs {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow::anyhow!("program {name} missing from the object"))?
@@ -194,7 +199,7 @@ impl TlsProbes {
         files.map(|path| self.probe_path(ebpf, path)).sum()
     }
 
-    /// Probes the system's own TLS libraries (`libssl.so*` in the standard library
+    /// Probes the system's own TLS libraries (`libssl.so*`, `libgnutls.so*` in the standard library
     /// directories) now, for processes that will start later (`sonde run`, `--exe`): a
     /// program that loads one with `dlopen` (Python on `import ssl`) may call it within
     /// milliseconds, sooner than a scan could find it.
@@ -269,12 +274,16 @@ impl TlsProbes {
         }
         match binary::tls_library(&elf) {
             Some(TlsLibrary::OpenSsl { flavor, functions }) => {
-                let probed = openssl::attach_all(ebpf, path, &functions)?;
+                let probed =
+                    c_libraries::attach_all(&c_libraries::OPENSSL, ebpf, path, &functions)?;
                 Ok(Some((ProbedLibrary::OpenSsl(flavor), probed)))
             }
+            Some(TlsLibrary::GnuTls { functions }) => {
+                let probed = c_libraries::attach_all(&c_libraries::GNUTLS, ebpf, path, &functions)?;
+                Ok(Some((ProbedLibrary::GnuTls, probed)))
+            }
             Some(TlsLibrary::Go { .. }) => self.go.attach(ebpf, path, &elf).map(Some),
-            // GnuTLS is recognised, not probed yet.
-            Some(TlsLibrary::GnuTls { .. }) | None => Ok(None),
+            None => Ok(None),
         }
     }
 }

@@ -122,7 +122,8 @@ fn dynamic_entries(path: &Path) -> Result<DynamicEntries, TlsProbeError> {
     Ok(out)
 }
 
-/// The system's own OpenSSL libraries (`libssl.so*` in the standard library directories).
+/// The system's own TLS libraries (`libssl.so*`, `libgnutls.so*` in the standard library
+/// directories).
 pub(super) fn system_tls_libraries() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in LIBRARY_DIRS {
@@ -132,7 +133,7 @@ pub(super) fn system_tls_libraries() -> Vec<PathBuf> {
         files.extend(entries.flatten().map(|e| e.path()).filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libssl.so"))
+                .is_some_and(|n| n.starts_with("libssl.so") || n.starts_with("libgnutls.so"))
         }));
     }
     files
