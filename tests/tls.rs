@@ -1,26 +1,31 @@
-//! See inside TLS: uprobes on OpenSSL's `SSL_read`/`SSL_write` (and their `_ex` forms,
-//! `SSL_do_handshake`) turn HTTPS exchanges into the spans plaintext HTTP/1 gives, tied
-//! to the TCP connection underneath (same 4-tuple, same parents, same-host joins), while
-//! the ciphertext the socket hooks see is recognised and skipped, never parsed.
+//! See inside TLS: uprobes on the TLS library (OpenSSL's `SSL_read`/`SSL_write` and
+//! their `_ex` forms, GnuTLS's `gnutls_record_recv`/`send`, Go's `(*tls.Conn).Read`/
+//! `Write`, and each one's handshake) turn HTTPS exchanges into the spans plaintext
+//! HTTP/1 gives, tied to the TCP connection underneath (same 4-tuple, same parents,
+//! same-host joins), while the ciphertext the socket hooks see is recognised and skipped,
+//! never parsed.
 //!
 //! What every test here holds the agent to:
 //! - a span built from TLS plaintext is the plaintext span (name, kind, status, body
 //!   sizes, `network.peer.*`, `server.*`, `client.*`, resource) with `url.scheme` =
-//!   `https`, `sonde.tls.library` = `openssl`, and on a CLIENT span `url.full` =
-//!   `https://localhost:<port>/path?query` (the request's Host names the port);
+//!   `https`, `sonde.tls.library` = `openssl`, `gnutls` or `go`, and on a CLIENT span
+//!   `url.full` = `https://localhost:<port>/path?query` (the request's Host names the
+//!   port);
 //! - both ends traced by one agent: the SERVER span is the CLIENT span's child through the
 //!   same-host join (`local_peer`): nothing can be inserted into TLS, so never
-//!   `injected`. (An incoming `traceparent` inside TLS is not continued yet: no test
-//!   here asserts a header parent over TLS.)
+//!   `injected`. An incoming `traceparent` inside TLS is read from the plaintext and
+//!   continued (`header`), as on a plaintext socket.
 //! - the exit report: `http_desyncs` = 0 and `unknown_protocol_connections` = 0 (the
 //!   ciphertext is never parsed), `tls_ciphertext_records` > 0 (ciphertext records the
 //!   socket hooks skipped), `tls_unmapped_calls` = 0 (no plaintext whose connection was
 //!   unknown).
 //!
 //! Libraries met: libssl.so.3 (Python `ssl`, curl, nginx), OpenSSL linked into the node
-//! binary (its `SSL_*` are dynamic symbols of `/usr/bin/node`), and a statically linked,
-//! stripped client where no symbol names OpenSSL at all. Certificates are made per test
-//! (`util/tls.rs`, the `openssl` CLI); every URL names `localhost` on 127.0.0.1.
+//! binary (its `SSL_*` are dynamic symbols of `/usr/bin/node`), libgnutls.so.30 (wget),
+//! Go's crypto/tls in Go programs built with and without symbols and DWARF, and a
+//! statically linked, stripped client where no symbol names OpenSSL at all. Certificates
+//! are made per test (`util/tls.rs`, the `openssl` CLI); every URL names `localhost` on
+//! 127.0.0.1.
 
 mod util;
 
@@ -621,15 +626,12 @@ fn one_process_plaintext_and_tls_ports() {
 
 // ===== parents across the TLS hop =====
 
-/// A traced HTTPS server whose handler calls a traced plaintext server with urllib: the
-/// call is the TLS request's child (`thread`: the handler's thread serves a request
-/// known only from TLS plaintext), and the downstream SERVER span the call's child.
-#[test]
-fn tls_request_calls_plaintext_downstream_as_its_child() {
-    require_tracing!();
-    if !openssl_available() {
-        return;
-    }
+/// An (untraced) curl calls the traced Python TLS server's `/call` with `headers`; the
+/// handler calls a traced plaintext Python server's `/size/64`. The three spans, both
+/// servers, curl's result and the agent's counters.
+fn tls_front_calls_downstream(
+    headers: &[&str],
+) -> (SpanTree, Server, Server, Curl, BTreeMap<String, u64>) {
     let certs = Certs::new();
     let downstream = Server::python();
     let front = py_tls_server(&certs);
@@ -639,7 +641,10 @@ fn tls_request_calls_plaintext_downstream_as_its_child() {
         front.port,
         &format!("/call?url={}", downstream.url("/size/64")),
     );
-    let c = curl(&["--cacert", ca, &url]);
+    let mut args = vec!["--cacert", ca];
+    args.extend(headers.iter().flat_map(|h| ["-H", *h]));
+    args.push(&url);
+    let c = curl(&args);
     assert!(c.status.success(), "curl failed: {}", c.stderr);
     assert_eq!(c.body.len(), 64, "the downstream body relayed");
 
@@ -649,6 +654,51 @@ fn tls_request_calls_plaintext_downstream_as_its_child() {
         (CLIENT, "GET /size/64"),
         (SERVER, "GET /size/64"),
     ]);
+    let counters = agent.counters();
+    (tree, front, downstream, c, counters)
+}
+
+/// A W3C `traceparent` inside TLS is read from the plaintext and continued, as on a
+/// plaintext socket: the TLS SERVER span's trace and parent are the header's (source
+/// `header`), the call its handler makes is in that trace, and so is the downstream
+/// server's span (through the traceparent Sonde inserted on the plaintext hop, or the
+/// same-host join).
+#[test]
+fn incoming_traceparent_inside_tls_is_continued() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let header = format!("traceparent: 00-{trace}-{parent}-01");
+    let (tree, _front, _downstream, _c, counters) = tls_front_calls_downstream(&[&header]);
+    let entry = tree.find(SERVER, "GET /call");
+    let call = tree.find(CLIENT, "GET /size/64");
+    let down = tree.find(SERVER, "GET /size/64");
+    assert_tls_span(&tree, entry);
+    eqnice!(tree, entry.trace_id(), trace, "the header's trace");
+    eqnice!(tree, entry.parent_id(), Some(parent), "the header's span");
+    tree.assert_attr(entry, "sonde.parent.source", "header");
+    tree.assert_attr(entry, "sonde.parent.format", "tracecontext");
+    tree.assert_child(entry, call, "thread");
+    eqnice!(tree, call.trace_id(), trace, "the handler's call");
+    let source = down.attr_str("sonde.parent.source").unwrap_or_default();
+    tree.assert_child(call, down, &source);
+    eqnice!(tree, down.trace_id(), trace, "the downstream server");
+    assert_tls_counters(&tree, &counters);
+}
+
+/// A traced HTTPS server whose handler calls a traced plaintext server with urllib: the
+/// call is the TLS request's child (`thread`: the handler's thread serves a request
+/// known only from TLS plaintext), and the downstream SERVER span the call's child.
+#[test]
+fn tls_request_calls_plaintext_downstream_as_its_child() {
+    require_tracing!();
+    if !openssl_available() {
+        return;
+    }
+    let (tree, front, downstream, c, counters) = tls_front_calls_downstream(&[]);
     let entry = tree.find(SERVER, "GET /call");
     let call = tree.find(CLIENT, "GET /size/64");
     let down = tree.find(SERVER, "GET /size/64");
@@ -685,7 +735,7 @@ fn tls_request_calls_plaintext_downstream_as_its_child() {
         Some("py_server"),
         "downstream"
     );
-    assert_tls_counters(&tree, &agent.counters());
+    assert_tls_counters(&tree, &counters);
 }
 
 // ===== bad input =====
