@@ -74,6 +74,16 @@ static __always_inline const struct sonde_sock_info *go_tls_conn(struct pt_regs 
     return si;
 }
 
+/* Conn.vers of conn: the negotiated version once the handshake is done, else 0. */
+static __always_inline __u16 go_tls_version(struct pt_regs *ctx, __u64 conn) {
+    __u32 binary = (__u32)bpf_get_attach_cookie(ctx);
+    const struct go_tls_offsets *off = bpf_map_lookup_elem(&go_tls_binaries, &binary);
+    __u16 vers = 0;
+    if (off)
+        bpf_probe_read_user(&vers, sizeof(vers), (void *)(conn + off->tls_conn_vers));
+    return tls_version_or_0(vers);
+}
+
 static __always_inline bool go_traced(void) {
     return !empty_probes && traced(&(__u32){bpf_get_current_pid_tgid() >> 32});
 }
@@ -87,7 +97,9 @@ int sonde_uprobe_go_tls_write(struct pt_regs *ctx) {
     if (!si || !len)
         return 0;
     /* Reported at entry: the bytes are in b now, and a request starts when it is sent. */
-    emit_plaintext(si, SONDE_DIR_EGRESS, ctx->bx, len, bpf_ktime_get_ns(), SONDE_SRC_GO);
+    /* Write handshakes first: the first request's version is not known yet here. */
+    emit_plaintext(si, SONDE_DIR_EGRESS, ctx->bx, len, bpf_ktime_get_ns(), SONDE_SRC_GO,
+                   go_tls_version(ctx, ctx->ax));
     return 0;
 }
 
@@ -104,6 +116,7 @@ int sonde_uprobe_go_tls_read(struct pt_regs *ctx) {
     if (!read)
         return 0;
     read->buf = ctx->bx;
+    read->conn = ctx->ax;
     read->sock = *si;
     bpf_map_update_elem(&go_tls_reads, &key, read, BPF_ANY);
     return 0;
@@ -128,7 +141,8 @@ int sonde_uprobe_go_tls_read_return(struct pt_regs *ctx) {
     bpf_map_delete_elem(&go_tls_reads, &key);
     __s64 n = (__s64)ctx->ax;
     if (n > 0)
-        emit_plaintext(&read->sock, SONDE_DIR_INGRESS, read->buf, n, 0, SONDE_SRC_GO);
+        emit_plaintext(&read->sock, SONDE_DIR_INGRESS, read->buf, n, 0, SONDE_SRC_GO,
+                       go_tls_version(ctx, read->conn));
     return 0;
 }
 

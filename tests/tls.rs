@@ -38,22 +38,57 @@ use serde_json::Value;
 use util::tls::*;
 use util::*;
 
-/// `sonde.tls.library` of a span built from OpenSSL's plaintext.
-const OPENSSL: &str = "openssl";
-/// `sonde.tls.library` of a span built from Go crypto/tls's plaintext.
-const GO: &str = "go";
-/// `sonde.tls.library` of a span built from GnuTLS's plaintext.
-const GNUTLS: &str = "gnutls";
-
-/// A span built from OpenSSL's plaintext: `https`, and the library it was read from.
-fn assert_tls_span(tree: &SpanTree, s: &Value) {
-    assert_tls_span_from(tree, s, OPENSSL);
+/// What a span built from TLS plaintext says of its session: `sonde.tls.library`, and
+/// `tls.protocol.version` when the library's probe reads it.
+struct Tls {
+    library: &'static str,
+    version: Option<&'static str>,
 }
 
-/// A span built from the plaintext of TLS library `library`.
-fn assert_tls_span_from(tree: &SpanTree, s: &Value, library: &str) {
+/// OpenSSL 3.0 (libssl.so.3, node's own) between peers that negotiate TLS 1.3.
+const OPENSSL: Tls = Tls {
+    library: "openssl",
+    version: Some("1.3"),
+};
+/// OpenSSL talking to Debian's nginx 1.22, whose default `ssl_protocols` stop at TLSv1.2
+/// (TLSv1.3 joined the default in nginx 1.23.4).
+const OPENSSL_NGINX: Tls = Tls {
+    version: Some("1.2"),
+    ..OPENSSL
+};
+/// Go's crypto/tls, TLS 1.3 (`Conn.vers`).
+const GO: Tls = Tls {
+    library: "go",
+    version: Some("1.3"),
+};
+/// GnuTLS: its session struct is private, so the version is not read.
+const GNUTLS: Tls = Tls {
+    library: "gnutls",
+    version: None,
+};
+
+/// A span built from OpenSSL's plaintext, TLS 1.3.
+fn assert_tls_span(tree: &SpanTree, s: &Value) {
+    assert_tls_span_from(tree, s, &OPENSSL);
+}
+
+/// A span built from TLS plaintext: `https`, the library, and the version when known.
+fn assert_tls_span_from(tree: &SpanTree, s: &Value, tls: &Tls) {
     tree.assert_attr(s, "url.scheme", "https");
-    tree.assert_attr(s, "sonde.tls.library", library);
+    tree.assert_attr(s, "sonde.tls.library", tls.library);
+    match tls.version {
+        Some(version) => {
+            tree.assert_attr(s, "tls.protocol.name", "tls");
+            tree.assert_attr(s, "tls.protocol.version", version);
+        }
+        None => check!(
+            tree,
+            s.attr("tls.protocol.version").is_none() && s.attr("tls.protocol.name").is_none(),
+            "{}: {} gives no version",
+            s.summary(),
+            tls.library
+        ),
+    }
 }
 
 /// A span built from plaintext on the socket: `http`, no TLS library.
@@ -157,7 +192,7 @@ fn assert_joined_exchange(
     path: &str,
     port: u16,
     (status, body): (u16, u64),
-    library: &str,
+    tls: &Tls,
 ) -> (Value, Value) {
     let name = format!("GET {path}");
     let client = tree.find(CLIENT, &name);
@@ -165,7 +200,7 @@ fn assert_joined_exchange(
     tree.assert_root(client);
     tree.assert_child(client, server, "local_peer");
     for s in [client, server] {
-        assert_tls_span_from(tree, s, library);
+        assert_tls_span_from(tree, s, tls);
         tree.assert_attr(s, "http.request.method", "GET");
         tree.assert_attr(s, "url.path", path);
         tree.assert_attr(s, "network.protocol.version", "1.1");
@@ -247,7 +282,7 @@ fn python_tls_server_and_curl_client_one_trace() {
             path,
             server.port,
             (w.http_code, w.size_download),
-            OPENSSL,
+            &OPENSSL,
         );
         tree.assert_attr(&server_span, "client.port", &curl_port.to_string());
         check!(
@@ -407,7 +442,8 @@ fn nginx_https_and_python_requests_client_one_trace() {
     ]);
     let mut client_ports = Vec::new();
     for (path, exchange) in paths.iter().zip(&got) {
-        let (client, server) = assert_joined_exchange(&tree, path, nginx.port, *exchange, OPENSSL);
+        let (client, server) =
+            assert_joined_exchange(&tree, path, nginx.port, *exchange, &OPENSSL_NGINX);
         check!(
             tree,
             client
@@ -472,7 +508,7 @@ fn python_urllib_https_client_under_sonde_run() {
     let nf = tree.find(CLIENT, "GET /missing");
     for s in [a, nf] {
         tree.assert_root(s);
-        assert_tls_span(&tree, s);
+        assert_tls_span_from(&tree, s, &OPENSSL_NGINX);
         tree.assert_attr(s, "server.address", "localhost");
         tree.assert_attr(s, "server.port", &nginx.port.to_string());
         tree.assert_attr(s, "network.peer.port", &nginx.port.to_string());
@@ -549,7 +585,7 @@ fn node_https_server_and_client_one_trace() {
     let mut traces = Vec::new();
     for (path, exchange) in paths.iter().zip(&got) {
         let (client, server_span) =
-            assert_joined_exchange(&tree, path, server.port, *exchange, OPENSSL);
+            assert_joined_exchange(&tree, path, server.port, *exchange, &OPENSSL);
         eqnice!(
             tree,
             service(&client).as_deref(),
@@ -988,7 +1024,7 @@ fn wget_gnutls_client_under_sonde_run() {
     let nf = tree.find(CLIENT, "GET /missing");
     for span in [s, nf] {
         tree.assert_root(span);
-        assert_tls_span_from(&tree, span, GNUTLS);
+        assert_tls_span_from(&tree, span, &GNUTLS);
         tree.assert_attr(span, "server.address", "localhost");
         tree.assert_attr(span, "server.port", &server.port.to_string());
         tree.assert_attr(span, "network.peer.port", &server.port.to_string());
@@ -1065,7 +1101,7 @@ fn go_https_server_and_client_one_trace() {
         ]);
         for (path, exchange) in paths.iter().zip(&got) {
             let (client, server_span) =
-                assert_joined_exchange(&tree, path, server.port, *exchange, GO);
+                assert_joined_exchange(&tree, path, server.port, *exchange, &GO);
             eqnice!(
                 tree,
                 service(&client).as_deref(),

@@ -43,6 +43,7 @@ int main(void) {
     FIELD(sonde_data_event, trace_flags);
     FIELD(sonde_data_event, source);
     FIELD(sonde_data_event, fd);
+    FIELD(sonde_data_event, tls_version);
     FIELD(sonde_data_event, sent_bytes);
     FIELD(sonde_data_event, folded_bytes);
     FIELD(sonde_data_event, folded_ts_ns);
@@ -77,6 +78,7 @@ int main(void) {
     FIELD(go_tls_offsets, net_conn_fd);
     FIELD(go_tls_offsets, net_fd_pfd);
     FIELD(go_tls_offsets, poll_fd_sysfd);
+    FIELD(go_tls_offsets, tls_conn_vers);
     FIELD(go_tls_offsets, tcp_conn_type_hash);
     printf("];\n");
     printf("pub const EXEC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");

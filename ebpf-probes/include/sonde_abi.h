@@ -146,6 +146,9 @@ struct sonde_data_event {
     __u8 trace_flags;   /* W3C trace-flags of ctx (bit 0: sampled) */
     __u8 source;        /* enum sonde_source */
     __s32 fd;           /* the descriptor the process used; -1 when not known (TLS plaintext) */
+    __u16 tls_version;  /* TLS plaintext: the session's protocol version (0x0303: TLS 1.2), 0
+                         * when not known */
+    __u8 _pad[6];
     /* Egress: bytes the process has written to this socket so far (tcp_sock bytes_acked
      * + write_seq - snd_una; the agent compares it with TCP_INFO before re-enrolling the
      * socket for injection). 0 for ingress, for HTTP response heads (server sockets are
@@ -204,6 +207,7 @@ struct go_tls_offsets {
     __u64 net_conn_fd;
     __u64 net_fd_pfd;
     __u64 poll_fd_sysfd;
+    __u64 tls_conn_vers; /* Conn.vers (uint16): the negotiated version, 0 before the handshake */
     /* The hash the runtime gives *net.TCPConn (itab.hash): a conn of another type (a
      * wrapper) is refused rather than read as if it were a TCPConn. 0: not checked. */
     __u32 tcp_conn_type_hash;

@@ -30,6 +30,7 @@ struct go_g_key {
 /* A (*Conn).Read in flight: what its return needs. */
 struct go_tls_read {
     __u64 buf;
+    __u64 conn; /* the *tls.Conn */
     struct sonde_sock_info sock;
 };
 

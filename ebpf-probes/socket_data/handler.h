@@ -41,6 +41,7 @@ static __always_inline struct sonde_data_event *start_data_event(struct scratch 
     ev->inject_status = SONDE_INJECT_NONE;
     ev->trace_flags = 1;
     ev->source = SONDE_SRC_SOCKET;
+    ev->tls_version = 0;
     ev->tail_len = 0;
     ev->captured_len = 0;
     ev->tgid = pid_tgid >> 32;

@@ -58,8 +58,13 @@ static __always_inline int tls_call_exit(__s64 ret, __u8 source) {
     } else if (ret > 0) {
         len = ret;
     }
+    /* OpenSSL 1.1 to 3.1 and the OpenSSL in Node start struct ssl_st with int version;
+     * 3.2+ starts with a type tag (0) and BoringSSL with a pointer: both read as unknown. */
+    __u32 version = 0;
+    if (source == SONDE_SRC_OPENSSL && len)
+        bpf_probe_read_user(&version, sizeof(version), (void *)call->ssl);
     /* A failed call (WANT_READ on a non-blocking socket) still names its session's
      * connection when it touched the socket. */
-    emit_tls_plaintext(call, len, source);
+    emit_tls_plaintext(call, len, source, tls_version_or_0(version));
     return 0;
 }

@@ -15,12 +15,19 @@
 #include <socket_data/handler.h>
 #include <tls/memory_bio.h>
 
+/* version if it is one of SSL 3.0 to TLS 1.3 (0x0300-0x0304), else 0: a value read from
+ * a library's memory whose layout may not be the one assumed. */
+static __always_inline __u16 tls_version_or_0(__u32 version) {
+    return version >= 0x0300 && version <= 0x0304 ? version : 0;
+}
+
 /*
  * len plaintext bytes at buf, moved in direction dir on connection si by a call of the
- * library source, become a data event. ts_ns: when the bytes started to move, 0 for now.
+ * library source, become a data event. ts_ns: when the bytes started to move, 0 for now;
+ * tls_version: the session's protocol version (tls_version_or_0), 0 when not known.
  */
 static __always_inline void emit_plaintext(const struct sonde_sock_info *si, __u8 dir, __u64 buf,
-                                           __u64 len, __u64 ts_ns, __u8 source) {
+                                           __u64 len, __u64 ts_ns, __u8 source, __u16 tls_version) {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 zero = 0;
     struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
@@ -28,6 +35,7 @@ static __always_inline void emit_plaintext(const struct sonde_sock_info *si, __u
         return;
     struct sonde_data_event *ev = start_data_event(s, si, dir, SONDE_SYS_TLS, pid_tgid, len);
     ev->source = source;
+    ev->tls_version = tls_version;
     if (ts_ns)
         ev->ts_ns = ts_ns;
     /* Plaintext has no folded egress of its own: the socket's count is of ciphertext. */
@@ -48,8 +56,8 @@ static __always_inline void emit_plaintext(const struct sonde_sock_info *si, __u
  * the one an earlier call of the same session used (answered from the library's buffer),
  * or for a library working on memory the one the I/O around its calls names.
  */
-static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u64 len,
-                                               __u8 source) {
+static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u64 len, __u8 source,
+                                               __u16 tls_version) {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     struct tls_session_key key = {.ssl = call->ssl, .tgid = pid_tgid >> 32};
     const struct sonde_sock_info *si;
@@ -76,5 +84,5 @@ static __always_inline void emit_tls_plaintext(const struct tls_call *call, __u6
     /* Written plaintext left when the call began (a request starts there, before the
      * peer can read it); read plaintext is there when the call returns. */
     __u64 ts_ns = call->dir == SONDE_DIR_EGRESS ? call->entry_ns : 0;
-    emit_plaintext(si, call->dir, call->buf, len, ts_ns, source);
+    emit_plaintext(si, call->dir, call->buf, len, ts_ns, source, tls_version);
 }

@@ -83,6 +83,8 @@ fn header(ts_ns: u64, egress: bool, total: usize, folded: u64, tgid: u32) -> Raw
         trace_flags: 1,
         source: 0,
         fd: 7,
+        tls_version: 0,
+        _pad: [0; 6],
         sent_bytes: 0,
         folded_bytes: folded,
         folded_ts_ns: if folded == 0 { 0 } else { ts_ns - 2_000 },

@@ -81,6 +81,9 @@ pub struct RawDataHeader {
     pub source: u8,
     /// The descriptor the process used; -1 when not known (TLS plaintext).
     pub fd: i32,
+    /// TLS plaintext: the session's protocol version (`0x0303`: TLS 1.2), 0 when unknown.
+    pub tls_version: u16,
+    pub _pad: [u8; 6],
     /// Egress: bytes the process has written to the socket so far (0 for ingress and for
     /// HTTP response heads).
     pub sent_bytes: u64,
@@ -155,6 +158,7 @@ pub struct RawGoTlsOffsets {
     pub net_conn_fd: u64,
     pub net_fd_pfd: u64,
     pub poll_fd_sysfd: u64,
+    pub tls_conn_vers: u64,
     /// `itab.hash` of `*net.TCPConn` as `net.Conn`; 0: not checked.
     pub tcp_conn_type_hash: u32,
     pub _pad: u32,
@@ -308,6 +312,7 @@ const _: () = {
         trace_flags,
         source,
         fd,
+        tls_version,
         sent_bytes,
         folded_bytes,
         folded_ts_ns,
@@ -347,6 +352,7 @@ const _: () = {
         net_conn_fd,
         net_fd_pfd,
         poll_fd_sysfd,
+        tls_conn_vers,
         tcp_conn_type_hash
     );
     assert_layout!(PROC_EVENT_OFFSETS, RawProcEvent, kind, tgid, ts_ns);

@@ -25,7 +25,7 @@ pub use conns::{
 };
 pub use endpoints::Endpoints;
 pub use record::{DataEvent, DecodeError, Event};
-pub use segment::{ConnSegment, KernelMark, Origin, Source, TlsLibrary};
+pub use segment::{ConnSegment, KernelMark, Origin, Source, TlsLibrary, TlsSource, TlsVersion};
 
 use crate::abi::{ExecSnapshot, RawSockInfo, RawSockStateEvent};
 use crate::metrics::Counters;

@@ -10,7 +10,7 @@ use crate::abi::{
     MAX_CAPTURE, PlainHeader, RawDataHeader, RawExecHeader, RawProcEvent, RawSockStateEvent,
     SRC_GNUTLS, SRC_GO, SRC_OPENSSL, SRC_SOCKET, TAIL_BYTES, offset_of_tail, read_record,
 };
-use crate::capture::segment::{Source, TlsLibrary};
+use crate::capture::segment::{Source, TlsLibrary, TlsSource, TlsVersion};
 
 /// A decoded data event borrowing its payload from the ring buffer record.
 #[derive(Debug)]
@@ -157,9 +157,15 @@ impl<'a> DataEvent<'a> {
         };
         let source = match header.source {
             SRC_SOCKET => Source::Socket,
-            SRC_OPENSSL => Source::Tls(TlsLibrary::OpenSsl),
-            SRC_GO => Source::Tls(TlsLibrary::Go),
-            SRC_GNUTLS => Source::Tls(TlsLibrary::GnuTls),
+            SRC_OPENSSL | SRC_GO | SRC_GNUTLS => Source::Tls(TlsSource {
+                library: match header.source {
+                    SRC_OPENSSL => TlsLibrary::OpenSsl,
+                    SRC_GO => TlsLibrary::Go,
+                    _ => TlsLibrary::GnuTls,
+                },
+                // The kernel sends only 0x0300-0x0304, else 0.
+                version: TlsVersion::from_wire(header.tls_version),
+            }),
             v => {
                 return Err(DecodeError::BadField {
                     field: "source",
@@ -263,6 +269,8 @@ mod tests {
             trace_flags: 1,
             source: 0,
             fd: 3,
+            tls_version: 0,
+            _pad: [0; 6],
             sent_bytes: 0,
             folded_bytes: 0,
             folded_ts_ns: 0,

@@ -18,7 +18,7 @@ use super::trace_join::{AwaitingClient, CallJoin, HeldCall, ServerCall, TraceJoi
 use crate::abi::{CtxFormat, InjectStatus};
 use crate::capture::held::Prefix;
 use crate::capture::{
-    Conn, ConnId, ConnSegment, Consumer, Endpoints, IdleClient, Source, TlsLibrary,
+    Conn, ConnId, ConnSegment, Consumer, Endpoints, IdleClient, Source, TlsSource,
 };
 use crate::metrics::Counters;
 use crate::propagation::tracestate;
@@ -297,8 +297,8 @@ impl SpanBuilder {
     /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
     fn feed(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>, bytes: &Segment<'_>) {
         // Plaintext from a TLS library makes (and keeps) the connection a TLS one.
-        if let (Session::Active(active), Source::Tls(library)) = (&mut conn.state, seg.source) {
-            active.tls = Some(library);
+        if let (Session::Active(active), Source::Tls(tls)) = (&mut conn.state, seg.source) {
+            active.tls = Some(active.tls.map_or(tls, |known| known.then(tls)));
         }
         self.drive(conn, false, |parser, h| {
             let request_side = h.role.carries_requests(seg.direction);
@@ -464,7 +464,7 @@ struct Handler<'a> {
     marks: &'a mut KernelMarks,
     repeated: &'a mut Repeated,
     /// The connection's TLS library, if its bytes are TLS plaintext.
-    tls: Option<TlsLibrary>,
+    tls: Option<TlsSource>,
     /// The connection closed: where the server's message was cut, if it was.
     keep_cuts: bool,
     cut_end: Option<u64>,
@@ -664,7 +664,7 @@ impl Report for Handler<'_> {
 fn finish_exchange(
     b: &mut SpanBuilder,
     conn: &ConnInfo<'_>,
-    (role, tls): (Role, Option<TlsLibrary>),
+    (role, tls): (Role, Option<TlsSource>),
     repeated: &mut Repeated,
     mut ex: Exchange,
     outcome: Outcome,

@@ -7,7 +7,7 @@ use super::pairing::Pairing;
 use super::role::Role;
 use super::semconv::Repeated;
 use crate::capture::held::Held;
-use crate::capture::{ConnState, TlsLibrary};
+use crate::capture::{ConnState, TlsSource};
 use crate::protocols::parser::Parser;
 use crate::protocols::registry::Protocol;
 
@@ -38,7 +38,7 @@ pub struct Active {
     pub repeated: Repeated,
     /// The TLS library whose plaintext this connection's bytes are (None: the socket's
     /// own bytes, in the clear).
-    pub tls: Option<TlsLibrary>,
+    pub tls: Option<TlsSource>,
 }
 
 impl std::fmt::Debug for Active {

@@ -70,6 +70,7 @@ impl GoBinaries {
             net_conn_fd: tls.offsets.net_conn_fd,
             net_fd_pfd: tls.offsets.net_fd_pfd,
             poll_fd_sysfd: tls.offsets.poll_fd_sysfd,
+            tls_conn_vers: tls.offsets.tls_conn_vers,
             tcp_conn_type_hash: tcp_conn_type_hash(elf).unwrap_or(0),
             _pad: 0,
         };

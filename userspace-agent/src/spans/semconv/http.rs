@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::abi::InjectStatus;
-use crate::capture::{Endpoints, TlsLibrary};
+use crate::capture::{Endpoints, TlsSource};
 use crate::protocols::http1::{RequestHead, ResponseHead};
 use crate::protocols::parser::{RequestHeadOf, ResponseHeadOf};
 use crate::spans::model::{KeyValue, Span, SpanKind, Status, Value};
@@ -106,7 +106,7 @@ pub fn build_span(
     kind: SpanKind,
     ends: &Endpoints,
     repeated: &mut Repeated,
-    tls: Option<TlsLibrary>,
+    tls: Option<TlsSource>,
     outcome: Outcome,
 ) -> Span {
     // The connection's scheme: plaintext from a TLS library was HTTPS on the wire.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::identity::ParentLink;
 use super::model::{KeyValue, Span, SpanKind, TraceId};
 use super::pairing::{Exchange, Outcome};
-use crate::capture::{Endpoints, TlsLibrary};
+use crate::capture::{Endpoints, TlsSource};
 use crate::protocols::parser::RequestHeadOf;
 
 /// The span of a finished exchange, by its protocol's conventions.
@@ -19,7 +19,7 @@ pub fn exchange_span(
     kind: SpanKind,
     ends: &Endpoints,
     repeated: &mut Repeated,
-    tls: Option<TlsLibrary>,
+    tls: Option<TlsSource>,
     outcome: Outcome,
 ) -> Span {
     match ex.request {
@@ -42,11 +42,20 @@ pub fn adopt(span: &mut Span, trace_id: TraceId, parent: ParentLink) {
         .push(KeyValue::new(PARENT_SOURCE_KEY, parent.source.as_str()));
 }
 
-/// Says that a span's bytes came from a TLS library's plaintext, and which.
-pub fn tls_attributes(span: &mut Span, tls: Option<TlsLibrary>) {
-    if let Some(library) = tls {
+/// Says that a span's bytes came from a TLS library's plaintext, which library, and the
+/// protocol version when the library's probe could read it.
+pub fn tls_attributes(span: &mut Span, tls: Option<TlsSource>) {
+    let Some(tls) = tls else {
+        return;
+    };
+    span.attributes
+        .push(KeyValue::new("sonde.tls.library", tls.library.as_str()));
+    if let Some(version) = tls.version {
+        let (name, version) = version.name_and_version();
         span.attributes
-            .push(KeyValue::new("sonde.tls.library", library.as_str()));
+            .push(KeyValue::new("tls.protocol.name", name));
+        span.attributes
+            .push(KeyValue::new("tls.protocol.version", version));
     }
 }
 

@@ -11,7 +11,7 @@ use crate::abi::{
     CtxFormat, CtxRole, Direction, InjectStatus, KernelParentSource, RawDataHeader, RawSockInfo,
     RawSockStateEvent, RawTraceCtx, TAIL_BYTES,
 };
-use crate::capture::{Capture, DataEvent, Source, TableLimits, WallClock};
+use crate::capture::{Capture, DataEvent, Source, TableLimits, TlsSource, WallClock};
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::protocols::registry::{self, Detection as Found, PROTOCOLS};
@@ -194,6 +194,13 @@ pub(super) fn feed(t: &mut Harness, e: &Ev, out: &mut Vec<Span>) {
             Source::Tls(_) => crate::abi::SRC_OPENSSL,
         },
         fd: 3,
+        tls_version: match e.from {
+            Source::Tls(TlsSource {
+                version: Some(_), ..
+            }) => 0x0304,
+            _ => 0,
+        },
+        _pad: [0; 6],
         sent_bytes: 0,
         folded_bytes: e.folded.0,
         folded_ts_ns: e.folded.1,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::{CLIENT_SOCK, Ev, Harness, SERVER_SOCK, attr, ev, feed, tcp_state, tracker};
 use crate::abi::Direction;
-use crate::capture::{Source, TlsLibrary};
+use crate::capture::{Source, TlsLibrary, TlsSource, TlsVersion};
 use crate::spans::{Span, SpanKind, Value};
 
 const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0];
@@ -15,7 +15,10 @@ const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 fn plaintext(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
     Ev {
-        from: Source::Tls(TlsLibrary::OpenSsl),
+        from: Source::Tls(TlsSource {
+            library: TlsLibrary::OpenSsl,
+            version: Some(TlsVersion::Tls13),
+        }),
         ..ev(sock, dir, ts, bytes)
     }
 }
@@ -60,6 +63,14 @@ fn ciphertext_is_skipped_and_the_plaintext_after_it_parsed() {
     assert_eq!(
         attr(&out[0], "sonde.tls.library"),
         &Value::Str("openssl".into())
+    );
+    assert_eq!(
+        attr(&out[0], "tls.protocol.name"),
+        &Value::Str("tls".into())
+    );
+    assert_eq!(
+        attr(&out[0], "tls.protocol.version"),
+        &Value::Str("1.3".into())
     );
     assert_eq!(
         counters

@@ -16,6 +16,8 @@
 //! internal/poll.FD.Sysfd    int: the file descriptor
 //! ```
 //!
+//! and `crypto/tls.Conn.vers` (`uint16`), the negotiated version (`tls.protocol.version`).
+//!
 //! Rows match a release line (`go1.26.x` for the `go1.26.8` row): Go changes no struct
 //! layout in point releases, whose fixes are security and critical ones only. A release
 //! line with no row is unknown: [`for_version`] gives `None` and the caller refuses the
@@ -35,15 +37,19 @@ pub enum ConnField {
     NetFdPfd,
     /// `internal/poll.FD.Sysfd` (an `int`).
     PollFdSysfd,
+    /// `crypto/tls.Conn.vers` (a `uint16`: the negotiated TLS version, 0 before the
+    /// handshake).
+    TlsConnVers,
 }
 
 impl ConnField {
     /// Every field, in [`ConnOffsets`] order.
-    pub const ALL: [ConnField; 4] = [
+    pub const ALL: [ConnField; 5] = [
         ConnField::TlsConnConn,
         ConnField::NetConnFd,
         ConnField::NetFdPfd,
         ConnField::PollFdSysfd,
+        ConnField::TlsConnVers,
     ];
 
     /// The type and member as Go's DWARF names them.
@@ -53,6 +59,7 @@ impl ConnField {
             ConnField::NetConnFd => ("net.conn", "fd"),
             ConnField::NetFdPfd => ("net.netFD", "pfd"),
             ConnField::PollFdSysfd => ("internal/poll.FD", "Sysfd"),
+            ConnField::TlsConnVers => ("crypto/tls.Conn", "vers"),
         };
         MemberQuery { type_name, member }
     }
@@ -69,17 +76,20 @@ pub struct ConnOffsets {
     pub net_fd_pfd: u64,
     /// `internal/poll.FD.Sysfd`.
     pub poll_fd_sysfd: u64,
+    /// `crypto/tls.Conn.vers`.
+    pub tls_conn_vers: u64,
 }
 
 impl ConnOffsets {
     /// Builds them from per-field values in [`ConnField::ALL`] order; `None` if any is missing.
     pub fn from_fields(values: &[Option<u64>]) -> Option<Self> {
         match values {
-            [Some(a), Some(b), Some(c), Some(d)] => Some(ConnOffsets {
+            [Some(a), Some(b), Some(c), Some(d), Some(e)] => Some(ConnOffsets {
                 tls_conn_conn: *a,
                 net_conn_fd: *b,
                 net_fd_pfd: *c,
                 poll_fd_sysfd: *d,
+                tls_conn_vers: *e,
             }),
             _ => None,
         }
@@ -92,6 +102,7 @@ impl ConnOffsets {
             ConnField::NetConnFd => self.net_conn_fd,
             ConnField::NetFdPfd => self.net_fd_pfd,
             ConnField::PollFdSysfd => self.poll_fd_sysfd,
+            ConnField::TlsConnVers => self.tls_conn_vers,
         }
     }
 }
@@ -107,13 +118,18 @@ pub struct TableRow {
     pub offsets: ConnOffsets,
 }
 
-/// Every Go field layout read so far: the same on each release measured (the four fields
-/// have not moved since the register ABI), but each row stands only for its release line.
-const GO_1_19_TO_1_26: ConnOffsets = ConnOffsets {
+/// The socket's path has not moved since the register ABI; `Conn.vers` moved in go1.21
+/// (the `quic` field before it). Each row stands only for its release line.
+const GO_1_19: ConnOffsets = ConnOffsets {
     tls_conn_conn: 0,
     net_conn_fd: 0,
     net_fd_pfd: 0,
     poll_fd_sysfd: 16,
+    tls_conn_vers: 64,
+};
+const GO_1_24_TO_1_26: ConnOffsets = ConnOffsets {
+    tls_conn_vers: 72,
+    ..GO_1_19
 };
 
 /// The table. Add a row by reading [`super::dwarf::member_offsets`] of [`ConnField::ALL`]
@@ -123,19 +139,19 @@ pub const TABLE: &[TableRow] = &[
     TableRow {
         release: (1, 19),
         measured_on: "go1.19.8",
-        offsets: GO_1_19_TO_1_26,
+        offsets: GO_1_19,
     },
     // The DWARF of Docker's CLI (/usr/local/bin/docker on this machine image, built by go1.24.3).
     TableRow {
         release: (1, 24),
         measured_on: "go1.24.3",
-        offsets: GO_1_19_TO_1_26,
+        offsets: GO_1_24_TO_1_26,
     },
     // The machine's Go (/usr/local/go), building the test program.
     TableRow {
         release: (1, 26),
         measured_on: "go1.26.8",
-        offsets: GO_1_19_TO_1_26,
+        offsets: GO_1_24_TO_1_26,
     },
 ];
 
