@@ -1138,6 +1138,118 @@ fn go_https_server_and_client_one_trace() {
     }
 }
 
+/// A Go program whose release Sonde has no struct offsets for (the stripped server with
+/// its build info rewritten to `go1.99.8`: no DWARF, no table row) is a clear line, not
+/// a guess: `sonde doctor --pid` says NOT PROBED and why, the agent counts it in
+/// `tls_library_failures` and attaches nothing to it, and the server keeps serving
+/// (curl gets its 200). Its connection is then TLS no library reported plaintext for.
+#[test]
+fn go_program_of_unknown_release_is_reported_not_probed() {
+    require_tracing!();
+    if !openssl_available() || !go_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let dir = TempDir::new("gounknown");
+    let go = build_go_tls(dir.path(), true);
+    let mut bytes = std::fs::read(&go.server).expect("reading the Go server");
+    let version = go_version_in(&bytes);
+    let at = memchr_all(&bytes, version.as_bytes());
+    let unknown = format!(
+        "go1.99.{}",
+        &version[version.rfind('.').expect("x.y.z") + 1..]
+    );
+    assert_eq!(unknown.len(), version.len(), "same length: {unknown}");
+    // The build info and runtime.buildVersion both carry it.
+    for i in at {
+        bytes[i..i + unknown.len()].copy_from_slice(unknown.as_bytes());
+    }
+    let patched = GoTls {
+        server: dir.join("server-unknown"),
+        client: go.client.clone(),
+    };
+    std::fs::write(&patched.server, &bytes).expect("writing the patched server");
+    std::fs::set_permissions(
+        &patched.server,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let server = patched.start_server(&certs);
+
+    let doctor = Command::new(sonde_bin())
+        .args(["doctor", "--json", "--pid"])
+        .arg(server.pid().to_string())
+        .output()
+        .expect("running sonde doctor");
+    let report: Value = serde_json::from_slice(&doctor.stdout).expect("doctor JSON");
+    let libraries = &report["processes"][0]["libraries"];
+    assert_eq!(
+        libraries.as_array().map(Vec::len),
+        Some(1),
+        "one TLS library: {report}"
+    );
+    let error = libraries[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("struct offsets unknown for {unknown}"))
+            && error.contains("no row for go1.99"),
+        "doctor says why: {error}"
+    );
+    assert_eq!(libraries[0]["library"], Value::Null);
+
+    let mut agent = Agent::attach(&[server.pid()]);
+    let ca = certs.ca.to_str().expect("UTF-8 temp path");
+    let c = curl(&["--cacert", ca, &https_url(server.port, "/hello")]);
+    assert!(c.status.success(), "curl failed: {}", c.stderr);
+    assert_eq!(c.body, b"hello /hello\n", "the server is unharmed");
+    let tree = agent.collect(0);
+    let counters = agent.counters();
+    eqnice!(
+        tree,
+        counter(&tree, &counters, "tls_library_failures"),
+        1,
+        "counted once"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, &counters, "tls_libraries_probed"),
+        0,
+        "nothing probed"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, &counters, "tls_unreadable_connections"),
+        1,
+        "curl's connection: TLS without plaintext"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, &counters, "http_desyncs"),
+        0,
+        "ciphertext never parsed"
+    );
+}
+
+/// The Go release string (`go1.26.8`) in a Go binary's build info.
+fn go_version_in(bytes: &[u8]) -> String {
+    let marker = b"\xff Go buildinf:";
+    let start = memchr_all(bytes, marker)
+        .first()
+        .copied()
+        .expect("a Go build info header");
+    // Go 1.18+: flags byte 0x2 at +15, then varint-length-prefixed version string at +32.
+    let len = bytes[start + 32] as usize;
+    String::from_utf8(bytes[start + 33..start + 33 + len].to_vec()).expect("UTF-8 version")
+}
+
+/// Every offset where `needle` occurs in `hay`.
+fn memchr_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 // ===== Go fixtures =====
 
 /// `fixtures/go_tls/` (crypto/tls, not OpenSSL) builds with and without `-s -w` and its

@@ -30,8 +30,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sonde::programs::print_matrix(&matrix, json, &mut std::io::stdout())?;
             success_or_2(matrix.all_ok())
         }
-        Action::Doctor { json } => {
-            let report = sonde::doctor::probe_host();
+        Action::Doctor { json, pids } => {
+            let mut report = sonde::doctor::probe_host();
+            report.processes = sonde::doctor::tls::inspect(&pids);
             sonde::doctor::print_report(&report, json, &mut std::io::stdout())?;
             success_or_2(report.verdict.can_trace)
         }

@@ -210,6 +210,7 @@ impl Probes {
         );
         if let Some(tls) = &self.tls {
             Counters::set(&counters.tls_libraries_probed, tls.probed().count() as u64);
+            Counters::set(&counters.tls_library_failures, tls.failures());
         }
         let inject = sum_per_cpu::<{ abi::INJ_MAX as usize }>(&self.inject_counts);
         for (slot, counter) in [

@@ -74,6 +74,10 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Also list the TLS libraries this process maps and what Sonde would probe in
+        /// each (repeatable).
+        #[arg(long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
         /// Instead of the report: load every program of the probe object (none attached)
         /// and show which ones this kernel's verifier accepts (`cargo xtask vm-test`).
         #[arg(long, hide = true)]

@@ -12,8 +12,8 @@ use crate::config::{self, OtlpSettings, Settings, TraceSettings, Wakeup};
 pub enum Action {
     /// `sonde config`: print the effective OTLP settings.
     ShowConfig(OtlpSettings),
-    /// `sonde doctor`: report what this host allows.
-    Doctor { json: bool },
+    /// `sonde doctor`: report what this host allows (and the TLS libraries of `pids`).
+    Doctor { json: bool, pids: Vec<u32> },
     /// `sonde doctor --verifier-matrix`: load every program, attach none.
     VerifierMatrix { json: bool },
     /// `sonde attach` / `sonde run`.
@@ -31,12 +31,13 @@ impl Cli {
             }
             Command::Doctor {
                 json,
+                pids,
                 verifier_matrix,
             } => {
                 return Ok(if verifier_matrix {
                     Action::VerifierMatrix { json }
                 } else {
-                    Action::Doctor { json }
+                    Action::Doctor { json, pids }
                 });
             }
             Command::Attach {

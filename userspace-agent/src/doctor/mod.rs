@@ -15,6 +15,7 @@
 mod checks;
 mod programs;
 mod report;
+pub mod tls;
 
 use serde::Serialize;
 
@@ -90,13 +91,20 @@ impl Check {
 pub struct HostReport {
     pub checks: Vec<Check>,
     pub verdict: Verdict,
+    /// `--pid`: the TLS libraries of each process asked about.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<tls::ProcessTls>,
 }
 
 impl HostReport {
     /// Builds a report and derives its verdict from the checks.
     pub fn new(checks: Vec<Check>) -> Self {
         let verdict = Verdict::from_checks(&checks);
-        Self { checks, verdict }
+        Self {
+            checks,
+            verdict,
+            processes: Vec::new(),
+        }
     }
 
     /// The check called `name`, if it was run.

@@ -143,5 +143,5 @@ pub fn print_report(report: &HostReport, json: bool, out: &mut impl Write) -> io
     for limitation in &report.verdict.limitations {
         writeln!(out, "  - {limitation}")?;
     }
-    Ok(())
+    super::tls::print(&report.processes, out)
 }

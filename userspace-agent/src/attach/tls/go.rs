@@ -31,6 +31,59 @@ const ITAB_HASH_OFFSET: u64 = 16;
 const MAP: &str = "go_tls_binaries";
 const MAX_BINARIES: u32 = 256;
 
+/// What Sonde probes in one Go program, read from the file.
+pub(super) struct GoPlan {
+    tls: GoTls,
+    /// `(*Conn).handshakeContext`'s entry, when found.
+    handshake: Option<u64>,
+    offsets: RawGoTlsOffsets,
+}
+
+impl GoPlan {
+    /// Reads the probe points and offsets of the Go program `path` (read into `elf`).
+    pub(super) fn read(path: &Path, elf: &Elf) -> Result<Self, TlsProbeError> {
+        let tls = go_tls(elf).map_err(|source| TlsProbeError::Go {
+            path: path.to_owned(),
+            source,
+        })?;
+        // Without it a server's handshake ciphertext reaches userspace, where it is
+        // recognised and skipped: worth having, not worth refusing the binary for.
+        let handshake = go::find_function(elf, CONN_HANDSHAKE)
+            .ok()
+            .flatten()
+            .and_then(|f| elf.file_offset(f.address));
+        let offsets = RawGoTlsOffsets {
+            tls_conn_conn: tls.offsets.tls_conn_conn,
+            net_conn_fd: tls.offsets.net_conn_fd,
+            net_fd_pfd: tls.offsets.net_fd_pfd,
+            poll_fd_sysfd: tls.offsets.poll_fd_sysfd,
+            tls_conn_vers: tls.offsets.tls_conn_vers,
+            tcp_conn_type_hash: tcp_conn_type_hash(elf).unwrap_or(0),
+            _pad: 0,
+        };
+        Ok(Self {
+            tls,
+            handshake,
+            offsets,
+        })
+    }
+
+    pub(super) fn library(&self) -> ProbedLibrary {
+        ProbedLibrary::Go {
+            version: self.tls.go_version.clone(),
+            how: how(&self.tls, self.offsets.tcp_conn_type_hash != 0),
+        }
+    }
+
+    pub(super) fn functions(&self) -> Vec<&'static str> {
+        let mut functions = vec!["(*Conn).Write", "(*Conn).Read"];
+        if self.handshake.is_some() {
+            functions.push("(*Conn).handshakeContext");
+        }
+        functions
+    }
+}
+
 /// The Go binaries probed so far, numbered in attach order.
 pub(super) struct GoBinaries {
     next: u32,
@@ -42,68 +95,45 @@ impl GoBinaries {
         Ok(Self { next: 0 })
     }
 
-    /// Probes the Go program `path` (read into `elf`): its offsets into the map, then the
+    /// Probes the Go program `path` as `plan` says: its offsets into the map, then the
     /// entry, return and handshake probes with its number as cookie.
     pub(super) fn attach(
         &mut self,
         ebpf: &mut Ebpf,
         path: &Path,
-        elf: &Elf,
-    ) -> Result<(ProbedLibrary, Vec<&'static str>), TlsProbeError> {
-        let go_err = |source| TlsProbeError::Go {
-            path: path.to_owned(),
-            source,
-        };
+        plan: &GoPlan,
+    ) -> Result<(), TlsProbeError> {
         let setup_err = |reason: String| TlsProbeError::GoSetup {
             path: path.to_owned(),
             reason,
         };
-        let tls = go_tls(elf).map_err(go_err)?;
         if self.next >= MAX_BINARIES {
             return Err(setup_err(format!(
                 "{MAX_BINARIES} Go programs are probed already, the most Sonde keeps"
             )));
         }
         let index = self.next;
-        let offsets = RawGoTlsOffsets {
-            tls_conn_conn: tls.offsets.tls_conn_conn,
-            net_conn_fd: tls.offsets.net_conn_fd,
-            net_fd_pfd: tls.offsets.net_fd_pfd,
-            poll_fd_sysfd: tls.offsets.poll_fd_sysfd,
-            tls_conn_vers: tls.offsets.tls_conn_vers,
-            tcp_conn_type_hash: tcp_conn_type_hash(elf).unwrap_or(0),
-            _pad: 0,
-        };
         let map = ebpf
             .map_mut(MAP)
             .ok_or_else(|| setup_err(format!("map {MAP} missing")))?;
         let mut array: Array<_, RawGoTlsOffsets> =
             Array::try_from(map).map_err(|e| setup_err(format!("map {MAP}: {e}")))?;
         array
-            .set(index, offsets, 0)
+            .set(index, plan.offsets, 0)
             .map_err(|e| setup_err(format!("writing map {MAP}: {e}")))?;
         self.next += 1;
 
         let cookie = Some(u64::from(index));
-        let mut functions = vec!["(*Conn).Write", "(*Conn).Read"];
+        let tls = &plan.tls;
         attach(ebpf, WRITE, path, tls.write.entry_offset, cookie)?;
         attach(ebpf, READ, path, tls.read.entry_offset, cookie)?;
         for &offset in &tls.read.return_offsets {
             attach(ebpf, READ_RETURN, path, offset, cookie)?;
         }
-        // Without it a server's handshake ciphertext reaches userspace, where it is
-        // recognised and skipped: worth having, not worth refusing the binary for.
-        if let Ok(Some(handshake)) = go::find_function(elf, CONN_HANDSHAKE)
-            && let Some(offset) = elf.file_offset(handshake.address)
-        {
+        if let Some(offset) = plan.handshake {
             attach(ebpf, HANDSHAKE, path, offset, cookie)?;
-            functions.push("(*Conn).handshakeContext");
         }
-        let library = ProbedLibrary::Go {
-            version: tls.go_version.clone(),
-            how: how(&tls, offsets.tcp_conn_type_hash != 0),
-        };
-        Ok((library, functions))
+        Ok(())
     }
 }
 

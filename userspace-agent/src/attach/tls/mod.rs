@@ -15,6 +15,7 @@
 //! each is examined once, keyed by device and inode.
 
 mod c_libraries;
+mod examine;
 mod go;
 mod maps_line;
 mod needed;
@@ -27,9 +28,11 @@ use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachPoint, UProbeScope};
 use thiserror::Error;
 
+pub use self::examine::{FileReport, process_report};
+use self::examine::{Found, examine};
 use self::maps_line::Mapping;
 pub use self::needed::{interpreter, needed_libraries};
-use super::binary::{self, Elf, ElfError, GoTlsError, TlsLibrary};
+use super::binary::{self, ElfError, GoTlsError};
 
 /// The dynamic loader's hook for debuggers, and the program that watches it (dlopen).
 const LOADER_SYMBOL: &str = "_dl_debug_state";
@@ -132,6 +135,8 @@ pub struct TlsProbes {
     probed: HashMap<FileId, ProbedFile>,
     /// Files looked at and found to hold no TLS library (or refused: said once).
     examined: HashSet<FileId>,
+    /// TLS libraries found that could not be probed.
+    failures: u64,
     go: go::GoBinaries,
 }
 
@@ -156,8 +161,14 @@ impl TlsProbes {
         Ok(Self {
             probed: HashMap::new(),
             examined: HashSet::new(),
+            failures: 0,
             go: go::GoBinaries::new(ebpf)?,
         })
+    }
+
+    /// TLS library files found that could not be probed (said in the log).
+    pub fn failures(&self) -> u64 {
+        self.failures
     }
 
     /// Every file probed so far.
@@ -250,8 +261,14 @@ impl TlsProbes {
                 true
             }
             Ok(None) => false,
+            // Not a file Sonde can read (nor, then, a library it knows): no TLS library.
+            Err(e @ TlsProbeError::Elf(_)) => {
+                log::debug!("TLS: {e}");
+                false
+            }
             Err(e) => {
                 log::warn!("TLS: {e}");
+                self.failures += 1;
                 false
             }
         }
@@ -264,27 +281,22 @@ impl TlsProbes {
         ebpf: &mut Ebpf,
         path: &Path,
     ) -> Result<Option<(ProbedLibrary, Vec<&'static str>)>, TlsProbeError> {
-        let elf = Elf::open_with_limit(path, MAX_FILE_BYTES)?;
-        if let Some(loader) = elf.symbol(LOADER_SYMBOL)
-            && let Some(offset) = elf.file_offset(loader.address)
-        {
-            attach(ebpf, LOADER_PROGRAM, path, offset, None)?;
-            log::debug!("TLS: watching the dynamic loader {}", path.display());
+        let Some(found) = examine(path)? else {
             return Ok(None);
-        }
-        match binary::tls_library(&elf) {
-            Some(TlsLibrary::OpenSsl { flavor, functions }) => {
-                let probed =
-                    c_libraries::attach_all(&c_libraries::OPENSSL, ebpf, path, &functions)?;
-                Ok(Some((ProbedLibrary::OpenSsl(flavor), probed)))
+        };
+        match &found {
+            Found::Loader { offset } => {
+                attach(ebpf, LOADER_PROGRAM, path, *offset, None)?;
+                log::debug!("TLS: watching the dynamic loader {}", path.display());
             }
-            Some(TlsLibrary::GnuTls { functions }) => {
-                let probed = c_libraries::attach_all(&c_libraries::GNUTLS, ebpf, path, &functions)?;
-                Ok(Some((ProbedLibrary::GnuTls, probed)))
-            }
-            Some(TlsLibrary::Go { .. }) => self.go.attach(ebpf, path, &elf).map(Some),
-            None => Ok(None),
+            Found::CLibrary {
+                programs,
+                functions,
+                ..
+            } => c_libraries::attach_all(programs, ebpf, path, functions)?,
+            Found::Go(plan) => self.go.attach(ebpf, path, plan)?,
         }
+        Ok(found.summary())
     }
 }
 
