@@ -1049,6 +1049,52 @@ fn wget_gnutls_client_under_sonde_run() {
     assert_tls_counters(&tree, &stopped.counters);
 }
 
+/// A probed library unmapped while probed: under `sonde run`, Python maps GnuTLS (probed
+/// ahead, as the system's libgnutls), calls into it and unmaps it (`dlclose`; the
+/// fixture checks it left the memory map), then runs wget, which maps the same file
+/// again: the probes on the file outlive one process's mapping, wget's request is a
+/// GnuTLS span, and neither process nor agent is hurt.
+#[test]
+fn library_unmapped_while_probed() {
+    require_tracing!();
+    let wget = Command::new("wget")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !openssl_available() || !tool_available(wget, "wget is missing") {
+        return;
+    }
+    let certs = Certs::new();
+    let server = py_tls_server(&certs); // not traced
+    let url = https_url(server.port, "/size/77");
+    let ca = format!("--ca-certificate={}", certs.ca.display());
+    let script = fixture("unmap_gnutls_then_wget.py");
+    let python = python();
+    let (stopped, tree) = sonde_run(&[
+        python.as_os_str(),
+        script.as_os_str(),
+        "-q".as_ref(),
+        "--tries=1".as_ref(),
+        "-O".as_ref(),
+        "/dev/null".as_ref(),
+        ca.as_ref(),
+        url.as_ref(),
+    ]);
+    // The fixture exits 1 when libgnutls stayed mapped after dlclose.
+    eqnice!(
+        tree,
+        stopped.status.code(),
+        Some(0),
+        "libgnutls unmapped, then wget succeeded"
+    );
+    tree.assert_names(&[(CLIENT, "GET /size/77")]);
+    let s = tree.find(CLIENT, "GET /size/77");
+    assert_tls_span_from(&tree, s, &GNUTLS);
+    tree.assert_attr(s, "http.response.body.size", "77");
+    eqnice!(tree, service(s).as_deref(), Some("wget"), "service.name");
+    assert_tls_counters(&tree, &stopped.counters);
+}
+
 // ===== Go crypto/tls =====
 
 /// A Go HTTPS server and a Go client (`fixtures/go_tls/`, crypto/tls, no OpenSSL), built
