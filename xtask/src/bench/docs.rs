@@ -79,6 +79,13 @@ pub(super) fn docs_page(table: &str, machine: &serde_json::Value, command: &str)
          it shows where the cost goes, with less noise than throughput. Host CPU idle is the share \
          of both CPUs' time nobody used during the run (/proc/stat): nginx and wrk keep each other \
          busy, and it rises when the agent holds a CPU long enough to stall that pipeline.\n\n\
+         Probe runs per request: in the first round, each agent configuration's timed run is \
+         followed by a 2-second wrk run with BPF run-time statistics on (`bpf(BPF_ENABLE_STATS)`, \
+         what `sysctl kernel.bpf_stats_enabled=1` does, for that run only: statistics cost two \
+         clock reads per program run, so the timed runs go without). The run counts (`run_cnt` \
+         in `bpftool prog show`) of the programs the agent holds, after minus before, divided by \
+         the requests wrk completed in that run. A program counts every run, whichever process \
+         it ran in (wrk's own socket calls included).\n\n\
          Design targets: (c) keeps at least {TARGET_FULL_RATIO:.2} of (a)'s throughput, and full tracing \
          costs at most {TARGET_FULL_OVER_FLOOR}x the floor per request. The second leaves \"cost\" open: \
          the table reads it three ways, as the time per request (1/throughput), as the CPU time the \

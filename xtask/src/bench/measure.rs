@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::Sample;
 use super::config::Config;
+use super::probes::count_probes;
 use super::procfs::{clock_ticks_per_sec, host_cpu_ticks, tree_cpu_ticks, vm_hwm_kib};
 use super::wrk::wrk;
 use crate::util::{self, ChildGuard};
@@ -84,12 +85,18 @@ pub(super) struct Bench<'a> {
     pub(super) seconds: u32,
 }
 
+/// Seconds of the run that counts the agent's program runs (`probes`), after the timed one.
+const COUNT_SECONDS: u32 = 2;
+
+/// One timed run of `config` against the server `target` at `url`; with `count`, and an
+/// agent, then a run that counts its probes, with the same agent.
 pub(super) fn measure(
     bench: &Bench<'_>,
     target: u32,
     url: &str,
     round: u32,
     config: Config,
+    count: bool,
 ) -> Result<Sample> {
     let Bench {
         sonde,
@@ -124,6 +131,17 @@ pub(super) fn measure(
     let agent_cpu_us = agent
         .as_ref()
         .and_then(|a| per_request(agent_cpu0, a.pid()));
+    let probes = match &agent {
+        Some(agent) if count => count_probes(agent.pid(), || Ok(wrk(url, COUNT_SECONDS)?.requests))
+            .inspect_err(|e| {
+                println!(
+                    "bench: warning: no probe counts for {}: {e:#}",
+                    config.label()
+                );
+            })
+            .ok(),
+        _ => None,
+    };
     let mut agent_hwm_kib = None;
     let mut counters = BTreeMap::new();
     let mut hooks = None;
@@ -157,6 +175,7 @@ pub(super) fn measure(
         agent_cpu_us,
         idle_share,
         counters,
+        probes,
     })
 }
 

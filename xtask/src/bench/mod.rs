@@ -17,15 +17,17 @@
 //!   `--no-inject` and with `traceparent` injection (the default): what injection adds.
 //!
 //! Reports medians over rounds, ratios against the design targets, the agent's peak RSS
-//! and its counters (to show that it did trace, and inject).
+//! and its counters (to show that it did trace, and inject), and how often its programs
+//! run per request (counted in the first round, after the timed run).
 //!
 //! Layout: `config` lists the configurations; `measure` runs one (nginx, the agent, `wrk`,
-//! and `procfs` figures around it); `summary` computes medians and ratios; `report` prints
-//! them as markdown and JSON; `docs` writes docs/benchmarks.md.
+//! `procfs` figures around it, and `probes`, the program runs); `summary` computes medians
+//! and ratios; `report` prints them as markdown and JSON; `docs` writes docs/benchmarks.md.
 
 mod config;
 mod docs;
 mod measure;
+mod probes;
 mod procfs;
 mod report;
 mod summary;
@@ -42,6 +44,7 @@ use crate::util::{self, TempDir, check_interrupted};
 use config::Config;
 use docs::{docs_page, kept_notes, machine};
 use measure::{Bench, NginxRole, measure, start_nginx};
+use probes::ProbeCounts;
 use procfs::loadavg;
 use summary::Summary;
 use wrk::wrk;
@@ -101,6 +104,8 @@ struct Sample {
     /// Share of the host's CPU time left idle during the run.
     idle_share: Option<f64>,
     counters: BTreeMap<String, u64>,
+    /// The agent's program runs over a counting run after the timed one (first round).
+    probes: Option<ProbeCounts>,
 }
 
 pub fn run(opts: Options) -> Result<()> {
@@ -183,7 +188,8 @@ pub fn run(opts: Options) -> Result<()> {
                 Some((proxy, proxy_url)) => (proxy.pid(), proxy_url.as_str()),
                 None => (nginx.pid(), url.as_str()),
             };
-            let sample = measure(&bench, target, target_url, round, config)?;
+            // Program runs are counted once per configuration: they hardly vary.
+            let sample = measure(&bench, target, target_url, round, config, round == 0)?;
             drop(proxy);
             println!(
                 "bench: round {:>2} {:<28} {:>9.0} req/s  p99 {:>7.2} ms{}",
@@ -234,6 +240,7 @@ pub fn run(opts: Options) -> Result<()> {
                 "agent_cpu_us_per_request": s.agent_cpu_us,
                 "host_idle_share": s.idle_share,
                 "counters": s.counters,
+                "probes": s.probes.as_ref().map(ProbeCounts::json),
             })).collect::<Vec<_>>(),
             "summary": summary.json(),
             "microbenchmark_ns_per_request": {

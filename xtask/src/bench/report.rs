@@ -22,23 +22,29 @@ fn micros(us: Option<f64>) -> String {
     us.map(|v| format!("{v:.2} µs")).unwrap_or_default()
 }
 
+/// A count per request for the tables ("" when not measured).
+fn per_request(n: Option<f64>) -> String {
+    n.map(|v| format!("{v:.2}")).unwrap_or_default()
+}
+
 impl Summary {
     pub(super) fn markdown(&self, rounds: u32, seconds: u32) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| configuration | median req/s | median p99 latency | req/s vs (a) | nginx CPU per request | agent CPU per request | host CPU idle |\n|---|---:|---:|---:|---:|---:|---:|"
+            "| configuration | median req/s | median p99 latency | req/s vs (a) | nginx CPU per request | agent CPU per request | probe runs per request | host CPU idle |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         for config in Config::DIRECT {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} | {} |",
+                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} | {} | {} |",
                 config.label(),
                 self.rps[&config],
                 self.p99[&config],
                 self.ratio(config, Config::None),
                 micros(self.server_cpu_us[&config]),
                 micros(self.agent_cpu_us[&config]),
+                per_request(self.probe_runs(config)),
                 percent(self.idle_share[&config]),
             );
         }
@@ -104,9 +110,9 @@ impl Summary {
                 ),
             };
         }
-        let get = |name: &str| self.full_counters.get(name).copied().unwrap_or(0);
-        let lost: Vec<String> = self
-            .full_counters
+        let full_counters = self.counters(Config::Full);
+        let get = |name: &str| full_counters.get(name).copied().unwrap_or(0);
+        let lost: Vec<String> = full_counters
             .iter()
             .filter(|(name, value)| **value > 0 && is_loss(name))
             .map(|(name, value)| format!("{name} {value}"))
@@ -122,8 +128,8 @@ impl Summary {
             self.hooks
                 .map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
             get("spans_built"),
-            self.full_requests,
-            util::drops(&self.full_counters),
+            self.requests(Config::Full),
+            util::drops(full_counters),
             if lost.is_empty() {
                 "none".to_owned()
             } else {
@@ -144,18 +150,19 @@ impl Summary {
         let _ = writeln!(
             s,
             "\n### Injection (nginx proxying to nginx over keep-alive upstream connections, the proxy traced)\n\n\
-             | configuration | median req/s | median p99 latency | req/s vs (d) | proxy CPU per request | agent CPU per request | host CPU idle |\n|---|---:|---:|---:|---:|---:|---:|"
+             | configuration | median req/s | median p99 latency | req/s vs (d) | proxy CPU per request | agent CPU per request | probe runs per request | host CPU idle |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         for config in Config::PROXY {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} | {} |",
+                "| {} | {:.0} | {:.2} ms | {:.3} | {} | {} | {} | {} |",
                 config.label(),
                 self.rps[&config],
                 self.p99[&config],
                 self.ratio(config, Config::ProxyNoInject),
                 micros(self.server_cpu_us[&config]),
                 micros(self.agent_cpu_us[&config]),
+                per_request(self.probe_runs(config)),
                 percent(self.idle_share[&config]),
             );
         }
@@ -170,13 +177,18 @@ impl Summary {
             self.ratio(Config::ProxyInject, Config::ProxyNoInject),
             self.p99[&Config::ProxyInject] / self.p99[&Config::ProxyNoInject],
         );
-        let get = |name: &str| self.inject_counters.get(name).copied().unwrap_or(0);
+        let get = |name: &str| {
+            self.counters(Config::ProxyInject)
+                .get(name)
+                .copied()
+                .unwrap_or(0)
+        };
         let _ = writeln!(
             s,
             "\nOver all (e) rounds: {} requests answered to wrk, {} upstream requests injected \
              (`inject_done`), {} keep-alive sockets re-enrolled, {} left out (`reenrol_skipped`), \
              {} re-enrolment requests dropped, {} sockets enrolled at connect.",
-            self.inject_requests,
+            self.requests(Config::ProxyInject),
             get("inject_done"),
             get("reenrolled"),
             get("reenrol_skipped"),
@@ -200,6 +212,9 @@ impl Summary {
             "median_server_cpu_us_per_request": per(&self.server_cpu_us),
             "median_agent_cpu_us_per_request": per(&self.agent_cpu_us),
             "median_host_idle_share": per(&self.idle_share),
+            "probe_runs_per_request": self.probes.iter()
+                .map(|(c, p)| (c.key().to_owned(), p.runs_per_request().into()))
+                .collect::<serde_json::Map<_, _>>(),
             "ratio_floor_none": self.ratio(Config::Floor, Config::None),
             "ratio_full_none": self.ratio(Config::Full, Config::None),
             "ratio_full_floor": self.ratio(Config::Full, Config::Floor),
@@ -208,7 +223,7 @@ impl Summary {
             "ratio_floor_syscall_none": self.ratio(Config::FloorSyscall, Config::None),
             "ratio_full_syscall_none": self.ratio(Config::FullSyscall, Config::None),
             "ratio_proxy_inject_no_inject": self.ratio(Config::ProxyInject, Config::ProxyNoInject),
-            "proxy_inject_counters_total": self.inject_counters,
+            "proxy_inject_counters_total": self.counters(Config::ProxyInject),
             "full_over_floor_time_per_request": cost.time,
             "full_over_floor_cpu_per_request": cost.cpu,
             "full_over_floor_added_time_per_request": cost.added,
@@ -216,7 +231,7 @@ impl Summary {
             "target_full_cost_over_floor_max": TARGET_FULL_OVER_FLOOR,
             "full_agent_vmhwm_kib": self.full_hwm_kib,
             "hooks_attached": self.hooks,
-            "full_counters_total": self.full_counters,
+            "full_counters_total": self.counters(Config::Full),
             "wrk_errors": self.errors,
         })
     }

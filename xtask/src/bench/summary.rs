@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Sample;
 use super::config::Config;
+use super::probes::ProbeCounts;
 
 pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -31,11 +32,12 @@ pub(super) struct Summary {
     pub(super) idle_share: BTreeMap<Config, Option<f64>>,
     pub(super) errors: u64,
     pub(super) full_hwm_kib: Option<u64>,
-    pub(super) full_counters: BTreeMap<String, u64>,
-    pub(super) full_requests: u64,
-    /// Counters summed over the rounds of (e), proxy with injection.
-    pub(super) inject_counters: BTreeMap<String, u64>,
-    pub(super) inject_requests: u64,
+    /// The agent's counters summed over each configuration's rounds...
+    counters: BTreeMap<Config, BTreeMap<String, u64>>,
+    /// ...and the requests wrk completed meanwhile (timed and counting runs).
+    requests: BTreeMap<Config, u64>,
+    /// Each configuration's program runs (counted in one round).
+    pub(super) probes: BTreeMap<Config, ProbeCounts>,
     pub(super) hooks: Option<u64>,
 }
 
@@ -74,15 +76,20 @@ impl Summary {
                 median_of(of(config).filter_map(|s| s.idle_share).collect()),
             );
         }
-        let counters = |config: Config| {
-            let mut sum = BTreeMap::new();
-            for s in of(config) {
-                for (name, value) in &s.counters {
-                    *sum.entry(name.clone()).or_insert(0) += value;
-                }
+        let mut counters: BTreeMap<Config, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut requests = BTreeMap::new();
+        let mut probes = BTreeMap::new();
+        for s in samples {
+            let sum = counters.entry(s.config).or_default();
+            for (name, value) in &s.counters {
+                *sum.entry(name.clone()).or_insert(0) += value;
             }
-            sum
-        };
+            let counted = s.probes.as_ref().map_or(0, |p| p.requests);
+            *requests.entry(s.config).or_insert(0) += s.requests + counted;
+            if let Some(p) = &s.probes {
+                probes.entry(s.config).or_insert_with(|| p.clone());
+            }
+        }
         let paired = |a: Config, b: Config| {
             let ratios = samples
                 .iter()
@@ -105,12 +112,28 @@ impl Summary {
             idle_share,
             errors: samples.iter().map(|s| s.errors).sum(),
             full_hwm_kib: of(Config::Full).filter_map(|s| s.agent_hwm_kib).max(),
-            full_counters: counters(Config::Full),
-            full_requests: of(Config::Full).map(|s| s.requests).sum(),
-            inject_counters: counters(Config::ProxyInject),
-            inject_requests: of(Config::ProxyInject).map(|s| s.requests).sum(),
+            counters,
+            requests,
+            probes,
             hooks: samples.iter().find_map(|s| s.hooks),
         }
+    }
+
+    /// `config`'s agent counters, summed over its rounds (empty without an agent).
+    pub(super) fn counters(&self, config: Config) -> &BTreeMap<String, u64> {
+        static NONE: BTreeMap<String, u64> = BTreeMap::new();
+        self.counters.get(&config).unwrap_or(&NONE)
+    }
+
+    /// The requests wrk completed over `config`'s rounds, counting runs included: what
+    /// the agent's counters cover.
+    pub(super) fn requests(&self, config: Config) -> u64 {
+        self.requests.get(&config).copied().unwrap_or(0)
+    }
+
+    /// `config`'s program runs per request (None: not counted, or no agent).
+    pub(super) fn probe_runs(&self, config: Config) -> Option<f64> {
+        self.probes.get(&config)?.runs_per_request()
     }
 
     pub(super) fn ratio(&self, a: Config, b: Config) -> f64 {
@@ -156,6 +179,7 @@ mod tests {
             agent_cpu_us: None,
             idle_share: None,
             counters: BTreeMap::new(),
+            probes: None,
         }
     }
 
