@@ -35,7 +35,8 @@ enum Command {
     Test(test::Options),
     /// Run every fuzz target in fuzz/ for a bounded time (stable Rust, no cargo-fuzz).
     Fuzz(fuzz::Options),
-    /// Measure the agent's overhead on nginx with wrk (no agent / empty probes / full).
+    /// Measure the agent's overhead on nginx with wrk, HTTP and HTTPS (no agent / empty
+    /// probes / full).
     Bench(bench::Options),
     /// Run the end-to-end checks on the host kernel and on Debian's 6.1 kernel in QEMU.
     VmTest(vm::Options),

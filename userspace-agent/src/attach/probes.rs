@@ -79,8 +79,10 @@ impl Probes {
         }
         drop(kernel);
         let probe_log = ProbeLog::start(&mut ebpf, opts.probe_log)?;
-        // Like injection, worth having, not worth refusing to trace for.
-        let tls = if opts.tls && !opts.empty_probes {
+        // Like injection, worth having, not worth refusing to trace for. Attached with
+        // --empty-probes too, where their programs return at once: the benchmark's floor
+        // includes the uprobes' own cost (a trap per call and return).
+        let tls = if opts.tls {
             TlsProbes::load(&mut ebpf)
                 .inspect_err(|e| {
                     eprintln!("sonde: TLS probes unavailable, tracing without them: {e:#}")

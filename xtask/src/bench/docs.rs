@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{TARGET_FULL_OVER_FLOOR, TARGET_FULL_RATIO};
+use super::{TARGET_FULL_OVER_FLOOR, TARGET_FULL_RATIO, TARGET_TLS_RUNS_PER_CALL};
 use crate::util;
 
 pub(super) fn machine(sonde: &Path) -> Result<serde_json::Value> {
@@ -62,7 +62,7 @@ pub(super) fn docs_page(table: &str, machine: &serde_json::Value, command: &str)
         "# Benchmarks\n\n\
          What Sonde costs a busy server, measured by `cargo xtask bench` (see `xtask/src/bench/`).\n\n\
          nginx with one worker serves a 1 KiB file on loopback; `wrk -t1 -c16 --latency` loads it.\n\
-         Seven configurations alternate, in an order rotated every round:\n\n\
+         Eleven configurations alternate, in an order rotated every round:\n\n\
          - **(a) no agent**;\n\
          - **(b) empty probes**: `sonde attach --pid <nginx> --empty-probes`: every hook Sonde uses is \
          attached but each probe returns at once. This is the floor any design with these hooks pays;\n\
@@ -73,12 +73,32 @@ pub(super) fn docs_page(table: &str, machine: &serde_json::Value, command: &str)
          - **(d)** and **(e)**: wrk loads a second nginx that proxies to the first over keep-alive \
          upstream connections; the agent traces the proxy with full tracing, (d) with `--no-inject`, \
          (e) with `traceparent` injection into its upstream requests (the default). (e)/(d) is what \
-         injection costs.\n\n\
+         injection costs;\n\
+         - **(h)** to **(k)**, the HTTPS leg (`cargo xtask bench --https` runs it alone): a third \
+         nginx serves the file over HTTPS with keep-alive (a throwaway self-signed certificate made \
+         with the `openssl` CLI), wrk loads `https://`. (h) no agent; (i) empty probes, the TLS \
+         library's uprobes included: the floor of an empty uprobe; (j) full tracing, the plaintext \
+         coming from the TLS probes; (k) full tracing with `--no-tls`: the socket hooks see \
+         ciphertext only, which makes no spans. wrk loads its own copy of libssl: the uprobes are \
+         attached to the library file nginx maps, for every process that maps it, and a client \
+         on another host would not take them.\n\n\
          CPU per request is the user + system time of the traced nginx (master and workers) and of \
          the agent during the wrk run, from /proc/PID/stat, divided by the requests wrk completed: \
          it shows where the cost goes, with less noise than throughput. Host CPU idle is the share \
          of both CPUs' time nobody used during the run (/proc/stat): nginx and wrk keep each other \
          busy, and it rises when the agent holds a CPU long enough to stall that pipeline.\n\n\
+         Probe runs per request: in the first round, each agent configuration's timed run is \
+         followed by a 2-second wrk run with BPF run-time statistics on (`bpf(BPF_ENABLE_STATS)`, \
+         what `sysctl kernel.bpf_stats_enabled=1` does, for that run only: statistics cost two \
+         clock reads per program run, so the timed runs go without). The run counts (`run_cnt` \
+         in `bpftool prog show`) of the programs the agent holds, after minus before, divided by \
+         the requests wrk completed in that run. A program counts every run, whichever process \
+         it ran in (wrk's own socket calls included). The TLS probes' runs are told apart by \
+         name: a run of an entry program (`sonde_uprobe_ssl_*`) is one call of the library \
+         (SSL_read, SSL_write, their `_ex` forms, SSL_do_handshake), and the one return program \
+         runs once per call too. Design target for them: at most {TARGET_TLS_RUNS_PER_CALL} runs per \
+         TLS read or write, none per byte (with 1 KiB bodies, a run per byte would show as \
+         hundreds per call).\n\n\
          Design targets: (c) keeps at least {TARGET_FULL_RATIO:.2} of (a)'s throughput, and full tracing \
          costs at most {TARGET_FULL_OVER_FLOOR}x the floor per request. The second leaves \"cost\" open: \
          the table reads it three ways, as the time per request (1/throughput), as the CPU time the \

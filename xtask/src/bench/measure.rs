@@ -2,7 +2,7 @@
 //! configuration's flags, one wrk run, and the CPU, memory and counters around it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -10,8 +10,9 @@ use anyhow::{Context as _, Result, bail};
 
 use super::Sample;
 use super::config::Config;
+use super::probes::count_probes;
 use super::procfs::{clock_ticks_per_sec, host_cpu_ticks, tree_cpu_ticks, vm_hwm_kib};
-use super::wrk::wrk;
+use super::wrk::Wrk;
 use crate::util::{self, ChildGuard};
 
 /// What an nginx of the benchmark does.
@@ -23,10 +24,63 @@ pub(super) enum NginxRole {
     Proxy { upstream: u16 },
 }
 
-/// One nginx (one worker) in `dir`, listening on `port`.
-pub(super) fn start_nginx(dir: &Path, port: u16, role: &NginxRole) -> Result<ChildGuard> {
+/// A throwaway self-signed certificate and its key, for nginx's HTTPS.
+pub(super) struct Cert {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Cert {
+    /// Made with the `openssl` CLI in `dir` (EC P-256, for `localhost` and 127.0.0.1,
+    /// valid two days; wrk does not check it).
+    pub(super) fn new(dir: &Path) -> Result<Self> {
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        let mut cmd = Command::new("openssl");
+        cmd.args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=localhost", "-addext"])
+            .arg("subjectAltName=DNS:localhost,IP:127.0.0.1")
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null());
+        // Its progress dashes on stderr only matter when it fails.
+        let out = cmd
+            .output()
+            .context("making a certificate for nginx (is the openssl CLI installed?)")?;
+        if !out.status.success() {
+            bail!(
+                "{} failed with {}:\n{}",
+                util::show(&cmd),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Self { cert, key })
+    }
+}
+
+/// One nginx (one worker) in `dir`, listening on `port`; over HTTPS with `tls`.
+pub(super) fn start_nginx(
+    dir: &Path,
+    port: u16,
+    role: &NginxRole,
+    tls: Option<&Cert>,
+) -> Result<ChildGuard> {
     std::fs::create_dir_all(dir)?;
     let d = dir.display();
+    let listen = match tls {
+        None => format!("listen 127.0.0.1:{port};"),
+        // TLS 1.3 where the client has it, as nginx offers since 1.23.4 (1.22 stops at 1.2).
+        Some(Cert { cert, key }) => format!(
+            "listen 127.0.0.1:{port} ssl;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    \
+             ssl_certificate {};\n    ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        ),
+    };
     let (upstream, server_body) = match role {
         NginxRole::Origin => {
             let root = dir.join("www");
@@ -53,7 +107,7 @@ pub(super) fn start_nginx(dir: &Path, port: u16, role: &NginxRole) -> Result<Chi
              http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 1000000;\n  \
              client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc;\n  \
              uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n  \
-             {upstream}server {{\n    listen 127.0.0.1:{port};\n    {server_body}\n  }}\n}}\n"
+             {upstream}server {{\n    {listen}\n    {server_body}\n  }}\n}}\n"
         ),
     )?;
     let mut nginx = ChildGuard::spawn(
@@ -78,21 +132,29 @@ pub(super) fn start_nginx(dir: &Path, port: u16, role: &NginxRole) -> Result<Chi
 /// What every run of one benchmark shares.
 pub(super) struct Bench<'a> {
     pub(super) sonde: &'a Path,
+    pub(super) wrk: &'a Wrk,
     /// `--agent-arg`s, after each configuration's own flags.
     pub(super) agent_args: &'a [String],
     pub(super) dir: &'a Path,
     pub(super) seconds: u32,
 }
 
+/// Seconds of the run that counts the agent's program runs (`probes`), after the timed one.
+const COUNT_SECONDS: u32 = 2;
+
+/// One timed run of `config` against the server `target` at `url`; with `count`, and an
+/// agent, then a run that counts its probes, with the same agent.
 pub(super) fn measure(
     bench: &Bench<'_>,
     target: u32,
     url: &str,
     round: u32,
     config: Config,
+    count: bool,
 ) -> Result<Sample> {
     let Bench {
         sonde,
+        wrk,
         agent_args,
         dir,
         seconds,
@@ -109,7 +171,7 @@ pub(super) fn measure(
     let server_cpu0 = tree_cpu_ticks(target);
     let agent_cpu0 = agent.as_ref().and_then(|a| tree_cpu_ticks(a.pid()));
     let host0 = host_cpu_ticks();
-    let run = wrk(url, seconds)?;
+    let run = wrk.run(url, seconds)?;
     let idle_share = host0
         .zip(host_cpu_ticks())
         .and_then(|((idle0, all0), (idle1, all1))| {
@@ -124,6 +186,19 @@ pub(super) fn measure(
     let agent_cpu_us = agent
         .as_ref()
         .and_then(|a| per_request(agent_cpu0, a.pid()));
+    let probes = match &agent {
+        Some(agent) if count => {
+            count_probes(agent.pid(), || Ok(wrk.run(url, COUNT_SECONDS)?.requests))
+                .inspect_err(|e| {
+                    println!(
+                        "bench: warning: no probe counts for {}: {e:#}",
+                        config.label()
+                    );
+                })
+                .ok()
+        }
+        _ => None,
+    };
     let mut agent_hwm_kib = None;
     let mut counters = BTreeMap::new();
     let mut hooks = None;
@@ -157,6 +232,7 @@ pub(super) fn measure(
         agent_cpu_us,
         idle_share,
         counters,
+        probes,
     })
 }
 
