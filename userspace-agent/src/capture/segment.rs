@@ -65,6 +65,16 @@ pub enum Source {
     Tls(TlsLibrary),
 }
 
+impl Source {
+    /// The library whose plaintext these bytes are; `None` for the socket's own.
+    pub fn tls_library(self) -> Option<TlsLibrary> {
+        match self {
+            Source::Socket => None,
+            Source::Tls(library) => Some(library),
+        }
+    }
+}
+
 /// Bytes of one direction of a connection, in order with the others of that connection.
 /// Timestamps are Unix nanoseconds (capture converts the kernel's clock once).
 #[derive(Clone, Copy, Debug)]

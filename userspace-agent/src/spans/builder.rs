@@ -206,7 +206,7 @@ impl SpanBuilder {
             seg.fully_captured(),
         ) {
             Detection::Found { protocol, sender } => {
-                self.start(conn, protocol, Role::of_process(dir, sender));
+                self.start(conn, protocol, Role::of_process(dir, sender), seg.source);
                 let replay = prefix.segment(seg);
                 self.feed(conn, seg, &replay);
             }
@@ -237,7 +237,13 @@ impl SpanBuilder {
         into.append(&mut self.encrypted_processes);
     }
 
-    fn start(&mut self, conn: &mut Conn<Session>, protocol: &'static Protocol, role: Role) {
+    fn start(
+        &mut self,
+        conn: &mut Conn<Session>,
+        protocol: &'static Protocol,
+        role: Role,
+        source: Source,
+    ) {
         if protocol.db_system.is_some() {
             let (local, remote) = (conn.ends.local, conn.ends.remote);
             match role {
@@ -256,7 +262,7 @@ impl SpanBuilder {
             pairing: Pairing::default(),
             marks: KernelMarks::new(protocol.kernel_view, self.limits.max_pending),
             repeated: Repeated::default(),
-            tls: None,
+            tls: source.tls_library(),
         }));
     }
 
@@ -296,9 +302,12 @@ impl SpanBuilder {
 
     /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
     fn feed(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>, bytes: &Segment<'_>) {
-        // Plaintext from a TLS library makes (and keeps) the connection a TLS one.
-        if let (Session::Active(active), Source::Tls(library)) = (&mut conn.state, seg.source) {
-            active.tls = Some(library);
+        // Plaintext from a TLS library makes (and keeps) the connection a TLS one; after
+        // the socket's own bytes (PostgreSQL's SSLRequest, ...), the protocol resumes in it.
+        if let (Session::Active(active), Source::Tls(library)) = (&mut conn.state, seg.source)
+            && active.tls.replace(library).is_none()
+        {
+            active.parser.tls_started();
         }
         self.drive(conn, false, |parser, h| {
             let request_side = h.role.carries_requests(seg.direction);
@@ -379,9 +388,11 @@ impl<'a> ConnPart<'a> {
 impl Consumer<Session> for SpanBuilder {
     fn segment(&mut self, _id: ConnId, conn: &mut Conn<Session>, seg: &ConnSegment<'_>) {
         match (&conn.state, seg.source) {
-            (Session::Active(_), _) => self.feed(conn, seg, &seg.seg),
-            // More ciphertext: nothing to read in it.
+            // Ciphertext: nothing to read in it. Once a library reported a connection's
+            // plaintext, its socket carries only ciphertext.
             (Session::Encrypted, Source::Socket) => {}
+            (Session::Active(a), Source::Socket) if a.tls.is_some() => {}
+            (Session::Active(_), _) => self.feed(conn, seg, &seg.seg),
             _ => self.detect(conn, seg),
         }
     }

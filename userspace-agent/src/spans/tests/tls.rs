@@ -184,3 +184,65 @@ fn a_waiting_server_span_goes_out_when_the_agent_stops() {
     t.flush(&mut out);
     assert_eq!(out.len(), 1);
 }
+
+/// A PostgreSQL message: type byte, then its length (counting itself) and payload.
+fn pg(ty: u8, payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty];
+    m.extend_from_slice(&(payload.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+/// `sslmode=require` from the client's side: SSLRequest and the server's 'S' on the
+/// socket, then the startup, authentication and a query in OpenSSL's plaintext. The
+/// query is a PostgreSQL span marked as TLS; ciphertext reaching user space, before the
+/// plaintext or after it, is never parsed.
+#[test]
+fn postgres_resumes_in_tls_plaintext_after_its_ssl_request() {
+    let (mut t, counters) = tracker();
+    let mut out = Vec::new();
+    let tls = |dir, ts, bytes: &[u8]| client(plaintext(CLIENT_SOCK, dir, ts, bytes));
+    let socket = |dir, ts, bytes: &[u8]| client(ev(CLIENT_SOCK, dir, ts, bytes));
+    let startup = b"\x00\x00\x00\x25\x00\x03\x00\x00user\x00postgres\x00database\x00shop\x00\x00";
+    let ready = pg(b'Z', b"I");
+    let auth_ok = [pg(b'R', &[0, 0, 0, 0]), ready.clone()].concat();
+    let query = pg(b'Q', b"SELECT name FROM users WHERE id = 1\x00");
+    let answer = [pg(b'C', b"SELECT 1\x00"), ready].concat();
+    for e in [
+        socket(Direction::Egress, 1, b"\x00\x00\x00\x08\x04\xd2\x16\x2f"),
+        socket(Direction::Ingress, 2, b"S"),
+        socket(Direction::Egress, 3, CLIENT_HELLO),
+        tls(Direction::Egress, 4, startup),
+        tls(Direction::Ingress, 5, &auth_ok),
+        tls(Direction::Egress, 6, &query),
+        // A type byte and a length, were it parsed: the answer would be lost in it.
+        socket(Direction::Ingress, 7, b"\x17\x03\x03\x00\x20"),
+        tls(Direction::Ingress, 8, &answer),
+    ] {
+        feed(&mut t, &e, &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    let s = &out[0];
+    assert_eq!(
+        (s.kind, s.name.as_str()),
+        (SpanKind::Client, "SELECT users")
+    );
+    assert_eq!((s.start_unix_nano, s.end_unix_nano), (6, 8));
+    for (key, value) in [
+        ("db.system.name", "postgresql"),
+        ("db.namespace", "shop"),
+        ("db.query.text", "SELECT name FROM users WHERE id = ?"),
+        ("sonde.tls.library", "openssl"),
+    ] {
+        assert_eq!(attr(s, key), &Value::Str(value.into()), "{key}");
+    }
+    assert_eq!(counters.db_tls_connections.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.db_desync_bytes.load(Ordering::Relaxed), 0);
+    assert_eq!(counters.db_dropped_calls.load(Ordering::Relaxed), 0);
+    t.on_sock_state(CLIENT_SOCK, tcp_state::CLOSE, 9, &mut out);
+    assert_eq!(
+        counters.tls_unreadable_connections.load(Ordering::Relaxed),
+        0,
+        "its plaintext was read"
+    );
+}
