@@ -177,6 +177,25 @@ impl SpanBuilder {
         true
     }
 
+    /// A finished server span whose client is not known: a TLS client on this host may
+    /// be traced but not reported yet (`trace_join::awaiting`), so its span waits for
+    /// that client; any other goes out now, a root.
+    fn await_tls_client(&mut self, conn: &ConnInfo<'_>, tls: Option<TlsLibrary>, span: Span) {
+        let (local, remote) = (conn.ends.local, conn.ends.remote);
+        let span = if tls.is_some() && conn.ends.peer_on_this_host() {
+            match self
+                .awaiting
+                .hold((remote, local), conn.tgid, span, conn.last_seen_ns)
+            {
+                Some(no_room) => no_room,
+                None => return,
+            }
+        } else {
+            span
+        };
+        self.batch.push_span(conn.tgid, span);
+    }
+
     /// The first bytes of a connection whose protocol is not known yet.
     fn detect(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>) {
         // Folded egress has no bytes to recognise anything by.
@@ -582,7 +601,7 @@ impl Handler<'_> {
                     semconv::adopt(&mut span, trace_id, link);
                     b.batch.push_span(tgid, span);
                 }
-                ServerCall::Root => b.batch.push_span(tgid, span),
+                ServerCall::Root => b.await_tls_client(self.conn, self.tls, span),
                 ServerCall::Wait => {
                     let held = HeldCall {
                         tgid,
@@ -608,7 +627,13 @@ impl Handler<'_> {
     fn join_waiting_server(&mut self, client: &Span) {
         let b = &mut *self.b;
         let (local, remote) = (self.conn.ends.local, self.conn.ends.remote);
-        if !b.calls.server_traced(local, remote) {
+        let ident = SpanIdentity {
+            trace_id: client.trace_id,
+            span_id: client.span_id,
+            parent: None,
+        };
+        // Finished before this TLS client was seen at all (`SpanBuilder::await_tls_client`).
+        if b.claim_awaiting(local, remote, &ident) || !b.calls.server_traced(local, remote) {
             return;
         }
         match b
@@ -623,14 +648,7 @@ impl Handler<'_> {
                 semconv::adopt(&mut held.span, client.trace_id, link);
                 b.batch.push_span(held.tgid, held.span);
             }
-            None => {
-                let ident = SpanIdentity {
-                    trace_id: client.trace_id,
-                    span_id: client.span_id,
-                    parent: None,
-                };
-                b.calls.client_finished(local, remote, &client.name, &ident);
-            }
+            None => b.calls.client_finished(local, remote, &client.name, &ident),
         }
     }
 }
@@ -695,15 +713,9 @@ fn finish_exchange(
     let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, repeated, tls, outcome);
     semconv::tls_attributes(&mut span, tls);
     span.trace_id = b.join.resolve(span.trace_id);
-    // A TLS client on this host may not be reported yet (`trace_join::awaiting`).
-    if awaits_client && tls.is_some() && conn.ends.peer_on_this_host() {
-        if let Some(no_room) = b
-            .awaiting
-            .hold((remote, local), conn.tgid, span, conn.last_seen_ns)
-        {
-            b.batch.push_span(conn.tgid, no_room);
-        }
-        return;
+    if awaits_client {
+        b.await_tls_client(conn, tls, span);
+    } else {
+        b.batch.push_span(conn.tgid, span);
     }
-    b.batch.push_span(conn.tgid, span);
 }

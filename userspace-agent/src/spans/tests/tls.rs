@@ -246,3 +246,83 @@ fn postgres_resumes_in_tls_plaintext_after_its_ssl_request() {
         "its plaintext was read"
     );
 }
+
+/// Redis over TLS from the first byte: the ClientHello reaching the socket hooks makes
+/// the connection ciphertext until OpenSSL's plaintext comes, then it is Redis.
+#[test]
+fn redis_over_tls_is_detected_in_the_plaintext() {
+    let (mut t, counters) = tracker();
+    let mut out = Vec::new();
+    for e in [
+        ev(CLIENT_SOCK, Direction::Egress, 1, CLIENT_HELLO),
+        plaintext(
+            CLIENT_SOCK,
+            Direction::Egress,
+            2,
+            b"*2\r\n$3\r\nGET\r\n$4\r\nuser\r\n",
+        ),
+        plaintext(CLIENT_SOCK, Direction::Ingress, 3, b"$3\r\nada\r\n"),
+    ] {
+        feed(&mut t, &client(e), &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    let s = &out[0];
+    assert_eq!((s.kind, s.name.as_str()), (SpanKind::Client, "GET"));
+    assert_eq!(attr(s, "db.system.name"), &Value::Str("redis".into()));
+    assert_eq!(attr(s, "sonde.tls.library"), &Value::Str("openssl".into()));
+    t.on_sock_state(CLIENT_SOCK, tcp_state::CLOSE, 4, &mut out);
+    for (name, counter) in [
+        (
+            "unknown_protocol_connections",
+            &counters.unknown_protocol_connections,
+        ),
+        (
+            "tls_unreadable_connections",
+            &counters.tls_unreadable_connections,
+        ),
+        ("db_desync_bytes", &counters.db_desync_bytes),
+    ] {
+        assert_eq!(counter.load(Ordering::Relaxed), 0, "{name}");
+    }
+}
+
+/// Redis over TLS with both ends traced, the server's side reported first (it read the
+/// command and answered before the client's `SSL_write` returned): the server's span
+/// waits for the client's call, then becomes its child.
+#[test]
+fn a_redis_server_span_finished_before_its_tls_client_was_seen_becomes_its_child() {
+    let (mut t, _) = tracker();
+    let mut out = Vec::new();
+    let command: &[u8] = b"*2\r\n$3\r\nGET\r\n$4\r\nuser\r\n";
+    let reply: &[u8] = b"$3\r\nada\r\n";
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Ingress, 10, command),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Egress, 20, reply),
+        &mut out,
+    );
+    assert!(out.is_empty(), "the server span waits for its client");
+    for e in [
+        plaintext(CLIENT_SOCK, Direction::Egress, 5, command),
+        plaintext(CLIENT_SOCK, Direction::Ingress, 25, reply),
+    ] {
+        feed(&mut t, &client(e), &mut out);
+    }
+    let find = |kind| -> &Span {
+        out.iter()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} span in {out:?}"))
+    };
+    let (server, client) = (find(SpanKind::Server), find(SpanKind::Client));
+    assert_eq!((server.name.as_str(), client.name.as_str()), ("GET", "GET"));
+    assert_eq!(server.parent_span_id, Some(client.span_id));
+    assert_eq!(server.trace_id, client.trace_id);
+    assert_eq!(
+        attr(server, "sonde.parent.source"),
+        &Value::Str("local_peer".into())
+    );
+}
