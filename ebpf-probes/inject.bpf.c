@@ -201,12 +201,20 @@ int sonde_sockops(struct bpf_sock_ops *skops) {
             enrol(skops, mark);
         break;
     }
-    case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+    case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
+        /* A context kept for this address came with an earlier socket there, whose
+         * reader this agent does not trace (options are read on every accepted socket,
+         * another agent's too): it must not parent this connection's first request. */
+        if (tcp_opt_seen) {
+            __u64 addr = (__u64)sk;
+            bpf_map_delete_elem(&tcp_opt_ctxs, &addr);
+        }
         /* Any accepted connection may come from a peer's agent: parse unknown options
          * (only segments that carry one pay for the callback). */
         bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
                                              BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG);
         break;
+    }
     case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
         leave_on_data(skops);
         break;

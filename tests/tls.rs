@@ -102,52 +102,6 @@ fn assert_plaintext_span(tree: &SpanTree, s: &Value) {
     );
 }
 
-/// A counter of an exit report; panics (with every span) when the report lacks it.
-fn counter(tree: &SpanTree, counters: &BTreeMap<String, u64>, name: &str) -> u64 {
-    let v = counters.get(name).copied();
-    check!(
-        tree,
-        v.is_some(),
-        "counter {name} missing from the exit report"
-    );
-    v.unwrap_or_default()
-}
-
-/// The exit report after TLS traffic read through OpenSSL: ciphertext recognised and
-/// skipped (counted), never parsed (no desync, no unknown protocol), every plaintext
-/// call mapped to its connection.
-fn assert_tls_counters(tree: &SpanTree, counters: &BTreeMap<String, u64>) {
-    eqnice!(
-        tree,
-        counter(tree, counters, "http_desyncs"),
-        0,
-        "ciphertext is never fed to the HTTP parser: no desync"
-    );
-    eqnice!(
-        tree,
-        counter(tree, counters, "unknown_protocol_connections"),
-        0,
-        "TLS connections are recognised, not counted as an unknown protocol"
-    );
-    check!(
-        tree,
-        counter(tree, counters, "tls_ciphertext_records") > 0,
-        "the socket hooks saw ciphertext records and skipped them"
-    );
-    eqnice!(
-        tree,
-        counter(tree, counters, "tls_unmapped_calls"),
-        0,
-        "every SSL_read/SSL_write was mapped to its connection"
-    );
-    eqnice!(
-        tree,
-        counter(tree, counters, "tls_unreadable_connections"),
-        0,
-        "every TLS connection's plaintext was read"
-    );
-}
-
 /// `curl -sS --max-time 30 --cacert CA <write-out> URLs...` as arguments.
 fn curl_https_args(certs: &Certs, urls: &[String]) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-sS", "--max-time", "30", "--cacert"]

@@ -1,10 +1,13 @@
 //! Throwaway database and cache servers on loopback for the database tests: a free port,
-//! a temp dir, killed (process group) on drop through [`Server`].
+//! a temp dir, killed (process group) on drop through [`Server`]. PostgreSQL, Redis and
+//! MariaDB also serve TLS only, with a test's [`Certs`].
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::tls::Certs;
 use super::{Server, TempDir, free_port, python};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -41,10 +44,49 @@ fn run_ok(what: &str, cmd: &mut Command) {
 /// 127.0.0.1 only; `setup_sql` runs through `psql` once it accepts connections.
 /// The server's pid is the postmaster: backends are its children.
 pub fn postgres(setup_sql: &str) -> Server {
+    start_postgres(setup_sql, None)
+}
+
+/// [`postgres`] with TLS on (`certs`' server certificate) and TLS only: `pg_hba.conf`
+/// accepts TCP clients through `hostssl` alone.
+pub fn postgres_tls(setup_sql: &str, certs: &Certs) -> Server {
+    start_postgres(setup_sql, Some(certs))
+}
+
+/// The server's copies of `certs`' certificate and key in `dir`, and an `hba_file` that
+/// admits TCP clients over TLS only: `-c` settings for `postgres`. The key is made
+/// private (0600) before `dir` is given to the postgres user: the server refuses a key
+/// others may read.
+fn postgres_tls_settings(dir: &Path, certs: &Certs) -> Vec<String> {
+    let copy = |from: &Path, name: &str| -> PathBuf {
+        let to = dir.join(name);
+        std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        to
+    };
+    let cert = copy(&certs.cert, "server.pem");
+    let key = copy(&certs.key, "server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    let hba = dir.join("pg_hba_tls.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .expect("writing pg_hba_tls.conf");
+    let file = |p: &Path| p.to_str().expect("UTF-8 temp path").to_owned();
+    vec![
+        "ssl=on".to_owned(),
+        format!("ssl_cert_file={}", file(&cert)),
+        format!("ssl_key_file={}", file(&key)),
+        format!("hba_file={}", file(&hba)),
+    ]
+}
+
+fn start_postgres(setup_sql: &str, tls: Option<&Certs>) -> Server {
     let (uid, gid) = ids_of("postgres");
     let dir = TempDir::new("pg");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).expect("pg data dir");
+    let settings = tls.map_or_else(Vec::new, |certs| postgres_tls_settings(dir.path(), certs));
     run_ok(
         "chown",
         Command::new("chown")
@@ -68,6 +110,9 @@ pub fn postgres(setup_sql: &str) -> Server {
         .arg(dir.path())
         .uid(uid)
         .gid(gid);
+    for setting in &settings {
+        cmd.args(["-c", setting]);
+    }
     let server = Server::spawn("postgres", cmd, port, dir);
     // The port accepts before recovery ends ("the database system is starting up").
     let ready = super::wait_until(std::time::Duration::from_secs(30), || {
@@ -88,18 +133,48 @@ pub fn postgres(setup_sql: &str) -> Server {
 
 /// `redis-server` without persistence.
 pub fn redis() -> Server {
-    let port = free_port();
+    start_redis(None)
+}
+
+/// [`redis`] serving TLS only (`certs`' server certificate; clients need none).
+pub fn redis_tls(certs: &Certs) -> Server {
+    start_redis(Some(certs))
+}
+
+fn start_redis(tls: Option<&Certs>) -> Server {
+    let port = free_port().to_string();
     let dir = TempDir::new("redis");
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    match tls {
+        None => cmd.args(["--port", &port]),
+        Some(certs) => cmd
+            .args(["--port", "0", "--tls-port", &port])
+            .arg("--tls-cert-file")
+            .arg(&certs.cert)
+            .arg("--tls-key-file")
+            .arg(&certs.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&certs.ca)
+            .args(["--tls-auth-clients", "no"]),
+    };
+    cmd.args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--dir"])
         .arg(dir.path());
-    Server::spawn("redis-server", cmd, port, dir)
+    Server::spawn("redis-server", cmd, port.parse().expect("a port"), dir)
 }
 
 /// MariaDB: `mariadb-install-db` then `mariadbd` without grant tables (any user, no
 /// password) on 127.0.0.1; `setup_sql` runs through `mariadb` once it accepts.
 pub fn mariadb(setup_sql: &str) -> Server {
+    start_mariadb(setup_sql, None)
+}
+
+/// [`mariadb`] with TLS (`certs`' server certificate), required of TCP clients.
+pub fn mariadb_tls(setup_sql: &str, certs: &Certs) -> Server {
+    start_mariadb(setup_sql, Some(certs))
+}
+
+fn start_mariadb(setup_sql: &str, tls: Option<&Certs>) -> Server {
     let dir = TempDir::new("mariadb");
     let data = dir.join("data");
     run_ok(
@@ -123,6 +198,13 @@ pub fn mariadb(setup_sql: &str) -> Server {
             "--skip-grant-tables",
         ])
         .args(["--skip-log-bin", "--innodb-buffer-pool-size=16M"]);
+    if let Some(certs) = tls {
+        let path = |flag: &str, p: &Path| format!("--{flag}={}", p.display());
+        cmd.arg(path("ssl-cert", &certs.cert))
+            .arg(path("ssl-key", &certs.key))
+            .arg(path("ssl-ca", &certs.ca))
+            .arg("--require-secure-transport=ON");
+    }
     let server = Server::spawn("mariadbd", cmd, port, dir);
     run_ok(
         "mariadb",
@@ -154,11 +236,21 @@ pub struct DbPorts {
 
 /// `tests/fixtures/py_db_app.py`: a web app whose routes query the given databases.
 pub fn db_app(ports: &DbPorts) -> Server {
+    start_db_app(ports, None)
+}
+
+/// [`db_app`] whose PostgreSQL, Redis and MySQL connections use TLS, trusting `ca`.
+pub fn db_app_tls(ports: &DbPorts, ca: &Path) -> Server {
+    start_db_app(ports, Some(ca))
+}
+
+fn start_db_app(ports: &DbPorts, ca: Option<&Path>) -> Server {
     let port = free_port();
     let mut cmd = Command::new(python());
     cmd.arg(super::fixture("py_db_app.py"))
         .arg(port.to_string())
         .args([ports.postgres, ports.redis, ports.mysql, ports.memcached].map(|p| p.to_string()))
+        .args(ca)
         .env_remove("OTEL_SERVICE_NAME");
     Server::spawn("py_db_app.py", cmd, port, TempDir::new("dbapp"))
 }

@@ -730,6 +730,17 @@ pub fn parse_counters(stderr: &str) -> BTreeMap<String, u64> {
     m
 }
 
+/// A counter of an exit report; panics (with every span) when the report lacks it.
+pub fn counter(tree: &SpanTree, counters: &BTreeMap<String, u64>, name: &str) -> u64 {
+    let v = counters.get(name).copied();
+    check!(
+        tree,
+        v.is_some(),
+        "counter {name} missing from the exit report"
+    );
+    v.unwrap_or_default()
+}
+
 // ===== servers =====
 
 /// A real server in its own process group, killed (group-wide) on drop.

@@ -7,6 +7,7 @@
 //! Every URL names `localhost` (the certificate's DNS name; it also holds `127.0.0.1`),
 //! and every server listens on 127.0.0.1.
 
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use super::{Proc, Server, TempDir, fixture, free_port, node, python, tool_available, wait_until};
+use super::{
+    Proc, Server, SpanTree, TempDir, check, counter, eqnice, fixture, free_port, node, python,
+    tool_available, wait_until,
+};
 
 // ===== certificates =====
 
@@ -156,6 +160,43 @@ pub fn requests_available() -> bool {
         present,
         "Python `requests` is missing (apt-get install python3-requests)",
     )
+}
+
+// ===== the exit report =====
+
+/// The exit report after TLS traffic read through OpenSSL: ciphertext recognised and
+/// skipped (counted), never parsed (no desync, no unknown protocol), every plaintext
+/// call mapped to its connection.
+pub fn assert_tls_counters(tree: &SpanTree, counters: &BTreeMap<String, u64>) {
+    eqnice!(
+        tree,
+        counter(tree, counters, "http_desyncs"),
+        0,
+        "ciphertext is never parsed: no desync"
+    );
+    eqnice!(
+        tree,
+        counter(tree, counters, "unknown_protocol_connections"),
+        0,
+        "TLS connections are recognised, not counted as an unknown protocol"
+    );
+    check!(
+        tree,
+        counter(tree, counters, "tls_ciphertext_records") > 0,
+        "the socket hooks saw ciphertext records and skipped them"
+    );
+    eqnice!(
+        tree,
+        counter(tree, counters, "tls_unmapped_calls"),
+        0,
+        "every SSL_read/SSL_write was mapped to its connection"
+    );
+    eqnice!(
+        tree,
+        counter(tree, counters, "tls_unreadable_connections"),
+        0,
+        "every TLS connection's plaintext was read"
+    );
 }
 
 // ===== servers =====

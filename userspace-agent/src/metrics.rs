@@ -57,7 +57,7 @@ counters! {
     db_calls: "database and cache calls that became spans",
     db_desync_bytes: "database and cache protocol bytes skipped while resynchronising",
     db_dropped_calls: "database and cache calls the parsers dropped without a span",
-    db_tls_connections: "database connections that switched to TLS (no more plaintext)",
+    db_tls_connections: "database connections that switched to TLS in their protocol (read on only through a probed TLS library)",
     db_unjoined_server_calls: "traced database server calls whose traced client span never came",
     spans_built: "spans built",
     spans_dropped: "spans dropped by a full or failing sink",

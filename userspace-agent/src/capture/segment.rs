@@ -125,6 +125,17 @@ pub enum Source {
     Tls(TlsSource),
 }
 
+impl Source {
+    /// The library (and session version) whose plaintext these bytes are; `None` for
+    /// the socket's own.
+    pub fn tls(self) -> Option<TlsSource> {
+        match self {
+            Source::Socket => None,
+            Source::Tls(tls) => Some(tls),
+        }
+    }
+}
+
 /// Bytes of one direction of a connection, in order with the others of that connection.
 /// Timestamps are Unix nanoseconds (capture converts the kernel's clock once).
 #[derive(Clone, Copy, Debug)]

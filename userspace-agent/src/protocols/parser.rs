@@ -109,7 +109,8 @@ pub struct ParserStats {
     pub desync_bytes: u64,
     /// Requests dropped without a report (connection closed, lost sync, queue full).
     pub dropped_calls: u64,
-    /// The connection switched to TLS after an SSLRequest/STARTTLS: no more plaintext.
+    /// The connection switched to TLS after an SSLRequest/STARTTLS: no more plaintext on
+    /// the socket (a probed TLS library's plaintext, if any, resumes parsing).
     pub tls_upgrades: u64,
     /// Bytes deliberately left unparsed (e.g. the feed after Redis `MONITOR`).
     pub unparsed_bytes: u64,
@@ -166,4 +167,10 @@ pub trait Parser: Send {
 
     /// What was counted so far (the increases were also reported as they happened).
     fn stats(&self) -> ParserStats;
+
+    /// The bytes fed from now on are a TLS library's plaintext; until here they were the
+    /// socket's own (the ciphertext is never fed). A protocol that switches to TLS within
+    /// itself (PostgreSQL's SSLRequest, MySQL's SSL request) resumes on the plaintext
+    /// where the protocol does; one without such a switch has nothing to change.
+    fn tls_started(&mut self) {}
 }

@@ -177,6 +177,25 @@ impl SpanBuilder {
         true
     }
 
+    /// A finished server span whose client is not known: a TLS client on this host may
+    /// be traced but not reported yet (`trace_join::awaiting`), so its span waits for
+    /// that client; any other goes out now, a root.
+    fn await_tls_client(&mut self, conn: &ConnInfo<'_>, tls: Option<TlsSource>, span: Span) {
+        let (local, remote) = (conn.ends.local, conn.ends.remote);
+        let span = if tls.is_some() && conn.ends.peer_on_this_host() {
+            match self
+                .awaiting
+                .hold((remote, local), conn.tgid, span, conn.last_seen_ns)
+            {
+                Some(no_room) => no_room,
+                None => return,
+            }
+        } else {
+            span
+        };
+        self.batch.push_span(conn.tgid, span);
+    }
+
     /// The first bytes of a connection whose protocol is not known yet.
     fn detect(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>) {
         // Folded egress has no bytes to recognise anything by.
@@ -206,7 +225,7 @@ impl SpanBuilder {
             seg.fully_captured(),
         ) {
             Detection::Found { protocol, sender } => {
-                self.start(conn, protocol, Role::of_process(dir, sender));
+                self.start(conn, protocol, Role::of_process(dir, sender), seg.source);
                 let replay = prefix.segment(seg);
                 self.feed(conn, seg, &replay);
             }
@@ -237,7 +256,13 @@ impl SpanBuilder {
         into.append(&mut self.encrypted_processes);
     }
 
-    fn start(&mut self, conn: &mut Conn<Session>, protocol: &'static Protocol, role: Role) {
+    fn start(
+        &mut self,
+        conn: &mut Conn<Session>,
+        protocol: &'static Protocol,
+        role: Role,
+        source: Source,
+    ) {
         if protocol.db_system.is_some() {
             let (local, remote) = (conn.ends.local, conn.ends.remote);
             match role {
@@ -256,7 +281,7 @@ impl SpanBuilder {
             pairing: Pairing::default(),
             marks: KernelMarks::new(protocol.kernel_view, self.limits.max_pending),
             repeated: Repeated::default(),
-            tls: None,
+            tls: source.tls(),
         }));
     }
 
@@ -296,9 +321,14 @@ impl SpanBuilder {
 
     /// Feeds `seg` (or the held bytes and `seg` as one, `bytes`) to the parser.
     fn feed(&mut self, conn: &mut Conn<Session>, seg: &ConnSegment<'_>, bytes: &Segment<'_>) {
-        // Plaintext from a TLS library makes (and keeps) the connection a TLS one.
+        // Plaintext from a TLS library makes (and keeps) the connection a TLS one; after
+        // the socket's own bytes (PostgreSQL's SSLRequest, ...), the protocol resumes in it.
         if let (Session::Active(active), Source::Tls(tls)) = (&mut conn.state, seg.source) {
+            let first = active.tls.is_none();
             active.tls = Some(active.tls.map_or(tls, |known| known.then(tls)));
+            if first {
+                active.parser.tls_started();
+            }
         }
         self.drive(conn, false, |parser, h| {
             let request_side = h.role.carries_requests(seg.direction);
@@ -379,9 +409,11 @@ impl<'a> ConnPart<'a> {
 impl Consumer<Session> for SpanBuilder {
     fn segment(&mut self, _id: ConnId, conn: &mut Conn<Session>, seg: &ConnSegment<'_>) {
         match (&conn.state, seg.source) {
-            (Session::Active(_), _) => self.feed(conn, seg, &seg.seg),
-            // More ciphertext: nothing to read in it.
+            // Ciphertext: nothing to read in it. Once a library reported a connection's
+            // plaintext, its socket carries only ciphertext.
             (Session::Encrypted, Source::Socket) => {}
+            (Session::Active(a), Source::Socket) if a.tls.is_some() => {}
+            (Session::Active(_), _) => self.feed(conn, seg, &seg.seg),
             _ => self.detect(conn, seg),
         }
     }
@@ -571,7 +603,7 @@ impl Handler<'_> {
                     semconv::adopt(&mut span, trace_id, link);
                     b.batch.push_span(tgid, span);
                 }
-                ServerCall::Root => b.batch.push_span(tgid, span),
+                ServerCall::Root => b.await_tls_client(self.conn, self.tls, span),
                 ServerCall::Wait => {
                     let held = HeldCall {
                         tgid,
@@ -597,7 +629,13 @@ impl Handler<'_> {
     fn join_waiting_server(&mut self, client: &Span) {
         let b = &mut *self.b;
         let (local, remote) = (self.conn.ends.local, self.conn.ends.remote);
-        if !b.calls.server_traced(local, remote) {
+        let ident = SpanIdentity {
+            trace_id: client.trace_id,
+            span_id: client.span_id,
+            parent: None,
+        };
+        // Finished before this TLS client was seen at all (`SpanBuilder::await_tls_client`).
+        if b.claim_awaiting(local, remote, &ident) || !b.calls.server_traced(local, remote) {
             return;
         }
         match b
@@ -612,14 +650,7 @@ impl Handler<'_> {
                 semconv::adopt(&mut held.span, client.trace_id, link);
                 b.batch.push_span(held.tgid, held.span);
             }
-            None => {
-                let ident = SpanIdentity {
-                    trace_id: client.trace_id,
-                    span_id: client.span_id,
-                    parent: None,
-                };
-                b.calls.client_finished(local, remote, &client.name, &ident);
-            }
+            None => b.calls.client_finished(local, remote, &client.name, &ident),
         }
     }
 }
@@ -684,15 +715,9 @@ fn finish_exchange(
     let mut span = semconv::exchange_span(ex, role.kind(), conn.ends, repeated, tls, outcome);
     semconv::tls_attributes(&mut span, tls);
     span.trace_id = b.join.resolve(span.trace_id);
-    // A TLS client on this host may not be reported yet (`trace_join::awaiting`).
-    if awaits_client && tls.is_some() && conn.ends.peer_on_this_host() {
-        if let Some(no_room) = b
-            .awaiting
-            .hold((remote, local), conn.tgid, span, conn.last_seen_ns)
-        {
-            b.batch.push_span(conn.tgid, no_room);
-        }
-        return;
+    if awaits_client {
+        b.await_tls_client(conn, tls, span);
+    } else {
+        b.batch.push_span(conn.tgid, span);
     }
-    b.batch.push_span(conn.tgid, span);
 }

@@ -37,7 +37,7 @@ pub struct Active {
     /// Attribute values its spans share.
     pub repeated: Repeated,
     /// The TLS library whose plaintext this connection's bytes are (None: the socket's
-    /// own bytes, in the clear).
+    /// own bytes, in the clear). Once set, the socket's own bytes are ciphertext, skipped.
     pub tls: Option<TlsSource>,
 }
 

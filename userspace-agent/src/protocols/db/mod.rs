@@ -96,6 +96,8 @@ pub trait DbParser: Send {
     /// The connection closed: flush what can be reported (never a guess).
     fn finish(&mut self, out: &mut Vec<DbCall>);
     fn stats(&self) -> ParserStats;
+    /// See [`Parser::tls_started`].
+    fn tls_started(&mut self) {}
 }
 
 /// A database parser as a [`Parser`]: each finished call is one [`Message::Call`], and
@@ -145,6 +147,10 @@ impl<P: DbParser + 'static> Parser for CallParser<P> {
 
     fn stats(&self) -> ParserStats {
         self.inner.stats()
+    }
+
+    fn tls_started(&mut self) {
+        self.inner.tls_started();
     }
 }
 

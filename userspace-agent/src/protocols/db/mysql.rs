@@ -10,8 +10,11 @@
 //! only (a successful `COM_INIT_DB` or `USE db` sets `db.namespace`).
 //!
 //! Handshake: the greeting's version string tells MariaDB from MySQL; the handshake
-//! response gives the database (`CLIENT_CONNECT_WITH_DB`); an SSL request ends parsing
-//! (`tls_upgrades`); authentication packets are skipped unread.
+//! response gives the database (`CLIENT_CONNECT_WITH_DB`); an SSL request ends parsing of
+//! the socket's bytes (`tls_upgrades`): ciphertext follows. When a probed TLS library
+//! reports the plaintext ([`DbParser::tls_started`]), parsing resumes on it at the full
+//! handshake response the client sends inside TLS. Authentication packets are skipped
+//! unread.
 //!
 //! Lost sync: packets are length-framed, so gaps are skipped by count. A header inside a
 //! gap loses sync: pending commands are dropped (counted) and the client side resyncs at
@@ -171,7 +174,7 @@ enum Phase {
     /// Authentication packets until the server's OK or ERR.
     Auth,
     Command,
-    /// TLS after an SSL request: nothing more is readable.
+    /// TLS after an SSL request: nothing more of the socket's bytes is readable.
     Encrypted,
 }
 
@@ -655,6 +658,16 @@ impl DbParser for MysqlParser {
 
     fn stats(&self) -> ParserStats {
         self.stats
+    }
+
+    fn tls_started(&mut self) {
+        if self.phase == Phase::Encrypted {
+            // Both sides stopped at a packet boundary: the SSL request and the greeting.
+            self.phase = Phase::Handshake;
+        } else {
+            // The SSL request went unseen: where the plaintext stands is unknown.
+            self.lose_sync(0);
+        }
     }
 }
 

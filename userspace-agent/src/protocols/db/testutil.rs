@@ -6,7 +6,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{DbCall, DbParser, ParseOptions, ParserStats};
+use super::{DbCall, DbParser, ParseOptions, ParserStats, Side};
 use crate::protocols::{Segment, fuzz};
 
 pub use crate::protocols::fuzz::{
@@ -80,6 +80,43 @@ pub fn replay(parser: &mut impl DbParser, chunks: &[Chunk], split: Split) -> Vec
                 parser.push(side, &Segment::captured(ts_ns, bytes, head), &mut out);
             }
         }
+    }
+    parser.finish(&mut out);
+    out
+}
+
+/// The start of a ClientHello and of a ServerHello: what the socket carries once a
+/// connection switched to TLS.
+const CIPHERTEXT: [(Side, &[u8]); 2] = [
+    (
+        Side::Client,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ),
+    (
+        Side::Server,
+        b"\x16\x03\x03\x00\x7a\x02\x00\x00\x76\x03\x03",
+    ),
+];
+
+/// Replays `chunks` whole as the span builder feeds a connection that switches to TLS
+/// within its protocol: the first `on_socket` chunks are the socket's own bytes, ending
+/// with the switch; then ciphertext from both sides (to be ignored), then
+/// [`DbParser::tls_started`] and the rest as the library's plaintext. Chunk `i` at
+/// [`ts`]`(i)`, as in [`replay`].
+pub fn replay_tls_resumed(
+    parser: &mut impl DbParser,
+    chunks: &[Chunk],
+    on_socket: usize,
+) -> Vec<DbCall> {
+    let mut out = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i == on_socket {
+            for (side, bytes) in CIPHERTEXT {
+                parser.push(side, &Segment::complete(ts(i), bytes), &mut out);
+            }
+            parser.tls_started();
+        }
+        parser.push(chunk.side, &chunk.segment(ts(i)), &mut out);
     }
     parser.finish(&mut out);
     out
@@ -180,7 +217,7 @@ pub fn fuzz_with_noise<P: DbParser>(new: impl Fn(ParseOptions) -> P + Copy, name
     let mut rng = StdRng::seed_from_u64(seed);
     let mut script = Vec::new();
     for chunk in fixture(name) {
-        let side = u8::from(chunk.side == super::Side::Server);
+        let side = u8::from(chunk.side == Side::Server);
         let mut rest = &chunk.head[..];
         while !rest.is_empty() {
             let (piece, after) = rest.split_at(rng.random_range(1..=rest.len().min(64)));

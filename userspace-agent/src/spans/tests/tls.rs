@@ -195,3 +195,145 @@ fn a_waiting_server_span_goes_out_when_the_agent_stops() {
     t.flush(&mut out);
     assert_eq!(out.len(), 1);
 }
+
+/// A PostgreSQL message: type byte, then its length (counting itself) and payload.
+fn pg(ty: u8, payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty];
+    m.extend_from_slice(&(payload.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+/// `sslmode=require` from the client's side: SSLRequest and the server's 'S' on the
+/// socket, then the startup, authentication and a query in OpenSSL's plaintext. The
+/// query is a PostgreSQL span marked as TLS; ciphertext reaching user space, before the
+/// plaintext or after it, is never parsed.
+#[test]
+fn postgres_resumes_in_tls_plaintext_after_its_ssl_request() {
+    let (mut t, counters) = tracker();
+    let mut out = Vec::new();
+    let tls = |dir, ts, bytes: &[u8]| client(plaintext(CLIENT_SOCK, dir, ts, bytes));
+    let socket = |dir, ts, bytes: &[u8]| client(ev(CLIENT_SOCK, dir, ts, bytes));
+    let startup = b"\x00\x00\x00\x25\x00\x03\x00\x00user\x00postgres\x00database\x00shop\x00\x00";
+    let ready = pg(b'Z', b"I");
+    let auth_ok = [pg(b'R', &[0, 0, 0, 0]), ready.clone()].concat();
+    let query = pg(b'Q', b"SELECT name FROM users WHERE id = 1\x00");
+    let answer = [pg(b'C', b"SELECT 1\x00"), ready].concat();
+    for e in [
+        socket(Direction::Egress, 1, b"\x00\x00\x00\x08\x04\xd2\x16\x2f"),
+        socket(Direction::Ingress, 2, b"S"),
+        socket(Direction::Egress, 3, CLIENT_HELLO),
+        tls(Direction::Egress, 4, startup),
+        tls(Direction::Ingress, 5, &auth_ok),
+        tls(Direction::Egress, 6, &query),
+        // A type byte and a length, were it parsed: the answer would be lost in it.
+        socket(Direction::Ingress, 7, b"\x17\x03\x03\x00\x20"),
+        tls(Direction::Ingress, 8, &answer),
+    ] {
+        feed(&mut t, &e, &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    let s = &out[0];
+    assert_eq!(
+        (s.kind, s.name.as_str()),
+        (SpanKind::Client, "SELECT users")
+    );
+    assert_eq!((s.start_unix_nano, s.end_unix_nano), (6, 8));
+    for (key, value) in [
+        ("db.system.name", "postgresql"),
+        ("db.namespace", "shop"),
+        ("db.query.text", "SELECT name FROM users WHERE id = ?"),
+        ("sonde.tls.library", "openssl"),
+    ] {
+        assert_eq!(attr(s, key), &Value::Str(value.into()), "{key}");
+    }
+    assert_eq!(counters.db_tls_connections.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.db_desync_bytes.load(Ordering::Relaxed), 0);
+    assert_eq!(counters.db_dropped_calls.load(Ordering::Relaxed), 0);
+    t.on_sock_state(CLIENT_SOCK, tcp_state::CLOSE, 9, &mut out);
+    assert_eq!(
+        counters.tls_unreadable_connections.load(Ordering::Relaxed),
+        0,
+        "its plaintext was read"
+    );
+}
+
+/// Redis over TLS from the first byte: the ClientHello reaching the socket hooks makes
+/// the connection ciphertext until OpenSSL's plaintext comes, then it is Redis.
+#[test]
+fn redis_over_tls_is_detected_in_the_plaintext() {
+    let (mut t, counters) = tracker();
+    let mut out = Vec::new();
+    for e in [
+        ev(CLIENT_SOCK, Direction::Egress, 1, CLIENT_HELLO),
+        plaintext(
+            CLIENT_SOCK,
+            Direction::Egress,
+            2,
+            b"*2\r\n$3\r\nGET\r\n$4\r\nuser\r\n",
+        ),
+        plaintext(CLIENT_SOCK, Direction::Ingress, 3, b"$3\r\nada\r\n"),
+    ] {
+        feed(&mut t, &client(e), &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    let s = &out[0];
+    assert_eq!((s.kind, s.name.as_str()), (SpanKind::Client, "GET"));
+    assert_eq!(attr(s, "db.system.name"), &Value::Str("redis".into()));
+    assert_eq!(attr(s, "sonde.tls.library"), &Value::Str("openssl".into()));
+    t.on_sock_state(CLIENT_SOCK, tcp_state::CLOSE, 4, &mut out);
+    for (name, counter) in [
+        (
+            "unknown_protocol_connections",
+            &counters.unknown_protocol_connections,
+        ),
+        (
+            "tls_unreadable_connections",
+            &counters.tls_unreadable_connections,
+        ),
+        ("db_desync_bytes", &counters.db_desync_bytes),
+    ] {
+        assert_eq!(counter.load(Ordering::Relaxed), 0, "{name}");
+    }
+}
+
+/// Redis over TLS with both ends traced, the server's side reported first (it read the
+/// command and answered before the client's `SSL_write` returned): the server's span
+/// waits for the client's call, then becomes its child.
+#[test]
+fn a_redis_server_span_finished_before_its_tls_client_was_seen_becomes_its_child() {
+    let (mut t, _) = tracker();
+    let mut out = Vec::new();
+    let command: &[u8] = b"*2\r\n$3\r\nGET\r\n$4\r\nuser\r\n";
+    let reply: &[u8] = b"$3\r\nada\r\n";
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Ingress, 10, command),
+        &mut out,
+    );
+    feed(
+        &mut t,
+        &plaintext(SERVER_SOCK, Direction::Egress, 20, reply),
+        &mut out,
+    );
+    assert!(out.is_empty(), "the server span waits for its client");
+    for e in [
+        plaintext(CLIENT_SOCK, Direction::Egress, 5, command),
+        plaintext(CLIENT_SOCK, Direction::Ingress, 25, reply),
+    ] {
+        feed(&mut t, &client(e), &mut out);
+    }
+    let find = |kind| -> &Span {
+        out.iter()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} span in {out:?}"))
+    };
+    let (server, client) = (find(SpanKind::Server), find(SpanKind::Client));
+    assert_eq!((server.name.as_str(), client.name.as_str()), ("GET", "GET"));
+    assert_eq!(server.parent_span_id, Some(client.span_id));
+    assert_eq!(server.trace_id, client.trace_id);
+    assert_eq!(
+        attr(server, "sonde.parent.source"),
+        &Value::Str("local_peer".into())
+    );
+}

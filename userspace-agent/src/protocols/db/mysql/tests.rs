@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::protocols::db::testutil::{
-    CutOperation, Split, check_lossy, extra, fixture, fuzz_with_noise, replay, replay_lossless,
-    summaries,
+    Chunk, CutOperation, Split, TS_STEP, check_lossy, extra, fixture, fuzz_with_noise, replay,
+    replay_lossless, replay_tls_resumed, summaries,
 };
 
 fn parser() -> MysqlParser {
@@ -66,6 +66,52 @@ fn mariadb_detected_from_the_greeting() {
         Some("INSERT INTO users (id, name, email) VALUES (?)")
     );
     check_lossy(parser, &chunks, &calls, CutOperation::Reported);
+}
+
+/// PyMySQL's session with `ssl`: after the greeting the client sends an SSL request (the
+/// handshake response's first 32 bytes with `CLIENT_SSL`, sequence 1), ciphertext
+/// follows, and inside TLS come the full handshake response (sequence 2), the server's
+/// OK (3) and the commands: the same calls as in the clear, still MariaDB's.
+#[test]
+fn ssl_request_then_tls_plaintext_gives_the_same_calls() {
+    let chunks = fixture("mysql_pymysql.txt");
+    let plain = replay_lossless(parser, &chunks);
+    let ssl_flag = |packet: &mut Vec<u8>| packet[5] |= (CLIENT_SSL >> 8) as u8;
+    let mut response = chunks[1].clone();
+    assert_eq!(&response.head[3..5], [1, 0x0d], "the handshake response");
+    ssl_flag(&mut response.head);
+    let mut request = response.head[..36].to_vec();
+    request[..3].copy_from_slice(&[32, 0, 0]);
+    let mut tls = vec![
+        chunks[0].clone(),
+        Chunk {
+            head: request,
+            ..response.clone()
+        },
+        response,
+    ];
+    tls.extend(chunks[2..].iter().cloned());
+    tls[2].head[3] = 2;
+    assert_eq!(tls[3].head, [7, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0], "the OK");
+    tls[3].head[3] = 3;
+
+    let mut p = parser();
+    let mut calls = replay_tls_resumed(&mut p, &tls, 2);
+    // One chunk more than in the clear: every call one step later.
+    for c in &mut calls {
+        c.start_ns -= TS_STEP;
+        c.end_ns -= TS_STEP;
+    }
+    assert_eq!(calls, plain);
+    assert_eq!(
+        p.stats(),
+        ParserStats {
+            tls_upgrades: 1,
+            ..ParserStats::default()
+        }
+    );
+    assert_eq!(extra(&calls[0], "db.system.name"), Some("mariadb"));
+    assert_eq!(calls[0].namespace.as_deref(), Some("shop"));
 }
 
 #[test]

@@ -11,8 +11,11 @@
 //!   (preparing only) gives a span only when the server rejects it.
 //!
 //! Startup: the `database` parameter (or `user`, the server's default) becomes
-//! `db.namespace`. An SSLRequest or GSSENCRequest accepted by the server ends parsing
-//! (counted in `tls_upgrades`); authentication messages are skipped unread.
+//! `db.namespace`. An SSLRequest or GSSENCRequest accepted by the server ends parsing of
+//! the socket's bytes (counted in `tls_upgrades`): what follows is ciphertext. When a
+//! probed TLS library reports the plaintext ([`DbParser::tls_started`]), parsing starts
+//! over on it, at the client's startup message, as on a new connection; authentication
+//! messages are skipped unread.
 //!
 //! Lost sync: messages are length-framed, so bytes in a gap are skipped by count. A
 //! header inside a gap loses sync: pending exchanges are dropped (counted) and the client
@@ -69,7 +72,7 @@ pub struct PostgresParser {
     server: Framer,
     client_phase: ClientPhase,
     awaiting: Awaiting,
-    /// TLS or GSS encryption: nothing more is readable.
+    /// TLS or GSS encryption: nothing more of the socket's bytes is readable.
     encrypted: bool,
     namespace: Option<String>,
     units: VecDeque<Unit>,
@@ -127,6 +130,16 @@ impl DbParser for PostgresParser {
 
     fn stats(&self) -> ParserStats {
         self.stats
+    }
+
+    /// After the server's 'S' the client starts over inside TLS with its startup
+    /// message: nothing before it carries over (the namespace comes with that message).
+    fn tls_started(&mut self) {
+        self.drop_units();
+        *self = Self {
+            stats: self.stats,
+            ..Self::new(self.opts)
+        };
     }
 }
 

@@ -3,7 +3,7 @@
 use super::*;
 use crate::protocols::db::testutil::{
     CutOperation, Split, TS_STEP, check_lossy, extra, fixture, fuzz_with_noise, replay,
-    replay_lossless, summaries,
+    replay_lossless, replay_tls_resumed, summaries,
 };
 
 fn parser() -> PostgresParser {
@@ -183,6 +183,32 @@ fn ssl_accepted_stops_parsing() {
     }
     assert!(out.is_empty());
     assert_eq!(p.stats().tls_upgrades, 1);
+}
+
+/// The sessions as `sslmode=require` makes them: the server answers the SSLRequest with
+/// 'S', ciphertext follows on the socket, and the session goes on in OpenSSL's
+/// plaintext from the startup message: the same calls as in the clear.
+#[test]
+fn ssl_accepted_then_tls_plaintext_gives_the_same_calls() {
+    for name in ["postgres_psql.txt", "postgres_psycopg2.txt"] {
+        let chunks = fixture(name);
+        let plain = replay_lossless(parser, &chunks);
+        assert_eq!(chunks[1].head, b"N", "{name}: the SSLRequest was refused");
+        let mut tls = chunks.clone();
+        tls[1].head = b"S".to_vec();
+        let mut p = parser();
+        let calls = replay_tls_resumed(&mut p, &tls, 2);
+        assert_eq!(calls, plain, "{name}");
+        assert_eq!(
+            p.stats(),
+            ParserStats {
+                tls_upgrades: 1,
+                ..ParserStats::default()
+            },
+            "{name}: nothing lost"
+        );
+        assert_eq!(calls[1].namespace.as_deref(), Some("shop"), "{name}");
+    }
 }
 
 #[test]
