@@ -131,22 +131,36 @@ static __always_inline struct inject_note *note_for_option(struct bpf_sock_ops *
 }
 
 static __always_inline void reserve_option(struct bpf_sock_ops *skops) {
-    if (note_for_option(skops))
+    __u64 sk = (__u64)skops->sk;
+    if (bpf_map_lookup_elem(&tcp_opt_out, &sk) || note_for_option(skops))
         bpf_reserve_hdr_opt(skops, TCP_OPT_LEN, 0);
 }
 
+/* The socket's own context to send (a TLS request's, tls/request_ctx.h) first, else the
+ * sending thread's note. */
 static __always_inline void write_option(struct bpf_sock_ops *skops) {
-    struct inject_note *note = note_for_option(skops);
-    if (!note)
-        return;
+    __u64 sk = (__u64)skops->sk;
     struct tcp_opt opt = {
         .kind = TCP_OPT_KIND, .len = TCP_OPT_LEN, .magic = {TCP_OPT_MAGIC_HI, TCP_OPT_MAGIC_LO}};
-    __builtin_memcpy(opt.trace_id, note->ctx.trace_id, sizeof(opt.trace_id));
-    __builtin_memcpy(opt.span_id, note->ctx.span_id, sizeof(opt.span_id));
-    if (bpf_store_hdr_opt(skops, &opt, sizeof(opt), 0) == 0) {
-        note->opt_sent = 1;
-        count_inject(SONDE_INJ_TCP_OPT_SENT);
+    struct tcp_opt_ctx *out = bpf_map_lookup_elem(&tcp_opt_out, &sk);
+    struct inject_note *note = NULL;
+    if (out) {
+        __builtin_memcpy(opt.trace_id, out->trace_id, sizeof(opt.trace_id));
+        __builtin_memcpy(opt.span_id, out->span_id, sizeof(opt.span_id));
+    } else {
+        note = note_for_option(skops);
+        if (!note)
+            return;
+        __builtin_memcpy(opt.trace_id, note->ctx.trace_id, sizeof(opt.trace_id));
+        __builtin_memcpy(opt.span_id, note->ctx.span_id, sizeof(opt.span_id));
     }
+    if (bpf_store_hdr_opt(skops, &opt, sizeof(opt), 0) != 0)
+        return;
+    if (note)
+        note->opt_sent = 1;
+    else
+        bpf_map_delete_elem(&tcp_opt_out, &sk);
+    count_inject(SONDE_INJ_TCP_OPT_SENT);
 }
 
 /* A segment with an option the kernel does not know arrived: ours carries the sender's

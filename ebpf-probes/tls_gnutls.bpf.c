@@ -19,17 +19,17 @@
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_gnutls_recv, void *session, void *data, size_t size) {
-    return tls_call_enter((__u64)session, (__u64)data, 0, SONDE_DIR_INGRESS);
+    return tls_call_enter((__u64)session, (__u64)data, 0, SONDE_DIR_INGRESS, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_gnutls_send, void *session, const void *data, size_t size) {
-    return tls_call_enter((__u64)session, (__u64)data, 0, SONDE_DIR_EGRESS);
+    return tls_call_enter((__u64)session, (__u64)data, 0, SONDE_DIR_EGRESS, size);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_gnutls_handshake, void *session) {
-    return tls_call_enter((__u64)session, 0, 0, SONDE_DIR_INGRESS);
+    return tls_call_enter((__u64)session, 0, 0, SONDE_DIR_INGRESS, 0);
 }
 
 /* One return program for the three: recv and send return ssize_t (the whole register),

@@ -26,6 +26,7 @@
 #include <maps/go_tls.h>
 #include <socket_data/sock_lookup.h>
 #include <tls/plaintext.h>
+#include <tls/request_ctx.h>
 
 /* A descriptor above this is not one (Go's Sysfd is an int). */
 #define GO_MAX_FD (1 << 24)
@@ -98,8 +99,11 @@ int sonde_uprobe_go_tls_write(struct pt_regs *ctx) {
         return 0;
     /* Reported at entry: the bytes are in b now, and a request starts when it is sent. */
     /* Write handshakes first: the first request's version is not known yet here. */
-    emit_plaintext(si, SONDE_DIR_EGRESS, ctx->bx, len, bpf_ktime_get_ns(), SONDE_SRC_GO,
-                   go_tls_version(ctx, ctx->ax));
+    const struct scratch *s = emit_plaintext(si, SONDE_DIR_EGRESS, ctx->bx, len, bpf_ktime_get_ns(),
+                                             SONDE_SRC_GO, go_tls_version(ctx, ctx->ax));
+    /* Reported before its bytes leave: the TCP option can carry its client span. */
+    if (s)
+        send_in_tcp_option(s);
     return 0;
 }
 

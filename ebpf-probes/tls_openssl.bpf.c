@@ -25,27 +25,27 @@
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_ssl_read, void *ssl, void *buf, int num) {
-    return tls_call_enter((__u64)ssl, (__u64)buf, 0, SONDE_DIR_INGRESS);
+    return tls_call_enter((__u64)ssl, (__u64)buf, 0, SONDE_DIR_INGRESS, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_ssl_read_ex, void *ssl, void *buf, size_t num, size_t *readbytes) {
-    return tls_call_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, SONDE_DIR_INGRESS);
+    return tls_call_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, SONDE_DIR_INGRESS, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_ssl_write, void *ssl, const void *buf, int num) {
-    return tls_call_enter((__u64)ssl, (__u64)buf, 0, SONDE_DIR_EGRESS);
+    return tls_call_enter((__u64)ssl, (__u64)buf, 0, SONDE_DIR_EGRESS, num > 0 ? num : 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_ssl_write_ex, void *ssl, const void *buf, size_t num, size_t *written) {
-    return tls_call_enter((__u64)ssl, (__u64)buf, (__u64)written, SONDE_DIR_EGRESS);
+    return tls_call_enter((__u64)ssl, (__u64)buf, (__u64)written, SONDE_DIR_EGRESS, num);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(sonde_uprobe_ssl_handshake, void *ssl) {
-    return tls_call_enter((__u64)ssl, 0, 0, SONDE_DIR_INGRESS);
+    return tls_call_enter((__u64)ssl, 0, 0, SONDE_DIR_INGRESS, 0);
 }
 
 /* One return program for every call: the entry's record says what to report. */

@@ -5,7 +5,8 @@
 //!   several requests over one keep-alive connection;
 //! - two "hosts": network namespaces joined by a veth pair, one agent per side. The two
 //!   agents share nothing, so the client and server spans can only join through the
-//!   header; with `--no-inject` on the client's agent they do not.
+//!   header, or over HTTPS through the TCP header option (nothing can be inserted into
+//!   TLS); with `--no-inject` on the client's agent they do not.
 
 mod util;
 
@@ -310,16 +311,23 @@ fn ip(args: &[&str]) {
 /// `py_server.py` listening on `addr` inside namespace `ns`, killed on drop; waits for
 /// its "ready" line (the test process cannot connect into the namespace to check).
 fn python_in(ns: &str, addr: &str, port: u16) -> Proc {
+    python_fixture_in(ns, "py_server.py", &[&port.to_string(), addr], &[])
+}
+
+/// The Python server `fixture` started with `args` (and `env`) inside namespace `ns`, as
+/// [`python_in`] does.
+fn python_fixture_in(ns: &str, fixture_name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let py = python();
     let py = py.to_str().expect("utf-8 python path");
-    let fixture = fixture("py_server.py");
-    let port = port.to_string();
-    let argv = TwoHosts::exec(
-        ns,
-        &[py, fixture.to_str().expect("utf-8 path"), &port, addr],
-    );
+    let path = fixture(fixture_name);
+    let mut command = vec![py, path.to_str().expect("utf-8 path")];
+    command.extend_from_slice(args);
+    let argv = TwoHosts::exec(ns, &command);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_remove("OTEL_SERVICE_NAME");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let mut server = Proc::spawn(cmd);
     let stdout = server
         .0
@@ -329,7 +337,7 @@ fn python_in(ns: &str, addr: &str, port: u16) -> Proc {
     // read_line returns at EOF too, if the server dies first.
     let mut line = String::new();
     let _ = BufReader::new(stdout).read_line(&mut line);
-    assert_eq!(line.trim(), "ready", "py_server.py in {ns} did not start");
+    assert_eq!(line.trim(), "ready", "{fixture_name} in {ns} did not start");
     server
 }
 
@@ -344,13 +352,48 @@ struct CrossHost {
 /// under agent A (`sonde run ... -- ip netns exec A curl`, plus `agent_a_flags`). The
 /// agents are separate processes: nothing but the bytes on the wire connects them.
 fn cross_host_request(agent_a_flags: &[&str]) -> CrossHost {
+    cross_host(agent_a_flags, None)
+}
+
+/// [`cross_host_request`] over HTTPS: `py_tls_server.py` on host B with `certs`, curl
+/// naming it `localhost` (resolved to B's address) so the certificate matches.
+fn cross_host_tls_request(agent_a_flags: &[&str], certs: &util::tls::Certs) -> CrossHost {
+    cross_host(agent_a_flags, Some(certs))
+}
+
+fn cross_host(agent_a_flags: &[&str], tls: Option<&util::tls::Certs>) -> CrossHost {
     let hosts = TwoHosts::create();
     let port = free_port();
-    let server = python_in(&hosts.b, &hosts.addr_b, port);
+    let (server, url, curl_args) = match tls {
+        None => (
+            python_in(&hosts.b, &hosts.addr_b, port),
+            format!("http://{}:{port}/two-hosts", hosts.addr_b),
+            Vec::new(),
+        ),
+        Some(certs) => {
+            let (cert, key) = (path_str(&certs.cert), path_str(&certs.key));
+            let server = python_fixture_in(
+                &hosts.b,
+                "py_tls_server.py",
+                &[&cert, &key, &port.to_string()],
+                &[("BIND_ADDR", &hosts.addr_b)],
+            );
+            let resolve = format!("localhost:{port}:{}", hosts.addr_b);
+            let args = vec![
+                "--resolve".to_owned(),
+                resolve,
+                "--cacert".to_owned(),
+                path_str(&certs.ca),
+            ];
+            (server, format!("https://localhost:{port}/two-hosts"), args)
+        }
+    };
     let mut agent_b = Agent::attach(&[server.pid()]);
 
-    let url = format!("http://{}:{port}/two-hosts", hosts.addr_b);
-    let client_cmd = TwoHosts::exec(&hosts.a, &["curl", "-sS", "--max-time", "10", &url]);
+    let mut curl: Vec<&str> = vec!["curl", "-sS", "--max-time", "10"];
+    curl.extend(curl_args.iter().map(String::as_str));
+    curl.push(&url);
+    let client_cmd = TwoHosts::exec(&hosts.a, &curl);
     let mut cmd = AgentCmd::run(&client_cmd);
     for flag in agent_a_flags {
         cmd = cmd.arg(*flag);
@@ -418,6 +461,62 @@ fn two_hosts_without_injection_are_two_traces() {
         client.attr("sonde.inject").is_none(),
         "no sonde.inject without injection"
     );
+    tree.assert_root(&server);
+    check!(
+        tree,
+        server.trace_id() != client.trace_id(),
+        "the server span starts its own trace"
+    );
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+/// HTTPS between the two hosts: nothing can be inserted into TLS, but agent A decides the
+/// client span when curl's `SSL_write` starts and sends it in a TCP header option on the
+/// request's segment; agent B's TLS server span continues it (`tcp_option`), though the
+/// agents share nothing.
+#[test]
+fn two_hosts_join_over_tls_through_the_tcp_option() {
+    require_tracing!();
+    if !util::tls::openssl_available() {
+        return;
+    }
+    let certs = util::tls::Certs::new();
+    let CrossHost {
+        tree,
+        client,
+        server,
+    } = cross_host_tls_request(&[], &certs);
+    tree.assert_root(&client);
+    for s in [&client, &server] {
+        tree.assert_attr(s, "url.scheme", "https");
+        tree.assert_attr(s, "sonde.tls.library", "openssl");
+    }
+    check!(
+        tree,
+        client.attr("sonde.inject").is_none(),
+        "nothing is inserted into TLS"
+    );
+    tree.assert_child(&client, &server, "tcp_option");
+}
+
+/// Negative control: with `--no-inject` on the client's agent no option is sent, and the
+/// TLS server span starts its own trace.
+#[test]
+fn two_hosts_over_tls_without_injection_are_two_traces() {
+    require_tracing!();
+    if !util::tls::openssl_available() {
+        return;
+    }
+    let certs = util::tls::Certs::new();
+    let CrossHost {
+        tree,
+        client,
+        server,
+    } = cross_host_tls_request(&["--no-inject"], &certs);
+    tree.assert_root(&client);
     tree.assert_root(&server);
     check!(
         tree,

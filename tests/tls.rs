@@ -12,9 +12,10 @@
 //!   `url.full` = `https://localhost:<port>/path?query` (the request's Host names the
 //!   port);
 //! - both ends traced by one agent: the SERVER span is the CLIENT span's child through the
-//!   same-host join (`local_peer`): nothing can be inserted into TLS, so never
-//!   `injected`. An incoming `traceparent` inside TLS is read from the plaintext and
-//!   continued (`header`), as on a plaintext socket.
+//!   TCP header option the client's write carried (`tcp_option`: the client span is decided
+//!   when the library's write call starts, before its ciphertext leaves); nothing can be
+//!   inserted into TLS, so never `injected`. An incoming `traceparent` inside TLS is read
+//!   from the plaintext and continued (`header`), as on a plaintext socket.
 //! - the exit report: `http_desyncs` = 0 and `unknown_protocol_connections` = 0 (the
 //!   ciphertext is never parsed), `tls_ciphertext_records` > 0 (ciphertext records the
 //!   socket hooks skipped), `tls_unmapped_calls` = 0 (no plaintext whose connection was
@@ -139,8 +140,9 @@ fn status_lines(out: &std::process::Output, what: &str) -> Vec<(u16, u64)> {
 }
 
 /// One HTTPS exchange traced at both ends by one agent: the CLIENT span is a root, the
-/// SERVER span its child through the same-host join; both `https` from `library`, with the
-/// status and body size the client got, and the same server address and port.
+/// SERVER span its child through the TCP option its request carried; both `https` from
+/// `library`, with the status and body size the client got, and the same server address
+/// and port.
 fn assert_joined_exchange(
     tree: &SpanTree,
     path: &str,
@@ -152,7 +154,7 @@ fn assert_joined_exchange(
     let client = tree.find(CLIENT, &name);
     let server = tree.find(SERVER, &name);
     tree.assert_root(client);
-    tree.assert_child(client, server, "local_peer");
+    tree.assert_child(client, server, "tcp_option");
     for s in [client, server] {
         assert_tls_span_from(tree, s, tls);
         tree.assert_attr(s, "http.request.method", "GET");
@@ -199,7 +201,7 @@ fn service(s: &Value) -> Option<String> {
 /// A Python `ssl` server attached by pid, and curl (held until the agent attached, so
 /// traced from its first request): two keep-alive requests and a 404 on one connection.
 /// Three CLIENT spans from curl, each the parent of the Python SERVER span of the same
-/// request (`local_peer`), all `https` from OpenSSL.
+/// request (`tcp_option`), all `https` from OpenSSL.
 #[test]
 fn python_tls_server_and_curl_client_one_trace() {
     require_tracing!();
@@ -494,7 +496,7 @@ fn python_urllib_https_client_under_sonde_run() {
 // ===== Node =====
 
 /// A Node `https` server and a Node `https.get` client (already running, held until the
-/// agent attached) in one trace: client CLIENT -> server SERVER (`local_peer`) for each
+/// agent attached) in one trace: client CLIENT -> server SERVER (`tcp_option`) for each
 /// of three requests on one keep-alive connection. Node's OpenSSL is inside the node
 /// binary, not libssl.so.3.
 #[test]
@@ -1053,7 +1055,7 @@ fn library_unmapped_while_probed() {
 
 /// A Go HTTPS server and a Go client (`fixtures/go_tls/`, crypto/tls, no OpenSSL), built
 /// with and without `-ldflags=-s -w`, already running when the agent attaches: client
-/// CLIENT -> server SERVER (`local_peer`) for each of three requests on one keep-alive
+/// CLIENT -> server SERVER (`tcp_option`) for each of three requests on one keep-alive
 /// connection, `sonde.tls.library` = `go`. The agent says where it found the probe points:
 /// the symbol table and DWARF, or for the stripped build the pclntab and the offsets
 /// table by release.

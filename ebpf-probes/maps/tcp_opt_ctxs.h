@@ -23,6 +23,18 @@ struct {
     __type(value, struct tcp_opt_ctx);
 } tcp_opt_ctxs SEC(".maps");
 
+/* Context to send in a TCP option on a socket's next data segment, by struct sock: a TLS
+ * request's client span (tls/request_ctx.h), decided before its ciphertext leaves, from
+ * whichever thread sends it (goroutines and event loops move the write elsewhere). Taken
+ * by sock_ops (inject.bpf.c) when written; a newer request on the socket replaces it.
+ * LRU: a socket that closes first never takes its entry out. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct tcp_opt_ctx);
+} tcp_opt_out SEC(".maps");
+
 /* Set once the first option arrives: until then (most hosts: no peer agent sends one)
  * requests skip the tcp_opt_ctxs lookup. */
 bool tcp_opt_seen = false;

@@ -14,8 +14,12 @@
 #include <common/traced.h>
 #include <maps/tls.h>
 #include <tls/plaintext.h>
+#include <tls/request_ctx.h>
 
-static __always_inline int tls_call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 dir) {
+/* A call on session ssl moving plaintext at buf in direction dir; len: the bytes a write
+ * asks to send (0 when not known). */
+static __always_inline int tls_call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 dir,
+                                          __u64 len) {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     if (empty_probes || !traced(&(__u32){pid_tgid >> 32}))
         return 0;
@@ -31,6 +35,10 @@ static __always_inline int tls_call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, _
     call->entry_ns = bpf_ktime_get_ns();
     __u32 tid = (__u32)pid_tgid;
     bpf_map_update_elem(&tls_calls, &tid, call, BPF_ANY);
+    if (dir == SONDE_DIR_EGRESS) {
+        struct tls_session_key key = {.ssl = ssl, .tgid = pid_tgid >> 32};
+        decide_request_at_entry(&key, buf, len);
+    }
     return 0;
 }
 

@@ -25,14 +25,18 @@ static __always_inline __u16 tls_version_or_0(__u32 version) {
  * len plaintext bytes at buf, moved in direction dir on connection si by a call of the
  * library source, become a data event. ts_ns: when the bytes started to move, 0 for now;
  * tls_version: the session's protocol version (tls_version_or_0), 0 when not known.
+ * Returns the event's scratch (the event stays readable there after submission), NULL if
+ * none was made.
  */
-static __always_inline void emit_plaintext(const struct sonde_sock_info *si, __u8 dir, __u64 buf,
-                                           __u64 len, __u64 ts_ns, __u8 source, __u16 tls_version) {
+static __always_inline const struct scratch *emit_plaintext(const struct sonde_sock_info *si,
+                                                            __u8 dir, __u64 buf, __u64 len,
+                                                            __u64 ts_ns, __u8 source,
+                                                            __u16 tls_version) {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 zero = 0;
     struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
     if (!s)
-        return;
+        return NULL;
     struct sonde_data_event *ev = start_data_event(s, si, dir, SONDE_SYS_TLS, pid_tgid, len);
     ev->source = source;
     ev->tls_version = tls_version;
@@ -48,6 +52,7 @@ static __always_inline void emit_plaintext(const struct sonde_sock_info *si, __u
     ev->fd = -1;
     ev->sent_bytes = 0;
     submit_data(s);
+    return s;
 }
 
 /*

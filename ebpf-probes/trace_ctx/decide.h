@@ -95,8 +95,9 @@ static __always_inline void on_server_request(struct sonde_data_event *ev,
 }
 
 /* The sk_msg program's note for this request: its outcome, and when it decided the client
- * span (inserted it, or kept it for the TCP option), that span. True when decided: the
- * request then needs no header parsing (sk_msg proved it has no context header). */
+ * span (inserted it, or kept it for the TCP option), that span; or, for TLS plaintext, the
+ * span decided at the write call's entry (tls/request_ctx.h). True when decided: the
+ * request then needs no header parsing (no context header of the application's own). */
 static __always_inline bool client_from_note(struct sonde_data_event *ev, __u32 tid) {
     struct inject_note *note = bpf_map_lookup_elem(&inject_notes, &tid);
     if (!note)
