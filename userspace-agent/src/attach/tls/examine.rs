@@ -80,7 +80,7 @@ pub fn process_report(pid: u32) -> Option<Vec<FileReport>> {
         if !seen.insert(mapping.id) {
             continue;
         }
-        let path = PathBuf::from(format!("/proc/{pid}/root{}", mapping.path));
+        let path = super::path_seen_by(pid, mapping.path);
         let outcome = match examine(&path) {
             Ok(Some(found)) => match found.summary() {
                 Some(summary) => Ok(summary),
@@ -89,7 +89,7 @@ pub fn process_report(pid: u32) -> Option<Vec<FileReport>> {
             Ok(None) => continue,
             // A file that is not ELF (or unreadable) is not reported as a library.
             Err(TlsProbeError::Elf(_)) => continue,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(format!("{:#}", anyhow::Error::from(e))),
         };
         out.push(FileReport {
             path: PathBuf::from(mapping.path),

@@ -190,8 +190,7 @@ impl TlsProbes {
             if !self.examined.insert(mapping.id) {
                 continue;
             }
-            // The process's own view of the path: containers and chroots included.
-            let path = PathBuf::from(format!("/proc/{pid}/root{}", mapping.path));
+            let path = path_seen_by(pid, mapping.path);
             if self.probe_new_file(ebpf, mapping.id, &path, Path::new(mapping.path)) {
                 scanned.newly_probed += 1;
                 scanned.maps_probed = true;
@@ -267,7 +266,8 @@ impl TlsProbes {
                 false
             }
             Err(e) => {
-                log::warn!("TLS: {e}");
+                // With its causes: "perf_event_open failed" alone does not say why.
+                log::warn!("TLS: {:#}", anyhow::Error::from(e));
                 self.failures += 1;
                 false
             }
@@ -297,6 +297,27 @@ impl TlsProbes {
             Found::Go(plan) => self.go.attach(ebpf, path, plan)?,
         }
         Ok(found.summary())
+    }
+}
+
+/// A path as process `pid` maps it, opened from here: as it is when the process shares
+/// the agent's mount namespace, else through `/proc/PID/root` (containers, chroots).
+/// Plain when possible: Linux 6.1's uprobe attach does not find files through
+/// `/proc/PID/root` in an initramfs (ENOENT), where 6.18 does.
+fn path_seen_by(pid: u32, mapped: &str) -> PathBuf {
+    let same_namespace = match (
+        std::fs::read_link(format!("/proc/{pid}/ns/mnt")),
+        std::fs::read_link("/proc/self/ns/mnt"),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        _ => false,
+    };
+    let chrooted =
+        std::fs::read_link(format!("/proc/{pid}/root")).map_or(true, |root| root != Path::new("/"));
+    if same_namespace && !chrooted {
+        PathBuf::from(mapped)
+    } else {
+        PathBuf::from(format!("/proc/{pid}/root{mapped}"))
     }
 }
 
