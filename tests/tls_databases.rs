@@ -15,7 +15,8 @@
 //!   database bytes skipped or calls dropped (`db_desync_bytes`, `db_dropped_calls` = 0).
 //!
 //! The servers take TLS clients only (`hostssl`, `--port 0`, `require_secure_transport`),
-//! so a span proves the plaintext came from inside TLS. Without the probes (`--no-tls`),
+//! so a span proves the plaintext came from inside TLS. One test runs the app's psycopg2
+//! on OpenSSL 1.1 (the psycopg2-binary wheel's own libssl), the others on Debian's 3.0. Without the probes (`--no-tls`),
 //! a PostgreSQL connection that switched to TLS gives no span and no desync: counted in
 //! `db_tls_connections`.
 
@@ -227,6 +228,79 @@ fn postgres_sslmode_require_calls_are_spans_at_both_ends() {
     tree.assert_attr(calls[0], "db.operation.name", "SELECT");
     tree.assert_attr(calls[0], "db.collection.name", "users");
     // The app's connection and the backend's each switched to TLS.
+    assert_db_tls_counters(&tree, &agent.counters(), 2);
+}
+
+/// The psycopg2 of the OpenSSL 1.1 venv (`cargo xtask setup`): the psycopg2-binary 2.9.5
+/// wheel bundles libpq with OpenSSL 1.1.1 (`libssl-*.so.1.1`, loaded with the module).
+const OPENSSL11_PYTHON: &str = "/opt/sonde-test-venv-openssl11/bin/python";
+
+/// OpenSSL 1.1 as a shared library: the app's psycopg2 is the wheel that carries its own
+/// OpenSSL 1.1.1, the server's OpenSSL 3. The same four calls as above, their CLIENT spans
+/// read from OpenSSL 1.1's plaintext (`tls.protocol.version` read from its `ssl_st`), and
+/// `sonde doctor --pid` names the bundled 1.1 library as the app's probed OpenSSL.
+#[test]
+fn postgres_through_openssl_1_1() {
+    require_tracing!();
+    let venv_ok = std::process::Command::new(OPENSSL11_PYTHON)
+        .args(["-c", "import psycopg2"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !openssl_available() || !tool_available(venv_ok, "the OpenSSL 1.1 psycopg2 venv is missing")
+    {
+        return;
+    }
+    let certs = Certs::new();
+    let pg = db::postgres_tls(USERS_SQL, &certs);
+    let ports = DbPorts {
+        postgres: pg.port,
+        ..DbPorts::default()
+    };
+    let app = db::db_app_tls_with(&ports, &certs.ca, OPENSSL11_PYTHON.as_ref());
+    let mut agent = Agent::attach(&[app.pid(), pg.pid()]);
+    let held = TempDir::new("held");
+    let release = held.join("release");
+    let client = get_held(&app, "/pg", &release);
+    agent.wait_for_spans(9, Duration::from_secs(10));
+
+    // While the app holds its connection: which OpenSSL it uses, as doctor reads it.
+    let doctor = std::process::Command::new(sonde_bin())
+        .args(["doctor", "--json", "--pid"])
+        .arg(app.pid().to_string())
+        .output()
+        .expect("running sonde doctor");
+    let report: Value = serde_json::from_slice(&doctor.stdout).expect("doctor JSON");
+    let libraries: Vec<&str> = report["processes"][0]["libraries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["library"] == "OpenSSL")
+        .filter_map(|l| l["path"].as_str())
+        .collect();
+    assert!(
+        libraries
+            .iter()
+            .any(|p| p.contains("psycopg2_binary.libs/libssl-") && p.ends_with(".so.1.1")),
+        "the app's probed OpenSSL is the wheel's 1.1: {libraries:?}"
+    );
+
+    std::fs::write(&release, "").expect("touch release");
+    let report = raw_client_report(&client.output());
+    assert_eq!(
+        (
+            &report["responses"][0]["status"],
+            &report["responses"][0]["body"]
+        ),
+        (&Value::from(200), &Value::from("ada 2 UndefinedTable")),
+        "{report}\n{}",
+        app.logs()
+    );
+    let tree = agent.collect(9);
+    eqnice!(tree, tree.len(), 9, "GET /pg, 4 calls, 4 server spans");
+    let calls = assert_tls_calls(&tree, "/pg", "postgresql", pg.port, &PG_CALLS, true);
+    for s in &calls {
+        tree.assert_attr(s, "tls.protocol.version", "1.3");
+    }
     assert_db_tls_counters(&tree, &agent.counters(), 2);
 }
 

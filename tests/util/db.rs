@@ -236,17 +236,22 @@ pub struct DbPorts {
 
 /// `tests/fixtures/py_db_app.py`: a web app whose routes query the given databases.
 pub fn db_app(ports: &DbPorts) -> Server {
-    start_db_app(ports, None)
+    start_db_app(ports, None, &python())
 }
 
 /// [`db_app`] whose PostgreSQL, Redis and MySQL connections use TLS, trusting `ca`.
 pub fn db_app_tls(ports: &DbPorts, ca: &Path) -> Server {
-    start_db_app(ports, Some(ca))
+    start_db_app(ports, Some(ca), &python())
 }
 
-fn start_db_app(ports: &DbPorts, ca: Option<&Path>) -> Server {
+/// [`db_app_tls`] run by the interpreter `python` (a venv with other drivers).
+pub fn db_app_tls_with(ports: &DbPorts, ca: &Path, python: &std::ffi::OsStr) -> Server {
+    start_db_app(ports, Some(ca), python)
+}
+
+fn start_db_app(ports: &DbPorts, ca: Option<&Path>, python: &std::ffi::OsStr) -> Server {
     let port = free_port();
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(python);
     cmd.arg(super::fixture("py_db_app.py"))
         .arg(port.to_string())
         .args([ports.postgres, ports.redis, ports.mysql, ports.memcached].map(|p| p.to_string()))

@@ -1,8 +1,9 @@
 //! `cargo xtask setup`: prepare a machine (Debian 12, root) to build and run Sonde.
 //!
 //! Idempotent: apt runs only when something is missing (`apt-get update` once, then one
-//! `apt-get install -y`), the OpenTelemetry SDK venv is made only when it lacks the pinned
-//! versions, tracefs is mounted only when it is not. Prints what it did.
+//! `apt-get install -y`), the test venvs (the OpenTelemetry SDK, psycopg2 on OpenSSL 1.1)
+//! are made only when they lack the pinned versions, tracefs is mounted only when it is
+//! not. Prints what it did.
 
 use std::path::Path;
 use std::process::Command;
@@ -186,11 +187,23 @@ const SDK_PACKAGES: &[(&str, &str)] = &[
     ("opentelemetry-exporter-otlp-proto-http", "1.45.2"),
 ];
 
+/// The venv tests/tls_databases.rs runs a psycopg2 client on OpenSSL 1.1 with: the
+/// psycopg2-binary wheel of this release bundles libpq with OpenSSL 1.1.1
+/// (`psycopg2_binary.libs/libssl-*.so.1.1`), which Debian 12 no longer ships. System
+/// site packages stay visible (the app's Redis and MySQL drivers).
+const OPENSSL11_VENV: &str = "/opt/sonde-test-venv-openssl11";
+const OPENSSL11_PACKAGES: &[(&str, &str)] = &[("psycopg2-binary", "2.9.5")];
+
 pub fn run(opts: Options) -> Result<()> {
     let Options {} = opts;
     util::require_root("cargo xtask setup")?;
     install_packages()?;
-    make_sdk_venv()?;
+    make_venv(SDK_VENV, SDK_PACKAGES, &[])?;
+    make_venv(
+        OPENSSL11_VENV,
+        OPENSSL11_PACKAGES,
+        &["--system-site-packages"],
+    )?;
     mount_tracefs()?;
     Ok(())
 }
@@ -261,12 +274,13 @@ fn install_packages() -> Result<()> {
     Ok(())
 }
 
-/// A venv (from the Debian python, so the traced executable is /usr/bin/python3.*) with
-/// the pinned OpenTelemetry packages, made or fixed only when they are not all there.
-fn make_sdk_venv() -> Result<()> {
-    let venv = Path::new(SDK_VENV);
+/// A venv at `path` (from the Debian python, so the traced executable is
+/// /usr/bin/python3.*; `venv_args` for `python3 -m venv`) with the pinned `packages`,
+/// made or fixed only when they are not all there.
+fn make_venv(path: &str, packages: &[(&str, &str)], venv_args: &[&str]) -> Result<()> {
+    let venv = Path::new(path);
     let python = venv.join("bin/python");
-    let checks: Vec<String> = SDK_PACKAGES
+    let checks: Vec<String> = packages
         .iter()
         .map(|(name, version)| format!("version({name:?}) == {version:?}"))
         .collect();
@@ -274,23 +288,28 @@ fn make_sdk_venv() -> Result<()> {
         "from importlib.metadata import version; import sys; sys.exit(0 if {} else 1)",
         checks.join(" and ")
     );
-    if succeeds(Command::new(&python).args(["-c", &check])) {
-        println!("setup: {SDK_VENV} already has the OpenTelemetry SDK");
-        return Ok(());
-    }
-    if !python.exists() {
-        exec(Command::new("/usr/bin/python3").args(["-m", "venv", SDK_VENV]))?;
-    }
-    let pins: Vec<String> = SDK_PACKAGES
+    let pins: Vec<String> = packages
         .iter()
         .map(|(name, version)| format!("{name}=={version}"))
         .collect();
+    if succeeds(Command::new(&python).args(["-c", &check])) {
+        println!("setup: {path} already has {}", pins.join(" "));
+        return Ok(());
+    }
+    if !python.exists() {
+        exec(
+            Command::new("/usr/bin/python3")
+                .args(["-m", "venv"])
+                .args(venv_args)
+                .arg(path),
+        )?;
+    }
     exec(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .args(&pins),
     )?;
-    println!("setup: {SDK_VENV}: installed {}", pins.join(" "));
+    println!("setup: {path}: installed {}", pins.join(" "));
     Ok(())
 }
 
