@@ -1140,6 +1140,53 @@ fn go_https_server_and_client_one_trace() {
     }
 }
 
+/// A Go client built by Debian's Go 1.19, stripped (no symbols, no DWARF): functions from
+/// the pclntab, struct offsets from the table's go1.19 row, in which `Conn.vers` is 8
+/// bytes earlier than in current Go. Against the Go 1.26 server, both traced: three
+/// exchanges joined as with current Go, TLS 1.3 on both sides.
+#[test]
+fn go_119_stripped_client_uses_the_offsets_table() {
+    require_tracing!();
+    if !openssl_available() || !go_available() {
+        return;
+    }
+    let certs = Certs::new();
+    let dir = TempDir::new("go119");
+    let Some(client_bin) = build_go119_tls_client(dir.path()) else {
+        return;
+    };
+    let go = build_go_tls(dir.path(), false);
+    let server = go.start_server(&certs);
+    let paths = ["/size/999", "/hello", "/missing"];
+    let urls: Vec<String> = paths.iter().map(|p| https_url(server.port, p)).collect();
+    let wait = dir.join("wait");
+    let mut cmd = Command::new(&client_bin);
+    cmd.arg(&certs.ca).arg("--wait-file").arg(&wait).args(&urls);
+    let client = Proc::spawn(cmd);
+    let mut agent = AgentCmd::attach(&[server.pid(), client.pid()])
+        .env("RUST_LOG", "warn,sonde::attach::tls=info")
+        .start();
+    std::fs::write(&wait, "").expect("touch the wait file");
+    let got = status_lines(&client.output(), "go1.19 client");
+    assert_eq!(got, [(200, 999), (200, 13), (404, 10)]);
+
+    let tree = agent.collect(6);
+    for (path, exchange) in paths.iter().zip(&got) {
+        assert_joined_exchange(&tree, path, server.port, *exchange, &GO);
+    }
+    assert_tls_counters(&tree, &agent.counters());
+    let log = agent.stderr();
+    check!(
+        tree,
+        log.contains("Go crypto/tls (go1.19.")
+            && log.contains(
+                "functions from the pclntab (stripped), offsets by release \
+                 (as measured on go1.19.8)"
+            ),
+        "the agent says how it read the go1.19 client:\n{log}"
+    );
+}
+
 /// A Go program whose release Sonde has no struct offsets for (the stripped server with
 /// its build info rewritten to `go1.99.8`: no DWARF, no table row) is a clear line, not
 /// a guess: `sonde doctor --pid` says NOT PROBED and why, the agent counts it in

@@ -452,9 +452,8 @@ pub fn build_static_tls_client(dir: &Path) -> PathBuf {
 
 /// The Go toolchain of these fixtures: `$SONDE_E2E_GO`, else `/usr/local/go/bin/go`.
 /// Not Debian's `golang-go` (Go 1.19): `fixtures/go_tls/go.mod` says `go 1.26`, and the
-/// Go TLS probes to come will read crypto/tls and the runtime as current Go lays them
-/// out, which is what the Go programs Sonde meets in production are built with; 1.19
-/// is years out of support and differs there.
+/// Go programs Sonde meets in production are built by current Go. Go 1.19 builds one
+/// program only, on purpose: [`build_go119_tls_client`].
 pub fn go_toolchain() -> PathBuf {
     std::env::var_os("SONDE_E2E_GO")
         .map_or_else(|| PathBuf::from("/usr/local/go/bin/go"), PathBuf::from)
@@ -487,6 +486,52 @@ pub fn go_available() -> bool {
             version.as_deref().map_or("not runnable", str::trim)
         ),
     )
+}
+
+/// Debian's Go 1.19 (`golang-go`, `cargo xtask setup` installs it): `$SONDE_E2E_GO119`,
+/// else `/usr/lib/go-1.19/bin/go`.
+pub fn go119_toolchain() -> PathBuf {
+    std::env::var_os("SONDE_E2E_GO119")
+        .map_or_else(|| PathBuf::from("/usr/lib/go-1.19/bin/go"), PathBuf::from)
+}
+
+/// `fixtures/go_tls/client` built by Debian's Go 1.19 with `-ldflags=-s -w` into `dir`:
+/// an older release, stripped, whose struct offsets only the table by release gives
+/// (`Conn.vers` sits 8 bytes earlier than from go1.21 on). None, said, when Go 1.19 is
+/// missing (fails under CI). The client's code builds with 1.19; `go.mod`'s `go 1.26`
+/// line is advisory to that toolchain.
+pub fn build_go119_tls_client(dir: &Path) -> Option<PathBuf> {
+    let go = go119_toolchain();
+    let version = Command::new(&go)
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let is_119 = version.as_deref().and_then(go_minor) == Some(19);
+    if !tool_available(
+        is_119,
+        &format!("Go 1.19 is missing at {} (golang-go)", go.display()),
+    ) {
+        return None;
+    }
+    let out = dir.join("client-go119");
+    let mut cmd = Command::new(&go);
+    cmd.args(["build", "-ldflags=-s -w", "-o"])
+        .arg(&out)
+        .arg("./client")
+        .current_dir(fixture("go_tls"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOWORK", "off")
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", dir.join("gocache-119"))
+        .env("GOPATH", dir.join("gopath-119"));
+    run_build("go1.19 build of fixtures/go_tls/client", &mut cmd);
+    assert_symtab(&out, false);
+    Some(out)
 }
 
 /// The Go build cache the fixtures share across tests and runs, one per user (a cache
