@@ -21,9 +21,6 @@ static __always_inline __u32 capture_limit(void) {
 static __always_inline void capture_buf(struct scratch *s, const __u8 *buf, __u64 len) {
     struct sonde_data_event *ev = &s->ev;
     __u64 n = len < capture_limit() ? len : capture_limit();
-    /* Keeps the bound below: clang may otherwise pass len itself where it proved n == len
-     * (a write's length from its int argument), which the verifier cannot bound. */
-    barrier_var(n);
     if (n > SONDE_MAX_CAPTURE)
         n = SONDE_MAX_CAPTURE;
     if (bpf_probe_read_user(ev->data, n, buf)) {

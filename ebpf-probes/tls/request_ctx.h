@@ -75,7 +75,12 @@ static __always_inline void decide_request_at_entry(const struct tls_session_key
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     struct sonde_data_event *ev =
         start_data_event(s, si, SONDE_DIR_EGRESS, SONDE_SYS_TLS, pid_tgid, len);
-    capture_buf(s, (const __u8 *)buf, len);
+    /* Only the head decides. Bounded here, and kept so (barrier_var): from an int
+     * argument, clang otherwise hands capture_buf's read the unbounded length where it
+     * proved the clamp a no-op, which the verifier refuses. */
+    __u64 head = len < SONDE_MAX_CAPTURE ? len : SONDE_MAX_CAPTURE;
+    barrier_var(head);
+    capture_buf(s, (const __u8 *)buf, head);
     if (!looks_like_http_request(ev->data, ev->captured_len))
         return;
     decide_trace_ctx(s, (__u32)pid_tgid);
