@@ -39,17 +39,23 @@
 static __always_inline const struct sonde_sock_info *go_tls_conn(struct pt_regs *ctx, __u64 conn) {
     __u32 binary = (__u32)bpf_get_attach_cookie(ctx);
     const struct go_tls_offsets *off = bpf_map_lookup_elem(&go_tls_binaries, &binary);
-    if (!off || !conn)
+    if (!off || !conn) {
+        log_debug("Go TLS: no offsets for this binary", LOG_NUM("binary", binary));
         return NULL;
+    }
     __u64 iface[2]; /* net.Conn: itab, data */
     if (bpf_probe_read_user(iface, sizeof(iface), (void *)(conn + off->tls_conn_conn)) ||
-        !iface[0] || !iface[1])
+        !iface[0] || !iface[1]) {
+        log_debug("Go TLS: Conn.conn unreadable", LOG_HEX("conn", conn));
         return NULL;
+    }
     if (off->tcp_conn_type_hash) {
         __u32 hash = 0; /* itab.hash, after the interface and type pointers */
         if (bpf_probe_read_user(&hash, sizeof(hash), (void *)(iface[0] + 16)) ||
             hash != off->tcp_conn_type_hash) {
             count_drop(SONDE_DROP_TLS_UNMAPPED);
+            log_debug("Go TLS: the Conn's transport is not a *net.TCPConn: skipped",
+                      LOG_HEX("itab_hash", hash));
             return NULL;
         }
     }
@@ -59,16 +65,21 @@ static __always_inline const struct sonde_sock_info *go_tls_conn(struct pt_regs 
         !netfd ||
         bpf_probe_read_user(&fd, sizeof(fd),
                             (void *)(netfd + off->net_fd_pfd + off->poll_fd_sysfd)) ||
-        fd < 0 || fd > GO_MAX_FD)
+        fd < 0 || fd > GO_MAX_FD) {
+        log_debug("Go TLS: the Conn's descriptor unreadable", LOG_HEX("netfd", netfd),
+                  LOG_NUM("fd", fd));
         return NULL;
+    }
 
     __u32 zero = 0;
     struct sonde_sock_info *scratch = bpf_map_lookup_elem(&tls_sock_scratch, &zero);
     if (!scratch)
         return NULL;
     const struct sonde_sock_info *si = tcp_sock_of_fd((__u32)fd, scratch);
-    if (!si)
+    if (!si) {
+        log_debug("Go TLS: the Conn's descriptor is not a TCP socket", LOG_NUM("fd", fd));
         return NULL;
+    }
     struct sonde_sock_info *known = bpf_map_lookup_elem(&known_socks, &si->sk);
     if (known)
         known->tls = 1;

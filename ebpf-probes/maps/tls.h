@@ -4,7 +4,7 @@
  *
  * A library call (SSL_read, SSL_write, the handshake) moves ciphertext through its
  * socket while it runs: the socket hooks, seeing a call in flight on their thread, learn
- * the call's connection from it and skip the ciphertext (tls/openssl.h). When the call
+ * the call's connection from it and skip the ciphertext (tls/socket_side.h). When the call
  * returns, its plaintext is reported on that connection. A read the library answers from
  * what it buffered earlier touches no socket: the session's connection, learnt by an
  * earlier call, names it.
