@@ -23,6 +23,12 @@ pub struct Options {
     /// TCP port for the traced HTTP server (loopback).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// TCP port for the traced HTTPS server (loopback).
+    #[arg(long, default_value_t = 8443)]
+    tls_port: u16,
+    /// The Go HTTPS server and its certificate (`vm/tls_files.rs`).
+    #[arg(long, default_value = super::tls_files::GUEST_DIR)]
+    tls_dir: PathBuf,
 }
 
 /// Characters of a result's detail kept on its line.
@@ -32,7 +38,12 @@ const MAX_DETAIL: usize = 2000;
 const TRACE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(opts: Options) -> Result<()> {
-    let Options { sonde, port } = opts;
+    let Options {
+        sonde,
+        port,
+        tls_port,
+        tls_dir,
+    } = opts;
     let doctor = doctor(&sonde);
     let states = doctor
         .as_ref()
@@ -44,6 +55,7 @@ pub fn run(opts: Options) -> Result<()> {
     // same assertions must hold on each path. A family the doctor says this kernel lacks
     // is skipped, with the doctor's reason.
     report("trace_http", trace_http(&sonde, port, "auto"));
+    report("trace_tls", trace_tls(&sonde, tls_port, &tls_dir));
     for (family, doctor_check) in HOOK_FAMILIES {
         let check = format!("trace_http_{}", family.replace('-', "_"));
         match states.get(*doctor_check) {
@@ -218,44 +230,174 @@ fn trace_http(sonde: &Path, port: u16, hooks: &str) -> Result<String> {
          curl -sS --retry 30 --retry-connrefused --retry-delay 1 http://127.0.0.1:{port}/cgi-bin/echo; \
          status=$?; kill $server; exit $status"
     );
-    let stdout_path = dir.path().join("stdout");
-    let stderr_path = dir.path().join("stderr");
-    let mut cmd = Command::new(sonde);
-    cmd.args([
-        "run", "-o", "json", "--hooks", hooks, "--", "sh", "-c", &script,
-    ])
-    .stdin(Stdio::null())
-    .stdout(std::fs::File::create(&stdout_path)?)
-    .stderr(std::fs::File::create(&stderr_path)?);
-    let mut agent = ChildGuard::spawn("sonde run", &mut cmd, libc::SIGINT, Duration::from_secs(5))?;
-    let status = agent.wait_timeout(TRACE_TIMEOUT)?;
-    drop(agent);
-    let stdout = std::fs::read_to_string(&stdout_path)?;
-    let stderr = std::fs::read_to_string(&stderr_path)?;
+    let (stdout, stderr) = sonde_run(sonde, &["--hooks", hooks], &script, dir.path())?;
     if let Some(ready) = stderr
         .lines()
         .find_map(|l| l.strip_prefix("sonde: ready: "))
     {
         data(&format!("hooks_{hooks}"), &Value::String(ready.to_owned()));
     }
+    check_trace(&stdout).with_context(|| format!("stdout: {stdout} stderr: {stderr}"))
+}
+
+/// `sonde run -o json ARGS -- sh -c SCRIPT`, to its end: its stdout (the spans
+/// and the script's own lines) and stderr; an error if it fails or outlives
+/// [`TRACE_TIMEOUT`]. `dir` holds the output files.
+fn sonde_run(sonde: &Path, args: &[&str], script: &str, dir: &Path) -> Result<(String, String)> {
+    let stdout_path = dir.join("stdout");
+    let stderr_path = dir.join("stderr");
+    let mut cmd = Command::new(sonde);
+    cmd.args(["run", "-o", "json"])
+        .args(args)
+        .args(["--", "sh", "-c", script])
+        // What the TLS probes found, in the agent's stderr (a failed check prints it).
+        .env("RUST_LOG", "warn,sonde::attach::tls=info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path)?)
+        .stderr(std::fs::File::create(&stderr_path)?);
+    let mut agent = ChildGuard::spawn("sonde run", &mut cmd, libc::SIGINT, Duration::from_secs(5))?;
+    let status = agent.wait_timeout(TRACE_TIMEOUT)?;
+    drop(agent);
+    let stdout = std::fs::read_to_string(&stdout_path)?;
+    let stderr = std::fs::read_to_string(&stderr_path)?;
     let status = status.with_context(|| {
         format!("sonde run did not finish within {TRACE_TIMEOUT:?}; stderr: {stderr}")
     })?;
     ensure!(
         status.success(),
-        "sonde run exited with {status}; stderr: {stderr}"
+        "sonde run exited with {status}; stdout: {stdout} stderr: {stderr}"
     );
-    check_trace(&stdout).with_context(|| format!("stdout: {stdout} stderr: {stderr}"))
+    Ok((stdout, stderr))
 }
 
-/// The assertions of [`trace_http`] on `sonde run -o json` output.
-fn check_trace(stdout: &str) -> Result<String> {
-    let spans: Vec<Value> = stdout
+/// `sonde run` over the Go HTTPS server of the TLS tests (Go's crypto/tls: probes placed
+/// per binary, told apart by their attach cookies) and curl (OpenSSL in libssl, loaded
+/// by libcurl), both traced: for `GET /hello`, a CLIENT span from OpenSSL's plaintext
+/// and a SERVER span from Go's, `https`, TLS 1.3, the server the client's child through
+/// the TCP option the client's write carried. The requests wait until the agent says it
+/// probed the server (the `RUST_LOG` line `sonde_run` asks for).
+fn trace_tls(sonde: &Path, port: u16, files: &Path) -> Result<String> {
+    use super::tls_files::{CERT, KEY, SERVER};
+    let dir = TempDir::new("sonde-vm-tls")?;
+    let (server, cert, key) = (
+        files.join(SERVER).display().to_string(),
+        files.join(CERT).display().to_string(),
+        files.join(KEY).display().to_string(),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    // The agent's stderr (sonde_run's file) says when the server's probes are in: reading
+    // a Go binary's DWARF takes seconds under TCG, longer than the server takes to listen.
+    let stderr = dir.path().join("stderr").display().to_string();
+    let script = format!(
+        "{server} {cert} {key} {port} & server=$!; \
+         i=0; until grep -q 'probing Go crypto/tls' {stderr} || [ $i -ge 120 ]; do \
+         sleep 1; i=$((i+1)); done; \
+         curl -sS -o /dev/null --retry 30 --retry-connrefused --retry-delay 1 --cacert {cert} {url}/warmup \
+         && curl -sS --cacert {cert} {url}/hello; \
+         status=$?; kill $server; exit $status"
+    );
+    // The probes' own reasons for skipping (--probe-log) go to stderr, printed on failure.
+    let (stdout, stderr) = sonde_run(sonde, &["--probe-log", "debug"], &script, dir.path())?;
+    // The reason first, then each span in one line: a result line keeps MAX_DETAIL bytes.
+    check_tls_trace(&stdout).map_err(|e| {
+        let spans: Vec<String> = span_lines(&stdout)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {:?} parent={:?}",
+                    span_kind(s).unwrap_or("?"),
+                    s["name"].as_str().unwrap_or("?"),
+                    attr(s, "sonde.tls.library"),
+                    attr(s, "sonde.parent.source"),
+                )
+            })
+            .collect();
+        let warnings: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("  ")).collect();
+        // The detail line is cut at MAX_DETAIL: the agent's stderr goes out whole.
+        data("trace_tls_stderr", &Value::String(stderr.clone()));
+        anyhow::anyhow!("{e:#}; spans: {spans:?}; stderr: {warnings:?}")
+    })
+}
+
+/// The assertions of [`trace_tls`].
+fn check_tls_trace(stdout: &str) -> Result<String> {
+    ensure!(
+        stdout.lines().any(|l| l == "hello /hello"),
+        "curl did not print the Go server's answer"
+    );
+    let spans = span_lines(stdout)?;
+    let one = |kind: &str| {
+        let found: Vec<&Value> = spans
+            .iter()
+            .filter(|s| span_kind(s) == Some(kind) && s["name"] == "GET /hello")
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            other => Err(anyhow::anyhow!(
+                "expected one {kind} span GET /hello, got {}",
+                other.len()
+            )),
+        }
+    };
+    let client = one("CLIENT")?;
+    let server = one("SERVER")?;
+    for (span, library) in [(client, "openssl"), (server, "go")] {
+        for (key, want) in [
+            ("sonde.tls.library", library),
+            ("url.scheme", "https"),
+            ("tls.protocol.version", "1.3"),
+        ] {
+            let got = attr(span, key);
+            ensure!(
+                got == Some(want),
+                "{} span: {key} is {got:?}, expected {want}",
+                span_kind(span).unwrap_or("?")
+            );
+        }
+    }
+    let id = |span: &Value, field: &str| span[field].as_str().unwrap_or_default().to_owned();
+    ensure!(
+        id(server, "traceId") == id(client, "traceId")
+            && id(server, "parentSpanId") == id(client, "spanId"),
+        "the SERVER span is not the child of the CLIENT span"
+    );
+    let source = attr(server, "sonde.parent.source").unwrap_or("unset");
+    ensure!(
+        source == "tcp_option",
+        "the server's parent came from {source}, expected the TCP option the client's \
+         write carried (tcp_option)"
+    );
+    Ok(format!(
+        "CLIENT curl (OpenSSL) -> SERVER Go (crypto/tls) in trace {}, TLS 1.3, linked by \
+         the TCP option",
+        id(client, "traceId")
+    ))
+}
+
+/// The span lines of `sonde run -o json` output.
+fn span_lines(stdout: &str) -> Result<Vec<Value>> {
+    stdout
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
-        .context("a span line is not JSON")?;
+        .context("a span line is not JSON")
+}
+
+/// A span's string attribute.
+fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
+    span["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["key"] == key)
+        .and_then(|a| a["value"]["stringValue"].as_str())
+}
+
+/// The assertions of [`trace_http`] on `sonde run -o json` output.
+fn check_trace(stdout: &str) -> Result<String> {
+    let spans = span_lines(stdout)?;
     let of_kind = |kind: &str| {
         let found: Vec<&Value> = spans
             .iter()
@@ -290,13 +432,7 @@ fn check_trace(stdout: &str) -> Result<String> {
         echoed.starts_with(&expected),
         "the server received traceparent {echoed:?}, expected {expected}.."
     );
-    let source = server["attributes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["key"] == "sonde.parent.source")
-        .and_then(|a| a["value"]["stringValue"].as_str())
-        .unwrap_or("unset");
+    let source = attr(server, "sonde.parent.source").unwrap_or("unset");
     Ok(format!(
         "CLIENT curl -> SERVER busybox httpd in trace {trace} (sonde.parent.source={source}); \
          the server received the injected traceparent"

@@ -13,6 +13,7 @@ mod initramfs;
 mod kernel;
 mod qemu;
 mod results;
+mod tls_files;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,11 +80,13 @@ pub fn run(opts: Options) -> Result<()> {
         None => kernel::debian_6_1(&work)?,
     };
     let initrd = run_dir.join("initramfs.cpio");
-    build_initramfs(&sonde, &initrd)?;
+    let tls_dir = run_dir.join("tls");
+    tls_files::prepare(&tls_dir)?;
+    build_initramfs(&sonde, &initrd, &tls_dir)?;
 
     let mut legs = Vec::new();
     if !no_host {
-        legs.push(host_leg(&sonde)?);
+        legs.push(host_leg(&sonde, &tls_dir)?);
     }
     legs.push(vm_leg(
         &kernel,
@@ -118,7 +121,7 @@ pub fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-fn build_initramfs(sonde: &Path, initrd: &Path) -> Result<()> {
+fn build_initramfs(sonde: &Path, initrd: &Path, tls_dir: &Path) -> Result<()> {
     let start = Instant::now();
     let mut fs = Initramfs::new();
     fs.add_bytes("/init", INIT);
@@ -126,6 +129,13 @@ fn build_initramfs(sonde: &Path, initrd: &Path) -> Result<()> {
     // The CGI script's `#!/bin/sh`; /init links the other applets.
     fs.add_symlink("/bin/sh", "busybox");
     fs.add_program("/bin/curl", &which("curl")?)?;
+    let guest = |name| format!("{}/{name}", tls_files::GUEST_DIR);
+    fs.add_program(&guest(tls_files::SERVER), &tls_dir.join(tls_files::SERVER))?;
+    for name in [tls_files::CERT, tls_files::KEY] {
+        let path = tls_dir.join(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        fs.add_bytes(&guest(name), bytes);
+    }
     // Debug info is most of their size, and the guest unpacks every byte under TCG.
     let dir = initrd.parent().unwrap_or(Path::new("."));
     fs.add_program("/bin/sonde", &stripped(sonde, dir)?)?;
@@ -164,18 +174,22 @@ fn which(program: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(path.trim()))
 }
 
-fn host_leg(sonde: &Path) -> Result<Leg> {
+fn host_leg(sonde: &Path, tls_dir: &Path) -> Result<Leg> {
     let release = output(Command::new("uname").arg("-r"))?;
     let name = format!("host {}", release.trim());
     println!("vm-test: running the checks on the {name} kernel");
     let start = Instant::now();
     let xtask = std::env::current_exe().context("finding the xtask binary")?;
     let port = util::free_port()?;
+    let tls_port = util::free_port()?;
     let out = Command::new(xtask)
         .arg("vm-guest")
         .arg("--sonde")
         .arg(sonde)
         .args(["--port", &port.to_string()])
+        .args(["--tls-port", &tls_port.to_string()])
+        .arg("--tls-dir")
+        .arg(tls_dir)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
