@@ -256,7 +256,10 @@ fn postgres_through_openssl_1_1() {
         postgres: pg.port,
         ..DbPorts::default()
     };
-    let app = db::db_app_tls_with(&ports, &certs.ca, OPENSSL11_PYTHON.as_ref());
+    // psycopg2 imported at start: its OpenSSL 1.1 is mapped, hence probed, when the agent
+    // attaches. (Imported on the first request, the library would be probed a moment after
+    // its dlopen, racing the queries that follow at once.)
+    let app = db::db_app_tls_with(&ports, &certs.ca, OPENSSL11_PYTHON.as_ref(), "psycopg2");
     let mut agent = Agent::attach(&[app.pid(), pg.pid()]);
     let held = TempDir::new("held");
     let release = held.join("release");

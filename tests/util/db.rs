@@ -244,14 +244,30 @@ pub fn db_app_tls(ports: &DbPorts, ca: &Path) -> Server {
     start_db_app(ports, Some(ca), &python())
 }
 
-/// [`db_app_tls`] run by the interpreter `python` (a venv with other drivers).
-pub fn db_app_tls_with(ports: &DbPorts, ca: &Path, python: &std::ffi::OsStr) -> Server {
-    start_db_app(ports, Some(ca), python)
+/// [`db_app_tls`] run by the interpreter `python` (a venv with other drivers), the
+/// modules `preload` imported at start (their libraries mapped before an agent attaches).
+pub fn db_app_tls_with(
+    ports: &DbPorts,
+    ca: &Path,
+    python: &std::ffi::OsStr,
+    preload: &str,
+) -> Server {
+    start_db_app_env(ports, Some(ca), python, &[("PY_DB_APP_PRELOAD", preload)])
 }
 
 fn start_db_app(ports: &DbPorts, ca: Option<&Path>, python: &std::ffi::OsStr) -> Server {
+    start_db_app_env(ports, ca, python, &[])
+}
+
+fn start_db_app_env(
+    ports: &DbPorts,
+    ca: Option<&Path>,
+    python: &std::ffi::OsStr,
+    env: &[(&str, &str)],
+) -> Server {
     let port = free_port();
     let mut cmd = Command::new(python);
+    cmd.envs(env.iter().copied());
     cmd.arg(super::fixture("py_db_app.py"))
         .arg(port.to_string())
         .args([ports.postgres, ports.redis, ports.mysql, ports.memcached].map(|p| p.to_string()))
