@@ -3,6 +3,7 @@
 
 mod db;
 mod http1;
+mod http1_context;
 mod tls;
 
 use std::sync::Arc;
