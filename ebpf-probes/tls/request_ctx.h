@@ -63,7 +63,13 @@ static __always_inline void note_for_return(const struct scratch *s, __u32 tid) 
  */
 static __always_inline void decide_request_at_entry(const struct tls_session_key *key, __u64 buf,
                                                     __u64 len) {
-    if (!inject_enabled || !buf || !len)
+    if (!inject_enabled || !buf || len < 8)
+        return;
+    /* Most writes are not request starts (a server's responses, bodies): eight bytes
+     * tell, before the head is copied. */
+    __u8 start[8];
+    if (bpf_probe_read_user(start, sizeof(start), (void *)buf) ||
+        !looks_like_http_request(start, sizeof(start)))
         return;
     const struct sonde_sock_info *si = bpf_map_lookup_elem(&tls_sessions, key);
     if (!si)
