@@ -16,7 +16,7 @@ use aya::{Btf, Ebpf};
 use super::hooks::KernelHooks;
 use super::inject::{self, InjectionMaps};
 use super::probe_log::ProbeLog;
-use super::tls::{ProbedFile, TlsProbes};
+use super::tls::TlsProbes;
 use crate::abi;
 use crate::metrics::Counters;
 use crate::programs::{
@@ -142,14 +142,6 @@ impl Probes {
             Some(tls) => tls.probe_system_libraries(&mut self.ebpf),
             None => 0,
         }
-    }
-
-    /// The TLS library files probed so far.
-    pub fn tls_files(&self) -> Vec<ProbedFile> {
-        self.tls
-            .as_ref()
-            .map(|t| t.probed().cloned().collect())
-            .unwrap_or_default()
     }
 
     /// Every process the kernel traces (threads excluded), for rescans.

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::attach::tls::{FileReport, process_report};
+use crate::process::proc_files::read_comm;
 
 /// One process's TLS libraries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,9 +58,7 @@ impl From<FileReport> for TlsFile {
 pub fn inspect(pids: &[u32]) -> Vec<ProcessTls> {
     pids.iter()
         .map(|&pid| {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .ok()
-                .map(|s| s.trim_end().to_owned());
+            let name = read_comm(pid).ok();
             let report = process_report(pid);
             ProcessTls {
                 pid,
