@@ -59,7 +59,8 @@ impl TlsScan {
         }
     }
 
-    /// Whether `pid` maps a probed TLS library; None when TLS probes are off.
+    /// Whether `pid` maps a probed TLS library; for a process gone, what its last scan
+    /// said. None when TLS probes are off, or a process gone was never scanned.
     fn scan(
         &mut self,
         probes: &mut Probes,
@@ -67,7 +68,12 @@ impl TlsScan {
         now: Instant,
         eager_until: Instant,
     ) -> Option<bool> {
-        let Scanned { maps_probed, .. } = probes.scan_tls(pid)?;
+        let Scanned {
+            read, maps_probed, ..
+        } = probes.scan_tls(pid)?;
+        if !read {
+            return self.processes.get(&pid).map(|s| s.maps_probed);
+        }
         if self.processes.len() >= MAX_TRACKED {
             self.processes.clear();
         }
@@ -98,7 +104,8 @@ impl TlsScan {
         // Scanned now, in case the library was mapped since the last scan.
         let now = Instant::now();
         let eager_until = self.processes.get(&pid).map_or(now, |s| s.eager_until);
-        // None: TLS probes are off (`--no-tls`), by the operator's choice.
+        // None: TLS probes are off (`--no-tls`, the operator's choice), or the process
+        // exited unscanned (its libraries cannot be told any more).
         if self.scan(probes, pid, now, eager_until) != Some(false) {
             return;
         }
@@ -118,9 +125,9 @@ impl TlsScan {
         );
     }
 
-    /// A traced process exited.
+    /// A traced process exited. Its last scan stays (bounded by `MAX_TRACKED`): its
+    /// unclaimed ciphertext may be reported after its exit, and judged by it then.
     pub(super) fn exited(&mut self, pid: u32) {
-        self.processes.remove(&pid);
         self.warned.remove(&pid);
     }
 }

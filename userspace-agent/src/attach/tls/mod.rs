@@ -124,6 +124,8 @@ pub struct ProbedFile {
 /// What a scan of one process found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scanned {
+    /// The process's memory map was read (false: it is gone, nothing can be said).
+    pub read: bool,
     /// Files probed by this scan.
     pub newly_probed: usize,
     /// The process maps a probed TLS library (newly or before).
@@ -183,6 +185,7 @@ impl TlsProbes {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             return scanned;
         };
+        scanned.read = true;
         for mapping in maps.lines().filter_map(Mapping::parse) {
             if self.probed.contains_key(&mapping.id) {
                 scanned.maps_probed = true;
