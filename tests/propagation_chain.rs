@@ -355,10 +355,10 @@ fn cross_host_request(agent_a_flags: &[&str]) -> CrossHost {
     cross_host(agent_a_flags, None)
 }
 
-/// [`cross_host_request`] over HTTPS: `py_tls_server.py` on host B with `certs`, curl
-/// naming it `localhost` (resolved to B's address) so the certificate matches.
-fn cross_host_tls_request(agent_a_flags: &[&str], certs: &util::tls::Certs) -> CrossHost {
-    cross_host(agent_a_flags, Some(certs))
+/// [`cross_host_request`] over HTTPS: `py_tls_server.py` on host B with a throwaway
+/// certificate, curl naming it `localhost` (resolved to B's address) so it matches.
+fn cross_host_tls_request(agent_a_flags: &[&str]) -> CrossHost {
+    cross_host(agent_a_flags, Some(&util::tls::Certs::new()))
 }
 
 fn cross_host(agent_a_flags: &[&str], tls: Option<&util::tls::Certs>) -> CrossHost {
@@ -483,12 +483,11 @@ fn two_hosts_join_over_tls_through_the_tcp_option() {
     if !util::tls::openssl_available() {
         return;
     }
-    let certs = util::tls::Certs::new();
     let CrossHost {
         tree,
         client,
         server,
-    } = cross_host_tls_request(&[], &certs);
+    } = cross_host_tls_request(&[]);
     tree.assert_root(&client);
     for s in [&client, &server] {
         tree.assert_attr(s, "url.scheme", "https");
@@ -510,12 +509,11 @@ fn two_hosts_over_tls_without_injection_are_two_traces() {
     if !util::tls::openssl_available() {
         return;
     }
-    let certs = util::tls::Certs::new();
     let CrossHost {
         tree,
         client,
         server,
-    } = cross_host_tls_request(&["--no-inject"], &certs);
+    } = cross_host_tls_request(&["--no-inject"]);
     tree.assert_root(&client);
     tree.assert_root(&server);
     check!(

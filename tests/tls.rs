@@ -125,13 +125,7 @@ fn curl_https_args(certs: &Certs, urls: &[String]) -> Vec<OsString> {
 
 /// `<status> <bytes>` lines a fixture client printed.
 fn status_lines(out: &std::process::Output, what: &str) -> Vec<(u16, u64)> {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(what, out);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {

@@ -205,10 +205,37 @@ fn postgres_sslmode_require_calls_are_spans_at_both_ends() {
     };
     let app = db::db_app_tls(&ports, &certs.ca);
     let mut agent = Agent::attach(&[app.pid(), pg.pid()]);
+    pg_calls_at_both_ends(
+        &app,
+        pg.port,
+        &mut agent,
+        || {},
+        |tree, calls| {
+            for s in calls {
+                tree.assert_attr(s, "db.namespace", "postgres");
+            }
+            tree.assert_attr(calls[0], "db.operation.name", "SELECT");
+            tree.assert_attr(calls[0], "db.collection.name", "users");
+        },
+    );
+}
+
+/// The app's `GET /pg` (held open until its spans are in, so its backend still runs when
+/// they are built; `while_held` runs then): 200 with the expected body, nine spans, the
+/// four calls as [`assert_tls_calls`] has them (`check` looks further), both connections'
+/// switch to TLS counted.
+fn pg_calls_at_both_ends(
+    app: &Server,
+    pg_port: u16,
+    agent: &mut Agent,
+    while_held: impl FnOnce(),
+    check: impl FnOnce(&SpanTree, &[&Value]),
+) {
     let held = TempDir::new("held");
     let release = held.join("release");
-    let client = get_held(&app, "/pg", &release);
+    let client = get_held(app, "/pg", &release);
     agent.wait_for_spans(9, Duration::from_secs(10));
+    while_held();
     std::fs::write(&release, "").expect("touch release");
     let report = raw_client_report(&client.output());
     let response = &report["responses"][0];
@@ -221,12 +248,8 @@ fn postgres_sslmode_require_calls_are_spans_at_both_ends() {
 
     let tree = agent.collect(9);
     eqnice!(tree, tree.len(), 9, "GET /pg, 4 calls, 4 server spans");
-    let calls = assert_tls_calls(&tree, "/pg", "postgresql", pg.port, &PG_CALLS, true);
-    for s in &calls {
-        tree.assert_attr(s, "db.namespace", "postgres");
-    }
-    tree.assert_attr(calls[0], "db.operation.name", "SELECT");
-    tree.assert_attr(calls[0], "db.collection.name", "users");
+    let calls = assert_tls_calls(&tree, "/pg", "postgresql", pg_port, &PG_CALLS, true);
+    check(&tree, &calls);
     // The app's connection and the backend's each switched to TLS.
     assert_db_tls_counters(&tree, &agent.counters(), 2);
 }
@@ -261,50 +284,40 @@ fn postgres_through_openssl_1_1() {
     // its dlopen, racing the queries that follow at once.)
     let app = db::db_app_tls_with(&ports, &certs.ca, OPENSSL11_PYTHON.as_ref(), "psycopg2");
     let mut agent = Agent::attach(&[app.pid(), pg.pid()]);
-    let held = TempDir::new("held");
-    let release = held.join("release");
-    let client = get_held(&app, "/pg", &release);
-    agent.wait_for_spans(9, Duration::from_secs(10));
-
     // While the app holds its connection: which OpenSSL it uses, as doctor reads it.
-    let doctor = std::process::Command::new(sonde_bin())
-        .args(["doctor", "--json", "--pid"])
-        .arg(app.pid().to_string())
-        .output()
-        .expect("running sonde doctor");
-    let report: Value = serde_json::from_slice(&doctor.stdout).expect("doctor JSON");
-    let libraries: Vec<&str> = report["processes"][0]["libraries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| l["library"] == "OpenSSL")
-        .filter_map(|l| l["path"].as_str())
-        .collect();
-    assert!(
-        libraries
-            .iter()
-            .any(|p| p.contains("psycopg2_binary.libs/libssl-") && p.ends_with(".so.1.1")),
-        "the app's probed OpenSSL is the wheel's 1.1: {libraries:?}"
+    let doctor_says_openssl_1_1 = || {
+        let doctor = run_ok(
+            "sonde doctor --pid",
+            std::process::Command::new(sonde_bin())
+                .args(["doctor", "--json", "--pid"])
+                .arg(app.pid().to_string()),
+        );
+        let report: Value = serde_json::from_slice(&doctor.stdout).expect("doctor JSON");
+        let libraries: Vec<&str> = report["processes"][0]["libraries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["library"] == "OpenSSL")
+            .filter_map(|l| l["path"].as_str())
+            .collect();
+        assert!(
+            libraries
+                .iter()
+                .any(|p| p.contains("psycopg2_binary.libs/libssl-") && p.ends_with(".so.1.1")),
+            "the app's probed OpenSSL is the wheel's 1.1: {libraries:?}"
+        );
+    };
+    pg_calls_at_both_ends(
+        &app,
+        pg.port,
+        &mut agent,
+        doctor_says_openssl_1_1,
+        |tree, calls| {
+            for s in calls {
+                tree.assert_attr(s, "tls.protocol.version", "1.3");
+            }
+        },
     );
-
-    std::fs::write(&release, "").expect("touch release");
-    let report = raw_client_report(&client.output());
-    assert_eq!(
-        (
-            &report["responses"][0]["status"],
-            &report["responses"][0]["body"]
-        ),
-        (&Value::from(200), &Value::from("ada 2 UndefinedTable")),
-        "{report}\n{}",
-        app.logs()
-    );
-    let tree = agent.collect(9);
-    eqnice!(tree, tree.len(), 9, "GET /pg, 4 calls, 4 server spans");
-    let calls = assert_tls_calls(&tree, "/pg", "postgresql", pg.port, &PG_CALLS, true);
-    for s in &calls {
-        tree.assert_attr(s, "tls.protocol.version", "1.3");
-    }
-    assert_db_tls_counters(&tree, &agent.counters(), 2);
 }
 
 /// The same app without the TLS probes (`--no-tls`): the connection switched to TLS

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::tls::Certs;
-use super::{Server, TempDir, free_port, python};
+use super::{Server, TempDir, free_port, python, run_ok};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -25,19 +25,6 @@ fn ids_of(user: &str) -> (u32, u32) {
             .unwrap_or_else(|_| panic!("no user {user} (install postgresql)"))
     };
     (id("-u"), id("-g"))
-}
-
-fn run_ok(what: &str, cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e} ({cmd:?})"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// PostgreSQL: `initdb` (trust auth) and `postgres` as user `postgres`, listening on

@@ -1077,6 +1077,26 @@ pub fn raw_client_spawn(script: &Value) -> Proc {
     Proc::spawn(cmd)
 }
 
+/// `out` is a successful run of `what`, or the test fails with its output.
+pub fn assert_succeeded(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `cmd` (`what` names it) to its end; it must succeed.
+pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: running {cmd:?}: {e}"));
+    assert_succeeded(&format!("{what} ({cmd:?})"), &out);
+    out
+}
+
 pub fn raw_client_report(out: &Output) -> Value {
     assert!(
         out.status.success(),

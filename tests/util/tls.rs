@@ -14,12 +14,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use super::{
     Proc, Server, SpanTree, TempDir, check, counter, eqnice, fixture, free_port, node, python,
-    tool_available, wait_until,
+    run_ok, tool_available, wait_until,
 };
 
 // ===== certificates =====
@@ -389,20 +389,6 @@ fn assert_symtab(bin: &Path, want: bool) {
     );
 }
 
-fn run_build(what: &str, cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {cmd:?}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 // ===== the stripped, statically linked OpenSSL client =====
 
 /// Whether `cc` and OpenSSL's static archives (libssl-dev) are there to build
@@ -432,7 +418,7 @@ pub fn static_tls_client_buildable() -> bool {
 /// but no symbol table, and its dynamic symbols name only libc. Checked: no `.symtab`.
 pub fn build_static_tls_client(dir: &Path) -> PathBuf {
     let bin = dir.join("static_tls_client");
-    run_build(
+    run_ok(
         "building static_tls_client.c",
         Command::new("cc")
             .args(["-O2", "-o"])
@@ -440,7 +426,7 @@ pub fn build_static_tls_client(dir: &Path) -> PathBuf {
             .arg(fixture("static_tls_client.c"))
             .args(["-Wl,-Bstatic", "-lssl", "-lcrypto", "-Wl,-Bdynamic"]),
     );
-    run_build(
+    run_ok(
         "stripping static_tls_client",
         Command::new("strip").arg("--strip-all").arg(&bin),
     );
@@ -529,7 +515,7 @@ pub fn build_go119_tls_client(dir: &Path) -> Option<PathBuf> {
         .env("CGO_ENABLED", "0")
         .env("GOCACHE", dir.join("gocache-119"))
         .env("GOPATH", dir.join("gopath-119"));
-    run_build("go1.19 build of fixtures/go_tls/client", &mut cmd);
+    run_ok("go1.19 build of fixtures/go_tls/client", &mut cmd);
     assert_symtab(&out, false);
     Some(out)
 }
@@ -576,7 +562,7 @@ pub fn build_go_tls(dir: &Path, stripped: bool) -> GoTls {
         .env("CGO_ENABLED", "0")
         .env("GOCACHE", go_cache())
         .env("GOPATH", dir.join("gopath"));
-    run_build("go build of fixtures/go_tls", &mut cmd);
+    run_ok("go build of fixtures/go_tls", &mut cmd);
     let built = GoTls {
         server: out_dir.join("server"),
         client: out_dir.join("client"),
