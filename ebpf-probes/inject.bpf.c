@@ -32,6 +32,7 @@
 #include <maps/inject.h>
 #include <maps/tcp_opt_ctxs.h>
 #include <protocols/http1.h>
+#include <trace_ctx/exec_key.h>
 #include <trace_ctx/thread_ctx.h>
 
 #define SK_PASS 1
@@ -384,9 +385,9 @@ static __always_inline void remember(__u32 tid, __u64 sk, const struct thread_ct
 }
 
 /* Not an HTTP request (TLS, a database protocol): no header can be inserted, but the TCP
- * option can name the server span this thread is serving. */
-static __always_inline void remember_caller(__u32 tid, __u64 sk) {
-    struct thread_ctx *tc = thread_ctx_of(tid);
+ * option can name the server span the sender (thread or goroutine) is serving. */
+static __always_inline void remember_caller(__u32 tid, __u64 pid_tgid, __u64 sk) {
+    struct thread_ctx *tc = live_ctx_of(current_exec_key(pid_tgid));
     if (!tc || tc->sock_id == sk)
         return;
     struct inject_note note = {};
@@ -414,13 +415,13 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
         return SK_PASS;
     const __u8 *pkt = msg->data;
     if (pkt + 16 > (const __u8 *)msg->data_end || !looks_like_http_request(pkt, 16)) {
-        remember_caller(tid, sk);
+        remember_caller(tid, pid_tgid, sk);
         return SK_PASS; /* not the start of a request: never touched */
     }
     /* The client span's IDs: inserted in the header, or carried by the TCP option when
      * the header cannot be. */
     struct thread_ctx client = {};
-    client_ctx_for(&client, tid, sk);
+    client_ctx_for(&client, current_exec_key(pid_tgid), sk);
 
     /* Examine a copy: plain memory with masked indexes keeps the verifier's work small. */
     __u32 zero = 0;

@@ -11,6 +11,7 @@
 #include <common/traced.h>
 #include <maps/events.h>
 #include <maps/exec_scratch.h>
+#include <maps/go_procs.h>
 #include <maps/thread_ctxs.h>
 #include <trace_ctx/thread_ctx.h>
 
@@ -39,13 +40,12 @@ int sonde_tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx) {
     __u32 value = *flags;
     bpf_map_update_elem(&traced_pids, &child, &value, BPF_ANY);
 
-    __u32 tid = (__u32)pid_tgid;
+    /* The forking thread's own context (a Go runtime's new thread is not the work of the
+     * goroutine that happens to run: goroutine contexts are not handed down here). */
+    __u64 tid = (__u32)pid_tgid;
     struct thread_ctx *tc = thread_ctx_of(tid);
-    if (tc) {
-        struct thread_ctx inherited = *tc;
-        inherited.source = SONDE_PARENT_FORK;
-        bpf_map_update_elem(&thread_ctxs, &child, &inherited, BPF_ANY);
-    }
+    if (tc)
+        inherit_ctx((__u64)child, tc, SONDE_PARENT_FORK);
     return 0;
 }
 
@@ -68,6 +68,8 @@ int sonde_tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx) {
     if (empty_probes)
         return 0;
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    /* A new program: whether it runs Go is the agent's to find out again. */
+    bpf_map_delete_elem(&go_procs, &tgid);
     bool is_traced = traced(&tgid) != NULL;
     if (!watch_exec && !is_traced)
         return 0;
@@ -113,7 +115,8 @@ int sonde_tp_sched_exit(void *ctx) {
     if (!traced(&tgid))
         return 0;
 
-    bpf_map_delete_elem(&thread_ctxs, &tid);
+    __u64 thread_key = tid;
+    bpf_map_delete_elem(&thread_ctxs, &thread_key);
     /* Only the last thread ends the process: the leader may exit first (pthread_exit
      * from main, exec from another thread). signal->live was decremented before this
      * tracepoint fired. */
@@ -121,6 +124,7 @@ int sonde_tp_sched_exit(void *ctx) {
     if (task->signal->live.counter > 0)
         return 0;
     bpf_map_delete_elem(&traced_pids, &tgid);
+    bpf_map_delete_elem(&go_procs, &tgid);
     emit_proc_event(SONDE_EV_EXIT, tgid);
     return 0;
 }

@@ -28,6 +28,7 @@
 #include "inject.bpf.c"
 #include "tls_openssl.bpf.c"
 #include "tls_go.bpf.c"
+#include "go_runtime.bpf.c"
 #include "tls_gnutls.bpf.c"
 #include "loader.bpf.c"
 #include "abi_types.bpf.c"

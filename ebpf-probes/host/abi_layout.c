@@ -81,6 +81,11 @@ int main(void) {
     FIELD(go_tls_offsets, tls_conn_vers);
     FIELD(go_tls_offsets, tcp_conn_type_hash);
     printf("];\n");
+    printf("pub const GO_RUNTIME_OFFSETS_SIZE: usize = %zu;\n", sizeof(struct go_runtime_offsets));
+    printf("pub const GO_RUNTIME_OFFSETS_OFFSETS: &[(&str, usize)] = &[\n");
+    FIELD(go_runtime_offsets, g_tls_offset);
+    FIELD(go_runtime_offsets, g_goid);
+    printf("];\n");
     printf("pub const EXEC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
     FIELD(sonde_exec_event, kind);
     FIELD(sonde_exec_event, traced);
@@ -114,6 +119,8 @@ int main(void) {
     ENUM(SONDE_PARENT_FORK);
     ENUM(SONDE_PARENT_HEADER);
     ENUM(SONDE_PARENT_TCP_OPTION);
+    ENUM(SONDE_PARENT_GOROUTINE);
+    ENUM(SONDE_PARENT_THREAD_LAST_READ);
     ENUM(SONDE_INJ_TCP_OPT_SENT);
     ENUM(SONDE_INJ_TCP_OPT_RECV);
     ENUM(SONDE_INJ_ARMED_LATE);
@@ -140,6 +147,7 @@ int main(void) {
     ENUM(SONDE_DROP_UNDECODED);
     ENUM(SONDE_DROP_TLS_CIPHERTEXT);
     ENUM(SONDE_DROP_TLS_UNMAPPED);
+    ENUM(SONDE_DROP_MULTIPLEXED_THREAD);
     ENUM(SONDE_SRC_SOCKET);
     ENUM(SONDE_SRC_OPENSSL);
     ENUM(SONDE_SRC_GO);

@@ -69,6 +69,11 @@ enum sonde_parent_source {
     SONDE_PARENT_FORK = 2,       /* inherited from the thread or process that forked this one */
     SONDE_PARENT_HEADER = 3,     /* the request carried a trace context header (ctx_format) */
     SONDE_PARENT_TCP_OPTION = 4, /* no header: the peer's agent sent it in a TCP option */
+    /* The same goroutine, or one it started or handed the request to (Go): exact. */
+    SONDE_PARENT_GOROUTINE = 5,
+    /* The thread serves several requests at once (an event loop): the last request it
+     * read is named, which may be the wrong one. A guess, said as one. */
+    SONDE_PARENT_THREAD_LAST_READ = 6,
 };
 
 /* Which trace context header a request carried (incoming: the server span's parent;
@@ -100,6 +105,9 @@ enum sonde_drop_reason {
     SONDE_DROP_TLS_CIPHERTEXT = 3, /* a TLS connection's ciphertext: its plaintext comes
                                     * from the library's probes instead */
     SONDE_DROP_TLS_UNMAPPED = 4,   /* TLS plaintext whose connection was never seen */
+    /* Not a drop, counted alike: a thread seen with two requests open at once (an event
+     * loop), whose calls get a guessed parent from then on (SONDE_PARENT_THREAD_LAST_READ). */
+    SONDE_DROP_MULTIPLEXED_THREAD = 5,
     SONDE_DROP_MAX = 8,
 };
 
@@ -212,6 +220,16 @@ struct go_tls_offsets {
      * wrapper) is refused rather than read as if it were a TCPConn. 0: not checked. */
     __u32 tcp_conn_type_hash;
     __u32 _pad;
+};
+
+/* A traced Go process (maps/go_procs.h, written by the agent): where the running goroutine
+ * is found from a thread (its g pointer at the thread pointer plus g_tls_offset: -8 for
+ * every Go binary of the register ABI seen, cgo or not), and g.goid's offset. Offsets
+ * come from the binary's DWARF or a table by release
+ * (userspace-agent/src/attach/binary/go/runtime.rs). */
+struct go_runtime_offsets {
+    __s64 g_tls_offset;
+    __u64 g_goid;
 };
 
 /* Parts of an exec snapshot, at fixed offsets in sonde_exec_event.data. */

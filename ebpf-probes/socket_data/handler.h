@@ -142,7 +142,7 @@ static __always_inline int on_socket_data(long ret, __u8 sys, __u8 dir, struct s
 
     /* No bytes (sendfile, splice): nothing to decide a trace context from. */
     if (ev->captured_len)
-        decide_trace_ctx(s, (__u32)pid_tgid);
+        decide_trace_ctx(s, pid_tgid);
     /* splice names its socket third; re-enrolment only needs the fd of plain writes. */
     ev->fd = sys == SONDE_SYS_SPLICE ? -1 : (__s32)regs->di;
     /* Re-enrolment is for client sockets: a server's response head does not need it. */

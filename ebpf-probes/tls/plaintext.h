@@ -47,7 +47,7 @@ static __always_inline const struct scratch *emit_plaintext(const struct sonde_s
     ev->folded_ts_ns = 0;
     capture_buf(s, (const __u8 *)buf, len);
     if (ev->captured_len)
-        decide_trace_ctx(s, (__u32)pid_tgid);
+        decide_trace_ctx(s, pid_tgid);
     /* No descriptor and no re-enrolment: nothing can be inserted into TLS records. */
     ev->fd = -1;
     ev->sent_bytes = 0;

@@ -89,7 +89,7 @@ static __always_inline void decide_request_at_entry(const struct tls_session_key
     capture_buf(s, (const __u8 *)buf, head);
     if (!looks_like_http_request(ev->data, ev->captured_len))
         return;
-    decide_trace_ctx(s, (__u32)pid_tgid);
+    decide_trace_ctx(s, pid_tgid);
     note_for_return(s, (__u32)pid_tgid);
     send_in_tcp_option(s);
 }

@@ -11,10 +11,12 @@
 #include <common/log.h>
 #include <maps/data_scratch.h>
 #include <maps/inject.h>
+#include <maps/split_starts.h>
 #include <maps/tcp_opt_ctxs.h>
 #include <maps/thread_ctxs.h>
 #include <protocols/http1.h>
 #include <trace_ctx/ctx_parse.h>
+#include <trace_ctx/exec_key.h>
 #include <trace_ctx/ids.h>
 #include <trace_ctx/thread_ctx.h>
 
@@ -65,10 +67,22 @@ static __always_inline void new_trace(struct sonde_data_event *ev) {
     ev->parent_source = SONDE_PARENT_NONE;
 }
 
+/* The source a server span's own execution context gives its children: exact for a
+ * goroutine, the thread otherwise, and a guess for a thread seen serving two requests at
+ * once. slot is key's entry, if it has one (its previous request's). */
+static __always_inline __u8 own_ctx_source(__u64 key, const struct thread_ctx *slot, __u64 sock_id,
+                                           __u8 *multiplexed) {
+    if (is_goroutine_key(key))
+        return SONDE_PARENT_GOROUTINE;
+    *multiplexed = slot && (slot->multiplexed ||
+                            (slot->sock_id && slot->sock_id != sock_id && !slot->inherited));
+    return *multiplexed ? SONDE_PARENT_THREAD_LAST_READ : SONDE_PARENT_THREAD;
+}
+
 /* A request arrived on sock_id: start a server span, in the trace its header names if
- * any, and make it this thread's context. */
+ * any, and make it the context of the thread or goroutine (key) that read it. */
 static __always_inline void on_server_request(struct sonde_data_event *ev,
-                                              const struct sonde_parsed_ctx *in, __u32 tid) {
+                                              const struct sonde_parsed_ctx *in, __u64 key) {
     ev->ctx_role = SONDE_CTX_SERVER_REQUEST;
     new_span_id(ev->ctx.span_id);
     struct tcp_opt_ctx opt;
@@ -80,18 +94,20 @@ static __always_inline void on_server_request(struct sonde_data_event *ev,
             new_trace(ev);
     }
 
+    /* In place when the context has an entry (its previous request's, usually cleared). */
+    struct thread_ctx *slot = bpf_map_lookup_elem(&thread_ctxs, &key);
     struct thread_ctx tc = {};
     tc.ctx = ev->ctx;
     tc.sock_id = ev->sock_id;
-    tc.owner_tid = tid;
-    tc.source = SONDE_PARENT_THREAD;
+    tc.owner = key;
+    tc.source = own_ctx_source(key, slot, ev->sock_id, &tc.multiplexed);
     tc.trace_flags = ev->trace_flags;
-    /* In place when the thread has an entry (its previous request's, usually cleared). */
-    struct thread_ctx *slot = bpf_map_lookup_elem(&thread_ctxs, &tid);
+    if (tc.multiplexed && !(slot && slot->multiplexed))
+        count_drop(SONDE_DROP_MULTIPLEXED_THREAD);
     if (slot)
         *slot = tc;
     else
-        bpf_map_update_elem(&thread_ctxs, &tid, &tc, BPF_ANY);
+        bpf_map_update_elem(&thread_ctxs, &key, &tc, BPF_ANY);
 }
 
 /* The sk_msg program's note for this request: its outcome, and when it decided the client
@@ -118,38 +134,39 @@ static __always_inline bool client_from_note(struct sonde_data_event *ev, __u32 
 
 /* A request left on sock_id (sk_msg did not decide it): a client span. If the application
  * sent its own context header (an instrumented or forwarding app), that header names its
- * parent; else the thread's server span does. */
+ * parent; else the sender's server span does. */
 static __always_inline void on_client_request(struct sonde_data_event *ev,
-                                              const struct sonde_parsed_ctx *in, __u32 tid) {
+                                              const struct sonde_parsed_ctx *in, __u64 key) {
     ev->ctx_role = SONDE_CTX_CLIENT_REQUEST;
     new_span_id(ev->ctx.span_id);
     if (follow_header(ev, in))
         return;
     struct thread_ctx c = {};
-    client_ctx_for(&c, tid, ev->sock_id);
+    client_ctx_for(&c, key, ev->sock_id);
     ev->ctx = c.ctx;
     ev->parent_source = c.source;
     ev->trace_flags = c.trace_flags;
 }
 
-/* The thread started answering on the socket its request came from: it is done with
- * that request, so later calls it makes must not become that request's children.
- * Interim 1xx responses (100 Continue, 103 Early Hints) come before the handler's work. */
-static __always_inline void on_server_response(struct sonde_data_event *ev, __u32 tid) {
+/* The thread or goroutine started answering on the socket its request came from: it is
+ * done with that request, so later calls it makes must not become that request's
+ * children. Interim 1xx responses (100 Continue, 103 Early Hints) come before the
+ * handler's work. */
+static __always_inline void on_server_response(struct sonde_data_event *ev, __u64 key) {
     /* "HTTP/1.x NNN": looks_like_http_response() guaranteed at least 12 bytes. */
     if (ev->data[9] == '1')
         return;
-    struct thread_ctx *tc = thread_ctx_of(tid);
+    struct thread_ctx *tc = thread_ctx_of(key);
     if (tc && tc->sock_id == ev->sock_id)
         tc->sock_id = 0;
 }
 
-/* Other bytes sent while the thread serves a request (a database or cache call): name that
+/* Other bytes sent while the sender serves a request (a database or cache call): name that
  * request as their parent, so userspace can parent the call's span without parsing the
  * protocol here. Bytes on the server socket itself belong to the request, not a call. */
-static __always_inline void on_other_egress(struct sonde_data_event *ev, __u32 tid) {
-    struct thread_ctx *tc = thread_ctx_of(tid);
-    if (!tc || tc->sock_id == ev->sock_id || !inherited_ctx_live(tc))
+static __always_inline void on_other_egress(struct sonde_data_event *ev, __u64 key) {
+    struct thread_ctx *tc = live_ctx_of(key);
+    if (!tc || tc->sock_id == ev->sock_id)
         return;
     ev->ctx_role = SONDE_CTX_IN_SPAN;
     ev->parent_source = tc->source;
@@ -159,10 +176,45 @@ static __always_inline void on_other_egress(struct sonde_data_event *ev, __u32 t
     __builtin_memcpy(ev->ctx.parent_span_id, tc->ctx.span_id, sizeof(ev->ctx.parent_span_id));
 }
 
-static __always_inline void decide_trace_ctx(struct scratch *s, __u32 tid) {
+/* Whether an ingress read that does not start with a request line continues one whose
+ * first byte was read alone on the same socket (maps/split_starts.h); a lone byte that
+ * may start a method is kept for the next read. */
+static __always_inline bool continues_split_request(const struct sonde_data_event *ev, __u32 n) {
+    __u64 sk = ev->sock_id;
+    if (n == 1) {
+        __u8 first = ev->data[0];
+        if (first == 'G' || first == 'P' || first == 'H' || first == 'D' || first == 'O' ||
+            first == 'C' || first == 'T') {
+            bpf_map_update_elem(&split_starts, &sk, &first, BPF_ANY);
+            __sync_fetch_and_add(&split_starts_pending, 1);
+        }
+        return false;
+    }
+    if (!split_starts_pending)
+        return false;
+    __u8 *first = bpf_map_lookup_elem(&split_starts, &sk);
+    if (!first)
+        return false;
+    __u8 joined[16] = {*first};
+    bpf_map_delete_elem(&split_starts, &sk);
+    __sync_fetch_and_add(&split_starts_pending, -1);
+    __u32 have = n < sizeof(joined) - 1 ? n : sizeof(joined) - 1;
+#pragma unroll
+    for (int i = 0; i < (int)sizeof(joined) - 1; i++)
+        if (i < have)
+            joined[i + 1] = ev->data[i];
+    return looks_like_http_request(joined, have + 1);
+}
+
+/* The decision for the data event in s, made by the current task (pid_tgid). */
+static __always_inline void decide_trace_ctx(struct scratch *s, __u64 pid_tgid) {
     struct sonde_data_event *ev = &s->ev;
     __u32 n = ev->captured_len;
-    if (looks_like_http_request(ev->data, n)) {
+    __u32 tid = (__u32)pid_tgid;
+    bool request = looks_like_http_request(ev->data, n);
+    if (!request && ev->direction == SONDE_DIR_INGRESS)
+        request = continues_split_request(ev, n);
+    if (request) {
         bool ingress = ev->direction == SONDE_DIR_INGRESS;
         if (!ingress && client_from_note(ev, tid))
             return;
@@ -171,14 +223,16 @@ static __always_inline void decide_trace_ctx(struct scratch *s, __u32 tid) {
         struct sonde_parsed_ctx in = {};
         /* data[] is followed by the spare half of struct scratch: room for ctx_bytes. */
         sonde_parse_ctx((const struct ctx_bytes *)ev->data, n, &s->ctx_scan, &in);
+        __u64 key = current_exec_key(pid_tgid);
         if (ingress)
-            on_server_request(ev, &in, tid);
+            on_server_request(ev, &in, key);
         else
-            on_client_request(ev, &in, tid);
+            on_client_request(ev, &in, key);
     } else if (ev->direction == SONDE_DIR_EGRESS) {
+        __u64 key = current_exec_key(pid_tgid);
         if (looks_like_http_response(ev->data, n))
-            on_server_response(ev, tid);
+            on_server_response(ev, key);
         else
-            on_other_egress(ev, tid);
+            on_other_egress(ev, key);
     }
 }

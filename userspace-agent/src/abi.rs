@@ -31,6 +31,7 @@ pub const DROP_READ_FAULT: u32 = 1;
 pub const DROP_UNDECODED: u32 = 2;
 pub const DROP_TLS_CIPHERTEXT: u32 = 3;
 pub const DROP_TLS_UNMAPPED: u32 = 4;
+pub const DROP_MULTIPLEXED_THREAD: u32 = 5;
 pub const DROP_MAX: u32 = 8;
 
 pub const INJ_ENROLLED: u32 = 0;
@@ -166,6 +167,19 @@ pub struct RawGoTlsOffsets {
 
 // SAFETY: repr(C), integers only, explicit padding: every bit pattern is valid.
 unsafe impl aya::Pod for RawGoTlsOffsets {}
+
+/// Where a traced Go process keeps the running goroutine (`struct go_runtime_offsets`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawGoRuntimeOffsets {
+    /// The `g` pointer's place relative to the thread pointer (FS base).
+    pub g_tls_offset: i64,
+    /// `runtime.g.goid`.
+    pub g_goid: u64,
+}
+
+// SAFETY: repr(C), integers only, no padding: every bit pattern is valid.
+unsafe impl aya::Pod for RawGoRuntimeOffsets {}
 
 pub const EXEC_FILENAME_MAX: usize = 256;
 pub const EXEC_ARGS_MAX: usize = 1024;
@@ -355,6 +369,13 @@ const _: () = {
         tls_conn_vers,
         tcp_conn_type_hash
     );
+    assert!(size_of::<RawGoRuntimeOffsets>() == GO_RUNTIME_OFFSETS_SIZE);
+    assert_layout!(
+        GO_RUNTIME_OFFSETS_OFFSETS,
+        RawGoRuntimeOffsets,
+        g_tls_offset,
+        g_goid
+    );
     assert_layout!(PROC_EVENT_OFFSETS, RawProcEvent, kind, tgid, ts_ns);
     assert!(enum_value("SONDE_EV_DATA") == EV_DATA as u32);
     assert!(enum_value("SONDE_EV_SOCK_STATE") == EV_SOCK_STATE as u32);
@@ -388,6 +409,7 @@ const _: () = {
     assert!(enum_value("SONDE_DROP_MAX") == DROP_MAX);
     assert!(enum_value("SONDE_DROP_TLS_CIPHERTEXT") == DROP_TLS_CIPHERTEXT);
     assert!(enum_value("SONDE_DROP_TLS_UNMAPPED") == DROP_TLS_UNMAPPED);
+    assert!(enum_value("SONDE_DROP_MULTIPLEXED_THREAD") == DROP_MULTIPLEXED_THREAD);
     assert!(enum_value("SONDE_SRC_SOCKET") == SRC_SOCKET as u32);
     assert!(enum_value("SONDE_SRC_OPENSSL") == SRC_OPENSSL as u32);
     assert!(enum_value("SONDE_SRC_GO") == SRC_GO as u32);
@@ -403,6 +425,10 @@ const _: () = {
     assert!(enum_value("SONDE_INJ_TCP_OPT_RECV") == INJ_TCP_OPT_RECV);
     assert!(enum_value("SONDE_INJ_ARMED_LATE") == INJ_ARMED_LATE);
     assert!(enum_value("SONDE_PARENT_TCP_OPTION") == KernelParentSource::TcpOption as u32);
+    assert!(enum_value("SONDE_PARENT_GOROUTINE") == KernelParentSource::Goroutine as u32);
+    assert!(
+        enum_value("SONDE_PARENT_THREAD_LAST_READ") == KernelParentSource::ThreadLastRead as u32
+    );
 };
 
 // ===== decoded events =====
@@ -437,6 +463,10 @@ pub enum KernelParentSource {
     Header = 3,
     /// No header: the peer's agent sent the context in a TCP header option.
     TcpOption = 4,
+    /// The same goroutine, or one it started or handed the request to (Go).
+    Goroutine = 5,
+    /// The last request an event-loop thread read: a guess.
+    ThreadLastRead = 6,
 }
 
 /// Which trace context header a request carried.

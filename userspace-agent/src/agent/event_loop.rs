@@ -201,10 +201,12 @@ impl Loop {
         let tgid = facts.pid;
         if traced {
             self.resources.refresh_after_exec(facts);
+            self.probes.follow_goroutines(tgid);
             self.tls_scan.started(&mut self.probes, tgid);
         } else if !self.exe_globs.is_empty() && targets::exe_matches(tgid, &self.exe_globs) {
             trace(&mut self.probes, tgid, &self.counters, &self.resources);
             self.resources.refresh_after_exec(facts);
+            self.probes.follow_goroutines(tgid);
             self.tls_scan.started(&mut self.probes, tgid);
         }
     }

@@ -76,6 +76,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
         hooks: opts.hooks,
         probe_log: opts.probe_log,
         tls: opts.tls,
+        go_runtime: opts.go_runtime,
     })?;
     if probes.injecting() {
         report_fionread_hazard();
@@ -99,6 +100,7 @@ pub async fn run(mode: Mode, settings: Settings) -> Result<Ended> {
             let resolved = targets::resolve(t)?;
             for pid in resolved.pids {
                 trace(&mut probes, pid, &counters, &resources);
+                probes.follow_goroutines(pid);
                 tls_scan.started(&mut probes, pid);
             }
         }

@@ -11,8 +11,11 @@
 //! - `inject`: sock_ops + sk_msg injection, the iterator that arms sockets opened before
 //!   the agent, and `reenrol`, which keeps idle keep-alive sockets enrolled
 //! - `targets`: which processes to trace (pid, executable glob, listening port)
+//! - `tls`: uprobes on TLS libraries; `go_runtime`: uprobes on Go programs' runtime
+//!   (goroutine starts, net/http's client hand-off) and the registry of traced Go processes
 
 pub mod binary;
+pub mod go_runtime;
 pub mod hooks;
 pub mod inject;
 pub mod probe_log;

@@ -13,6 +13,7 @@ use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf, SkStorage, SockHash};
 use aya::programs::{BtfTracePoint, FExit, KProbe, TracePoint};
 use aya::{Btf, Ebpf};
 
+use super::go_runtime::GoRuntimeProbes;
 use super::hooks::KernelHooks;
 use super::inject::{self, InjectionMaps};
 use super::probe_log::ProbeLog;
@@ -40,6 +41,8 @@ pub struct Probes {
     _probe_log: Option<ProbeLog>,
     /// The TLS library probes (None: `--no-tls`, or this kernel refused them).
     tls: Option<TlsProbes>,
+    /// The Go runtime probes (None: this kernel refused them).
+    go_runtime: Option<GoRuntimeProbes>,
 }
 
 impl Probes {
@@ -91,6 +94,19 @@ impl Probes {
         } else {
             None
         };
+        // Without them Go programs are followed by thread, as any other program.
+        let go_runtime = if opts.go_runtime {
+            GoRuntimeProbes::load(&mut ebpf)
+                .inspect_err(|e| {
+                    eprintln!(
+                        "sonde: Go runtime probes unavailable: Go programs are followed by \
+                         thread, which misplaces calls wherever goroutines move: {e:#}"
+                    )
+                })
+                .ok()
+        } else {
+            None
+        };
 
         let traced = HashMap::try_from(
             ebpf.take_map("traced_pids")
@@ -117,7 +133,18 @@ impl Probes {
             arm_iterator,
             _probe_log: probe_log,
             tls,
+            go_runtime,
         })
+    }
+
+    /// Makes traced process `pid`'s trace contexts follow its goroutines if it runs a Go
+    /// program (its executable probed once); call when it is first seen and after each
+    /// exec. True when it does.
+    pub fn follow_goroutines(&mut self, pid: u32) -> bool {
+        match &mut self.go_runtime {
+            Some(go) => go.follow(&mut self.ebpf, pid),
+            None => false,
+        }
     }
 
     /// Probes the TLS libraries process `pid` maps that are not probed yet. None: TLS
@@ -202,6 +229,14 @@ impl Probes {
             &counters.tls_unmapped_calls,
             drops[abi::DROP_TLS_UNMAPPED as usize],
         );
+        Counters::set(
+            &counters.multiplexed_threads,
+            drops[abi::DROP_MULTIPLEXED_THREAD as usize],
+        );
+        if let Some(go) = &self.go_runtime {
+            Counters::set(&counters.go_processes, go.processes());
+            Counters::set(&counters.go_runtime_failures, go.failures());
+        }
         if let Some(tls) = &self.tls {
             Counters::set(&counters.tls_libraries_probed, tls.probed().count() as u64);
             Counters::set(&counters.tls_library_failures, tls.failures());

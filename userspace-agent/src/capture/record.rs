@@ -121,6 +121,8 @@ impl<'a> DataEvent<'a> {
             2 => KernelParentSource::Fork,
             3 => KernelParentSource::Header,
             4 => KernelParentSource::TcpOption,
+            5 => KernelParentSource::Goroutine,
+            6 => KernelParentSource::ThreadLastRead,
             v => {
                 return Err(DecodeError::BadField {
                     field: "parent_source",

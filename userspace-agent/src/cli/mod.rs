@@ -170,6 +170,11 @@ pub struct TraceOptions {
     /// per TLS read or write while Sonde runs.
     #[arg(long)]
     pub no_tls: bool,
+    /// Do not follow goroutines in Go programs: their trace context then follows threads,
+    /// which puts calls under the wrong request wherever goroutines move between threads
+    /// (most Go servers under load). The probes cost a trap per goroutine started.
+    #[arg(long)]
+    pub no_go_runtime: bool,
     /// Query text on database spans: obfuscated (literals become `?`), raw, or off.
     #[arg(long, value_enum, default_value_t = DbQueryText::Obfuscated, value_name = "MODE")]
     pub db_query_text: DbQueryText,

@@ -39,6 +39,8 @@ pub struct TraceSettings {
     pub inject: bool,
     /// Probe TLS libraries for the plaintext of TLS connections.
     pub tls: bool,
+    /// Follow goroutines in Go programs (trace context per goroutine, not per thread).
+    pub go_runtime: bool,
     /// What database spans keep of the query text.
     pub db_query_text: DbQueryText,
     /// Which hooks carry socket data.

@@ -86,6 +86,9 @@ impl Pipeline {
             if kept {
                 // Built: made by the span builder and kept by every stage.
                 Counters::inc(&counters.spans_built);
+                if crate::spans::semconv::parent_is_guess(span) {
+                    Counters::inc(&counters.parent_guessed);
+                }
             }
             kept
         });

@@ -30,6 +30,8 @@ pub struct ProbeOptions {
     pub probe_log: ProbeLogLevel,
     /// Probe TLS libraries (the socket hooks then skip ciphertext).
     pub tls: bool,
+    /// Follow goroutines in Go programs (`attach/go_runtime.rs`).
+    pub go_runtime: bool,
 }
 
 /// Default `--wakeup-bytes`: about 25 HTTP exchanges of records, some 30 µs of agent work.
@@ -67,6 +69,7 @@ impl Default for ProbeOptions {
             hooks: HookChoice::Auto,
             probe_log: ProbeLogLevel::Off,
             tls: true,
+            go_runtime: true,
         }
     }
 }

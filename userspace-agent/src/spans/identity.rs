@@ -6,8 +6,15 @@ use crate::abi::{CtxFormat, KernelParentSource, RawTraceCtx};
 /// How a span's parent link was obtained, so users know how far to trust it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParentSource {
-    /// The same thread was serving a request when it sent this one.
+    /// The same thread was serving a request when it sent this one (and was never seen
+    /// serving two at once).
     Thread,
+    /// The same goroutine was serving a request when it sent this one, or was started by
+    /// or handed the call by one that was (Go programs): read from the runtime, exact.
+    Goroutine,
+    /// The thread serves several requests at once (an event loop): the last request it
+    /// read is named, which may be the wrong one. A guess, marked as one.
+    ThreadLastRead,
     /// Inherited from the thread or process that forked this one.
     Fork,
     /// Both ends of the connection are traced on this host: joined by 4-tuple.
@@ -29,12 +36,20 @@ impl ParentSource {
     pub fn as_str(self) -> &'static str {
         match self {
             ParentSource::Thread => "thread",
+            ParentSource::Goroutine => "goroutine",
+            ParentSource::ThreadLastRead => "thread_last_read",
             ParentSource::Fork => "fork",
             ParentSource::LocalPeer => "local_peer",
             ParentSource::Header(_) => "header",
             ParentSource::Injected => "injected",
             ParentSource::TcpOption => "tcp_option",
         }
+    }
+
+    /// Whether the link is a guess: a viewer shows it as uncertain, counter
+    /// `parent_guessed` counts it.
+    pub fn is_guess(self) -> bool {
+        matches!(self, ParentSource::ThreadLastRead)
     }
 
     /// The header format, for a parent that came from a header.
@@ -53,6 +68,8 @@ impl ParentSource {
             KernelParentSource::Fork => Some(ParentSource::Fork),
             KernelParentSource::Header => Some(ParentSource::Header(format)),
             KernelParentSource::TcpOption => Some(ParentSource::TcpOption),
+            KernelParentSource::Goroutine => Some(ParentSource::Goroutine),
+            KernelParentSource::ThreadLastRead => Some(ParentSource::ThreadLastRead),
         }
     }
 }

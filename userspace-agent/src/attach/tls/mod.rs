@@ -151,15 +151,7 @@ impl TlsProbes {
             .chain(c_libraries::GNUTLS.names())
             .chain(go::PROGRAMS.iter().copied())
             .chain([LOADER_PROGRAM]);
-        for name in programs {
-            let program: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow::anyhow!("program {name} missing from the object"))?
-                .try_into()?;
-            program
-                .load()
-                .map_err(|e| anyhow::anyhow!("loading {name}: {e}"))?;
-        }
+        load_uprobes(ebpf, programs)?;
         Ok(Self {
             probed: HashMap::new(),
             examined: HashSet::new(),
@@ -307,7 +299,7 @@ impl TlsProbes {
 /// the agent's mount namespace, else through `/proc/PID/root` (containers, chroots).
 /// Plain when possible: Linux 6.1's uprobe attach does not find files through
 /// `/proc/PID/root` in an initramfs (ENOENT), where 6.18 does.
-fn path_seen_by(pid: u32, mapped: &str) -> PathBuf {
+pub(super) fn path_seen_by(pid: u32, mapped: &str) -> PathBuf {
     let same_namespace = match (
         std::fs::read_link(format!("/proc/{pid}/ns/mnt")),
         std::fs::read_link("/proc/self/ns/mnt"),
@@ -324,9 +316,26 @@ fn path_seen_by(pid: u32, mapped: &str) -> PathBuf {
     }
 }
 
+/// Loads uprobe programs of the object (the verifier runs here).
+pub(super) fn load_uprobes<'a>(
+    ebpf: &mut Ebpf,
+    names: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    for name in names {
+        let program: &mut UProbe = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow::anyhow!("program {name} missing from the object"))?
+            .try_into()?;
+        program
+            .load()
+            .map_err(|e| anyhow::anyhow!("loading {name}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Attaches `program` at `offset` of `path`, for every process; `cookie` is what
 /// `bpf_get_attach_cookie` returns there.
-fn attach(
+pub(super) fn attach(
     ebpf: &mut Ebpf,
     program: &'static str,
     path: &Path,

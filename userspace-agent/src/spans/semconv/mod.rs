@@ -7,7 +7,7 @@ pub mod http;
 
 use std::sync::Arc;
 
-use super::identity::ParentLink;
+use super::identity::{ParentLink, ParentSource};
 use super::model::{KeyValue, Span, SpanKind, TraceId};
 use super::pairing::{Exchange, Outcome};
 use crate::capture::{Endpoints, TlsSource};
@@ -29,6 +29,15 @@ pub fn exchange_span(
 
 /// Where a span's parent came from (`identity::ParentSource`).
 const PARENT_SOURCE_KEY: &str = "sonde.parent.source";
+
+/// Whether `span`'s parent link is a guess (its `sonde.parent.source` says so).
+pub fn parent_is_guess(span: &Span) -> bool {
+    span.attributes.iter().any(|kv| {
+        kv.key == PARENT_SOURCE_KEY
+            && matches!(&kv.value, super::model::Value::Str(v)
+                if **v == *ParentSource::ThreadLastRead.as_str())
+    })
+}
 
 /// Makes an already built root span the child of `parent` in `trace_id`: a traced
 /// client's span on this host, known only once the server's span was finished.

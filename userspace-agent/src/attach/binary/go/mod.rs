@@ -30,6 +30,7 @@ pub mod moduledata;
 pub mod offsets;
 pub mod pclntab;
 pub mod returns_x86_64;
+pub mod runtime;
 
 use thiserror::Error;
 
@@ -69,7 +70,7 @@ pub enum GoTlsError {
     #[error("{0} passes arguments on the stack (register ABI since go1.17): not supported")]
     NoRegisterAbi(GoVersion),
     /// Only x86_64 return sites can be found so far.
-    #[error("Go TLS probes need x86_64, this binary is for {0:?}")]
+    #[error("Go probes need x86_64, this binary is for {0:?}")]
     UnsupportedMachine(Machine),
     /// The pclntab is unusable.
     #[error(transparent)]
@@ -328,10 +329,9 @@ pub fn probe_points(
     })
 }
 
-/// The probe points and offsets of `crypto/tls` in the Go binary `elf`: functions from the
-/// symbol table, else the pclntab; offsets from DWARF, else [`offsets::TABLE`] by release;
-/// an error naming what is missing otherwise.
-pub fn go_tls(elf: &Elf) -> Result<GoTls, GoTlsError> {
+/// The build info and release of the Go binary `elf`, if its functions can be probed: an
+/// x86_64 build by a released Go with the register ABI (go1.17+).
+pub fn probeable_release(elf: &Elf) -> Result<(BuildInfo, GoVersion), GoTlsError> {
     if !is_go(elf) {
         return Err(GoTlsError::NotGo);
     }
@@ -345,19 +345,24 @@ pub fn go_tls(elf: &Elf) -> Result<GoTls, GoTlsError> {
     if !version.has_register_abi() {
         return Err(GoTlsError::NoRegisterAbi(version));
     }
+    Ok((info, version))
+}
 
-    let write_fn =
-        find_function(elf, CONN_WRITE)?.ok_or(GoTlsError::FunctionMissing(CONN_WRITE))?;
-    let read_fn = find_function(elf, CONN_READ)?.ok_or(GoTlsError::FunctionMissing(CONN_READ))?;
-    let write = probe_points(elf, CONN_WRITE, &write_fn)?;
-    let read = probe_points(elf, CONN_READ, &read_fn)?;
-
-    // DWARF when the binary has it: it describes this very build, and one that lacks a
-    // field is a build the table cannot speak for either. The table only without DWARF.
-    let queries = ConnField::ALL.map(ConnField::query);
-    let (offsets, offsets_from) = match dwarf::member_offsets(elf, &queries) {
+/// Struct offsets of `elf` for `queries`: from DWARF when the binary has it (it describes
+/// this very build, and one that lacks a field is a build the table cannot speak for
+/// either; `from_dwarf` gives None when a field is missing), else from the table's row for
+/// the release (`from_row`); an error naming what is missing otherwise.
+pub fn dwarf_or_table<T>(
+    elf: &Elf,
+    info: &BuildInfo,
+    version: &GoVersion,
+    queries: &[dwarf::MemberQuery<'_>],
+    from_dwarf: impl FnOnce(&[Option<u64>]) -> Option<T>,
+    from_row: impl FnOnce(&offsets::TableRow) -> T,
+) -> Result<(T, OffsetsSource), GoTlsError> {
+    match dwarf::member_offsets(elf, queries) {
         Ok(found) => {
-            let offsets = ConnOffsets::from_fields(&found).ok_or_else(|| {
+            let value = from_dwarf(&found).ok_or_else(|| {
                 let missing: Vec<String> = queries
                     .iter()
                     .zip(&found)
@@ -369,24 +374,43 @@ pub fn go_tls(elf: &Elf) -> Result<GoTls, GoTlsError> {
                     reason: format!("its DWARF has no {}", missing.join(", ")),
                 }
             })?;
-            (offsets, OffsetsSource::Dwarf)
+            Ok((value, OffsetsSource::Dwarf))
         }
         Err(e) => {
-            let row = offsets::for_version(&version).ok_or_else(|| GoTlsError::OffsetsUnknown {
+            let row = offsets::for_version(version).ok_or_else(|| GoTlsError::OffsetsUnknown {
                 version: info.go_version.clone(),
                 reason: format!(
                     "{e}, and the offsets table has no row for go{}.{}",
                     version.major, version.minor
                 ),
             })?;
-            (
-                row.offsets,
-                OffsetsSource::VersionTable {
-                    measured_on: row.measured_on,
-                },
-            )
+            let measured_on = row.measured_on;
+            Ok((from_row(row), OffsetsSource::VersionTable { measured_on }))
         }
-    };
+    }
+}
+
+/// The probe points and offsets of `crypto/tls` in the Go binary `elf`: functions from the
+/// symbol table, else the pclntab; offsets from DWARF, else [`offsets::TABLE`] by release;
+/// an error naming what is missing otherwise.
+pub fn go_tls(elf: &Elf) -> Result<GoTls, GoTlsError> {
+    let (info, version) = probeable_release(elf)?;
+
+    let write_fn =
+        find_function(elf, CONN_WRITE)?.ok_or(GoTlsError::FunctionMissing(CONN_WRITE))?;
+    let read_fn = find_function(elf, CONN_READ)?.ok_or(GoTlsError::FunctionMissing(CONN_READ))?;
+    let write = probe_points(elf, CONN_WRITE, &write_fn)?;
+    let read = probe_points(elf, CONN_READ, &read_fn)?;
+
+    let queries = ConnField::ALL.map(ConnField::query);
+    let (offsets, offsets_from) = dwarf_or_table(
+        elf,
+        &info,
+        &version,
+        &queries,
+        ConnOffsets::from_fields,
+        |row| row.offsets,
+    )?;
 
     Ok(GoTls {
         go_version: info.go_version,

@@ -16,7 +16,8 @@
 //! internal/poll.FD.Sysfd    int: the file descriptor
 //! ```
 //!
-//! and `crypto/tls.Conn.vers` (`uint16`), the negotiated version (`tls.protocol.version`).
+//! and `crypto/tls.Conn.vers` (`uint16`), the negotiated version (`tls.protocol.version`);
+//! and for the goroutine probes ([`super::runtime`]) `runtime.g.goid`.
 //!
 //! Rows match a release line (`go1.26.x` for the `go1.26.8` row): Go changes no struct
 //! layout in point releases, whose fixes are security and critical ones only. A release
@@ -116,6 +117,8 @@ pub struct TableRow {
     pub measured_on: &'static str,
     /// The offsets.
     pub offsets: ConnOffsets,
+    /// `runtime.g.goid` (the goroutine probes, [`super::runtime`]).
+    pub g_goid: u64,
 }
 
 /// The socket's path has not moved since the register ABI; `Conn.vers` moved in go1.21
@@ -140,18 +143,22 @@ pub const TABLE: &[TableRow] = &[
         release: (1, 19),
         measured_on: "go1.19.8",
         offsets: GO_1_19,
+        g_goid: 152,
     },
     // The DWARF of Docker's CLI (/usr/local/bin/docker on this machine image, built by go1.24.3).
     TableRow {
         release: (1, 24),
         measured_on: "go1.24.3",
         offsets: GO_1_24_TO_1_26,
+        // runtime.g gained syscallbp in go1.23.
+        g_goid: 160,
     },
     // The machine's Go (/usr/local/go), building the test program.
     TableRow {
         release: (1, 26),
         measured_on: "go1.26.8",
         offsets: GO_1_24_TO_1_26,
+        g_goid: 152,
     },
 ];
 

@@ -354,6 +354,54 @@ fn go_119_builds() {
         }
     }
     check_dwarf_and_table(built, &[Link::Plain]);
+    check_runtime(built, &[Link::Plain, Link::Stripped]);
+}
+
+/// The goroutine probes' facts on every build: `g` at -8 from the thread pointer (cgo or
+/// not), `runtime.g.goid` from DWARF on unstripped builds and from the table by release on
+/// stripped ones, the same value both ways; `newproc1`'s RETs found; no net/http client in
+/// the fixture, so no hand-off probes.
+fn check_runtime(built: &Built, links: &[Link]) {
+    let version = GoVersion::parse(&built.version_string).expect("a release");
+    let row = offsets::for_version(&version).expect("a table row");
+    for &link in links {
+        let Some(path) = binary("go_runtime", built, link) else {
+            continue;
+        };
+        let elf = open(path);
+        let rt = runtime::go_runtime(&elf).unwrap_or_else(|e| panic!("{link:?}: {e}"));
+        eprintln!(
+            "{} {link:?}: g at {}, goid at {} ({:?}), newproc1 RETs {}",
+            built.version_string,
+            rt.g_tls_offset,
+            rt.g_goid,
+            rt.offsets_from,
+            rt.newproc1.return_offsets.len()
+        );
+        assert_eq!(rt.g_tls_offset, -8, "{link:?}");
+        assert_eq!(rt.g_goid, row.g_goid, "{link:?}: goid vs the table's row");
+        if link.unstripped() {
+            assert_eq!(rt.offsets_from, OffsetsSource::Dwarf, "{link:?}");
+        } else {
+            assert!(
+                matches!(rt.offsets_from, OffsetsSource::VersionTable { .. }),
+                "{link:?}"
+            );
+        }
+        assert!(!rt.newproc1.return_offsets.is_empty(), "{link:?}");
+        assert_eq!(
+            rt.http_client, None,
+            "{link:?}: the fixture has no net/http"
+        );
+    }
+}
+
+#[test]
+fn go_runtime_of_each_build() {
+    let Some(built) = main_go("go_runtime") else {
+        return;
+    };
+    check_runtime(built, &Link::ALL);
 }
 
 // ===== Go programs of this machine image (optional) =====
@@ -406,6 +454,23 @@ fn go_programs_of_this_machine() {
                 assert_eq!(row.offsets, offsets, "{path}: table row vs its DWARF");
             }
         }
+        // The goroutine facts, and goid's DWARF offset against the table's row.
+        line += &match runtime::go_runtime(&elf) {
+            Ok(rt) => {
+                let row = info.version.as_ref().and_then(offsets::for_version);
+                if let (OffsetsSource::Dwarf, Some(row)) = (rt.offsets_from, row) {
+                    assert_eq!(rt.g_goid, row.g_goid, "{path}: goid, table row vs DWARF");
+                }
+                format!(
+                    ", runtime: g at {}, goid at {} ({:?}), net/http client {}",
+                    rt.g_tls_offset,
+                    rt.g_goid,
+                    rt.offsets_from,
+                    rt.http_client.is_some()
+                )
+            }
+            Err(e) => format!(", runtime: {e}"),
+        };
         line += &match go_tls(&elf) {
             Ok(tls) => format!(
                 ", go_tls: {:?} / {:?}",
