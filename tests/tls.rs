@@ -36,6 +36,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use util::go::go_available;
 use util::tls::*;
 use util::*;
 

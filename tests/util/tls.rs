@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use super::go::{go_build_command, go_toolchain, go119_available};
 use super::{
     Proc, Server, SpanTree, TempDir, check, counter, eqnice, fixture, free_port, node, python,
     run_ok, tool_available, wait_until,
@@ -436,96 +437,18 @@ pub fn build_static_tls_client(dir: &Path) -> PathBuf {
 
 // ===== Go (crypto/tls) =====
 
-/// The Go toolchain of these fixtures: `$SONDE_E2E_GO`, else `/usr/local/go/bin/go`.
-/// Not Debian's `golang-go` (Go 1.19): `fixtures/go_tls/go.mod` says `go 1.26`, and the
-/// Go programs Sonde meets in production are built by current Go. Go 1.19 builds one
-/// program only, on purpose: [`build_go119_tls_client`].
-pub fn go_toolchain() -> PathBuf {
-    std::env::var_os("SONDE_E2E_GO")
-        .map_or_else(|| PathBuf::from("/usr/local/go/bin/go"), PathBuf::from)
-}
-
-/// `go1.MINOR` from `go version` output.
-fn go_minor(version: &str) -> Option<u32> {
-    let v = version.split_whitespace().nth(2)?.strip_prefix("go1.")?;
-    v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
-/// Whether [`go_toolchain`] is Go 1.26 or newer (see [`tool_available`]).
-pub fn go_available() -> bool {
-    let go = go_toolchain();
-    let version = Command::new(&go)
-        .arg("version")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    tool_available(
-        version
-            .as_deref()
-            .and_then(go_minor)
-            .is_some_and(|m| m >= 26),
-        &format!(
-            "Go 1.26+ is missing at {} ({}; set SONDE_E2E_GO to another go)",
-            go.display(),
-            version.as_deref().map_or("not runnable", str::trim)
-        ),
-    )
-}
-
-/// Debian's Go 1.19 (`golang-go`, `cargo xtask setup` installs it): `$SONDE_E2E_GO119`,
-/// else `/usr/lib/go-1.19/bin/go`.
-pub fn go119_toolchain() -> PathBuf {
-    std::env::var_os("SONDE_E2E_GO119")
-        .map_or_else(|| PathBuf::from("/usr/lib/go-1.19/bin/go"), PathBuf::from)
-}
-
 /// `fixtures/go_tls/client` built by Debian's Go 1.19 with `-ldflags=-s -w` into `dir`:
 /// an older release, stripped, whose struct offsets only the table by release gives
 /// (`Conn.vers` sits 8 bytes earlier than from go1.21 on). None, said, when Go 1.19 is
 /// missing (fails under CI). The client's code builds with 1.19; `go.mod`'s `go 1.26`
 /// line is advisory to that toolchain.
 pub fn build_go119_tls_client(dir: &Path) -> Option<PathBuf> {
-    let go = go119_toolchain();
-    let version = Command::new(&go)
-        .arg("version")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let is_119 = version.as_deref().and_then(go_minor) == Some(19);
-    if !tool_available(
-        is_119,
-        &format!("Go 1.19 is missing at {} (golang-go)", go.display()),
-    ) {
-        return None;
-    }
+    let go = go119_available()?;
     let out = dir.join("client-go119");
-    let mut cmd = Command::new(&go);
-    cmd.args(["build", "-ldflags=-s -w", "-o"])
-        .arg(&out)
-        .arg("./client")
-        .current_dir(fixture("go_tls"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "")
-        .env("GOWORK", "off")
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", dir.join("gocache-119"))
-        .env("GOPATH", dir.join("gopath-119"));
+    let mut cmd = go_build_command(&go, "go_tls", true, &out, &["./client"], dir, "-119");
     run_ok("go1.19 build of fixtures/go_tls/client", &mut cmd);
     assert_symtab(&out, false);
     Some(out)
-}
-
-/// The Go build cache the fixtures share across tests and runs, one per user (a cache
-/// root made cannot be written by another user).
-fn go_cache() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    std::env::temp_dir().join(format!("sonde-e2e-gocache-{euid}"))
 }
 
 /// The two programs of `fixtures/go_tls/`, built.
@@ -543,25 +466,18 @@ pub struct GoTls {
 pub fn build_go_tls(dir: &Path, stripped: bool) -> GoTls {
     let out_dir = dir.join(if stripped { "go-stripped" } else { "go" });
     std::fs::create_dir_all(&out_dir).expect("creating the Go output dir");
-    let mut cmd = Command::new(go_toolchain());
-    cmd.arg("build");
-    if stripped {
-        cmd.arg("-ldflags=-s -w");
-    }
     // A trailing slash: `-o` names a directory, one binary per package.
     let mut o = OsString::from(out_dir.as_os_str());
     o.push("/");
-    cmd.arg("-o")
-        .arg(o)
-        .args(["./server", "./client"])
-        .current_dir(fixture("go_tls"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "")
-        .env("GOWORK", "off")
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", go_cache())
-        .env("GOPATH", dir.join("gopath"));
+    let mut cmd = go_build_command(
+        &go_toolchain(),
+        "go_tls",
+        stripped,
+        Path::new(&o),
+        &["./server", "./client"],
+        dir,
+        "",
+    );
     run_ok("go build of fixtures/go_tls", &mut cmd);
     let built = GoTls {
         server: out_dir.join("server"),
