@@ -4,8 +4,10 @@
  * its children whichever goroutine makes them (contexts are keyed by goroutine in Go
  * programs: trace_ctx/exec_key.h). Uprobes on each Go program:
  *
- *   runtime.newproc1(fn, callergp *g, ...) *g     entry: RBX = the starting goroutine;
- *                                                 each RET: RAX = the new one. A new
+ *   runtime.newproc1(fn, callergp *g, ...) *g     each RET: RAX = the new goroutine,
+ *                                                 whose parentGoid (go1.21+) names its
+ *                                                 starter; before go1.21 the entry (RBX =
+ *                                                 callergp) notes the starter. A new
  *                                                 goroutine inherits its starter's context.
  *   net/http.(*persistConn).roundTrip(req)        entry, on the caller's goroutine: RBX =
  *                                                 *transportRequest, whose first field is
@@ -55,22 +57,38 @@ int sonde_uprobe_go_newproc1(struct pt_regs *ctx) {
     return 0;
 }
 
-/* At each RET of runtime.newproc1: RAX is the new goroutine, its goid already set. */
-SEC("uprobe")
-int sonde_uprobe_go_newproc1_return(struct pt_regs *ctx) {
-    __u32 tgid;
-    const struct go_runtime_offsets *rt = go_process(&tgid);
-    if (!rt)
-        return 0;
+/* The goroutine that started g: from g.parentGoid (go1.21+), else from the entry probe's
+ * note for this thread (taken). 0: none, or it has no context to hand down. */
+static __always_inline __u64 starter_of(const struct go_runtime_offsets *rt, __u32 tgid, __u64 g) {
+    if (rt->g_parent_goid) {
+        __u64 parent = 0;
+        if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(g + rt->g_parent_goid)) ||
+            !parent)
+            return 0;
+        return goroutine_key(tgid, parent);
+    }
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     __u64 *found = bpf_map_lookup_elem(&go_spawns, &tid);
     if (!found)
         return 0;
     __u64 starter = *found;
     bpf_map_delete_elem(&go_spawns, &tid);
+    return starter;
+}
+
+/* At each RET of runtime.newproc1: RAX is the new goroutine, goid and parentGoid set. */
+SEC("uprobe")
+int sonde_uprobe_go_newproc1_return(struct pt_regs *ctx) {
+    __u32 tgid;
+    const struct go_runtime_offsets *rt = go_process(&tgid);
+    if (!rt || !ctx->ax)
+        return 0;
+    __u64 starter = starter_of(rt, tgid, ctx->ax);
+    struct thread_ctx *tc = starter ? live_ctx_of(starter) : NULL;
+    if (!tc)
+        return 0; /* most starts: nothing to hand down */
     __u64 child = key_of_g(rt, tgid, ctx->ax);
-    struct thread_ctx *tc = thread_ctx_of(starter);
-    if (child && tc)
+    if (child)
         inherit_ctx(child, tc, SONDE_PARENT_GOROUTINE);
     return 0;
 }

@@ -85,6 +85,7 @@ int main(void) {
     printf("pub const GO_RUNTIME_OFFSETS_OFFSETS: &[(&str, usize)] = &[\n");
     FIELD(go_runtime_offsets, g_tls_offset);
     FIELD(go_runtime_offsets, g_goid);
+    FIELD(go_runtime_offsets, g_parent_goid);
     printf("];\n");
     printf("pub const EXEC_EVENT_OFFSETS: &[(&str, usize)] = &[\n");
     FIELD(sonde_exec_event, kind);

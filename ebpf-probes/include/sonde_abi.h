@@ -230,6 +230,9 @@ struct go_tls_offsets {
 struct go_runtime_offsets {
     __s64 g_tls_offset;
     __u64 g_goid;
+    /* g.parentGoid (go1.21+): who started a goroutine, read at newproc1's return alone.
+     * 0: no such field, the entry probe names the starter. */
+    __u64 g_parent_goid;
 };
 
 /* Parts of an exec snapshot, at fixed offsets in sonde_exec_event.data. */

@@ -176,6 +176,8 @@ pub struct RawGoRuntimeOffsets {
     pub g_tls_offset: i64,
     /// `runtime.g.goid`.
     pub g_goid: u64,
+    /// `runtime.g.parentGoid` (go1.21+); 0: absent.
+    pub g_parent_goid: u64,
 }
 
 // SAFETY: repr(C), integers only, no padding: every bit pattern is valid.
@@ -374,7 +376,8 @@ const _: () = {
         GO_RUNTIME_OFFSETS_OFFSETS,
         RawGoRuntimeOffsets,
         g_tls_offset,
-        g_goid
+        g_goid,
+        g_parent_goid
     );
     assert_layout!(PROC_EVENT_OFFSETS, RawProcEvent, kind, tgid, ts_ns);
     assert!(enum_value("SONDE_EV_DATA") == EV_DATA as u32);

@@ -128,11 +128,12 @@ impl GoRuntimeProbes {
         match attach_all(ebpf, path, &runtime) {
             Ok(()) => {
                 log::info!(
-                    "Go runtime: following goroutines in {} ({}, goid at {} from {:?}, \
-                     newproc1 with {} return sites, net/http client hand-off {})",
+                    "Go runtime: following goroutines in {} ({}, goid at {} and parentGoid at \
+                     {:?} from {:?}, newproc1 with {} return sites, net/http client hand-off {})",
                     shown.display(),
                     runtime.go_version,
                     runtime.g_goid,
+                    runtime.g_parent_goid,
                     runtime.offsets_from,
                     runtime.newproc1.return_offsets.len(),
                     if runtime.http_client.is_some() {
@@ -144,6 +145,7 @@ impl GoRuntimeProbes {
                 Examined::Probed(RawGoRuntimeOffsets {
                     g_tls_offset: runtime.g_tls_offset,
                     g_goid: runtime.g_goid,
+                    g_parent_goid: runtime.g_parent_goid.unwrap_or(0),
                 })
             }
             Err(e) => {
@@ -156,7 +158,10 @@ impl GoRuntimeProbes {
 }
 
 fn attach_all(ebpf: &mut Ebpf, path: &Path, runtime: &GoRuntime) -> Result<(), TlsProbeError> {
-    attach(ebpf, NEWPROC1, path, runtime.newproc1.entry_offset, None)?;
+    // With g.parentGoid the returns alone say who started whom.
+    if runtime.g_parent_goid.is_none() {
+        attach(ebpf, NEWPROC1, path, runtime.newproc1.entry_offset, None)?;
+    }
     for &offset in &runtime.newproc1.return_offsets {
         attach(ebpf, NEWPROC1_RETURN, path, offset, None)?;
     }

@@ -119,6 +119,8 @@ pub struct TableRow {
     pub offsets: ConnOffsets,
     /// `runtime.g.goid` (the goroutine probes, [`super::runtime`]).
     pub g_goid: u64,
+    /// `runtime.g.parentGoid`, from go1.21 on.
+    pub g_parent_goid: Option<u64>,
 }
 
 /// The socket's path has not moved since the register ABI; `Conn.vers` moved in go1.21
@@ -144,6 +146,7 @@ pub const TABLE: &[TableRow] = &[
         measured_on: "go1.19.8",
         offsets: GO_1_19,
         g_goid: 152,
+        g_parent_goid: None,
     },
     // The DWARF of Docker's CLI (/usr/local/bin/docker on this machine image, built by go1.24.3).
     TableRow {
@@ -152,6 +155,7 @@ pub const TABLE: &[TableRow] = &[
         offsets: GO_1_24_TO_1_26,
         // runtime.g gained syscallbp in go1.23.
         g_goid: 160,
+        g_parent_goid: Some(280),
     },
     // The machine's Go (/usr/local/go), building the test program.
     TableRow {
@@ -159,6 +163,7 @@ pub const TABLE: &[TableRow] = &[
         measured_on: "go1.26.8",
         offsets: GO_1_24_TO_1_26,
         g_goid: 152,
+        g_parent_goid: Some(280),
     },
 ];
 

@@ -6,8 +6,9 @@
 //!   binary without a `PT_TLS` segment (the runtime sets FS so that `-8(FS)` is `m.tls[0]`),
 //!   else `runtime.tlsg`'s place in the executable's TLS block, which x86-64 puts just below
 //!   the thread pointer (`tlsg - align_up(p_memsz, p_align)`; `-8` in every cgo binary seen).
-//! - `runtime.g.goid` from DWARF, else [`super::offsets::TABLE`] by release
-//!   ([`super::dwarf_or_table`]).
+//! - `runtime.g.goid` and `runtime.g.parentGoid` (go1.21+) from DWARF, else
+//!   [`super::offsets::TABLE`] by release ([`super::dwarf_or_table`]). With `parentGoid`,
+//!   `newproc1`'s returns alone say who started whom (one trap per goroutine start, not two).
 
 use object::elf::PT_TLS;
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -39,6 +40,8 @@ pub struct GoRuntime {
     pub g_tls_offset: i64,
     /// `runtime.g.goid`.
     pub g_goid: u64,
+    /// `runtime.g.parentGoid` (go1.21+): the starter, read at `newproc1`'s return alone.
+    pub g_parent_goid: Option<u64>,
     /// `runtime.newproc1`.
     pub newproc1: FnProbe,
     /// net/http's client hand-off (entry offsets of [`ROUND_TRIP`], [`REQUEST_WRITE`]);
@@ -59,23 +62,36 @@ pub fn go_runtime(elf: &Elf) -> Result<GoRuntime, GoTlsError> {
     };
     let http_client = entry(ROUND_TRIP).zip(entry(REQUEST_WRITE));
 
-    let query = [dwarf::MemberQuery {
-        type_name: "runtime.g",
-        member: "goid",
-    }];
-    let (g_goid, offsets_from) = dwarf_or_table(
+    let query = [
+        dwarf::MemberQuery {
+            type_name: "runtime.g",
+            member: "goid",
+        },
+        // Absent before go1.21: then the entry probe names the starter.
+        dwarf::MemberQuery {
+            type_name: "runtime.g",
+            member: "parentGoid",
+        },
+    ];
+    let ((g_goid, g_parent_goid), offsets_from) = dwarf_or_table(
         elf,
         &info,
         &version,
         &query,
-        |found| found.first().copied().flatten(),
-        |row| row.g_goid,
+        |found| {
+            Some((
+                found.first().copied().flatten()?,
+                found.get(1).copied().flatten(),
+            ))
+        },
+        |row| (row.g_goid, row.g_parent_goid),
     )?;
     Ok(GoRuntime {
         go_version: info.go_version,
         offsets_from,
         g_tls_offset: g_tls_offset(elf)?,
         g_goid,
+        g_parent_goid,
         newproc1,
         http_client,
     })

@@ -358,8 +358,8 @@ fn go_119_builds() {
 }
 
 /// The goroutine probes' facts on every build: `g` at -8 from the thread pointer (cgo or
-/// not), `runtime.g.goid` from DWARF on unstripped builds and from the table by release on
-/// stripped ones, the same value both ways; `newproc1`'s RETs found; no net/http client in
+/// not), `runtime.g.goid` and `parentGoid` (go1.21+) from DWARF on unstripped builds and
+/// from the table by release on stripped ones, the same values both ways; `newproc1`'s RETs found; no net/http client in
 /// the fixture, so no hand-off probes.
 fn check_runtime(built: &Built, links: &[Link]) {
     let version = GoVersion::parse(&built.version_string).expect("a release");
@@ -380,6 +380,10 @@ fn check_runtime(built: &Built, links: &[Link]) {
         );
         assert_eq!(rt.g_tls_offset, -8, "{link:?}");
         assert_eq!(rt.g_goid, row.g_goid, "{link:?}: goid vs the table's row");
+        assert_eq!(
+            rt.g_parent_goid, row.g_parent_goid,
+            "{link:?}: parentGoid vs the table's row"
+        );
         if link.unstripped() {
             assert_eq!(rt.offsets_from, OffsetsSource::Dwarf, "{link:?}");
         } else {
@@ -460,6 +464,7 @@ fn go_programs_of_this_machine() {
                 let row = info.version.as_ref().and_then(offsets::for_version);
                 if let (OffsetsSource::Dwarf, Some(row)) = (rt.offsets_from, row) {
                     assert_eq!(rt.g_goid, row.g_goid, "{path}: goid, table row vs DWARF");
+                    assert_eq!(rt.g_parent_goid, row.g_parent_goid, "{path}: parentGoid");
                 }
                 format!(
                     ", runtime: g at {}, goid at {} ({:?}), net/http client {}",
