@@ -23,7 +23,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use util::go::{go_available, go_build_command, go_toolchain, go119_available};
+use util::go::{
+    go_available, go_build_command, go_build_command_online, go_toolchain, go119_available,
+};
 use util::*;
 
 /// Requests per scenario, and clients sending them at once.
@@ -94,32 +96,32 @@ impl Services {
         let agent = AgentCmd::attach(&[down.pid(), front.pid()]).start();
         Self { down, front, agent }
     }
+}
 
-    /// Sends the requests; returns each request's answer body by ID.
-    fn load(&self, fanout: &Path, call: Call, with_ctx: bool) -> BTreeMap<usize, String> {
-        let mut cmd = Command::new(fanout);
-        cmd.args([
-            "load",
-            &format!("http://127.0.0.1:{}", self.front.port),
-            &REQUESTS.to_string(),
-            &CONCURRENCY.to_string(),
-            call.mode(),
-        ]);
-        if with_ctx {
-            cmd.arg("ctx");
-        }
-        let out = run_ok("go_fanout load", &mut cmd);
-        let mut answers = BTreeMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            // "ID 200 ID ID traceparent=..."
-            let mut fields = line.splitn(3, ' ');
-            let id: usize = fields.next().and_then(|f| f.parse().ok()).expect(line);
-            assert_eq!(fields.next(), Some("200"), "request {id}: {line}");
-            answers.insert(id, fields.next().unwrap_or_default().to_owned());
-        }
-        assert_eq!(answers.len(), REQUESTS, "one answer per request");
-        answers
+/// Sends the requests to the front on `port`; returns each request's answer by ID.
+fn load(fanout: &Path, port: u16, call: Call, with_ctx: bool) -> BTreeMap<usize, String> {
+    let mut cmd = Command::new(fanout);
+    cmd.args([
+        "load",
+        &format!("http://127.0.0.1:{port}"),
+        &REQUESTS.to_string(),
+        &CONCURRENCY.to_string(),
+        call.mode(),
+    ]);
+    if with_ctx {
+        cmd.arg("ctx");
     }
+    let out = run_ok("go_fanout load", &mut cmd);
+    let mut answers = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "ID 200 BODY"
+        let mut fields = line.splitn(3, ' ');
+        let id: usize = fields.next().and_then(|f| f.parse().ok()).expect(line);
+        assert_eq!(fields.next(), Some("200"), "request {id}: {line}");
+        answers.insert(id, fields.next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(answers.len(), REQUESTS, "one answer per request");
+    answers
 }
 
 /// The one span of `kind` whose `url.path` is `path` in `service`'s process.
@@ -210,7 +212,7 @@ fn assert_downstream_link(
 fn check_go(fanout: &Path, call: Call, with_ctx: bool) {
     let program = fanout.to_str().expect("a UTF-8 path");
     let mut services = Services::start(fanout, program, &["front"]);
-    let answers = services.load(fanout, call, with_ctx);
+    let answers = load(fanout, services.front.port, call, with_ctx);
     let tree = services.agent.collect(3 * REQUESTS);
     assert_exact_trees(&tree, &services, &answers, with_ctx);
     assert_counters(
@@ -278,13 +280,92 @@ fn go_119_stripped_binary() {
     check_go(&fanout, Call::Direct, true);
 }
 
+/// database/sql with lib/pq (from the Go module proxy) on a pool of 4 connections shared by
+/// every handler: each query, named by its column alias (`SELECT ? AS r<ID>`), is the child
+/// of its request, made on the handler's goroutine or on one it starts.
+fn check_go_database_sql(call: Call) {
+    let dir = TempDir::new("go-dbapp");
+    let fanout = build_fanout(&dir, &go_toolchain(), false, "");
+    let app = dir.join("go_dbapp");
+    run_ok(
+        "go build of fixtures/go_dbapp (lib/pq from the module proxy)",
+        &mut go_build_command_online(&go_toolchain(), "go_dbapp", &app, dir.path()),
+    );
+    let pg = db::postgres("SELECT 1");
+    let port = free_port();
+    let mut cmd = Command::new(&app);
+    cmd.arg(port.to_string()).arg(format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+        pg.port
+    ));
+    let server = Server::spawn("go_dbapp", cmd, port, TempDir::new("dbapp"));
+    let mut agent = AgentCmd::attach(&[server.pid()]).start();
+    let answers = load(&fanout, port, call, false);
+    let tree = agent.collect(2 * REQUESTS);
+    eqnice!(
+        tree,
+        tree.len(),
+        2 * REQUESTS,
+        "a SERVER and a query span per request"
+    );
+    for (&id, answer) in &answers {
+        eqnice!(
+            tree,
+            answer.as_str(),
+            format!("{id} {id}"),
+            "request {id}'s answer"
+        );
+        let request = one(&tree, SERVER, &format!("/req/{id}"), server.pid());
+        let text = format!("SELECT ? AS r{id}");
+        let queries: Vec<&Value> = tree
+            .of_kind(CLIENT)
+            .into_iter()
+            .filter(|s| s.attr_str("db.query.text").as_deref() == Some(text.as_str()))
+            .collect();
+        check!(
+            tree,
+            queries.len() == 1,
+            "one span for {text:?}: {}",
+            queries.len()
+        );
+        tree.assert_child(request, queries[0], "goroutine");
+        tree.assert_attr(queries[0], "db.system.name", "postgresql");
+    }
+    assert_counters(
+        &tree,
+        &agent,
+        &[
+            ("go_processes", 1, "the Go service followed by goroutine"),
+            ("parent_guessed", 0, "nothing guessed"),
+        ],
+    );
+}
+
+#[test]
+fn go_database_sql_queries() {
+    require_tracing!();
+    if !go_available() {
+        return;
+    }
+    check_go_database_sql(Call::Direct);
+}
+
+#[test]
+fn go_database_sql_from_started_goroutines() {
+    require_tracing!();
+    if !go_available() {
+        return;
+    }
+    check_go_database_sql(Call::Goroutine);
+}
+
 /// An event loop Sonde cannot read: every call's parent is either right and certain (before
 /// the loop is seen with two requests open) or marked a guess; never wrong and certain.
 fn check_event_loop(front_program: &str, front_args: &[&str]) {
     let dir = TempDir::new("event-loop");
     let fanout = build_fanout(&dir, &go_toolchain(), false, "");
     let mut services = Services::start(&fanout, front_program, front_args);
-    let answers = services.load(&fanout, Call::Direct, false);
+    let answers = load(&fanout, services.front.port, Call::Direct, false);
     let tree = services.agent.collect(3 * REQUESTS);
     eqnice!(tree, tree.len(), 3 * REQUESTS, "three spans per request");
 

@@ -107,6 +107,20 @@ pub fn go_build_command(
         .env("GOWORK", "off")
         .env("CGO_ENABLED", "0")
         .env("GOCACHE", go_cache(tag))
+        .env("GOMODCACHE", go_cache("-modules"))
         .env("GOPATH", scratch.join(format!("gopath{tag}")));
+    cmd
+}
+
+/// [`go_build_command`] for a fixture with module dependencies (`go.mod`, `go.sum`): they
+/// come from the Go module proxy (`$GOPROXY`, else Go's default), checked against `go.sum`.
+pub fn go_build_command_online(
+    go: &Path,
+    fixture_dir: &str,
+    out: &Path,
+    scratch: &Path,
+) -> Command {
+    let mut cmd = go_build_command(go, fixture_dir, false, out, &["."], scratch, "");
+    cmd.env_remove("GOPROXY");
     cmd
 }
