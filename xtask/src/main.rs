@@ -6,6 +6,7 @@
 mod bench;
 mod bench_db;
 mod demo;
+mod fidelity;
 mod fuzz;
 mod microbench;
 mod setup;
@@ -33,6 +34,9 @@ enum Command {
     Demo(demo::Options),
     /// What CI runs: fmt and clippy, build sonde, `cargo test --workspace --all-targets`.
     Test(test::Options),
+    /// How often the trees are exactly right under concurrency (Go, Python, nginx, Node,
+    /// asyncio) against ground truth, and what the Go runtime probes cost.
+    Fidelity(fidelity::Options),
     /// Run every fuzz target in fuzz/ for a bounded time (stable Rust, no cargo-fuzz).
     Fuzz(fuzz::Options),
     /// Measure the agent's overhead on nginx with wrk, HTTP and HTTPS (no agent / empty
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Test(opts) => test::run(opts),
         Command::Bench(opts) => bench::run(opts),
         Command::Fuzz(opts) => fuzz::run(opts),
+        Command::Fidelity(opts) => fidelity::run(opts),
         Command::VmTest(opts) => vm::run(opts),
         Command::VmGuest(opts) => vm::guest::run(opts),
     };

@@ -35,6 +35,7 @@ mod config;
 mod docs;
 mod measure;
 mod probes;
+pub(crate) use probes::count_probes;
 mod procfs;
 mod report;
 mod summary;

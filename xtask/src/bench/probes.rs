@@ -61,7 +61,7 @@ pub(super) struct Runs {
 
 /// The agent's program runs over one counting run.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct ProbeCounts {
+pub(crate) struct ProbeCounts {
     /// Requests wrk completed in the counting run.
     pub(super) requests: u64,
     /// Each program's runs, by name as the kernel keeps it (at most 15 characters). A
@@ -98,7 +98,8 @@ impl ProbeCounts {
         Self { requests, programs }
     }
 
-    fn per_request(&self, of: impl Fn(&str) -> bool) -> Option<f64> {
+    /// Runs per request of the programs whose (kernel) name `of` accepts.
+    pub(crate) fn per_request(&self, of: impl Fn(&str) -> bool) -> Option<f64> {
         let runs: u64 = self
             .programs
             .iter()
@@ -132,7 +133,17 @@ impl ProbeCounts {
     /// Time in the agent's programs per request, in µs (the programs themselves: not the
     /// trap into the kernel that runs a uprobe, nor the hook's own dispatch).
     pub(super) fn program_us_per_request(&self) -> Option<f64> {
-        let ns: u64 = self.programs.values().map(|r| r.run_time_ns).sum();
+        self.program_us_per_request_of(|_| true)
+    }
+
+    /// The same for the programs whose (kernel) name `of` accepts.
+    pub(crate) fn program_us_per_request_of(&self, of: impl Fn(&str) -> bool) -> Option<f64> {
+        let ns: u64 = self
+            .programs
+            .iter()
+            .filter(|(name, _)| of(name))
+            .map(|(_, r)| r.run_time_ns)
+            .sum();
         (self.requests > 0).then(|| ns as f64 / 1e3 / self.requests as f64)
     }
 
@@ -154,7 +165,7 @@ impl ProbeCounts {
 
 /// Counts the runs of the programs process `agent` holds over `load`, which puts the
 /// server under load and returns how many requests it completed.
-pub(super) fn count_probes(agent: u32, load: impl FnOnce() -> Result<u64>) -> Result<ProbeCounts> {
+pub(crate) fn count_probes(agent: u32, load: impl FnOnce() -> Result<u64>) -> Result<ProbeCounts> {
     let held = held_programs(agent)?;
     let stats = RunStats::enable()?;
     let before = snapshot(&held)?;
