@@ -212,6 +212,20 @@ fn assert_downstream_link(
 fn check_go(fanout: &Path, call: Call, with_ctx: bool) {
     let program = fanout.to_str().expect("a UTF-8 path");
     let mut services = Services::start(fanout, program, &["front"]);
+    // What `sonde doctor --pid` says of the front, from its executable alone.
+    let doctor = Command::new(sonde_bin())
+        .args(["doctor", "--json", "--pid"])
+        .arg(services.front.pid().to_string())
+        .output()
+        .expect("running sonde doctor");
+    let report: Value = serde_json::from_slice(&doctor.stdout).expect("doctor JSON");
+    let how = report["processes"][0]["go_runtime"]["Ok"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        how.contains("goid at 152") && how.contains("net/http client hand-off probed"),
+        "doctor: goroutines followed: {report}"
+    );
     let answers = load(fanout, services.front.port, call, with_ctx);
     let tree = services.agent.collect(3 * REQUESTS);
     assert_exact_trees(&tree, &services, &answers, with_ctx);

@@ -1260,6 +1260,14 @@ fn go_program_of_unknown_release_is_reported_not_probed() {
         "doctor says why: {error}"
     );
     assert_eq!(libraries[0]["library"], Value::Null);
+    // Its goroutines cannot be followed either (no goid offset for go1.99): said too.
+    let runtime = report["processes"][0]["go_runtime"]["Err"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        runtime.contains("no row for go1.99"),
+        "doctor says why goroutines are not followed: {report}"
+    );
 
     let mut agent = Agent::attach(&[server.pid()]);
     let ca = certs.ca.to_str().expect("UTF-8 temp path");
@@ -1279,6 +1287,12 @@ fn go_program_of_unknown_release_is_reported_not_probed() {
         counter(&tree, &counters, "tls_libraries_probed"),
         0,
         "nothing probed"
+    );
+    eqnice!(
+        tree,
+        counter(&tree, &counters, "go_runtime_failures"),
+        1,
+        "its goroutines not followed, counted once"
     );
     eqnice!(
         tree,

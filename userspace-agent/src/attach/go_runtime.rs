@@ -16,6 +16,7 @@ use std::path::Path;
 use aya::Ebpf;
 use aya::maps::HashMap as BpfHashMap;
 
+use super::binary::go::OffsetsSource;
 use super::binary::go::runtime::{GoRuntime, go_runtime};
 use super::binary::{Elf, GoTlsError};
 use super::tls::{FileId, TlsProbeError, attach, load_uprobes, path_seen_by};
@@ -128,19 +129,9 @@ impl GoRuntimeProbes {
         match attach_all(ebpf, path, &runtime) {
             Ok(()) => {
                 log::info!(
-                    "Go runtime: following goroutines in {} ({}, goid at {} and parentGoid at \
-                     {:?} from {:?}, newproc1 with {} return sites, net/http client hand-off {})",
+                    "Go runtime: following goroutines in {} ({})",
                     shown.display(),
-                    runtime.go_version,
-                    runtime.g_goid,
-                    runtime.g_parent_goid,
-                    runtime.offsets_from,
-                    runtime.newproc1.return_offsets.len(),
-                    if runtime.http_client.is_some() {
-                        "probed"
-                    } else {
-                        "absent"
-                    }
+                    summary(&runtime)
                 );
                 Examined::Probed(RawGoRuntimeOffsets {
                     g_tls_offset: runtime.g_tls_offset,
@@ -155,6 +146,42 @@ impl GoRuntimeProbes {
             }
         }
     }
+}
+
+/// What [`GoRuntimeProbes::follow`] would make of process `pid`, read from its executable
+/// alone (`sonde doctor --pid`): None when it is not a Go program (or is gone); else how its
+/// goroutines would be followed, or why they cannot be.
+pub fn process_report(pid: u32) -> Option<Result<String, String>> {
+    let elf = Elf::open_with_limit(Path::new(&format!("/proc/{pid}/exe")), MAX_FILE_BYTES).ok()?;
+    match go_runtime(&elf) {
+        Ok(rt) => Some(Ok(summary(&rt))),
+        Err(GoTlsError::NotGo) => None,
+        Err(e) => Some(Err(e.to_string())),
+    }
+}
+
+/// How a Go program's goroutines are followed, for the log and `sonde doctor`.
+fn summary(rt: &GoRuntime) -> String {
+    let parent = match rt.g_parent_goid {
+        Some(offset) => format!("parentGoid at {offset}"),
+        None => "no parentGoid (starts noted at newproc1's entry)".to_owned(),
+    };
+    let from = match rt.offsets_from {
+        OffsetsSource::Dwarf => "DWARF".to_owned(),
+        OffsetsSource::VersionTable { measured_on } => format!("the table row of {measured_on}"),
+    };
+    let client = if rt.http_client.is_some() {
+        "net/http client hand-off probed"
+    } else {
+        "no net/http client"
+    };
+    format!(
+        "{}: g at FS{:+}, goid at {}, {parent}, from {from}; newproc1 with {} return sites; {client}",
+        rt.go_version,
+        rt.g_tls_offset,
+        rt.g_goid,
+        rt.newproc1.return_offsets.len()
+    )
 }
 
 fn attach_all(ebpf: &mut Ebpf, path: &Path, runtime: &GoRuntime) -> Result<(), TlsProbeError> {

@@ -1,12 +1,14 @@
 //! `sonde doctor --pid`: the TLS libraries each process maps, how Sonde found each
 //! (shared library, linked into the program, a Go program and where its probe points came
-//! from), and which functions it would probe, or why it cannot. Read from the files the
+//! from), and which functions it would probe, or why it cannot; and for a Go program, how
+//! its goroutines would be followed (`attach/go_runtime.rs`). Read from the files the
 //! process maps, as the agent reads them; nothing is attached.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::attach::go_runtime;
 use crate::attach::tls::{FileReport, process_report};
 use crate::process::proc_files::read_comm;
 
@@ -19,6 +21,9 @@ pub struct ProcessTls {
     /// False when the process is gone or its maps are unreadable.
     pub found: bool,
     pub libraries: Vec<TlsFile>,
+    /// A Go program: how its goroutines would be followed (`Ok`), or why not (`Err`);
+    /// None for any other program.
+    pub go_runtime: Option<Result<String, String>>,
 }
 
 /// One TLS library file of a process.
@@ -69,6 +74,7 @@ pub fn inspect(pids: &[u32]) -> Vec<ProcessTls> {
                     .into_iter()
                     .map(TlsFile::from)
                     .collect(),
+                go_runtime: go_runtime::process_report(pid),
             }
         })
         .collect()
@@ -90,6 +96,14 @@ pub fn print(processes: &[ProcessTls], out: &mut impl Write) -> io::Result<()> {
                 "  none found: its TLS (if any) is in a library Sonde cannot probe \
                  (stripped and static, Java, rustls); HTTPS from it gives no spans"
             )?;
+        }
+        match &p.go_runtime {
+            Some(Ok(how)) => writeln!(out, "  Go runtime: goroutines followed ({how})")?,
+            Some(Err(why)) => writeln!(
+                out,
+                "  Go runtime: NOT FOLLOWED, its requests are followed by thread: {why}"
+            )?,
+            None => {}
         }
         for lib in &p.libraries {
             match (&lib.library, &lib.error) {
