@@ -64,6 +64,8 @@ enum Front {
     Node,
     /// `py_asyncio_fanout.py`: asyncio streams on one event loop.
     PyAsyncio,
+    /// `JavaFanout.java`: the JDK's HttpServer on a pool of 16 threads.
+    Java,
 }
 
 struct Scenario {
@@ -139,6 +141,23 @@ const SCENARIOS: &[Scenario] = &[
         what: "Python asyncio streams",
         front: Front::PyAsyncio,
         mode: "direct",
+        incoming: false,
+        agent_flags: &[],
+    },
+    Scenario {
+        name: "java-httpserver-urlconnection",
+        what: "Java (JDK HttpServer: requests read on its dispatcher thread, handled on a \
+               16-thread pool), HttpURLConnection on the handler's thread",
+        front: Front::Java,
+        mode: "direct",
+        incoming: false,
+        agent_flags: &[],
+    },
+    Scenario {
+        name: "java-httpserver-httpclient",
+        what: "Java, the same server, java.net.http.HttpClient (its own I/O threads)",
+        front: Front::Java,
+        mode: "httpclient",
         incoming: false,
         agent_flags: &[],
     },
@@ -295,6 +314,11 @@ fn start_services(fanout: &Path, dir: &Path, front: Front, no_delay: bool) -> Re
         Front::Node => {
             let mut cmd = Command::new("node");
             cmd.arg(fixtures.join("node_fanout.js"));
+            cmd
+        }
+        Front::Java => {
+            let mut cmd = Command::new("java");
+            cmd.arg(fixtures.join("JavaFanout.java"));
             cmd
         }
         Front::Nginx => nginx_command(dir, front_port, down_port)?,
@@ -540,7 +564,7 @@ fn percent(n: usize, of: usize) -> String {
 
 fn row(name: &str, s: &Score) -> String {
     format!(
-        "| {name} | {} | **{}** | {} | {} | {} | {} | {} | {} |",
+        "| {name} | {} | **{}** | {} | {} | {} | {} | {} | {} | {} |",
         s.requests,
         percent(s.right(), s.requests),
         percent(s.count(Verdict::Exact), s.requests),
@@ -549,6 +573,7 @@ fn row(name: &str, s: &Score) -> String {
         percent(s.count(Verdict::Unlinked), s.requests),
         percent(s.count(Verdict::WrongCertain), s.requests),
         percent(s.count(Verdict::Incomplete), s.requests),
+        percent(s.with_header, s.requests),
     )
 }
 
@@ -556,8 +581,8 @@ fn report(outcomes: &[Outcome], overhead: Option<&Overhead>, opts: &Options) -> 
     let mut out = format!(
         "{} requests per scenario, {} clients at once, each handler waiting 0-20 ms at random \
          before its one downstream call.\n\n\
-         | scenario | requests | tree right | exact | right, marked guess | wrong, marked guess | unlinked | wrong, certain | incomplete |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | scenario | requests | tree right | exact | right, marked guess | wrong, marked guess | unlinked | wrong, certain | incomplete | traceparent sent |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         opts.requests, opts.concurrency
     );
     let mut total = Score::default();
@@ -565,6 +590,7 @@ fn report(outcomes: &[Outcome], overhead: Option<&Overhead>, opts: &Options) -> 
         out += &row(o.name, &o.score);
         out.push('\n');
         total.requests += o.score.requests;
+        total.with_header += o.score.with_header;
         for (k, v) in &o.score.by_verdict {
             *total.by_verdict.entry(k).or_default() += v;
         }

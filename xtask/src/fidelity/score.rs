@@ -41,6 +41,9 @@ pub fn incoming(id: usize) -> (String, String) {
 pub struct Score {
     pub by_verdict: BTreeMap<&'static str, usize>,
     pub requests: usize,
+    /// Downstream requests that carried a `traceparent` (the downstream's SERVER span says
+    /// `injected` or `header`): injection coverage.
+    pub with_header: usize,
 }
 
 impl Score {
@@ -125,6 +128,10 @@ pub fn score(spans: &[Value], requests: usize, down_pid: u32, with_ctx: bool) ->
             one(true, SERVER, format!("/down/{id}")),
         ) {
             (Some(server), Some(client), Some(down)) => {
+                let source = attr_str(down, "sonde.parent.source");
+                if matches!(source.as_deref(), Some("injected" | "header")) {
+                    score.with_header += 1;
+                }
                 verdict(server, client, down, with_ctx.then(|| incoming(id)))
             }
             _ => Verdict::Incomplete,
@@ -223,6 +230,10 @@ mod tests {
             assert_eq!(score.count(verdict), n, "{verdict:?}");
         }
         assert_eq!(score.right(), 2);
+        assert_eq!(
+            score.with_header, 5,
+            "every complete request's downstream says injected"
+        );
     }
 
     #[test]
