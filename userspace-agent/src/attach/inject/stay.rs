@@ -12,11 +12,6 @@
 //! compared with what is readable. Right: `inject_stay` is set and sockets stay. Wrong, or
 //! anything failing: the verdict program is detached and sockets leave on send, as before.
 //! Run before sock_ops is attached, so that no traced socket is enrolled meanwhile.
-//!
-//! Only on kernels whose receive path through the verdict program has been run under the
-//! whole end-to-end suite (nginx over keep-alive upstreams with 10 MB bodies, the randomized
-//! byte-for-byte client): Linux 6.18 on. Debian's 6.1 passes the FIONREAD check too, but
-//! has only been run with single small exchanges that way, so it keeps the idle rule.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,33 +31,10 @@ const STAY_MAP: &str = "inject_stay";
 const SOCKHASH: &str = "inject_socks";
 /// Bytes the self-test's peer sends.
 const PROBE_BYTES: usize = 1000;
-/// The oldest kernel release (major, minor) validated with sockets staying enrolled.
-const VALIDATED_SINCE: (u32, u32) = (6, 18);
-
-/// Whether `release` (`uname -r`: `6.18.44-fc-v1300`) is at least [`VALIDATED_SINCE`].
-fn validated(release: &str) -> bool {
-    let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= VALIDATED_SINCE,
-        _ => false,
-    }
-}
 
 /// Attaches the verdict program and keeps it if this kernel's FIONREAD is right with it;
 /// true when sockets stay enrolled.
 pub(super) fn try_stay(ebpf: &mut Ebpf, sockhash_fd: &SockMapFd) -> bool {
-    let release = crate::sys::host::uname()
-        .map(|(release, _)| release)
-        .unwrap_or_default();
-    if !validated(&release) {
-        log::info!(
-            "injection: client sockets leave the sockhash when a request is sent on Linux \
-             {release} (sockets stay enrolled only on {}.{}+, where that was validated)",
-            VALIDATED_SINCE.0,
-            VALIDATED_SINCE.1
-        );
-        return false;
-    }
     match attach_and_check(ebpf, sockhash_fd) {
         Ok(true) => {
             log::info!(
@@ -138,21 +110,4 @@ fn self_test(ebpf: &mut Ebpf) -> Result<()> {
     })();
     let _ = hash.remove(&cookie);
     outcome
-}
-
-#[cfg(test)]
-mod tests {
-    use super::validated;
-
-    #[test]
-    fn kernel_releases_validated_for_staying_enrolled() {
-        assert!(validated("6.18.44-fc-v1300"));
-        assert!(validated("6.19.0"));
-        assert!(validated("7.0.1-arch1"));
-        assert!(!validated("6.1.0-57-cloud-amd64"));
-        assert!(!validated("6.17.9"));
-        assert!(!validated("5.15.0-1"));
-        assert!(!validated("garbage"));
-        assert!(!validated(""));
-    }
 }
