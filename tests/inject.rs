@@ -688,27 +688,13 @@ fn comparison_accepts_only_allowed_insertions() {
 
 // ===== 4. FIONREAD stays right on traced client sockets =====
 
-/// Requests `fionread_run` sends: 3 connections, 7 each.
-const FIONREAD_REQUESTS: u64 = 21;
-
-/// Whether the agent kept client sockets enrolled (attach/inject/stay.rs): its ready line
-/// says so.
-fn sockets_stay_enrolled(stopped: &Stopped) -> bool {
-    stopped.stderr.contains("sockets stay enrolled")
-}
-
 #[test]
 fn fionread_never_reads_zero_on_traced_keepalive_sockets() {
     require_tracing!();
     let stopped = fionread_run(0.0);
+    // The sockets were enrolled: each connection's first request got a header.
     let done = stopped.counters.get("inject_done").copied().unwrap_or(0);
-    if sockets_stay_enrolled(&stopped) {
-        // Enrolled for good, and every request written at a request boundary: all.
-        assert_eq!(done, FIONREAD_REQUESTS, "inject_done\n{}", stopped.stderr);
-    } else {
-        // The sockets were enrolled: each connection's first request got a header.
-        assert!(done >= 3, "inject_done {done} < 3\n{}", stopped.stderr);
-    }
+    assert!(done >= 3, "inject_done {done} < 3\n{}", stopped.stderr);
 }
 
 /// The same, with a pause before each request: the agent puts each idle keep-alive socket
@@ -720,16 +706,6 @@ fn fionread_stays_right_on_reenrolled_keepalive_sockets() {
     let stopped = fionread_run(0.2);
     let reenrolled = stopped.counters.get("reenrolled").copied().unwrap_or(0);
     let done = stopped.counters.get("inject_done").copied().unwrap_or(0);
-    if sockets_stay_enrolled(&stopped) {
-        // Nothing to re-enrol: every request carried its header while enrolled.
-        assert_eq!(
-            (reenrolled, done),
-            (0, FIONREAD_REQUESTS),
-            "(reenrolled, inject_done)\n{}",
-            stopped.stderr
-        );
-        return;
-    }
     assert!(
         reenrolled >= 6 && done >= 9,
         "expected re-enrolled sockets to carry headers: reenrolled {reenrolled}, inject_done \

@@ -1307,11 +1307,6 @@ impl SpanTree {
     }
 
     /// Extra text printed with the spans on failure (agent stderr, counters).
-    /// What was given with [`SpanTree::with_context`] (the agent's stderr).
-    pub fn context(&self) -> &str {
-        &self.context
-    }
-
     pub fn with_context(mut self, ctx: &str) -> Self {
         self.context = ctx.to_owned();
         self
