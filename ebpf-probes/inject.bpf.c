@@ -13,13 +13,6 @@
  * completely and nothing new was written (attach/inject/reenrol.rs). Responses are never
  * queued on an enrolled socket, so FIONREAD stays right.
  *
- * Where the agent found FIONREAD right with a stream verdict program that passes
- * everything (sonde_sk_skb_pass; attach/inject/stay.rs sets inject_stay), sockets stay
- * enrolled for good instead, and the sk_msg program edits a message only at a request
- * boundary: the first message of a connection, or one after a message that was exactly a
- * request head announcing no body (MARK_STAYS); after anything else it leaves the
- * connection alone (MARK_STAYS_BUSY) until the agent finds it idle again.
- *
  * Safety: the message is changed only when it provably starts an HTTP/1 request whose whole
  * header block is in this message and carries no trace context header yet; every other
  * message passes through untouched, and every refusal is counted.
@@ -54,12 +47,6 @@
  * will take them out again before a response can arrive. */
 #define MARK_CONNECTING 1 /* connect()ed by a traced process */
 #define MARK_ARMED 2      /* enrolled, with the transmit callback switched on */
-/* Where sockets stay enrolled (inject_stay), the sk_msg program may only edit a message that
- * starts a request: */
-#define MARK_STAYS 3 /* enrolled for good, and the next message starts a request */
-#define MARK_STAYS_BUSY                                                                            \
-    4 /* enrolled for good, mid-request (a body may follow): left alone                            \
-       * until the agent finds the connection idle (reenrol.rs) */
 
 static __always_inline void enrol(struct bpf_sock_ops *skops, __u8 *mark) {
     __u64 cookie = bpf_get_socket_cookie(skops);
@@ -80,7 +67,7 @@ static __always_inline void enrol(struct bpf_sock_ops *skops, __u8 *mark) {
         count_inject(SONDE_INJ_ENROL_FAILED);
         return;
     }
-    *mark = sockets_stay_enrolled() ? MARK_STAYS : MARK_ARMED;
+    *mark = MARK_ARMED;
     count_inject(SONDE_INJ_ENROLLED);
 }
 
@@ -199,10 +186,8 @@ static __always_inline void read_option(struct bpf_sock_ops *skops) {
 static __always_inline void leave_on_data(struct bpf_sock_ops *skops) {
     if (skops->skb_len == 0)
         return; /* a bare ACK: no request has left yet */
-    if (!sockets_stay_enrolled()) {
-        __u64 cookie = bpf_get_socket_cookie(skops);
-        bpf_map_delete_elem(&inject_socks, &cookie);
-    }
+    __u64 cookie = bpf_get_socket_cookie(skops);
+    bpf_map_delete_elem(&inject_socks, &cookie);
     reserve_option(skops);
 }
 
@@ -326,19 +311,6 @@ static __always_inline bool is_ctx_header(const __u8 *d, __u32 at) {
     return false;
 }
 
-/* Does the header line at `at` announce a body (Content-Length, Transfer-Encoding)? Loose on
- * purpose: a false yes only costs an insertion, a false no could let one into a body. */
-static __always_inline bool is_body_header(const __u8 *d, __u32 at) {
-    const __u8 *h = d + (at & HEAD_MASK);
-    switch (lower(h[0])) {
-    case 'c':
-        return lower(h[1]) == 'o' && lower(h[2]) == 'n' && h[7] == '-' && lower(h[8]) == 'l';
-    case 't':
-        return lower(h[1]) == 'r' && lower(h[2]) == 'a' && h[8] == '-' && lower(h[9]) == 'e';
-    }
-    return false;
-}
-
 enum head_scan {
     HEAD_INCOMPLETE, /* no blank line within the examined bytes */
     HEAD_HAS_CTX,    /* a trace context header is already there */
@@ -350,8 +322,6 @@ struct head_walk {
     __u32 len;
     __u32 from;
     enum head_scan result;
-    __u32 end; /* HEAD_CLEAN: just past the blank line */
-    bool body; /* a header announced a body */
 };
 
 /* bpf_loop body: examines 8 bytes of the header block for line starts. */
@@ -371,11 +341,8 @@ static long walk_head_word(__u64 idx, void *arg) {
             continue;
         if (p[1] == '\r') {
             w->result = p[2] == '\n' ? HEAD_CLEAN : HEAD_INCOMPLETE;
-            w->end = at + 3;
             return 1;
         }
-        if (is_body_header(w->d, at + 1))
-            w->body = true;
         if (is_ctx_header(w->d, at + 1)) {
             w->result = HEAD_HAS_CTX;
             return 1;
@@ -384,27 +351,20 @@ static long walk_head_word(__u64 idx, void *arg) {
     return 0;
 }
 
-/* Walk the header lines from `from` (just past the request line) to the blank line. For a
- * clean head, `*end` is where it ends and `*body` whether a header announced a body. */
-static __always_inline enum head_scan scan_head(const __u8 *d, __u32 len, __u32 from, __u32 *end,
-                                                bool *body) {
+/* Walk the header lines from `from` (just past the request line) to the blank line. */
+static __always_inline enum head_scan scan_head(const __u8 *d, __u32 len, __u32 from) {
     if (from + 2 > len || from >= HEAD_SCAN_MAX)
         return HEAD_INCOMPLETE;
     /* Keeps the mask, which the check above makes look redundant to clang (see
      * walk_head_word). */
     barrier_var(from);
     const __u8 *h = d + (from & HEAD_MASK);
-    if (h[0] == '\r') {
-        *end = from + 2;
+    if (h[0] == '\r')
         return h[1] == '\n' ? HEAD_CLEAN : HEAD_INCOMPLETE;
-    }
     if (is_ctx_header(d, from))
         return HEAD_HAS_CTX;
     struct head_walk w = {.d = d, .len = len, .from = from, .result = HEAD_INCOMPLETE};
-    w.body = is_body_header(d, from);
     bpf_loop(HEAD_SCAN_MAX / 8, walk_head_word, &w, 0);
-    *end = w.end;
-    *body = w.body;
     return w.result;
 }
 
@@ -438,14 +398,6 @@ static __always_inline void remember_caller(__u32 tid, __u64 pid_tgid, __u64 sk)
     bpf_map_update_elem(&inject_notes, &tid, &note, BPF_ANY);
 }
 
-/* Passes every received segment. Beside the sk_msg program it makes an enrolled socket's
- * FIONREAD count what is waiting (Linux 6.18: docs/spikes/sockmap_verdict/), so sockets can
- * stay enrolled; attached only where the agent's self-test finds that so. */
-SEC("sk_skb/stream_verdict")
-int sonde_sk_skb_pass(struct __sk_buff *skb) {
-    return SK_PASS;
-}
-
 SEC("sk_msg")
 int sonde_sk_msg(struct sk_msg_md *msg) {
     if (empty_probes)
@@ -456,15 +408,6 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     if (!traced(&tgid))
         return SK_PASS; /* a socket handed to an untraced process */
     __u64 sk = (__u64)msg->sk;
-    /* Enrolled for good: only a message at a request boundary may be edited, and the
-     * boundary is known again only after a message that is exactly a bodiless head. */
-    __u8 *mark = NULL;
-    if (sockets_stay_enrolled()) {
-        mark = bpf_sk_storage_get(&inject_marks, msg->sk, 0, 0);
-        if (!mark || *mark != MARK_STAYS)
-            return SK_PASS; /* mid-request, or not ours: never touched */
-        *mark = MARK_STAYS_BUSY;
-    }
 
     __u32 size = msg->size;
     __u32 len = size < HEAD_SCAN_MAX ? size : HEAD_SCAN_MAX;
@@ -497,12 +440,7 @@ int sonde_sk_msg(struct sk_msg_md *msg) {
     __u32 line_end = request_line_end(d, len);
     bool line_ok = line_end >= 16 && line_end <= REQUEST_LINE_MAX &&
                    has_prefix(d + ((line_end - 11) & HEAD_MASK), 8, " HTTP/1.", 8);
-    __u32 head_end = 0;
-    bool body = false;
-    enum head_scan head = line_ok ? scan_head(d, len, line_end, &head_end, &body) : HEAD_INCOMPLETE;
-    /* This message is the whole request: the next one starts another. */
-    if (mark && head == HEAD_CLEAN && !body && head_end == size)
-        *mark = MARK_STAYS;
+    enum head_scan head = line_ok ? scan_head(d, len, line_end) : HEAD_INCOMPLETE;
     if (head == HEAD_HAS_CTX) {
         count_inject(SONDE_INJ_APP_HEADER);
         log_debug("injection skipped: the request carries its own trace context header",

@@ -11,8 +11,7 @@
 #include "sonde_abi.h"
 
 /* Client sockets of traced processes the sk_msg program runs on, by socket cookie. A
- * socket is in here only between (re)enrolment and its next request (inject.bpf.c), or for
- * good where inject_stay says so.
+ * socket is in here only between (re)enrolment and its next request (inject.bpf.c).
  * Key: __u64 socket cookie. Value: a socket fd on update from userspace. A SOCKHASH is
  * what sk_msg programs attach to; its entries go when the socket closes. */
 struct {
@@ -21,23 +20,6 @@ struct {
     __type(key, __u64);
     __type(value, __u32);
 } inject_socks SEC(".maps");
-
-/* 1 in entry 0: enrolled sockets stay in inject_socks for good (the agent found FIONREAD
- * right on an enrolled socket with sonde_sk_skb_pass beside the sk_msg program, on this
- * kernel: attach/inject/stay.rs); 0: they leave when a request is sent. Written once by
- * the agent before sock_ops is attached. */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, __u32);
-} inject_stay SEC(".maps");
-
-static __always_inline bool sockets_stay_enrolled(void) {
-    __u32 zero = 0;
-    __u32 *stay = bpf_map_lookup_elem(&inject_stay, &zero);
-    return stay && *stay;
-}
 
 /* Sockets connect()ed by traced processes, marked until the handshake completes, then
  * MARK_ARMED while enrolled (inject.bpf.c). Value: __u8 mark. Socket-local storage: freed

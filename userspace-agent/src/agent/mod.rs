@@ -185,8 +185,8 @@ fn report_fionread_hazard() {
     match probe_fionread() {
         Ok(FionreadProbe::Correct) => log::info!("sockmap FIONREAD is correct on this kernel"),
         Ok(FionreadProbe::Broken { reported }) => log::info!(
-            "sockmap FIONREAD hazard present without a verdict program (reported {reported} of \
-             {} bytes): see the injection line for what the agent does about it",
+            "sockmap FIONREAD hazard present (reported {reported} of {} bytes): client sockets \
+             stay enrolled only until their request is sent",
             FionreadProbe::bytes()
         ),
         Err(e) => log::info!("could not probe sockmap FIONREAD behaviour: {e}"),

@@ -35,8 +35,6 @@ pub struct Probes {
     attached: Vec<ProgramHook>,
     data_hooks: DataHooks,
     injecting: bool,
-    /// Enrolled client sockets stay enrolled (attach/inject/stay.rs).
-    stays_enrolled: bool,
     /// Attached with the other programs, handed over with the injection maps.
     arm_iterator: Option<inject::ArmIterator>,
     /// Reads the probes' diagnostics while they are attached (`--probe-log`).
@@ -67,13 +65,11 @@ impl Probes {
         // Injection is worth having, not worth refusing to trace for (no cgroup2, no
         // CAP_NET_ADMIN, a verifier that refuses its programs): say so and go on.
         let mut injecting = false;
-        let mut stays_enrolled = false;
         let mut arm_iterator = None;
         if opts.inject {
             match inject::attach(&mut ebpf) {
-                Ok(stays) => {
+                Ok(()) => {
                     injecting = true;
-                    stays_enrolled = stays;
                     let btf = kernel.btf.as_ref().map_err(String::as_str);
                     arm_iterator = inject::ArmIterator::attach(&mut ebpf, btf);
                 }
@@ -134,7 +130,6 @@ impl Probes {
             attached,
             data_hooks,
             injecting,
-            stays_enrolled,
             arm_iterator,
             _probe_log: probe_log,
             tls,
@@ -293,7 +288,6 @@ impl Probes {
             sockhash: hash,
             marks,
             arming,
-            stays: self.stays_enrolled,
         }))
     }
 
@@ -307,13 +301,13 @@ impl Probes {
     }
 
     /// What runs, for the startup line: `socket-tracepoints: 2, lifecycle tracepoints: 4,
-    /// sock_ops+sk_msg` (`+sk_skb, sockets stay enrolled` where `stay.rs` found it safe).
+    /// sock_ops+sk_msg`.
     pub fn hook_summary(&self) -> String {
         let data = self.attached.len() - LIFECYCLE.len();
-        let injection = match (self.injecting, self.stays_enrolled) {
-            (true, true) => "sock_ops+sk_msg+sk_skb, sockets stay enrolled",
-            (true, false) => "sock_ops+sk_msg",
-            (false, _) => "no injection",
+        let injection = if self.injecting {
+            "sock_ops+sk_msg"
+        } else {
+            "no injection"
         };
         format!(
             "{}: {data}, lifecycle tracepoints: {}, {injection}",

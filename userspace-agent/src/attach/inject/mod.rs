@@ -9,7 +9,6 @@
 //! socket out and restores its normal TCP operations.
 
 pub mod reenrol;
-mod stay;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -40,9 +39,6 @@ pub struct InjectionMaps {
     /// `arm_requests` and the iterator that serves them: arming sockets opened before the
     /// agent attached (None when this kernel cannot).
     pub arming: Option<(HashMap<MapData, u64, u8>, ArmIterator)>,
-    /// Enrolled sockets stay enrolled (`stay.rs`): the re-enroller only brings in sockets
-    /// opened before the agent attached, once.
-    pub stays: bool,
 }
 
 /// Where cgroup2 is mounted (hybrid hosts: /sys/fs/cgroup/unified).
@@ -54,11 +50,9 @@ fn cgroup2_root() -> Result<PathBuf> {
         .context("cgroup2 is not mounted; it is needed for sock_ops (mount -t cgroup2 none /sys/fs/cgroup)")
 }
 
-/// Loads and attaches both programs (and the stream verdict program where it keeps
-/// FIONREAD right: `stay.rs`); true when enrolled sockets stay enrolled. On error nothing
-/// stays attached: the sk_msg program is attached first, and taken out again if sock_ops
-/// (which enrols) fails.
-pub fn attach(ebpf: &mut Ebpf) -> Result<bool> {
+/// Loads and attaches both programs. On error nothing stays attached: the sk_msg
+/// program is attached first, and taken out again if sock_ops (which enrols) fails.
+pub fn attach(ebpf: &mut Ebpf) -> Result<()> {
     let sockhash_fd = {
         let map = ebpf.map(SOCKHASH).context("map inject_socks missing")?;
         let hash: aya::maps::SockHash<_, u64> = aya::maps::SockHash::try_from(map)?;
@@ -73,7 +67,6 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<bool> {
     msg.load().map_err(verifier_context)?;
     msg.attach(&sockhash_fd)
         .context("attaching the sk_msg program to its sockhash")?;
-    let stays = stay::try_stay(ebpf, &sockhash_fd);
 
     let ops = attach_sock_ops(ebpf);
     if ops.is_err()
@@ -83,7 +76,7 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<bool> {
     {
         log::debug!("unloading {SK_MSG_PROGRAM}: {e}");
     }
-    ops.map(|()| stays)
+    ops
 }
 
 /// sock_ops on the cgroup2 root: enrols client sockets of traced processes.

@@ -1,9 +1,5 @@
 //! Putting keep-alive client sockets back into the injection sockhash.
 //!
-//! Where sockets stay enrolled for good (`stay.rs`), the same checks re-arm a socket the
-//! sk_msg program left mid-request (MARK_STAYS_BUSY: its last message was not exactly a
-//! bodiless request head), and bring in sockets opened before the agent attached, once.
-//!
 //! The kernel takes a socket out of the sockhash as soon as its request is transmitted
 //! (`ebpf-probes/inject.bpf.c`: a response must never be queued on an enrolled socket,
 //! or FIONREAD lies to the application). For the next request on the same connection to
@@ -56,11 +52,6 @@ const MAX_ARM_TRIED: usize = 4096;
 /// `inject_marks` value of a socket enrolled at connect with its transmit callback armed
 /// (MARK_ARMED in inject.bpf.c).
 const MARK_ARMED: u8 = 2;
-/// `inject_marks` values of a socket enrolled for good (`stay.rs`, inject.bpf.c): at a
-/// request boundary (nothing to do), or mid-request (the sk_msg program leaves it alone
-/// until re-armed here, once the connection is found idle).
-const MARK_STAYS: u8 = 3;
-const MARK_STAYS_BUSY: u8 = 4;
 /// Busy verdicts in a row that cost nothing yet: a connection that is idle now and then
 /// is still looked at every time.
 const BUSY_GRACE: u32 = 3;
@@ -80,8 +71,6 @@ enum Skip {
     NotOurs(u64),
     /// The application wrote or received something since the exchange ended.
     Busy,
-    /// Enrolled for good already (sockets stay enrolled on this kernel).
-    Enrolled,
 }
 
 /// Busy connections, by 4-tuple: shared so that the event loop passes over them without
@@ -132,8 +121,6 @@ struct Worker {
     pidfds: HashMap<u32, OwnedFd>,
     /// Connections found busy (see the module docs).
     backoff: Backoffs,
-    /// Enrolled sockets stay enrolled: re-enrolled ones are marked to stay too.
-    stays: bool,
 }
 
 /// Whether the connection is being passed over this time (one pass-over is then used up
@@ -191,7 +178,6 @@ impl Worker {
             counters,
             pidfds: HashMap::new(),
             backoff,
-            stays: maps.stays,
         }
     }
 
@@ -244,7 +230,6 @@ impl Worker {
                 Counters::inc(&self.counters.reenrol_skipped);
             }
             Err(Skip::NotOurs(_)) => Counters::inc(&self.counters.reenrol_skipped),
-            Err(Skip::Enrolled) => {}
         }
     }
 
@@ -257,11 +242,8 @@ impl Worker {
             return Err(Skip::Gone);
         }
         let cookie = socket::cookie(sock.as_fd()).map_err(|_| Skip::Gone)?;
-        match self.marks.get(&sock, 0).ok() {
-            Some(MARK_STAYS) => return Err(Skip::Enrolled),
-            Some(MARK_STAYS_BUSY) => return self.rearm(&sock, req),
-            Some(MARK_ARMED) => {}
-            _ => return Err(Skip::NotOurs(cookie)),
+        if self.marks.get(&sock, 0).ok() != Some(MARK_ARMED) {
+            return Err(Skip::NotOurs(cookie));
         }
         let before = Activity::read(sock.as_fd()).ok_or(Skip::Gone)?;
         if before.written != req.sent_bytes || before.unread != 0 {
@@ -278,29 +260,6 @@ impl Worker {
         let after = Activity::read(sock.as_fd());
         if after.is_none_or(|a| a.written != before.written || a.received != before.received) {
             let _ = self.sockhash.remove(&cookie);
-            return Err(Skip::Busy);
-        }
-        // Where sockets stay enrolled, this one (opened before the agent) now does too.
-        if self.stays {
-            let _ = self.marks.insert(&sock, MARK_STAYS, 0);
-        }
-        Ok(())
-    }
-
-    /// A socket enrolled for good, left mid-request by its last message: once idle (the
-    /// same checks as [`Worker::reenrol`]), its next message starts a request again.
-    fn rearm(&mut self, sock: &OwnedFd, req: &ReenrolRequest) -> Result<(), Skip> {
-        let before = Activity::read(sock.as_fd()).ok_or(Skip::Gone)?;
-        if before.written != req.sent_bytes || before.unread != 0 {
-            return Err(Skip::Busy);
-        }
-        self.marks
-            .insert(sock, MARK_STAYS, 0)
-            .map_err(|_| Skip::Gone)?;
-        // Anything written or received between the check and the mark: not a boundary.
-        let after = Activity::read(sock.as_fd());
-        if after.is_none_or(|a| a.written != before.written || a.received != before.received) {
-            let _ = self.marks.insert(sock, MARK_STAYS_BUSY, 0);
             return Err(Skip::Busy);
         }
         Ok(())
