@@ -111,10 +111,8 @@ int sonde_uprobe_go_round_trip(struct pt_regs *ctx) {
         bpf_map_delete_elem(&go_handoffs, &key);
         return 0;
     }
-    struct thread_ctx handoff = *tc;
-    handoff.inherited = 1;
-    handoff.multiplexed = 0;
-    handoff.source = SONDE_PARENT_GOROUTINE;
+    struct thread_ctx handoff;
+    inherited_copy(&handoff, tc, SONDE_PARENT_GOROUTINE);
     bpf_map_update_elem(&go_handoffs, &key, &handoff, BPF_ANY);
     return 0;
 }

@@ -36,13 +36,20 @@ static __always_inline struct thread_ctx *live_ctx_of(__u64 key) {
     return tc;
 }
 
-/* Gives key the context tc (of another execution context): a copy that lives while tc's
- * owner stays on its span. */
+/* tc as another execution context inherits it: a copy that lives while tc's owner stays
+ * on its span, giving its children `source`. */
+static __always_inline void inherited_copy(struct thread_ctx *out, const struct thread_ctx *tc,
+                                           __u8 source) {
+    *out = *tc;
+    out->inherited = 1;
+    out->multiplexed = 0;
+    out->source = source;
+}
+
+/* Gives key the context tc (of another execution context). */
 static __always_inline void inherit_ctx(__u64 key, const struct thread_ctx *tc, __u8 source) {
-    struct thread_ctx copy = *tc;
-    copy.inherited = 1;
-    copy.multiplexed = 0;
-    copy.source = source;
+    struct thread_ctx copy;
+    inherited_copy(&copy, tc, source);
     bpf_map_update_elem(&thread_ctxs, &key, &copy, BPF_ANY);
 }
 
