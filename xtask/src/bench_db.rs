@@ -92,7 +92,7 @@ fn measure(sonde: &Path, dir: &Path, w: &Workload, config: Config) -> Result<(f6
         Config::None => None,
         Config::Floor | Config::Full => Some(crate::bench::attach_agent(
             sonde,
-            w.server_pid,
+            &[w.server_pid],
             if config == Config::Floor {
                 &["--empty-probes"]
             } else {
@@ -100,6 +100,7 @@ fn measure(sonde: &Path, dir: &Path, w: &Workload, config: Config) -> Result<(f6
             },
             dir,
             &log,
+            None,
         )?),
     };
     let ops = (w.load)()?;

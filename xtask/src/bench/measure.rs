@@ -15,17 +15,21 @@ use super::procfs::{clock_ticks_per_sec, host_cpu_ticks, tree_cpu_ticks, vm_hwm_
 use super::wrk::Wrk;
 use crate::util::{self, ChildGuard};
 
-/// What an nginx of the benchmark does.
-pub(super) enum NginxRole {
+/// What an nginx of the benchmark (or of `cargo xtask fidelity`) does.
+pub(crate) enum NginxRole {
     /// Serves `1k.bin` from its own docroot.
     Origin,
     /// Proxies everything to the origin on `upstream`, over keep-alive connections (HTTP/1.1
-    /// upstream, no `Connection` header), as a traced service calling another would.
-    Proxy { upstream: u16 },
+    /// upstream, no `Connection` header), as a traced service calling another would; with
+    /// `rewrite: Some((from, to))`, a path starting with `from` goes up starting with `to`.
+    Proxy {
+        upstream: u16,
+        rewrite: Option<(&'static str, &'static str)>,
+    },
 }
 
 /// A throwaway self-signed certificate and its key, for nginx's HTTPS.
-pub(super) struct Cert {
+pub(crate) struct Cert {
     cert: PathBuf,
     key: PathBuf,
 }
@@ -63,7 +67,7 @@ impl Cert {
 }
 
 /// One nginx (one worker) in `dir`, listening on `port`; over HTTPS with `tls`.
-pub(super) fn start_nginx(
+pub(crate) fn start_nginx(
     dir: &Path,
     port: u16,
     role: &NginxRole,
@@ -88,14 +92,18 @@ pub(super) fn start_nginx(
             std::fs::write(root.join("1k.bin"), vec![b'x'; 1024])?;
             (String::new(), format!("root {d}/www;"))
         }
-        NginxRole::Proxy { upstream } => (
+        NginxRole::Proxy { upstream, rewrite } => (
             format!(
                 "upstream origin {{ server 127.0.0.1:{upstream}; keepalive 32; \
                  keepalive_requests 1000000; }}\n  "
             ),
-            "location / { proxy_pass http://origin; proxy_http_version 1.1; \
-             proxy_set_header Connection \"\"; }"
-                .to_owned(),
+            format!(
+                "location / {{ {}proxy_pass http://origin; proxy_http_version 1.1; \
+                 proxy_set_header Connection \"\"; }}",
+                rewrite.map_or_else(String::new, |(from, to)| format!(
+                    "rewrite ^{from}(.*)$ {to}$1 break; "
+                ))
+            ),
         ),
     };
     let conf = dir.join("nginx.conf");
@@ -165,7 +173,14 @@ pub(super) fn measure(
         Some(flags) => {
             let extra = agent_args.iter().map(String::as_str);
             let flags: Vec<&str> = flags.iter().copied().chain(extra).collect();
-            Some(attach_agent(sonde, target, &flags, dir, &agent_log)?)
+            Some(attach_agent(
+                sonde,
+                &[target],
+                &flags,
+                dir,
+                &agent_log,
+                None,
+            )?)
         }
     };
     let server_cpu0 = tree_cpu_ticks(target);
@@ -236,24 +251,33 @@ pub(super) fn measure(
     })
 }
 
-/// `sonde attach --pid <pid> -o none` (with `--empty-probes` for the floor), ready;
-/// its stderr goes to `log`.
+/// `sonde attach --pid <pid>...` (with `--empty-probes` for the floor), ready; its spans
+/// as JSON lines into `spans` (else `-o none`), its stderr into `log`.
 pub(crate) fn attach_agent(
     sonde: &Path,
-    pid: u32,
+    pids: &[u32],
     flags: &[&str],
     dir: &Path,
     log: &Path,
+    spans: Option<&Path>,
 ) -> Result<ChildGuard> {
     let ready = dir.join("sonde.ready");
     let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(sonde);
-    cmd.args(["attach", "--pid", &pid.to_string(), "-o", "none"])
-        .args(flags)
+    cmd.arg("attach");
+    for pid in pids {
+        cmd.args(["--pid", &pid.to_string()]);
+    }
+    match spans {
+        Some(path) => cmd
+            .args(["-o", "json"])
+            .stdout(std::fs::File::create(path)?),
+        None => cmd.args(["-o", "none"]).stdout(Stdio::null()),
+    };
+    cmd.args(flags)
         .arg("--ready-file")
         .arg(&ready)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?);
     let mut agent = ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
     util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))

@@ -51,7 +51,8 @@ use serde_json::json;
 use crate::util::{self, ChildGuard, TempDir, check_interrupted};
 use config::{Config, Server};
 use docs::{docs_page, kept_notes, machine};
-use measure::{Bench, Cert, NginxRole, measure, start_nginx};
+use measure::{Bench, Cert, measure};
+pub(crate) use measure::{NginxRole, start_nginx};
 use probes::ProbeCounts;
 use procfs::loadavg;
 use summary::Summary;
@@ -231,6 +232,7 @@ pub fn run(opts: Options) -> Result<()> {
                 let proxy_dir = dir.path().join(format!("proxy-{round}-{}", config.key()));
                 let upstream = NginxRole::Proxy {
                     upstream: served.port,
+                    rewrite: None,
                 };
                 let proxy = start_nginx(&proxy_dir, proxy_port, &upstream, None)?;
                 Some((proxy, format!("http://127.0.0.1:{proxy_port}/1k.bin")))

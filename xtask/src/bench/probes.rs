@@ -98,15 +98,20 @@ impl ProbeCounts {
         Self { requests, programs }
     }
 
-    /// Runs per request of the programs whose (kernel) name `of` accepts.
-    pub(crate) fn per_request(&self, of: impl Fn(&str) -> bool) -> Option<f64> {
-        let runs: u64 = self
+    /// `value` of the programs whose (kernel) name `of` accepts, summed, per request.
+    fn sum_per_request(&self, of: impl Fn(&str) -> bool, value: fn(&Runs) -> u64) -> Option<f64> {
+        let sum: u64 = self
             .programs
             .iter()
             .filter(|(name, _)| of(name))
-            .map(|(_, r)| r.runs)
+            .map(|(_, r)| value(r))
             .sum();
-        (self.requests > 0).then(|| runs as f64 / self.requests as f64)
+        (self.requests > 0).then(|| sum as f64 / self.requests as f64)
+    }
+
+    /// Runs per request of the programs whose (kernel) name `of` accepts.
+    pub(crate) fn per_request(&self, of: impl Fn(&str) -> bool) -> Option<f64> {
+        self.sum_per_request(of, |r| r.runs)
     }
 
     /// Runs of every program of the agent, per request.
@@ -138,13 +143,8 @@ impl ProbeCounts {
 
     /// The same for the programs whose (kernel) name `of` accepts.
     pub(crate) fn program_us_per_request_of(&self, of: impl Fn(&str) -> bool) -> Option<f64> {
-        let ns: u64 = self
-            .programs
-            .iter()
-            .filter(|(name, _)| of(name))
-            .map(|(_, r)| r.run_time_ns)
-            .sum();
-        (self.requests > 0).then(|| ns as f64 / 1e3 / self.requests as f64)
+        self.sum_per_request(of, |r| r.run_time_ns)
+            .map(|ns| ns / 1e3)
     }
 
     pub(super) fn json(&self) -> serde_json::Value {

@@ -27,6 +27,7 @@ use clap::Args;
 use serde_json::Value;
 
 use self::score::{Score, Verdict};
+use crate::bench::{NginxRole, start_nginx};
 use crate::util::{self, ChildGuard, TempDir};
 
 #[derive(Debug, Args)]
@@ -287,7 +288,7 @@ fn start_services(fanout: &Path, dir: &Path, front: Front, no_delay: bool) -> Re
     if no_delay {
         cmd.env("FANOUT_NO_DELAY", "1");
     }
-    let mut down = ChildGuard::spawn(
+    let down = ChildGuard::spawn(
         "downstream",
         &mut cmd,
         libc::SIGTERM,
@@ -295,88 +296,59 @@ fn start_services(fanout: &Path, dir: &Path, front: Front, no_delay: bool) -> Re
     )?;
     let down_url = format!("http://127.0.0.1:{down_port}");
     let fixtures = util::workspace_root().join("tests/fixtures");
-    let mut cmd = match front {
-        Front::Go => {
-            let mut cmd = Command::new(fanout);
-            cmd.arg("front");
-            cmd
-        }
-        Front::PyThreads | Front::PyAsyncio => {
-            let script = if front == Front::PyThreads {
-                "py_threaded_fanout.py"
-            } else {
-                "py_asyncio_fanout.py"
+    let (program, script) = match front {
+        // `/req/ID` proxied as `/down/ID` over keep-alive upstream connections.
+        Front::Nginx => {
+            let role = NginxRole::Proxy {
+                upstream: down_port,
+                rewrite: Some(("/req/", "/down/")),
             };
-            let mut cmd = Command::new("python3");
-            cmd.arg(fixtures.join(script));
-            cmd
+            let nginx = start_nginx(&dir.join("nginx"), front_port, &role, None)?;
+            return services(down, down_port, nginx, front_port, dir);
         }
-        Front::Node => {
-            let mut cmd = Command::new("node");
-            cmd.arg(fixtures.join("node_fanout.js"));
-            cmd
-        }
-        Front::Java => {
-            let mut cmd = Command::new("java");
-            cmd.arg(fixtures.join("JavaFanout.java"));
-            cmd
-        }
-        Front::Nginx => nginx_command(dir, front_port, down_port)?,
+        Front::Go => (fanout.as_os_str(), None),
+        Front::PyThreads => ("python3".as_ref(), Some("py_threaded_fanout.py")),
+        Front::PyAsyncio => ("python3".as_ref(), Some("py_asyncio_fanout.py")),
+        Front::Node => ("node".as_ref(), Some("node_fanout.js")),
+        Front::Java => ("java".as_ref(), Some("JavaFanout.java")),
     };
-    if front != Front::Nginx {
-        cmd.arg(front_port.to_string()).arg(&down_url);
-    }
+    let mut cmd = Command::new(program);
+    match script {
+        Some(script) => cmd.arg(fixtures.join(script)),
+        None => cmd.arg("front"),
+    };
+    cmd.arg(front_port.to_string()).arg(&down_url);
     if no_delay {
         cmd.env("FANOUT_NO_DELAY", "1");
     }
     cmd.stdin(Stdio::null())
         .stdout(log("front.log")?)
         .stderr(log("front.log")?);
-    let mut front_child =
-        ChildGuard::spawn("front", &mut cmd, libc::SIGTERM, Duration::from_secs(3))?;
+    let front = ChildGuard::spawn("front", &mut cmd, libc::SIGTERM, Duration::from_secs(3))?;
+    services(down, down_port, front, front_port, dir)
+}
+
+/// Both services once they listen.
+fn services(
+    mut down: ChildGuard,
+    down_port: u16,
+    mut front: ChildGuard,
+    front_port: u16,
+    dir: &Path,
+) -> Result<Services> {
     let boot = Duration::from_secs(15);
     util::wait_for_port(&mut down, down_port, boot)
         .with_context(|| util::tail(&dir.join("down.log"), 20))?;
-    util::wait_for_port(&mut front_child, front_port, boot)
+    util::wait_for_port(&mut front, front_port, boot)
         .with_context(|| util::tail(&dir.join("front.log"), 20))?;
     Ok(Services {
         down,
-        front: front_child,
+        front,
         front_port,
     })
 }
 
-/// nginx with one worker: `/req/ID` proxied to the downstream's `/down/ID` over keep-alive
-/// connections.
-fn nginx_command(dir: &Path, port: u16, down_port: u16) -> Result<Command> {
-    let d = dir.display();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/cb;\n  proxy_temp_path {d}/pt;\n\
-             \x20 fastcgi_temp_path {d}/ft;\n  uwsgi_temp_path {d}/ut;\n  scgi_temp_path {d}/st;\n\
-             \x20 upstream down {{ server 127.0.0.1:{down_port}; keepalive 32; }}\n\
-             \x20 server {{\n    listen 127.0.0.1:{port};\n    location /req/ {{\n\
-             \x20     rewrite ^/req/(.*)$ /down/$1 break;\n      proxy_pass http://down;\n\
-             \x20     proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
-        ),
-    )
-    .with_context(|| format!("writing {}", conf.display()))?;
-    let mut cmd = Command::new("nginx");
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-e")
-        .arg(dir.join("nginx-error.log"))
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off;"]);
-    Ok(cmd)
-}
-
-/// `sonde attach` on both services, spans as JSON lines into `spans`.
+/// `sonde attach` on both services; spans as JSON lines into `spans` when given.
 fn attach(
     sonde: &Path,
     services: &Services,
@@ -384,28 +356,8 @@ fn attach(
     dir: &Path,
     spans: Option<&Path>,
 ) -> Result<ChildGuard> {
-    let ready = dir.join("sonde.ready");
-    let _ = std::fs::remove_file(&ready);
-    let log = dir.join("sonde.stderr");
-    let mut cmd = Command::new(sonde);
-    cmd.arg("attach")
-        .args(["--pid", &services.down.pid().to_string()])
-        .args(["--pid", &services.front.pid().to_string()])
-        .args(flags)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(&log)?);
-    match spans {
-        Some(path) => cmd
-            .args(["-o", "json"])
-            .stdout(std::fs::File::create(path)?),
-        None => cmd.args(["-o", "none"]).stdout(Stdio::null()),
-    };
-    let mut agent = ChildGuard::spawn("sonde", &mut cmd, libc::SIGINT, Duration::from_secs(15))?;
-    util::wait_for_file(&mut agent, &ready, Duration::from_secs(60))
-        .with_context(|| util::tail(&log, 30))?;
-    Ok(agent)
+    let pids = [services.down.pid(), services.front.pid()];
+    crate::bench::attach_agent(sonde, &pids, flags, dir, &dir.join("sonde.stderr"), spans)
 }
 
 /// `go_fanout load`: `requests` requests from `concurrency` clients; fails on any error.
