@@ -125,6 +125,19 @@ fn curl_https_args(certs: &Certs, urls: &[String]) -> Vec<OsString> {
 }
 
 /// `<status> <bytes>` lines a fixture client printed.
+/// The three requests the HTTPS clients send over one keep-alive connection, what each is
+/// answered (status, body bytes), and the spans they make on both ends.
+const THREE_PATHS: [&str; 3] = ["/size/999", "/hello", "/missing"];
+const THREE_ANSWERS: [(u16, u64); 3] = [(200, 999), (200, 13), (404, 10)];
+const THREE_SPANS: [(i64, &str); 6] = [
+    (CLIENT, "GET /size/999"),
+    (SERVER, "GET /size/999"),
+    (CLIENT, "GET /hello"),
+    (SERVER, "GET /hello"),
+    (CLIENT, "GET /missing"),
+    (SERVER, "GET /missing"),
+];
+
 fn status_lines(out: &std::process::Output, what: &str) -> Vec<(u16, u64)> {
     assert_succeeded(what, out);
     String::from_utf8_lossy(&out.stdout)
@@ -518,7 +531,7 @@ fn node_https_server_and_client_one_trace() {
     }
     let certs = Certs::new();
     let server = node_tls_server(&certs);
-    let paths = ["/size/999", "/hello", "/missing"];
+    let paths = THREE_PATHS;
     let urls: Vec<String> = paths.iter().map(|p| https_url(server.port, p)).collect();
     let dir = TempDir::new("go");
     let go = dir.join("go");
@@ -534,21 +547,10 @@ fn node_https_server_and_client_one_trace() {
     let mut agent = Agent::attach(&[server.pid(), client.pid()]);
     std::fs::write(&go, "").expect("touch go");
     let got = status_lines(&client.output(), "node_client.js");
-    assert_eq!(
-        got,
-        [(200, 999), (200, 13), (404, 10)],
-        "node client output"
-    );
+    assert_eq!(got, THREE_ANSWERS, "node client output");
 
     let tree = agent.collect(6);
-    tree.assert_names(&[
-        (CLIENT, "GET /size/999"),
-        (SERVER, "GET /size/999"),
-        (CLIENT, "GET /hello"),
-        (SERVER, "GET /hello"),
-        (CLIENT, "GET /missing"),
-        (SERVER, "GET /missing"),
-    ]);
+    tree.assert_names(&THREE_SPANS);
     let mut traces = Vec::new();
     for (path, exchange) in paths.iter().zip(&got) {
         let (client, server_span) =
@@ -1076,7 +1078,7 @@ fn go_exchanges(
     wait: &std::path::Path,
     client_service: &str,
 ) -> (SpanTree, String) {
-    let paths = ["/size/999", "/hello", "/missing"];
+    let paths = THREE_PATHS;
     let urls: Vec<String> = paths.iter().map(|p| https_url(server.port, p)).collect();
     let mut cmd = Command::new(client_bin);
     cmd.arg(&certs.ca).arg("--wait-file").arg(wait).args(&urls);
@@ -1087,22 +1089,10 @@ fn go_exchanges(
         .start();
     std::fs::write(wait, "").expect("touch the wait file");
     let got = status_lines(&client.output(), "Go client");
-    assert_eq!(
-        got,
-        [(200, 999), (200, 13), (404, 10)],
-        "{}",
-        client_bin.display()
-    );
+    assert_eq!(got, THREE_ANSWERS, "{}", client_bin.display());
 
     let tree = agent.collect(6);
-    tree.assert_names(&[
-        (CLIENT, "GET /size/999"),
-        (SERVER, "GET /size/999"),
-        (CLIENT, "GET /hello"),
-        (SERVER, "GET /hello"),
-        (CLIENT, "GET /missing"),
-        (SERVER, "GET /missing"),
-    ]);
+    tree.assert_names(&THREE_SPANS);
     for (path, exchange) in paths.iter().zip(&got) {
         let (client, server_span) =
             assert_joined_exchange(&tree, path, server.port, *exchange, &GO);
@@ -1344,7 +1334,7 @@ fn go_tls_fixtures_talk_https_without_sonde() {
     for stripped in [false, true] {
         let go = build_go_tls(dir.path(), stripped);
         let server = go.start_server(&certs);
-        let urls: Vec<String> = ["/size/999", "/hello", "/missing"]
+        let urls: Vec<String> = THREE_PATHS
             .iter()
             .map(|p| https_url(server.port, p))
             .collect();
@@ -1353,11 +1343,7 @@ fn go_tls_fixtures_talk_https_without_sonde() {
             .output()
             .expect("running the Go client");
         let got = status_lines(&out, "go_tls client");
-        assert_eq!(
-            got,
-            [(200, 999), (200, 13), (404, 10)],
-            "stripped={stripped}"
-        );
+        assert_eq!(got, THREE_ANSWERS, "stripped={stripped}");
         let c = Command::new("curl")
             .args([
                 "-sS",

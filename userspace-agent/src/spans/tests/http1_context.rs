@@ -8,19 +8,16 @@ use super::*;
 fn kernel_ids_and_parent_are_used() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
-    let ctx = RawTraceCtx {
-        trace_id: [7; 16],
-        span_id: [8; 8],
-        parent_span_id: [9; 8],
-    };
-    let mut e = ev(
-        CLIENT_SOCK,
-        Direction::Egress,
-        5,
-        b"GET /x?token=abc HTTP/1.1\r\nHost: api:8080\r\n\r\n",
+    let mut e = decided(
+        ev(
+            CLIENT_SOCK,
+            Direction::Egress,
+            5,
+            b"GET /x?token=abc HTTP/1.1\r\nHost: api:8080\r\n\r\n",
+        ),
+        CtxRole::ClientRequest,
+        ([7; 16], [8; 8], [9; 8]),
     );
-    e.role = CtxRole::ClientRequest;
-    e.ctx = ctx;
     e.source = KernelParentSource::Thread;
     feed(&mut t, &e, &mut out);
     feed(
@@ -55,34 +52,30 @@ fn a_parent_from_a_header_keeps_its_format_and_tracestate() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
     let header_trace = [0x4b; 16];
-    let mut e = ev(
-        SERVER_SOCK,
-        Direction::Ingress,
-        10,
-        b"GET /in HTTP/1.1\r\nHost: h\r\ntraceparent: 00-4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b-00f067aa0ba902b7-01\r\ntracestate: rojo=00f067aa0ba902b7\r\ntracestate: congo=t61rcWkgMzE\r\n\r\n",
+    let mut e = decided(
+        ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /in HTTP/1.1\r\nHost: h\r\ntraceparent: 00-4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b-00f067aa0ba902b7-01\r\ntracestate: rojo=00f067aa0ba902b7\r\ntracestate: congo=t61rcWkgMzE\r\n\r\n",
+        ),
+        CtxRole::ServerRequest,
+        (header_trace, [6; 8], [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]),
     );
-    e.role = CtxRole::ServerRequest;
     e.source = KernelParentSource::Header;
     e.format = CtxFormat::W3c;
-    e.ctx = RawTraceCtx {
-        trace_id: header_trace,
-        span_id: [6; 8],
-        parent_span_id: [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
-    };
     feed(&mut t, &e, &mut out);
     // The handler's call: the kernel already put it in the header's trace.
-    let mut call = ev(
-        CLIENT_SOCK,
-        Direction::Egress,
-        20,
-        b"GET /out HTTP/1.1\r\nHost: d\r\n\r\n",
+    let mut call = decided(
+        ev(
+            CLIENT_SOCK,
+            Direction::Egress,
+            20,
+            b"GET /out HTTP/1.1\r\nHost: d\r\n\r\n",
+        ),
+        CtxRole::ClientRequest,
+        (header_trace, [7; 8], [6; 8]),
     );
-    call.role = CtxRole::ClientRequest;
-    call.ctx = RawTraceCtx {
-        trace_id: header_trace,
-        span_id: [7; 8],
-        parent_span_id: [6; 8],
-    };
     call.source = KernelParentSource::Thread;
     feed(&mut t, &call, &mut out);
     let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -129,20 +122,18 @@ fn a_parent_from_a_header_keeps_its_format_and_tracestate() {
 fn tracestate_needs_a_w3c_parent() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
-    let mut e = ev(
-        SERVER_SOCK,
-        Direction::Ingress,
-        10,
-        b"GET /in HTTP/1.1\r\nb3: 4b4b4b4b4b4b4b4b-00f067aa0ba902b7\r\ntracestate: rojo=1\r\n\r\n",
+    let mut e = decided(
+        ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /in HTTP/1.1\r\nb3: 4b4b4b4b4b4b4b4b-00f067aa0ba902b7\r\ntracestate: rojo=1\r\n\r\n",
+        ),
+        CtxRole::ServerRequest,
+        ([0x4b; 16], [6; 8], [1; 8]),
     );
-    e.role = CtxRole::ServerRequest;
     e.source = KernelParentSource::Header;
     e.format = CtxFormat::B3;
-    e.ctx = RawTraceCtx {
-        trace_id: [0x4b; 16],
-        span_id: [6; 8],
-        parent_span_id: [1; 8],
-    };
     feed(&mut t, &e, &mut out);
     let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
     feed(
@@ -163,18 +154,16 @@ fn tracestate_needs_a_w3c_parent() {
 fn a_header_the_kernel_did_not_take_is_not_adopted() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
-    let mut e = ev(
-        SERVER_SOCK,
-        Direction::Ingress,
-        10,
-        b"GET /in HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ntracestate: rojo=1\r\n\r\n",
+    let e = decided(
+        ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /in HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ntracestate: rojo=1\r\n\r\n",
+        ),
+        CtxRole::ServerRequest,
+        ([5; 16], [6; 8], [0; 8]),
     );
-    e.role = CtxRole::ServerRequest;
-    e.ctx = RawTraceCtx {
-        trace_id: [5; 16],
-        span_id: [6; 8],
-        parent_span_id: [0; 8],
-    };
     feed(&mut t, &e, &mut out);
     feed(
         &mut t,
@@ -197,18 +186,16 @@ fn a_header_the_kernel_did_not_take_is_not_adopted() {
 fn kernel_ids_survive_a_request_head_split_over_reads() {
     let (mut t, _) = tracker();
     let mut out = Vec::new();
-    let mut first = ev(
-        SERVER_SOCK,
-        Direction::Ingress,
-        10,
-        b"GET /big HTTP/1.1\r\nCookie: aaaa",
+    let first = decided(
+        ev(
+            SERVER_SOCK,
+            Direction::Ingress,
+            10,
+            b"GET /big HTTP/1.1\r\nCookie: aaaa",
+        ),
+        CtxRole::ServerRequest,
+        ([3; 16], [4; 8], [0; 8]),
     );
-    first.role = CtxRole::ServerRequest;
-    first.ctx = RawTraceCtx {
-        trace_id: [3; 16],
-        span_id: [4; 8],
-        parent_span_id: [0; 8],
-    };
     feed(&mut t, &first, &mut out);
     feed(
         &mut t,

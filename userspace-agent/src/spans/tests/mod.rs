@@ -166,6 +166,17 @@ pub(super) fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> Ev {
     }
 }
 
+/// `e` as the kernel decided it: its role, and its (trace, span, parent span) IDs.
+pub(super) fn decided(mut e: Ev, role: CtxRole, ids: ([u8; 16], [u8; 8], [u8; 8])) -> Ev {
+    e.role = role;
+    e.ctx = RawTraceCtx {
+        trace_id: ids.0,
+        span_id: ids.1,
+        parent_span_id: ids.2,
+    };
+    e
+}
+
 pub(super) fn feed(t: &mut Harness, e: &Ev, out: &mut Vec<Span>) {
     let mut local_addr = [0u8; 16];
     local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
